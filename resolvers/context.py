@@ -1,0 +1,106 @@
+"""Per-request context: the caller, the access chokepoint, the loaders and the remote calls.
+
+Loaders are created per request (never at module level). ``Loaders`` are the
+local, SQL-backed ones, shared by both passes of a federated query;
+``summary`` combines local summaries with the children's and is made anew for
+each pass, as the planning pass fills it with placeholders.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+from aiodataloader import DataLoader
+from strawberry.types import Info
+
+from tierfed.auth import Access, Caller
+from tierfed.tiers.figures import Summary
+from tierfed.tiers.node import Node
+from tierfed.tiers.remote import RemoteCalls
+from tierfed.tiers.store import Store
+
+
+def loader(batch: Callable[[list[Any]], Any]) -> DataLoader:
+    async def load(keys: list[Any]) -> list[Any]:
+        return await batch(keys)
+
+    return DataLoader(load, max_batch_size=5000)
+
+
+def by_key(fetch: Callable[[Sequence[Any]], Any], default: Any = None) -> DataLoader:
+    async def batch(keys: list[Any]) -> list[Any]:
+        found = await fetch(keys)
+        return [found.get(k, default) if not isinstance(found, list) else found[i] for i, k in enumerate(keys)]
+
+    return loader(batch)
+
+
+class Loaders:
+    """The SQL-backed loaders of one request; each batch is one statement."""
+
+    def __init__(self, store: Store) -> None:
+        self.region = by_key(store.regions)
+        self.agency = by_key(store.agencies)
+        self.agencies_by_region = by_key(store.agencies_by_region, [])
+        self.agencies_by_parent = by_key(store.agencies_by_parent, [])
+        self.local_summary = by_key(store.summaries)
+        self.person = by_key(store.persons)
+        self.statement = by_key(store.statements)
+        self.pool = by_key(store.pools)
+        self.pool_predecessors = by_key(store.pools_by_successor, [])
+        self.pool_covering = by_key(store.pools_covering)
+        self.pool_opening = by_key(store.pool_openings)
+
+
+class SummaryLoader(DataLoader):
+    """Full summaries of (region, first, last): the node's own records plus every child's part."""
+
+    def __init__(self, node: Node, local: DataLoader, remote: RemoteCalls) -> None:
+        super().__init__(max_batch_size=5000)
+        self.node = node
+        self.local = local
+        self.remote = remote
+
+    async def batch_load_fn(self, keys: list[tuple[str, date, date]]) -> list[Summary]:
+        out = [Summary() for _ in keys]
+        per_child: dict[str, tuple[Any, list[tuple[int, tuple[str, date, date]]]]] = {}
+        local_keys: list[tuple[int, tuple[str, date, date]]] = []
+        for i, key in enumerate(keys):
+            region, first, last = key
+            owner = self.node.child_for(region)
+            if owner is not None:
+                per_child.setdefault(owner.name, (owner, []))[1].append((i, key))
+                continue
+            local_keys.append((i, key))
+            for ch in self.node.children_within(region):
+                per_child.setdefault(ch.name, (ch, []))[1].append((i, (ch.region, first, last)))
+        local = await self.local.load_many([k for _, k in local_keys])
+        for (i, _), s in zip(local_keys, local):
+            out[i].merge(s)
+        for child, items in per_child.values():
+            uniq = list(dict.fromkeys(k for _, k in items))
+            answers = dict(zip(uniq, await self.remote.summaries(child, uniq)))
+            for i, k in items:
+                out[i].merge(answers[k])
+        return out
+
+
+@dataclass
+class Context:
+    node: Node
+    store: Store
+    caller: Caller
+    access: Access
+    loaders: Loaders
+    remote: RemoteCalls
+    summary: SummaryLoader
+    operation_name: str | None = None
+    pii_reads: list[tuple[str, str]] = field(default_factory=list)
+    runtime: Any = None
+
+
+def ctx(info: Info) -> Context:
+    return info.context  # type: ignore[no-any-return]

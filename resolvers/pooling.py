@@ -1,0 +1,107 @@
+"""raisePoolingLevel, the pooling overview and the audit of pooling changes."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from strawberry.types import Info
+
+from tierfed import codes
+from tierfed.errors import bad_input
+from tierfed.tiers import pooling as tp
+from tierfed.tiers.figures import SCHEME_ID, SCHEMES
+from tierfed.tiers.store import PoolRec
+
+from .common import as_month, subtree_region
+from .context import ctx
+
+
+async def raise_pooling_level(info: Info, scheme: str, region: str, effective_from: object,
+                              idempotency_key: str, dry_run: bool, vertical_management: bool) -> tp.RaiseOutcome:
+    c = ctx(info)
+    c.access.role("OPERATOR", "raisePoolingLevel")
+    code = subtree_region(info, region)
+    c.access.region(code, "pools")
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise bad_input("idempotencyKey must be 1 to 200 characters", argument="idempotencyKey")
+    eff = as_month(effective_from, "effectiveFrom")
+    if not c.node.holds_whole(code):
+        owner = c.node.child_for(code)
+        nodes = [owner.name] if owner else [ch.name for ch in c.node.children_within(code)]
+        raise bad_input(
+            f"region {code}'s subtree spans other nodes ({', '.join(nodes)}) besides this node "
+            f"'{c.node.name}': a raise must run on a node that holds the whole subtree "
+            + (f"(send it to node '{owner.name}' at {owner.url})" if owner else "(see README: cross-node raises)"),
+            nodes=nodes)
+    inp = tp.RaiseInput(SCHEME_ID[scheme], code, eff, idempotency_key, dry_run, vertical_management)
+    return await tp.raise_level(c.store.pool, c.node.tree, inp, c.caller.sub)
+
+
+@dataclass(frozen=True)
+class LevelCount:
+    level: str
+    count: int
+    region_codes: list[str]
+
+
+@dataclass(frozen=True)
+class SchemeOverview:
+    scheme: str
+    levels: list[LevelCount]
+
+
+async def pools_at(info: Info, as_of: date) -> list[dict[str, Any]]:
+    """Pool rows open at ``as_of``, this node's and every child's, inside the caller's scope."""
+    c = ctx(info)
+    rows = [{"id": p.id, "scheme": SCHEMES[p.scheme - 1], "region": p.region_code}
+            for p in await c.store.pools_at(as_of)]
+    for ch in c.node.children:
+        got = await c.remote.forward(ch, f'_tierPools(asOf: "{codes.month_str(as_of)}")', set())
+        if got:
+            rows.extend(got)
+    return [r for r in rows if c.node.tree.within(r["region"], c.caller.scope)]
+
+
+async def overview(info: Info, as_of: object | None) -> list[SchemeOverview]:
+    at = as_month(as_of, "asOf") if as_of is not None else codes.current_month()
+    rows = await pools_at(info, at)
+    tree = ctx(info).node.tree
+    out = []
+    for s in SCHEMES:
+        per_level: dict[str, list[str]] = {}
+        for r in rows:
+            if r["scheme"] == s:
+                per_level.setdefault(tree.tier_name(r["region"]), []).append(r["region"])
+        levels = [LevelCount(lv, len(per_level.get(lv, [])), sorted(per_level.get(lv, [])))
+                  for lv in ("CENTRAL", "PROVINCE", "CITY", "COUNTY")]
+        out.append(SchemeOverview(s, levels))
+    return out
+
+
+@dataclass(frozen=True)
+class ChangeRec:
+    id: str
+    idempotency_key: str
+    caller: str
+    at: str
+    input: Any
+    result: Any
+
+
+async def changes(info: Info, region: str | None, limit: int) -> list[ChangeRec]:
+    c = ctx(info)
+    if not (c.caller.has("OPERATOR") or c.caller.has("AUDITOR")):
+        c.access.role("AUDITOR", "reading pooling changes")
+    code = subtree_region(info, region) if region else c.caller.scope
+    c.access.region(code, "pooling changes")
+    if not 1 <= limit <= 1000:
+        raise bad_input("limit must be 1 to 1000", argument="limit")
+    rows = await tp.changes(c.store.pool, code, limit)
+    return [ChangeRec(str(r["id"]), r["idempotency_key"], r["caller"], r["created_at"].isoformat(),
+                      json.loads(r["input"]), json.loads(r["result"])) for r in rows]
+
+
+__all__ = ["PoolRec", "raise_pooling_level", "overview", "changes"]

@@ -1,0 +1,92 @@
+"""Pools: which fund covers a region, and balances computed from the summaries."""
+
+from __future__ import annotations
+
+import re
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from strawberry.types import Info
+
+from tierfed import codes
+from tierfed.errors import bad_input
+from tierfed.tiers.figures import SCHEME_ID, SCHEMES
+from tierfed.tiers.store import PoolRec
+from tierfed.tiers.tree import RegionRec
+
+from .common import as_month, forward, region_code
+from .context import ctx
+
+POOL_ID_RE = re.compile(r"^(\d{6})-(PENSION|MEDICAL|WORK_INJURY|UNEMPLOYMENT|MATERNITY)-(\d{4})(\d{2})$")
+
+
+def pool_id(region: str, scheme: int, opened_from: date) -> str:
+    """Pool ids name their region, scheme and first month: routable across the federation."""
+    return f"{region}-{SCHEMES[scheme - 1]}-{opened_from.year:04d}{opened_from.month:02d}"
+
+
+def parse_pool_id(value: str) -> str:
+    m = POOL_ID_RE.match(value) if isinstance(value, str) else None
+    if not m or not 1 <= int(m.group(4)) <= 12:
+        raise bad_input(f"pool id {value!r} is malformed: expected REGION-SCHEME-YYYYMM, e.g. 440000-MEDICAL-202501",
+                        argument="id")
+    return m.group(1)
+
+
+async def pool(info: Info, id: str) -> Any:
+    region = parse_pool_id(id)
+    c = ctx(info)
+    if region_code(info, region, must_exist=False) is None or not c.node.in_subtree(region):
+        return None
+    owner = c.node.child_for(region)
+    if owner is not None:
+        return await forward(info, owner)
+    c.access.region(region, "pools")
+    return await c.loaders.pool.load(id)
+
+
+async def region_pool(root: RegionRec, info: Info, scheme: str, as_of: object | None) -> Any:
+    c = ctx(info)
+    if not c.node.in_subtree(root.code):
+        return None
+    owner = c.node.child_for(root.code)
+    if owner is not None:
+        return await forward(info, owner, on_region=root.code)
+    c.access.region(root.code, "pools")
+    at = as_month(as_of, "asOf") if as_of is not None else codes.current_month()
+    rec: PoolRec | None = await c.loaders.pool_covering.load((root.code, SCHEME_ID[scheme], at))
+    if rec is not None:
+        c.access.region(rec.region_code, "pools")
+    return rec
+
+
+def level(root: PoolRec, info: Info) -> str:
+    return ctx(info).node.tree.tier_name(root.region_code)
+
+
+async def pool_region(root: PoolRec, info: Info) -> RegionRec:
+    return await ctx(info).loaders.region.load(root.region_code)
+
+
+async def opening_balance(root: PoolRec, info: Info) -> Decimal:
+    if root.virtual:
+        return root.opening_balance
+    return await ctx(info).loaders.pool_opening.load(root.id)
+
+
+async def balance(root: PoolRec, info: Info, as_of: object | None) -> Decimal:
+    at = as_month(as_of, "asOf") if as_of is not None else codes.current_month()
+    opening = await opening_balance(root, info)
+    last = min(at, root.closed_after) if root.closed_after else at
+    if last < root.opened_from:
+        return opening
+    s = await ctx(info).summary.load((root.region_code, root.opened_from, last))
+    flow = sum((f.pooled - f.benefits_paid for (m, sc), f in s.rows.items() if sc == root.scheme), Decimal("0.00"))
+    return opening + flow
+
+
+async def predecessors(root: PoolRec, info: Info) -> list[PoolRec]:
+    if root.virtual:
+        return list(root.predecessor_recs)
+    return await ctx(info).loaders.pool_predecessors.load(root.id)

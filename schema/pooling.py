@@ -1,0 +1,98 @@
+"""Raising pooling levels: the mutation, its result, the overview and the audit trail."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from tierfed.resolvers import pooling as rp
+
+from .scalars import Decimal, Month
+from .types import Pool, Region, Scheme, Tier
+
+
+@strawberry.input
+class RaisePoolingLevelInput:
+    scheme: Scheme
+    region: strawberry.ID = strawberry.field(description=(
+        "The region whose whole subtree is pooled from effectiveFrom on; its tier is the new pooling level."))
+    effective_from: Month
+    idempotency_key: str = strawberry.field(description=(
+        "A repeated call with the same key and input returns the first result and changes nothing; "
+        "the same key with other input is a CONFLICT."))
+    dry_run: Optional[bool] = strawberry.field(default=False, description="Compute and return the result without changing anything.")
+    vertical_management: Optional[bool] = strawberry.field(default=False, description=(
+        "Also mark the agencies of the scheme's department in the subtree as vertically managed, "
+        "each under the agency of its parent region."))
+
+
+@strawberry.type
+class RaisePoolingLevelResult:
+    pool: Pool = strawberry.field(description="The new pool.")
+    closed: list[Pool] = strawberry.field(description="The pools it replaces, closed after the month before effectiveFrom.")
+    transferred: Decimal = strawberry.field(description="The sum of the closed pools' balances at the month before effectiveFrom.")
+    dry_run: bool = strawberry.field(description="True when nothing was changed.")
+    replayed: bool = strawberry.field(description="True when this is the stored first result of an earlier call with the same key.")
+
+
+@strawberry.type
+class PoolingLevelCount:
+    level: Tier
+    count: int
+
+    @strawberry.field
+    async def regions(self, info: Info) -> list[Region]:
+        return [r for r in await info.context.loaders.region.load_many(self.region_codes) if r]  # type: ignore
+
+
+@strawberry.type(description="How one scheme is pooled: the number of pools open at each level, and where.")
+class SchemePooling:
+    scheme: Scheme
+    levels: list[PoolingLevelCount]
+
+
+@strawberry.type(description="One applied raisePoolingLevel: who, when, the input and the result.")
+class PoolingChange:
+    id: strawberry.ID
+    idempotency_key: str
+    caller: str
+    at: str
+    input: JSON
+    result: JSON
+
+
+@strawberry.type
+class PoolingQueries:
+    @strawberry.field(description=(
+        "Per scheme, how many pools are open at each level as of a month (default: the current month) "
+        "and over which regions: the progress of raising pooling levels, in one query. "
+        "Only pools inside the caller's scope are counted."))
+    async def pooling_overview(self, info: Info, as_of: Optional[Month] = None) -> list[SchemePooling]:
+        return await rp.overview(info, as_of)  # type: ignore[return-value]
+
+    @strawberry.field(description="Applied pooling changes inside a region's subtree (default: the caller's scope), newest first. Needs OPERATOR or AUDITOR.")
+    async def pooling_changes(self, info: Info, region: Optional[strawberry.ID] = None, limit: int = 50) -> list[PoolingChange]:
+        return await rp.changes(info, str(region) if region else None, limit)  # type: ignore[return-value]
+
+    @strawberry.field(name="_tierPools", description="Internal, node to node: pools open at a month, as JSON rows.")
+    async def tier_pools(self, info: Info, as_of: Month) -> list[JSON]:
+        return await rp.pools_at(info, as_of)  # type: ignore[arg-type,return-value]
+
+
+@strawberry.type
+class PoolingMutations:
+    @strawberry.mutation(description=(
+        "Raise the pooling level of a scheme: every open pool of the scheme inside the\n"
+        "region's subtree is closed and one pool over the whole region opens. All or\n"
+        "nothing: a region at a tier not above the pools it would replace, an\n"
+        "effectiveFrom at or before a replaced pool's openedFrom, or a region outside\n"
+        "the caller's scope changes nothing and returns an error."))
+    async def raise_pooling_level(self, info: Info, input: RaisePoolingLevelInput) -> RaisePoolingLevelResult:
+        out = await rp.raise_pooling_level(
+            info, input.scheme.value, str(input.region), input.effective_from, input.idempotency_key,
+            bool(input.dry_run), bool(input.vertical_management))
+        return RaisePoolingLevelResult(pool=out.pool, closed=out.closed, transferred=out.transferred,  # type: ignore
+                                       dry_run=out.dry_run, replayed=out.replayed)

@@ -1,0 +1,86 @@
+"""The root types and the schema object. ``tierfed schema`` prints what this serves."""
+
+from __future__ import annotations
+
+from decimal import Decimal as PyDecimal
+from typing import Optional
+
+import strawberry
+from strawberry.scalars import JSON
+from strawberry.types import Info
+
+from tierfed.resolvers import adjustment as adj
+from tierfed.resolvers import internal
+from tierfed.resolvers import persons as per
+from tierfed.resolvers import pools as pol
+from tierfed.resolvers import regions as reg
+from tierfed.resolvers import rollups as rol
+
+from . import pooling as pooling_types
+from .scalars import Decimal
+from .types import (
+    Agency,
+    CentralAdjustment,
+    PeriodInput,
+    Person,
+    Pool,
+    Region,
+    Rollup,
+    Scheme,
+    TierSummaryKey,
+)
+
+
+@strawberry.type
+class Query(pooling_types.PoolingQueries):
+    @strawberry.field
+    async def nation(self, info: Info) -> Region:
+        return await reg.nation(info)  # type: ignore[return-value]
+
+    @strawberry.field(description="Null for a well-formed code that names no region; BAD_USER_INPUT for a malformed one.")
+    async def region(self, info: Info, code: strawberry.ID) -> Optional[Region]:
+        return await reg.region(info, str(code))  # type: ignore[return-value]
+
+    @strawberry.field
+    async def agency(self, info: Info, code: strawberry.ID) -> Optional[Agency]:
+        return await reg.agency(info, str(code))  # type: ignore[no-any-return]
+
+    @strawberry.field
+    def rollup(self, info: Info, region: strawberry.ID, period: PeriodInput,
+               schemes: Optional[list[Scheme]] = None) -> Rollup:
+        return rol.rollup(info, str(region), period.from_, period.to,  # type: ignore[return-value]
+                          [s.value for s in schemes] if schemes else None)
+
+    @strawberry.field
+    async def pool(self, info: Info, id: strawberry.ID) -> Optional[Pool]:
+        return await pol.pool(info, str(id))  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def person(self, info: Info, id_number: str) -> Optional[Person]:
+        return await per.person(info, id_number)  # type: ignore[no-any-return]
+
+    @strawberry.field
+    async def central_adjustment(self, info: Info, year: int, ratio: Decimal) -> CentralAdjustment:
+        return await adj.central_adjustment(info, year, ratio)  # type: ignore[return-value]
+
+    @strawberry.field(name="_tierSummaries", description=(
+        "Internal, node to node: full summaries per key, as JSON (complete, missing, rows of "
+        "[month, scheme, contributions, employer, individual, individualAccount, base, benefits, benefitsPaid])."))
+    async def tier_summaries(self, info: Info, keys: list[TierSummaryKey]) -> list[JSON]:
+        return await internal.tier_summaries(info, keys)  # type: ignore[return-value]
+
+
+@strawberry.type
+class Mutation(pooling_types.PoolingMutations):
+    pass
+
+
+def build_schema() -> strawberry.federation.Schema:
+    return strawberry.federation.Schema(
+        query=Query,
+        mutation=Mutation,
+        scalar_overrides={PyDecimal: Decimal},
+    )
+
+
+schema = build_schema()

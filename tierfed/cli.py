@@ -1,0 +1,231 @@
+"""The ``tierfed`` console script. Bad arguments, files or configuration end with one
+clear line on stderr and a non-zero exit, never a traceback."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from . import codes
+from .config import NodeConfig, load
+from .errors import UserError
+
+IMPORT_KINDS = ("regions", "agencies", "pools", "employers", "persons", "contributions", "benefits")
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # type: ignore[override]
+        raise UserError(f"{self.prog}: {message}")
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="tierfed", description="GraphQL federation server for four-tier social insurance agencies")
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    d = sub.add_parser("demo", help="central node and province nodes on the embedded PostgreSQL")
+    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--persons", type=int, default=100_000)
+    d.add_argument("--data-dir", default=".tierfed")
+
+    s = sub.add_parser("serve", help="serve one node")
+    s.add_argument("--config")
+
+    m = sub.add_parser("migrate", help="apply pending migrations")
+    m.add_argument("--config")
+
+    i = sub.add_parser("import", help="load a CSV file, whole or not at all")
+    i.add_argument("kind", choices=IMPORT_KINDS)
+    i.add_argument("file")
+    i.add_argument("--config")
+
+    t = sub.add_parser("token", help="print a signed token")
+    t.add_argument("--config")
+    t.add_argument("--scope", required=True)
+    t.add_argument("--roles", default="VIEWER")
+    t.add_argument("--ttl", type=int, default=3600)
+    t.add_argument("--sub", default="tierfed-cli")
+
+    sub.add_parser("schema", help="print the SDL the server serves")
+
+    v = sub.add_parser("verify", help="check every summary against the raw records")
+    v.add_argument("--config")
+
+    g = sub.add_parser("generate", help="write a synthetic data set as import CSV files")
+    g.add_argument("--out", required=True)
+    g.add_argument("--persons", type=int, default=10_000)
+    g.add_argument("--from", dest="first", default="2025-01")
+    g.add_argument("--to", dest="last", default="2025-12")
+    g.add_argument("--seed", type=int, default=1)
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        args = _parser().parse_args(argv)
+        code = COMMANDS[args.command](args)
+    except UserError as e:
+        print(f"tierfed: {e}", file=sys.stderr)
+        for err in getattr(e, "errors", [])[:1000]:
+            print(f"  {err}", file=sys.stderr)
+        sys.exit(1 if getattr(e, "errors", None) else 2)
+    except KeyboardInterrupt:
+        sys.exit(130)
+    sys.exit(code or 0)
+
+
+def _run(coro: Awaitable[Any]) -> Any:
+    return asyncio.run(coro)  # type: ignore[arg-type]
+
+
+async def _with_db(cfg: NodeConfig, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    import asyncpg
+
+    from .db import database_url
+
+    url = database_url(cfg)
+    try:
+        con = await asyncpg.connect(url)
+    except (OSError, asyncpg.PostgresError) as e:
+        raise UserError(f"cannot connect to the node's database: {e}") from None
+    try:
+        return await fn(con)
+    finally:
+        await con.close()
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from .db import migrate
+
+    cfg = load(args.config)
+    applied = _run(_with_db(cfg, migrate))
+    print("applied: " + ", ".join(applied) if applied else "nothing to apply: the database is up to date")
+    return 0
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from .importer import import_file
+    from .runtime import open_runtime
+
+    cfg = load(args.config)
+
+    async def go() -> Any:
+        rt = await open_runtime(cfg, check_children=False)
+        try:
+            return await import_file(rt.pool, rt.node, args.kind, args.file)
+        finally:
+            await rt.close()
+
+    rep = _run(go())
+    print(f"{rep.kind}: {rep.rows} rows, {rep.inserted} new, {rep.unchanged} already stored")
+    return 0
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from .auth import ROLES, Keys
+
+    cfg = load(args.config)
+    try:
+        codes.region_code(args.scope)
+    except ValueError as e:
+        raise UserError(f"--scope: {e}") from None
+    roles = [r.strip().upper() for r in args.roles.split(",") if r.strip()]
+    bad = [r for r in roles if r not in ROLES]
+    if bad:
+        raise UserError(f"--roles: unknown role(s) {', '.join(bad)}; expected any of {', '.join(ROLES)}")
+    if not 1 <= args.ttl <= 366 * 86400:
+        raise UserError("--ttl: expected 1 to 31622400 seconds")
+    print(Keys(cfg.auth).sign(args.sub, args.scope, roles, args.ttl))
+    return 0
+
+
+def cmd_schema(args: argparse.Namespace) -> int:
+    from .schema.root import schema
+
+    print(schema.as_str())
+    return 0
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    from .verify import verify
+
+    cfg = load(args.config)
+    n, bad = _run(_with_db(cfg, lambda con: verify(con, cfg.region)))
+    if bad:
+        for region, month, scheme in bad:
+            print(f"mismatch: region {region}, month {month}, scheme {scheme}", file=sys.stderr)
+        print(f"verify: {len(bad)} summary row(s) differ from the records", file=sys.stderr)
+        return 1
+    print(f"verify: all {n} summary rows equal the records")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from .app import create_app
+    from .runtime import open_runtime
+
+    cfg = load(args.config)
+
+    async def go() -> None:
+        rt = await open_runtime(cfg)
+        try:
+            server = uvicorn.Server(uvicorn.Config(create_app(cfg, rt), host=cfg.host, port=cfg.port,
+                                                   log_level="info", access_log=False))
+            await server.serve()
+        finally:
+            await rt.close()
+
+    _run(go())
+    return 0
+
+
+def cmd_generate(args: argparse.Namespace) -> int:
+    from .db import shipped_regions
+    from .generator import Options, generate
+    from .tiers.tree import RegionRec, Tree
+
+    try:
+        first, last = codes.period(args.first, args.last)
+    except ValueError as e:
+        raise UserError(str(e)) from None
+    if not 1 <= args.persons <= 50_000_000:
+        raise UserError("--persons: expected 1 to 50000000")
+    tree = tree_from_shipped(shipped_regions(), RegionRec, Tree)
+    counts = generate(tree, Path(args.out), Options(args.persons, first, last, args.seed))
+    for d, c in counts.items():
+        print(f"{d}: " + ", ".join(f"{k} {v}" for k, v in c.items()))
+    return 0
+
+
+def tree_from_shipped(rows: list[tuple], rec: Any, tree_cls: Any) -> Any:
+    parents = {code: parent for code, _, _, parent in rows}
+
+    def anc(code: str) -> tuple[str, ...]:
+        out = []
+        p = parents[code]
+        while p:
+            out.append(p)
+            p = parents[p]
+        return tuple(reversed(out))
+
+    return tree_cls(rec(code, name, tier, parent, anc(code)) for code, name, tier, parent in rows)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from .demo import run_demo
+
+    _run(run_demo(args.port, args.persons, Path(args.data_dir)))
+    return 0
+
+
+COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
+    "demo": cmd_demo, "serve": cmd_serve, "migrate": cmd_migrate, "import": cmd_import,
+    "token": cmd_token, "schema": cmd_schema, "verify": cmd_verify, "generate": cmd_generate,
+}

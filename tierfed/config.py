@@ -1,0 +1,194 @@
+"""A node's TOML configuration, read once into frozen dataclasses.
+
+A tier is data: a node is its region, the children that hold parts of its
+subtree, its limits and its auth keys. Everything that can be checked without
+the database is checked here; ``tiers.node`` checks the topology against the tree.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from . import codes
+from .errors import UserError
+
+
+@dataclass(frozen=True)
+class ChildConfig:
+    region: str
+    url: str
+    timeout_s: float = 5.0
+    name: str = ""
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_depth: int = 12
+    max_aliases: int = 30
+    max_root_fields: int = 20
+    max_cost: int = 50_000
+    max_body_bytes: int = 100_000
+    deadline_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class AuthConfig:
+    jwt_secret: str | None = None
+    jwt_public_key_file: str | None = None
+    jwt_private_key_file: str | None = None
+    issuer: str | None = None
+    # Previous keys still accepted while tokens signed with them expire (rotation).
+    previous_secrets: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class NodeConfig:
+    name: str
+    region: str
+    listen: str = "127.0.0.1:8000"
+    database_url: str | None = None
+    data_dir: str = ".tierfed"
+    auth: AuthConfig = field(default_factory=AuthConfig)
+    children: tuple[ChildConfig, ...] = ()
+    limits: Limits = field(default_factory=Limits)
+    graphiql: bool = True
+    introspection: bool = True
+    cors_origins: tuple[str, ...] = ()
+    persisted_only: bool = False
+    persisted_operations_file: str | None = None
+    check_children_at_start: bool = True
+
+    @property
+    def host(self) -> str:
+        return self.listen.rsplit(":", 1)[0]
+
+    @property
+    def port(self) -> int:
+        return int(self.listen.rsplit(":", 1)[1])
+
+
+def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+    if key not in table:
+        return default
+    value = table[key]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else " or ".join(k.__name__ for k in kind)
+        raise UserError(f"config {where}.{key}: expected {names}, got {value!r}")
+    return value
+
+
+def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
+    """Build a NodeConfig from parsed TOML; raises UserError naming the bad key."""
+    node = data.get("node")
+    if not isinstance(node, dict):
+        raise UserError("config: missing [node] table with name and region")
+    name = _get(node, "name", str, "[node]")
+    region = _get(node, "region", str, "[node]")
+    if not name:
+        raise UserError("config [node].name: required, e.g. name = \"guangdong\"")
+    if region is None:
+        raise UserError("config [node].region: required, the 6-digit code of the subtree this node answers for")
+    try:
+        codes.region_code(region)
+    except ValueError as e:
+        raise UserError(f"config [node].region: {e}") from None
+    listen = _get(node, "listen", str, "[node]", "127.0.0.1:8000")
+    if ":" not in listen or not listen.rsplit(":", 1)[1].isdigit():
+        raise UserError(f"config [node].listen: expected host:port, got {listen!r}")
+    database_url = _get(node, "database_url", str, "[node]") or os.environ.get("DATABASE_URL") or None
+
+    auth_t = data.get("auth", {})
+    if not isinstance(auth_t, dict):
+        raise UserError("config [auth]: expected a table")
+
+    def path(p: str | None) -> str | None:
+        if p is None:
+            return None
+        q = Path(p)
+        return str(q if q.is_absolute() or base is None else base / q)
+
+    auth = AuthConfig(
+        jwt_secret=_get(auth_t, "jwt_secret", str, "[auth]"),
+        jwt_public_key_file=path(_get(auth_t, "jwt_public_key_file", str, "[auth]")),
+        jwt_private_key_file=path(_get(auth_t, "jwt_private_key_file", str, "[auth]")),
+        issuer=_get(auth_t, "issuer", str, "[auth]"),
+        previous_secrets=tuple(_get(auth_t, "previous_secrets", list, "[auth]", [])),
+    )
+    if not auth.jwt_secret and not auth.jwt_public_key_file:
+        raise UserError("config [auth]: set jwt_secret (HS256) or jwt_public_key_file (EdDSA/ES256)")
+    if auth.jwt_secret is not None and len(auth.jwt_secret) < 32:
+        raise UserError("config [auth].jwt_secret: too short, use at least 32 characters")
+    for f in (auth.jwt_public_key_file, auth.jwt_private_key_file):
+        if f and not Path(f).is_file():
+            raise UserError(f"config [auth]: key file {f} does not exist")
+
+    children = []
+    raw_children = data.get("children", [])
+    if not isinstance(raw_children, list):
+        raise UserError("config [[children]]: expected an array of tables")
+    for i, c in enumerate(raw_children):
+        where = f"[[children]] #{i + 1}"
+        creg = _get(c, "region", str, where)
+        url = _get(c, "url", str, where)
+        if not creg or not url:
+            raise UserError(f"config {where}: needs region and url")
+        try:
+            codes.region_code(creg)
+        except ValueError as e:
+            raise UserError(f"config {where}.region: {e}") from None
+        if not url.startswith(("http://", "https://")):
+            raise UserError(f"config {where}.url: expected an http(s) URL, got {url!r}")
+        timeout = float(_get(c, "timeout_s", (int, float), where, 5.0))
+        if not 0 < timeout <= 120:
+            raise UserError(f"config {where}.timeout_s: expected 0 < timeout_s <= 120, got {timeout}")
+        children.append(ChildConfig(creg, url, timeout, _get(c, "name", str, where, "") or creg))
+
+    lim_t = data.get("limits", {})
+    defaults = Limits()
+    limits = Limits(
+        max_depth=_get(lim_t, "max_depth", int, "[limits]", defaults.max_depth),
+        max_aliases=_get(lim_t, "max_aliases", int, "[limits]", defaults.max_aliases),
+        max_root_fields=_get(lim_t, "max_root_fields", int, "[limits]", defaults.max_root_fields),
+        max_cost=_get(lim_t, "max_cost", int, "[limits]", defaults.max_cost),
+        max_body_bytes=_get(lim_t, "max_body_bytes", int, "[limits]", defaults.max_body_bytes),
+        deadline_s=float(_get(lim_t, "deadline_s", (int, float), "[limits]", defaults.deadline_s)),
+    )
+    http_t = data.get("http", {})
+    persisted_file = path(_get(http_t, "persisted_operations_file", str, "[http]"))
+    if persisted_file and not Path(persisted_file).is_file():
+        raise UserError(f"config [http].persisted_operations_file: {persisted_file} does not exist")
+    return NodeConfig(
+        name=name,
+        region=region,
+        listen=listen,
+        database_url=database_url,
+        data_dir=_get(node, "data_dir", str, "[node]", ".tierfed"),
+        auth=auth,
+        children=tuple(children),
+        limits=limits,
+        graphiql=_get(http_t, "graphiql", bool, "[http]", True),
+        introspection=_get(http_t, "introspection", bool, "[http]", True),
+        cors_origins=tuple(_get(http_t, "cors_origins", list, "[http]", [])),
+        persisted_only=_get(http_t, "persisted_only", bool, "[http]", False),
+        persisted_operations_file=persisted_file,
+        check_children_at_start=_get(node, "check_children_at_start", bool, "[node]", True),
+    )
+
+
+def load(path: str | None) -> NodeConfig:
+    """Read the file named by --config or TIERFED_CONFIG."""
+    p = path or os.environ.get("TIERFED_CONFIG")
+    if not p:
+        raise UserError("no configuration: pass --config FILE or set TIERFED_CONFIG")
+    f = Path(p)
+    if not f.is_file():
+        raise UserError(f"config file {p} does not exist")
+    try:
+        data = tomllib.loads(f.read_text("utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
+        raise UserError(f"config file {p} is not valid TOML: {e}") from None
+    return parse(data, f.parent)

@@ -1,0 +1,142 @@
+"""``tierfed demo``: a central node and three province nodes on one embedded PostgreSQL.
+
+One database per node; the other 28 provinces are held by the central node
+itself. The data set is generated once (seeded) and split by the node that
+holds each record's region; a second start reuses it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import uvicorn
+
+from . import embedded
+from .app import create_app
+from .auth import Keys
+from .config import NodeConfig, parse
+from .db import create_pool, migrate
+from .generator import Options, generate
+from .importer import import_file
+from .runtime import Runtime, open_runtime
+from .tiers.node import Node
+from .tiers.store import load_tree
+from .tiers.tree import Tree
+
+PROVINCE_NODES = (("guangdong", "440000", "广东省"), ("sichuan", "510000", "四川省"), ("zhejiang", "330000", "浙江省"))
+ORDER = ("pools", "employers", "persons", "contributions", "benefits")
+
+
+@dataclass
+class DemoNode:
+    cfg: NodeConfig
+    url: str
+
+
+def configs(port: int, secret: str, data_dir: Path) -> list[NodeConfig]:
+    auth = {"jwt_secret": secret}
+    provinces = [
+        parse({"node": {"name": name, "region": region, "listen": f"127.0.0.1:{port + i + 1}",
+                        "data_dir": str(data_dir)}, "auth": auth})
+        for i, (name, region, _) in enumerate(PROVINCE_NODES)
+    ]
+    central = parse({
+        "node": {"name": "central", "region": "000000", "listen": f"127.0.0.1:{port}", "data_dir": str(data_dir)},
+        "auth": auth,
+        "children": [{"name": p.name, "region": p.region, "url": f"http://{p.listen}/graphql", "timeout_s": 10}
+                     for p in provinces],
+    })
+    return [central, *provinces]
+
+
+async def prepare(cfgs: list[NodeConfig], data_dir: Path, persons: int) -> None:
+    """Migrate every node's database and load the data set into the ones that are empty."""
+    urls = {c.name: embedded.url_for(data_dir, embedded.database_name(c.name)) for c in cfgs}
+    empty = []
+    for c in cfgs:
+        pool = await create_pool(urls[c.name])
+        async with pool.acquire() as con:
+            await migrate(con)
+        if not await pool.fetchval("select exists (select 1 from person)"):
+            empty.append(c)
+        await pool.close()
+    if not empty:
+        print("demo data found: reusing it")
+        return
+    central = cfgs[0]
+    t0 = time.monotonic()
+    pool = await create_pool(urls[central.name])
+    tree = Tree(await load_tree(pool))
+    await pool.close()
+    router = Node(central, tree)
+    gen_dir = data_dir / "demo-data"
+    print(f"generating {persons} persons over 12 months of 2025 ...", flush=True)
+    counts = generate(tree, gen_dir, Options(persons=persons, seed=2025),
+                      split=lambda region: router.child_for(region).name if router.child_for(region) else central.name)
+    print(f"  generated in {time.monotonic() - t0:.0f} s: "
+          + "; ".join(f"{n}: {c['contributions']} contributions" for n, c in counts.items()), flush=True)
+
+    async def load(c: NodeConfig) -> None:
+        rt = await open_runtime(c, urls[c.name], check_children=False)
+        try:
+            for kind in ORDER:
+                f = gen_dir / c.name / f"{kind}.csv"
+                if f.exists():
+                    rep = await import_file(rt.pool, rt.node, kind, f, progress=False)
+                    print(f"  {c.name}: {kind} {rep.inserted}", flush=True)
+        finally:
+            await rt.close()
+
+    await asyncio.gather(*(load(c) for c in empty))
+    print(f"demo data loaded in {time.monotonic() - t0:.0f} s", flush=True)
+
+
+def _secret(data_dir: Path) -> str:
+    f = data_dir / "demo-secret"
+    if not f.exists():
+        data_dir.mkdir(parents=True, exist_ok=True)
+        f.write_text(secrets.token_urlsafe(32))
+        f.chmod(0o600)
+    return f.read_text().strip()
+
+
+async def run_demo(port: int, persons: int, data_dir: Path) -> None:
+    data_dir = data_dir.resolve()
+    secret = _secret(data_dir)
+    cfgs = configs(port, secret, data_dir)
+    print("starting the embedded PostgreSQL ...", flush=True)
+    await prepare(cfgs, data_dir, persons)
+    runtimes: list[Runtime] = []
+    servers = []
+    # Provinces first: the central node checks its children answer when it starts.
+    for c in reversed(cfgs):
+        rt = await open_runtime(c, embedded.url_for(data_dir, embedded.database_name(c.name)),
+                                check_children=False)
+        runtimes.append(rt)
+        servers.append(uvicorn.Server(uvicorn.Config(create_app(c, rt), host=c.host, port=c.port,
+                                                     log_level="warning", access_log=False)))
+    keys = Keys(cfgs[0].auth)
+    day = 86400
+    tokens = {
+        "national (VIEWER, OPERATOR, PII_READER, AUDITOR)": keys.sign("demo-central", "000000",
+                                                                     ["VIEWER", "OPERATOR", "PII_READER", "AUDITOR"], day),
+        "national viewer (IDs masked)": keys.sign("demo-viewer", "000000", ["VIEWER"], day),
+        "Guangdong (VIEWER, OPERATOR)": keys.sign("demo-guangdong", "440000", ["VIEWER", "OPERATOR"], day),
+    }
+    print("\ntierfed demo is running (Ctrl-C stops everything)\n")
+    for c in cfgs:
+        print(f"  {c.name:10} {c.region}  GraphiQL http://{c.listen}/graphql   dashboard http://{c.listen}/dashboard")
+    print("\ntokens (valid 24 h; send as 'Authorization: Bearer <token>'):")
+    for label, tok in tokens.items():
+        print(f"\n  {label}:\n  {tok}")
+    first = next(iter(tokens.values()))
+    print(f"\ndashboard, signed in: http://{cfgs[0].listen}/dashboard#token={first}\n", flush=True)
+    try:
+        await asyncio.gather(*(s.serve() for s in servers))
+    finally:
+        for rt in runtimes:
+            await rt.close()

@@ -1,0 +1,43 @@
+"""Error codes of the contract and the one exception type that carries them."""
+
+from __future__ import annotations
+
+from enum import Enum
+from typing import Any
+
+from graphql import GraphQLError
+
+
+class Code(str, Enum):
+    BAD_USER_INPUT = "BAD_USER_INPUT"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    FORBIDDEN = "FORBIDDEN"
+    CONFLICT = "CONFLICT"
+    TIER_UNAVAILABLE = "TIER_UNAVAILABLE"
+    QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    # Not in the contract's table: what a masked internal error carries.
+    INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
+
+
+class TierfedError(GraphQLError):
+    """An error a caller can act on: a contract code and a message that says what to fix."""
+
+    def __init__(self, code: Code, message: str, **extra: Any) -> None:
+        super().__init__(message, extensions={"code": code.value, **extra})
+        self.code = code
+
+
+def bad_input(message: str, **extra: Any) -> TierfedError:
+    return TierfedError(Code.BAD_USER_INPUT, message, **extra)
+
+
+def forbidden(message: str, **extra: Any) -> TierfedError:
+    return TierfedError(Code.FORBIDDEN, message, **extra)
+
+
+def conflict(message: str, **extra: Any) -> TierfedError:
+    return TierfedError(Code.CONFLICT, message, **extra)
+
+
+class UserError(Exception):
+    """A CLI-level error: printed as one line on stderr, exit status 2."""

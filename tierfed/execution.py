@@ -1,0 +1,152 @@
+"""Running one GraphQL operation on a node: parse and validate (cached), limits,
+then one pass, or two passes when children are involved (see ``tiers.remote``)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import uuid
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from graphql import (
+    DocumentNode,
+    ExecutionResult,
+    FragmentDefinitionNode,
+    GraphQLError,
+    OperationDefinitionNode,
+    OperationType,
+    execute,
+    parse,
+    print_ast,
+    validate,
+)
+from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
+
+from . import limits
+from .auth import Access, Caller
+from .errors import Code, TierfedError
+from .resolvers.context import Context, Loaders, SummaryLoader
+from .runtime import Runtime
+from .schema.root import schema
+from .tiers.remote import LIVE, PLAN, Forwarded, RemoteCalls, wrap
+
+log = logging.getLogger("tierfed.execution")
+GRAPHQL_SCHEMA = schema._schema
+PII_AUDIT = "insert into pii_audit (caller, scope, id_number, operation) select $1, $2, unnest($3::text[]), unnest($4::text[])"
+
+
+class RequestError(Exception):
+    """The request could not run at all (parse, validation, limits): no data."""
+
+    def __init__(self, errors: list[GraphQLError]) -> None:
+        self.errors = errors
+
+
+@lru_cache(maxsize=512)
+def _parse(query: str) -> DocumentNode | GraphQLError:
+    try:
+        return parse(query, max_tokens=20_000)
+    except GraphQLError as e:
+        return e
+
+
+@lru_cache(maxsize=512)
+def _validate(query: str, introspection: bool) -> tuple[GraphQLError, ...]:
+    doc = _parse(query)
+    assert isinstance(doc, DocumentNode)
+    rules = list(specified_rules) + ([] if introspection else [NoSchemaIntrospectionCustomRule])
+    return tuple(validate(GRAPHQL_SCHEMA, doc, rules, max_errors=20))
+
+
+@dataclass
+class Prepared:
+    document: DocumentNode
+    operation: OperationDefinitionNode
+    variable_defs: dict[str, str]
+
+
+def prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict[str, Any]) -> Prepared:
+    doc = _parse(query)
+    if isinstance(doc, GraphQLError):
+        raise RequestError([doc])
+    errors = _validate(query, rt.cfg.introspection)
+    if errors:
+        raise RequestError(list(errors))
+    ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
+    if operation_name:
+        ops = [o for o in ops if o.name and o.name.value == operation_name]
+        if not ops:
+            raise RequestError([GraphQLError(f"no operation named {operation_name!r} in the document")])
+    elif len(ops) > 1:
+        raise RequestError([GraphQLError("the document has several operations: name one with operationName")])
+    op = ops[0]
+    frags = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
+    try:
+        limits.check(GRAPHQL_SCHEMA, op, frags, variables, rt.tree, rt.cfg.limits)
+    except TierfedError as e:
+        raise RequestError([e]) from None
+    defs = {d.variable.name.value: print_ast(d) for d in (op.variable_definitions or ())}
+    return Prepared(doc, op, defs)
+
+
+def forwarded_middleware(next_: Any, root: Any, info: Any, **args: Any) -> Any:
+    """Fields of a child's answer are read from it by response key, not resolved again."""
+    if type(root) is Forwarded:
+        return wrap(root.data.get(info.path.key))
+    return next_(root, info, **args)
+
+
+async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[str, Any],
+              operation_name: str | None) -> ExecutionResult:
+    loaders = Loaders(rt.store)
+    access = Access(caller, rt.tree)
+    two_pass = prepared.operation.operation == OperationType.QUERY and bool(rt.node.children)
+    remote = RemoteCalls(rt.clients, caller.token, prepared.variable_defs, variables, PLAN if two_pass else LIVE)
+
+    def context() -> Context:
+        return Context(rt.node, rt.store, caller, access, loaders, remote,
+                       SummaryLoader(rt.node, loaders.local_summary, remote), operation_name, runtime=rt)
+
+    async def once(ctx: Context) -> ExecutionResult:
+        res = execute(GRAPHQL_SCHEMA, prepared.document, context_value=ctx, variable_values=variables,
+                      operation_name=operation_name, middleware=[forwarded_middleware])
+        return await res if asyncio.iscoroutine(res) or asyncio.isfuture(res) else res  # type: ignore[return-value]
+
+    ctx = context()
+    result = await once(ctx)
+    if two_pass and remote.planned:
+        await remote.fetch_planned()
+        ctx = context()
+        result = await once(ctx)
+    if remote.errors:
+        result = ExecutionResult(result.data, [*(result.errors or []), *remote.errors])
+    if ctx.pii_reads:
+        await rt.pool.execute(PII_AUDIT, caller.sub, caller.scope,
+                              [r[0] for r in ctx.pii_reads], [r[1] for r in ctx.pii_reads])
+    return result
+
+
+def format_error(err: GraphQLError) -> dict[str, Any]:
+    """Every error leaves with a contract code; anything unexpected is masked and logged."""
+    original = err.original_error
+    ext = dict(err.extensions or {})
+    if original is not None and not isinstance(original, GraphQLError):
+        if isinstance(original, ValueError) and not ext.get("code"):
+            # Scalar parsing: the message says what is wrong with the value.
+            out = err.formatted
+            out["extensions"] = {"code": Code.BAD_USER_INPUT.value}
+            return out
+        ref = uuid.uuid4().hex[:12]
+        log.error("internal error %s at %s", ref, err.path, exc_info=original)
+        out = {"message": f"Internal server error (reference {ref})",
+               "extensions": {"code": Code.INTERNAL_SERVER_ERROR.value}}
+        if err.path:
+            out["path"] = err.path
+        return out
+    if isinstance(original, GraphQLError) and original.extensions:
+        ext = {**original.extensions, **ext}
+    out = err.formatted
+    out["extensions"] = {**ext, "code": ext.get("code") or Code.BAD_USER_INPUT.value}
+    return out

@@ -1,0 +1,163 @@
+"""GraphQL over HTTP (POST and GET), following the GraphQL-over-HTTP spec.
+
+Order of checks, cheapest first: body size, request shape, token, persisted
+operations, parse and validation, limits; only then any SQL. With ``Accept:
+application/graphql-response+json`` request errors get 4xx statuses; with
+``application/json`` they come back as 200 with ``errors``, as that spec says.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import logging
+from typing import Any
+
+from graphql import GraphQLError, OperationType
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, JSONResponse, Response
+
+from .auth import bearer
+from .errors import Code, TierfedError
+from .execution import RequestError, format_error, prepare, run
+from .runtime import Runtime
+
+log = logging.getLogger("tierfed.http")
+GQL_RESPONSE = "application/graphql-response+json"
+
+
+def _error_body(errors: list[GraphQLError]) -> dict[str, Any]:
+    return {"errors": [format_error(e) for e in errors]}
+
+
+def _respond(body: dict[str, Any], status: int, media: str, headers: dict[str, str] | None = None) -> Response:
+    return JSONResponse(body, status_code=status, media_type=media, headers=headers)
+
+
+def _accepts(request: Request) -> str:
+    accept = request.headers.get("accept", "")
+    if GQL_RESPONSE in accept:
+        return GQL_RESPONSE
+    return "application/json"
+
+
+async def _read_params(request: Request, rt: Runtime) -> dict[str, Any]:
+    limit = rt.cfg.limits.max_body_bytes
+    if request.method == "GET":
+        q = request.query_params
+        params: dict[str, Any] = {"query": q.get("query"), "operationName": q.get("operationName")}
+        for key in ("variables", "extensions"):
+            if q.get(key):
+                try:
+                    params[key] = json.loads(q[key])
+                except ValueError:
+                    raise _BadRequest(f"{key} must be JSON", 400) from None
+        if len(str(request.url)) > limit:
+            raise _BadRequest(f"request is larger than this node's limit of {limit} bytes", 413)
+        return params
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _BadRequest(f"request body is larger than this node's limit of {limit} bytes", 413)
+    body = b""
+    async for chunk in request.stream():
+        body += chunk
+        if len(body) > limit:
+            raise _BadRequest(f"request body is larger than this node's limit of {limit} bytes", 413)
+    ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
+    if ctype == "application/graphql":
+        return {"query": body.decode("utf-8", "replace")}
+    if ctype not in ("application/json", ""):
+        raise _BadRequest(f"content type {ctype!r} is not supported: send application/json", 415)
+    try:
+        params = json.loads(body)
+    except (ValueError, UnicodeDecodeError):
+        raise _BadRequest("request body is not valid JSON", 400) from None
+    if not isinstance(params, dict):
+        raise _BadRequest("request body must be a JSON object with a query", 400)
+    return params
+
+
+class _BadRequest(Exception):
+    def __init__(self, message: str, status: int) -> None:
+        self.message, self.status = message, status
+
+
+def _persisted(rt: Runtime, params: dict[str, Any]) -> str | None:
+    ext = params.get("extensions") or {}
+    pq = ext.get("persistedQuery") if isinstance(ext, dict) else None
+    doc_id = params.get("documentId") or (pq.get("sha256Hash") if isinstance(pq, dict) else None)
+    query = params.get("query")
+    if doc_id is not None:
+        stored = rt.persisted.get(str(doc_id))
+        if stored is None:
+            raise TierfedError(Code.BAD_USER_INPUT, f"persisted operation {doc_id} is not registered on this node")
+        if query and hashlib.sha256(query.encode()).hexdigest() != doc_id:
+            raise TierfedError(Code.BAD_USER_INPUT, "query does not match its persisted operation hash")
+        return stored
+    if rt.cfg.persisted_only:
+        raise TierfedError(Code.BAD_USER_INPUT,
+                           "this node runs registered operations only: send extensions.persistedQuery.sha256Hash")
+    return query if isinstance(query, str) else None
+
+
+async def graphql_endpoint(request: Request) -> Response:
+    rt: Runtime = request.app.state.runtime
+    rt.requests += 1
+    media = _accepts(request)
+    if request.method == "GET" and not request.query_params.get("query") and \
+            "text/html" in request.headers.get("accept", "") and rt.cfg.graphiql:
+        return HTMLResponse(graphiql_html(), headers={"Cache-Control": "no-store"})
+    try:
+        params = await _read_params(request, rt)
+    except _BadRequest as e:
+        return _respond({"errors": [{"message": e.message, "extensions": {"code": Code.BAD_USER_INPUT.value}}]},
+                        e.status, media)
+    status_for_request_error = 400 if media == GQL_RESPONSE else 200
+    try:
+        caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+    except TierfedError as e:
+        return _respond(_error_body([e]), 401, media, {"WWW-Authenticate": "Bearer"})
+    try:
+        query = _persisted(rt, params)
+    except TierfedError as e:
+        return _respond(_error_body([e]), status_for_request_error, media)
+    variables = params.get("variables") or {}
+    op_name = params.get("operationName") or None
+    if not isinstance(query, str) or not query.strip():
+        return _respond({"errors": [{"message": "request has no query", "extensions": {"code": "BAD_USER_INPUT"}}]},
+                        400, media)
+    if not isinstance(variables, dict) or (op_name is not None and not isinstance(op_name, str)):
+        return _respond({"errors": [{"message": "variables must be a JSON object and operationName a string",
+                                     "extensions": {"code": "BAD_USER_INPUT"}}]}, 400, media)
+    try:
+        prepared = prepare(rt, query, op_name, variables)
+    except RequestError as e:
+        codes = {(err.extensions or {}).get("code") for err in e.errors}
+        status = 400 if media == GQL_RESPONSE else 200
+        if Code.QUERY_TOO_COMPLEX.value in codes and media == GQL_RESPONSE:
+            status = 400
+        return _respond(_error_body(e.errors), status, media)
+    if request.method == "GET" and prepared.operation.operation != OperationType.QUERY:
+        return _respond({"errors": [{"message": "mutations must be sent with POST",
+                                     "extensions": {"code": "BAD_USER_INPUT"}}]}, 405, media, {"Allow": "POST"})
+    try:
+        result = await asyncio.wait_for(run(rt, caller, prepared, variables, op_name), rt.cfg.limits.deadline_s)
+    except asyncio.TimeoutError:
+        err = TierfedError(Code.QUERY_TOO_COMPLEX,
+                           f"operation did not finish within this node's deadline of {rt.cfg.limits.deadline_s:g} s")
+        return _respond(_error_body([err]), 504 if media == GQL_RESPONSE else 200, media)
+    body: dict[str, Any] = {}
+    if result.errors:
+        body["errors"] = [format_error(e) for e in result.errors]
+    body["data"] = result.data
+    if result.data is None and media == GQL_RESPONSE:
+        # Variable coercion failed: a request error.
+        return _respond(body, 400, media)
+    return _respond(body, 200, media)
+
+
+def graphiql_html() -> str:
+    from strawberry.http.ides import get_graphql_ide_html
+
+    return get_graphql_ide_html(graphql_ide="graphiql")

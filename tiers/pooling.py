@@ -1,0 +1,210 @@
+"""Raising a pooling level: the write side, all or nothing in one transaction.
+
+Every open pool of the scheme inside the region's subtree closes after the
+month before ``effective_from`` and links to the new pool over the whole
+region, whose opening balance is the sum of their balances then. Concurrent
+raises on overlapping subtrees are kept apart by hierarchical advisory locks:
+a raise holds its region exclusively and every ancestor shared, so two raises
+conflict exactly when one region lies in the other's subtree.
+"""
+
+from __future__ import annotations
+
+import json
+import zlib
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tierfed import codes
+from tierfed.errors import bad_input, conflict
+
+from .figures import SCHEMES
+from .store import POOL_COLUMNS, POOL_OPENINGS, PoolRec, _pool
+from .tree import TIER_NAMES, Tree
+
+# Schemes 1, 3, 4 (pension, work injury, unemployment) sit under human resources and
+# social security (department 1); 2 and 5 (medical, maternity) under healthcare security.
+SCHEME_DEPARTMENT = {1: 1, 2: 2, 3: 1, 4: 1, 5: 2}
+
+POOLS_OF_SCHEME_NEAR = f"""
+select {POOL_COLUMNS}, rc.depth, (rc.descendant = $2) as above
+from pool p
+join region_closure rc on (rc.ancestor = $2 and rc.descendant = p.region_code)
+                       or (rc.descendant = $2 and rc.ancestor = p.region_code and rc.depth > 0)
+where p.scheme = $1
+order by p.region_code, p.opened_from
+"""
+
+FLOWS = """
+select coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid), 0)
+from summary s where s.region_code = $1 and s.scheme = $2 and s.month between $3 and $4
+"""
+
+CLOSE = "update pool set closed_after = $2, successor_id = $3 where id = any($1::text[])"
+
+OPEN = """
+insert into pool (id, scheme, region_code, opened_from, closed_after, opening_balance)
+values ($1, $2, $3, $4, null, $5)
+"""
+
+VERTICAL = """
+update agency a set vertically_managed = true,
+       parent_code = coalesce((select p.code from agency p join region r on r.code = a.region_code
+                               where p.region_code = r.parent_code and p.department = a.department
+                               and p.kind = 1 order by p.code limit 1), a.parent_code)
+from region_closure rc
+where rc.ancestor = $1 and rc.descendant = a.region_code and rc.depth > 0
+  and a.department = $2 and a.kind = 1
+"""
+
+CHANGE_BY_KEY = "select input, result from pooling_change where idempotency_key = $1"
+
+RECORD_CHANGE = """
+insert into pooling_change (idempotency_key, input, result, caller) values ($1, $2::jsonb, $3::jsonb, $4)
+"""
+
+CHANGES = """
+select c.id, c.idempotency_key, c.input, c.result, c.caller, c.created_at
+from pooling_change c
+where $1::text is null or c.input->>'region' = any(select descendant from region_closure where ancestor = $1)
+order by c.id desc limit $2
+"""
+
+
+@dataclass(frozen=True)
+class RaiseInput:
+    scheme: int
+    region: str
+    effective_from: date
+    idempotency_key: str
+    dry_run: bool
+    vertical_management: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"scheme": SCHEMES[self.scheme - 1], "region": self.region,
+                "effectiveFrom": codes.month_str(self.effective_from),
+                "verticalManagement": self.vertical_management}
+
+
+@dataclass(frozen=True)
+class RaiseOutcome:
+    pool: PoolRec
+    closed: list[PoolRec]
+    transferred: Decimal
+    dry_run: bool
+    replayed: bool
+
+
+class _DryRun(Exception):
+    pass
+
+
+def pool_id(region: str, scheme: int, opened_from: date) -> str:
+    return f"{region}-{SCHEMES[scheme - 1]}-{opened_from.year:04d}{opened_from.month:02d}"
+
+
+def _lock_key(scheme: int, region: str) -> int:
+    return zlib.crc32(f"pool:{scheme}:{region}".encode()) - 2**31
+
+
+async def _lock(con: asyncpg.Connection, tree: Tree, scheme: int, region: str) -> None:
+    ok = await con.fetchval("select pg_try_advisory_xact_lock($1)", _lock_key(scheme, region))
+    for anc in tree.by_code[region].ancestors:
+        ok = ok and await con.fetchval("select pg_try_advisory_xact_lock_shared($1)", _lock_key(scheme, anc))
+    if not ok:
+        raise conflict(f"another pooling change of {SCHEMES[scheme - 1]} on a subtree overlapping {region} "
+                       "is in progress; try again when it has finished")
+
+
+async def balance_at(con: asyncpg.Connection, p: PoolRec, at: date) -> Decimal:
+    opening_row = await con.fetch(POOL_OPENINGS, [p.id])
+    opening = opening_row[0]["opening"] if opening_row else Decimal("0.00")
+    last = min(at, p.closed_after) if p.closed_after else at
+    if last < p.opened_from:
+        return opening
+    return opening + await con.fetchval(FLOWS, p.region_code, p.scheme, p.opened_from, last)
+
+
+async def raise_level(pool: asyncpg.Pool, tree: Tree, inp: RaiseInput, caller: str) -> RaiseOutcome:
+    """Apply (or, with dry_run, compute and roll back) one raise; see the module docstring."""
+    async with pool.acquire() as con:
+        prior = await con.fetchrow(CHANGE_BY_KEY, inp.idempotency_key)
+        if prior is not None:
+            return await _replay(con, inp, prior)
+        try:
+            async with con.transaction():
+                outcome = await _raise(con, tree, inp, caller)
+                if inp.dry_run:
+                    raise _DryRun
+        except _DryRun:
+            return outcome
+        except asyncpg.UniqueViolationError:
+            raise conflict(f"idempotency key {inp.idempotency_key!r} was used by a concurrent request") from None
+        return outcome
+
+
+async def _replay(con: asyncpg.Connection, inp: RaiseInput, prior: asyncpg.Record) -> RaiseOutcome:
+    if json.loads(prior["input"]) != inp.to_json():
+        raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
+    result = json.loads(prior["result"])
+    recs = {r["id"]: _pool(r) for r in await con.fetch(
+        f"select {POOL_COLUMNS} from pool p where p.id = any($1::text[])", [result["pool"], *result["closed"]])}
+    return RaiseOutcome(recs[result["pool"]], [recs[i] for i in result["closed"]],
+                        Decimal(result["transferred"]), False, True)
+
+
+async def _raise(con: asyncpg.Connection, tree: Tree, inp: RaiseInput, caller: str) -> RaiseOutcome:
+    await _lock(con, tree, inp.scheme, inp.region)
+    eff = inp.effective_from
+    before = codes.add_months(eff, -1)
+    region_tier = tree.by_code[inp.region].tier
+    rows = await con.fetch(POOLS_OF_SCHEME_NEAR, inp.scheme, inp.region)
+    replaced: list[PoolRec] = []
+    problems: list[str] = []
+    for r in rows:
+        p = _pool(r)
+        if r["above"]:
+            if p.closed_after is None or p.closed_after >= eff:
+                problems.append(f"{inp.region} is already pooled at {TIER_NAMES[tree.by_code[p.region_code].tier]} "
+                                f"level by pool {p.id}")
+            continue
+        if p.closed_after is None:
+            if tree.by_code[p.region_code].tier <= region_tier:
+                problems.append(f"pool {p.id} is at {TIER_NAMES[tree.by_code[p.region_code].tier]} level, "
+                                f"not below {TIER_NAMES[region_tier]}: the new level must be above the pools it replaces")
+            elif p.opened_from >= eff:
+                problems.append(f"effectiveFrom {codes.month_str(eff)} is not after pool {p.id}'s openedFrom "
+                                f"{codes.month_str(p.opened_from)}")
+            else:
+                replaced.append(p)
+        elif p.closed_after >= eff:
+            problems.append(f"pool {p.id} covers months up to {codes.month_str(p.closed_after)}, "
+                            f"overlapping effectiveFrom {codes.month_str(eff)}")
+    if problems:
+        raise bad_input("raisePoolingLevel refused, nothing changed: " + "; ".join(problems), problems=problems)
+    transferred = Decimal("0.00")
+    for p in replaced:
+        transferred += await balance_at(con, p, before)
+    new_id = pool_id(inp.region, inp.scheme, eff)
+    if await con.fetchval("select exists (select 1 from pool where id = $1)", new_id):
+        raise conflict(f"pool {new_id} already exists")
+    await con.execute(OPEN, new_id, inp.scheme, inp.region, eff, transferred)
+    await con.execute(CLOSE, [p.id for p in replaced], before, new_id)
+    if inp.vertical_management:
+        await con.execute(VERTICAL, inp.region, SCHEME_DEPARTMENT[inp.scheme])
+    closed = [replace(p, closed_after=before, successor_id=new_id) for p in replaced]
+    new = PoolRec(new_id, inp.scheme, inp.region, eff, None, transferred, None,
+                  virtual=inp.dry_run, predecessor_recs=tuple(closed) if inp.dry_run else ())
+    if not inp.dry_run:
+        await con.execute(RECORD_CHANGE, inp.idempotency_key, json.dumps(inp.to_json()),
+                          json.dumps({"pool": new_id, "closed": [p.id for p in closed],
+                                      "transferred": str(transferred)}), caller)
+    return RaiseOutcome(new, closed, transferred, inp.dry_run, False)
+
+
+async def changes(pool: asyncpg.Pool, region: str | None, limit: int) -> list[asyncpg.Record]:
+    return await pool.fetch(CHANGES, region, limit)

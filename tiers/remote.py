@@ -1,0 +1,295 @@
+"""Calls to child nodes for one operation: at most one HTTP request per child.
+
+A query on a node with children runs in two passes over the same resolvers.
+The planning pass answers every remote need with a placeholder and records it;
+then each child involved gets one request carrying all of its needs (the
+summaries it must add up and the pieces of the operation it must answer),
+all children concurrently; the replay pass reads those answers. Local loaders
+are shared by both passes, so the database is read once.
+
+Two kinds of need:
+- summaries of regions inside the child's subtree, sent as one
+  ``_tierSummaries(keys: ...)`` field;
+- forwarded pieces: a field of the caller's operation (with its whole
+  selection) that the child answers, e.g. ``region(code: "440300") { pool(...) {...} }``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from dataclasses import dataclass, field
+from datetime import date
+from typing import Any
+
+import httpx
+
+from tierfed.codes import month_str
+from tierfed.errors import Code, TierfedError
+
+from .figures import Figures, Summary
+from .node import Child
+
+log = logging.getLogger("tierfed.remote")
+
+PLAN, REPLAY, LIVE = "plan", "replay", "live"
+
+
+class Forwarded:
+    """A child's answer to a forwarded field: its sub-fields are read by response key."""
+
+    __slots__ = ("data",)
+
+    def __init__(self, data: dict[str, Any]) -> None:
+        self.data = data
+
+
+def wrap(value: Any) -> Any:
+    if isinstance(value, dict):
+        return Forwarded(value)
+    if isinstance(value, list):
+        return [wrap(v) for v in value]
+    return value
+
+
+@dataclass
+class ChildAnswer:
+    summaries: dict[tuple[str, date, date], Summary] = field(default_factory=dict)
+    pieces: dict[str, Any] = field(default_factory=dict)
+    piece_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    failure: str | None = None
+
+
+@dataclass
+class ChildNeeds:
+    summaries: list[tuple[str, date, date]] = field(default_factory=list)
+    pieces: list[str] = field(default_factory=list)
+    variables: set[str] = field(default_factory=set)
+
+    def __bool__(self) -> bool:
+        return bool(self.summaries or self.pieces)
+
+
+class ChildClients:
+    """One pooled HTTP client per child, kept for the node's lifetime (recovers when a child returns)."""
+
+    def __init__(self, children: list[Child]) -> None:
+        self.clients = {
+            c.name: httpx.AsyncClient(
+                timeout=httpx.Timeout(c.timeout_s),
+                limits=httpx.Limits(max_connections=50, max_keepalive_connections=20),
+            )
+            for c in children
+        }
+        self.requests: dict[str, int] = {c.name: 0 for c in children}
+
+    async def post(self, child: Child, token: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
+        self.requests[child.name] += 1
+        r = await self.clients[child.name].post(
+            child.url,
+            json={"query": document, "variables": variables},
+            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
+        )
+        try:
+            body = r.json()
+        except ValueError:
+            raise ValueError(f"HTTP {r.status_code} with a body that is not JSON") from None
+        if not isinstance(body, dict) or ("data" not in body and "errors" not in body):
+            raise ValueError(f"HTTP {r.status_code} with a body that is not a GraphQL response")
+        return body
+
+    async def close(self) -> None:
+        await asyncio.gather(*(c.aclose() for c in self.clients.values()))
+
+
+class RemoteCalls:
+    """The remote side of one operation."""
+
+    def __init__(self, clients: ChildClients | None, token: str, variable_defs: dict[str, str],
+                 variables: dict[str, Any], mode: str = LIVE) -> None:
+        self.clients = clients
+        self.token = token
+        self.variable_defs = variable_defs
+        self.variables = variables
+        self.mode = mode
+        self.needs: dict[str, ChildNeeds] = {}
+        self.children: dict[str, Child] = {}
+        self.answers: dict[str, ChildAnswer] = {}
+        self.errors: list[TierfedError] = []
+        self._reported: set[str] = set()
+
+    # ------------------------------------------------------------ planning
+
+    def _need(self, child: Child) -> ChildNeeds:
+        self.children[child.name] = child
+        return self.needs.setdefault(child.name, ChildNeeds())
+
+    @property
+    def planned(self) -> bool:
+        return any(self.needs.values())
+
+    # ------------------------------------------------------------ the two needs
+
+    async def summaries(self, child: Child, keys: list[tuple[str, date, date]]) -> list[Summary]:
+        """Full summaries (the child's own and its children's) of regions inside the child's subtree."""
+        if self.mode == PLAN:
+            need = self._need(child)
+            need.summaries.extend(k for k in keys if k not in need.summaries)
+            return [Summary() for _ in keys]
+        answer = self.answers.get(child.name)
+        if answer is None or any(k not in answer.summaries for k in keys) and answer.failure is None:
+            answer = await self._live(child, ChildNeeds(summaries=list(keys)))
+        out = []
+        for k in keys:
+            if answer.failure is not None or k not in answer.summaries:
+                s = Summary()
+                s.mark_missing(k[0])
+                self._report(child, answer.failure or "gave no answer for a region")
+                out.append(s)
+            else:
+                out.append(answer.summaries[k])
+        return out
+
+    async def forward(self, child: Child, piece: str, used_variables: set[str]) -> Any:
+        """The child's answer to one piece of the operation (None while planning)."""
+        if self.mode == PLAN:
+            need = self._need(child)
+            if piece not in need.pieces:
+                need.pieces.append(piece)
+            need.variables |= used_variables
+            return None
+        answer = self.answers.get(child.name)
+        if answer is None or (piece not in answer.pieces and answer.failure is None):
+            answer = await self._live(child, ChildNeeds(pieces=[piece], variables=set(used_variables)))
+        if answer.failure is not None:
+            self._report(child, answer.failure)
+            raise unavailable(child, answer.failure)
+        err = answer.piece_errors.get(piece)
+        if err is not None and answer.pieces.get(piece) is None:
+            ext = err.get("extensions") or {}
+            code = ext.get("code", Code.TIER_UNAVAILABLE.value)
+            try:
+                c = Code(code)
+            except ValueError:
+                c = Code.TIER_UNAVAILABLE
+            raise TierfedError(c, str(err.get("message", "error at child node")), node=child.name)
+        return wrap(answer.pieces.get(piece))
+
+    # ------------------------------------------------------------ fetching
+
+    async def fetch_planned(self) -> None:
+        """One request per child with everything the planning pass recorded, all concurrently."""
+        names = [n for n, need in self.needs.items() if need]
+        results = await asyncio.gather(*(self._request(self.children[n], self.needs[n]) for n in names))
+        for n, ans in zip(names, results):
+            self.answers[n] = ans
+        self.mode = REPLAY
+
+    async def _live(self, child: Child, needs: ChildNeeds) -> ChildAnswer:
+        ans = await self._request(child, needs)
+        prev = self.answers.setdefault(child.name, ChildAnswer())
+        prev.summaries.update(ans.summaries)
+        prev.pieces.update(ans.pieces)
+        prev.piece_errors.update(ans.piece_errors)
+        if ans.failure:
+            prev.failure = ans.failure
+        return prev
+
+    async def _request(self, child: Child, needs: ChildNeeds) -> ChildAnswer:
+        document, aliases = build_document(needs, self.variable_defs)
+        variables = {k: self.variables[k] for k in needs.variables if k in self.variables}
+        answer = ChildAnswer()
+        assert self.clients is not None
+        try:
+            body = await self.clients.post(child, self.token, document, variables)
+        except httpx.TimeoutException:
+            answer.failure = f"did not answer within {child.timeout_s:g} s"
+            return answer
+        except (httpx.HTTPError, ValueError, OSError) as e:
+            answer.failure = f"could not be reached ({type(e).__name__}: {e})" if not isinstance(e, ValueError) \
+                else f"answered garbage ({e})"
+            return answer
+        data = body.get("data") or {}
+        errors = body.get("errors") or []
+        if not isinstance(data, dict) or not isinstance(errors, list):
+            answer.failure = "answered garbage (data or errors of the wrong shape)"
+            return answer
+        by_alias: dict[str, dict[str, Any]] = {}
+        for e in errors:
+            path = e.get("path") if isinstance(e, dict) else None
+            if path:
+                by_alias.setdefault(str(path[0]), e)
+            elif not data:
+                # A request-level error (auth, validation): the whole answer is lost.
+                ext = (e.get("extensions") or {}) if isinstance(e, dict) else {}
+                code = ext.get("code")
+                if code in (Code.UNAUTHENTICATED.value, Code.FORBIDDEN.value):
+                    for piece, alias in aliases.items():
+                        answer.piece_errors[piece] = e
+                    answer.failure = None
+                else:
+                    answer.failure = f"refused the request: {e.get('message') if isinstance(e, dict) else e}"
+                    return answer
+        try:
+            if needs.summaries:
+                s_err = by_alias.get("s")
+                if s_err is not None and data.get("s") is None:
+                    answer.failure = f"could not give its summaries: {s_err.get('message')}"
+                    return answer
+                for key, item in zip(needs.summaries, data["s"]):
+                    answer.summaries[key] = summary_from_json(item)
+            for piece, alias in aliases.items():
+                answer.pieces[piece] = data.get(alias)
+                if alias in by_alias:
+                    answer.piece_errors[piece] = by_alias[alias]
+        except (KeyError, TypeError, ValueError, IndexError) as e:
+            answer.failure = f"answered garbage ({type(e).__name__})"
+        return answer
+
+    def _report(self, child: Child, reason: str) -> None:
+        if child.name in self._reported:
+            return
+        self._reported.add(child.name)
+        self.errors.append(unavailable(child, reason))
+
+
+def unavailable(child: Child, reason: str) -> TierfedError:
+    return TierfedError(
+        Code.TIER_UNAVAILABLE,
+        f"child node '{child.name}' ({child.region}) {reason}; its part of the answer is missing",
+        node=child.name, region=child.region,
+    )
+
+
+def build_document(needs: ChildNeeds, variable_defs: dict[str, str]) -> tuple[str, dict[str, str]]:
+    parts = []
+    if needs.summaries:
+        keys = ", ".join(
+            f'{{region: {json.dumps(r)}, from: "{month_str(f)}", to: "{month_str(t)}"}}'
+            for r, f, t in needs.summaries)
+        parts.append(f"s: _tierSummaries(keys: [{keys}])")
+    aliases = {}
+    for i, piece in enumerate(needs.pieces):
+        alias = f"f{i}"
+        aliases[piece] = alias
+        parts.append(f"{alias}: {piece}")
+    defs = ", ".join(variable_defs[v] for v in sorted(needs.variables) if v in variable_defs)
+    head = f"query TierfedForward({defs})" if defs else "query TierfedForward"
+    return head + " {\n  " + "\n  ".join(parts) + "\n}", aliases
+
+
+def summary_to_json(s: Summary) -> dict[str, Any]:
+    return {
+        "complete": s.complete,
+        "missing": list(s.missing),
+        "rows": [[month_str(m), sc, *f.to_json()] for (m, sc), f in sorted(s.rows.items())],
+    }
+
+
+def summary_from_json(v: dict[str, Any]) -> Summary:
+    s = Summary(complete=bool(v["complete"]), missing=[str(c) for c in v["missing"]])
+    for row in v["rows"]:
+        y, m = row[0].split("-")
+        s.rows[(date(int(y), int(m), 1), int(row[1]))] = Figures.from_json(row[2:])
+    return s

@@ -1,0 +1,287 @@
+"""The node's own database: every SQL statement tierfed runs for reads, as constant text.
+
+Records become typed dataclasses here; nothing above this module sees a row.
+Batch reads take arrays (``unnest(...) with ordinality``) so that one loader
+batch is one statement whatever its size.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+import asyncpg
+
+from .figures import Figures, Summary
+from .tree import RegionRec
+
+DEPARTMENTS = ("HUMAN_RESOURCES_SOCIAL_SECURITY", "HEALTHCARE_SECURITY")
+AGENCY_KINDS = ("AGENCY", "BRANCH", "SERVICE_OUTLET")
+
+
+@dataclass(frozen=True, slots=True)
+class AgencyRec:
+    code: str
+    name: str
+    department: int
+    kind: int
+    region_code: str
+    parent_code: str | None
+    vertically_managed: bool
+
+
+@dataclass(frozen=True, slots=True)
+class PersonRec:
+    id_number: str
+    name: str
+    region_code: str
+
+
+@dataclass(frozen=True, slots=True)
+class PoolRec:
+    id: str
+    scheme: int
+    region_code: str
+    opened_from: date
+    closed_after: date | None
+    opening_balance: Decimal
+    successor_id: str | None
+    # Set for a pool that exists only in a dry run's answer: its opening balance is
+    # fixed and its predecessors are carried along.
+    virtual: bool = False
+    predecessor_recs: tuple[PoolRec, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class StatementRow:
+    scheme: int
+    months: int
+    employer: Decimal
+    individual: Decimal
+    individual_account: Decimal
+    benefits_paid: Decimal
+
+
+# ---------------------------------------------------------------- the tree
+
+TREE = "select code, name, tier, parent_code, ancestors from region order by code"
+
+REBUILD_CLOSURE = """
+with recursive c (ancestor, descendant, depth) as (
+    select code, code, 0 from region
+    union all
+    select r.parent_code, c.descendant, c.depth + 1
+    from c join region r on r.code = c.ancestor
+    where r.parent_code is not null
+)
+insert into region_closure (ancestor, descendant, depth) select ancestor, descendant, depth from c
+"""
+
+REBUILD_ANCESTORS = """
+update region r set ancestors = coalesce(a.codes, '{}')
+from (select code from region) x
+left join lateral (
+    select array_agg(rc.ancestor order by rc.depth desc) as codes
+    from region_closure rc where rc.descendant = x.code and rc.depth > 0
+) a on true
+where r.code = x.code and r.ancestors is distinct from coalesce(a.codes, '{}')
+"""
+
+
+async def rebuild_tree(con: asyncpg.Connection) -> None:
+    """Recompute the closure and every region's ancestors after the tree changed."""
+    await con.execute("delete from region_closure")
+    await con.execute(REBUILD_CLOSURE)
+    await con.execute(REBUILD_ANCESTORS)
+
+
+async def load_tree(con: asyncpg.Connection | asyncpg.Pool) -> list[RegionRec]:
+    return [RegionRec(r["code"], r["name"], r["tier"], r["parent_code"], tuple(r["ancestors"]))
+            for r in await con.fetch(TREE)]
+
+
+# ---------------------------------------------------------------- reads for loaders
+
+REGIONS = "select code, name, tier, parent_code, ancestors from region where code = any($1::text[])"
+
+AGENCIES = """
+select code, name, department, kind, region_code, parent_code, vertically_managed
+from agency where code = any($1::text[])
+"""
+
+AGENCIES_BY_REGION = """
+select code, name, department, kind, region_code, parent_code, vertically_managed
+from agency where region_code = any($1::text[]) order by code
+"""
+
+AGENCIES_BY_PARENT = """
+select code, name, department, kind, region_code, parent_code, vertically_managed
+from agency where parent_code = any($1::text[]) order by code
+"""
+
+SUMMARIES = """
+select k.i, s.month, s.scheme, s.contributions, s.employer, s.individual,
+       s.individual_account, s.base, s.benefits, s.benefits_paid
+from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (region, first, last, i)
+join summary s on s.region_code = k.region and s.month between k.first and k.last
+"""
+
+PERSONS = "select id_number, name, region_code from person where id_number = any($1::text[])"
+
+STATEMENT_CONTRIBUTIONS = """
+select k.i, c.scheme, count(*) as months, sum(c.employer_amount) as employer,
+       sum(c.individual_amount) as individual, sum(c.individual_account_amount) as individual_account
+from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (id, first, last, i)
+join contribution c on c.id_number = k.id and c.month between k.first and k.last
+group by k.i, c.scheme
+"""
+
+STATEMENT_BENEFITS = """
+select k.i, b.scheme, sum(b.amount) as paid
+from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (id, first, last, i)
+join benefit b on b.id_number = k.id and b.month between k.first and k.last
+group by k.i, b.scheme
+"""
+
+POOL_COLUMNS = "p.id, p.scheme, p.region_code, p.opened_from, p.closed_after, p.opening_balance, p.successor_id"
+
+POOLS = f"select {POOL_COLUMNS} from pool p where p.id = any($1::text[])"
+
+POOLS_BY_SUCCESSOR = f"select {POOL_COLUMNS} from pool p where p.successor_id = any($1::text[]) order by p.region_code, p.id"
+
+POOLS_COVERING = f"""
+select k.i, {POOL_COLUMNS}
+from unnest($1::text[], $2::smallint[], $3::date[]) with ordinality as k (region, scheme, at, i)
+join region_closure rc on rc.descendant = k.region
+join pool p on p.region_code = rc.ancestor and p.scheme = k.scheme
+           and p.opened_from <= k.at and (p.closed_after is null or p.closed_after >= k.at)
+"""
+
+POOLS_AT = f"""
+select {POOL_COLUMNS} from pool p
+where p.opened_from <= $1 and (p.closed_after is null or p.closed_after >= $1)
+order by p.scheme, p.region_code
+"""
+
+# A pool's live opening balance: the opening balances of the pools its chain
+# started from, plus the flows (pooled contributions minus benefits) of every
+# predecessor over the months it covered. Late records for a predecessor's
+# months change its flows and so, through this, its successor's opening.
+POOL_OPENINGS = """
+with recursive chain (root, id) as (
+    select p.id, p.id from pool p where p.id = any($1::text[])
+    union all
+    select c.root, q.id from chain c join pool q on q.successor_id = c.id
+), members as (
+    select c.root, q.id, q.scheme, q.region_code, q.opened_from, q.closed_after, q.opening_balance,
+           c.id <> c.root as is_predecessor,
+           not exists (select 1 from pool x where x.successor_id = q.id) as is_origin
+    from chain c join pool q on q.id = c.id
+)
+select m.root,
+       coalesce(sum(m.opening_balance) filter (where m.is_origin), 0)
+       + coalesce(sum(f.flow) filter (where m.is_predecessor), 0) as opening
+from members m
+left join lateral (
+    select sum(s.employer + s.individual - s.individual_account - s.benefits_paid) as flow
+    from summary s
+    where m.is_predecessor and s.region_code = m.region_code and s.scheme = m.scheme
+      and s.month between m.opened_from and m.closed_after
+) f on true
+group by m.root
+"""
+
+
+def _agency(r: asyncpg.Record) -> AgencyRec:
+    return AgencyRec(r["code"], r["name"], r["department"], r["kind"], r["region_code"],
+                     r["parent_code"], r["vertically_managed"])
+
+
+def _pool(r: asyncpg.Record) -> PoolRec:
+    return PoolRec(r["id"], r["scheme"], r["region_code"], r["opened_from"], r["closed_after"],
+                   r["opening_balance"], r["successor_id"])
+
+
+class Store:
+    """Batch reads over one node's pool; each method is one statement."""
+
+    def __init__(self, pool: asyncpg.Pool) -> None:
+        self.pool = pool
+
+    async def regions(self, codes: Sequence[str]) -> dict[str, RegionRec]:
+        rows = await self.pool.fetch(REGIONS, list(codes))
+        return {r["code"]: RegionRec(r["code"], r["name"], r["tier"], r["parent_code"], tuple(r["ancestors"]))
+                for r in rows}
+
+    async def agencies(self, codes: Sequence[str]) -> dict[str, AgencyRec]:
+        return {r["code"]: _agency(r) for r in await self.pool.fetch(AGENCIES, list(codes))}
+
+    async def agencies_by_region(self, regions: Sequence[str]) -> dict[str, list[AgencyRec]]:
+        out: dict[str, list[AgencyRec]] = {c: [] for c in regions}
+        for r in await self.pool.fetch(AGENCIES_BY_REGION, list(regions)):
+            out[r["region_code"]].append(_agency(r))
+        return out
+
+    async def agencies_by_parent(self, parents: Sequence[str]) -> dict[str, list[AgencyRec]]:
+        out: dict[str, list[AgencyRec]] = {c: [] for c in parents}
+        for r in await self.pool.fetch(AGENCIES_BY_PARENT, list(parents)):
+            out[r["parent_code"]].append(_agency(r))
+        return out
+
+    async def summaries(self, keys: Sequence[tuple[str, date, date]]) -> list[Summary]:
+        """Local summaries of (region, first month, last month) keys, in key order."""
+        out = [Summary() for _ in keys]
+        if not keys:
+            return out
+        rows = await self.pool.fetch(SUMMARIES, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+        for r in rows:
+            out[r["i"] - 1].add_row(r["month"], r["scheme"], Figures(
+                r["contributions"], r["employer"], r["individual"], r["individual_account"],
+                r["base"], r["benefits"], r["benefits_paid"]))
+        return out
+
+    async def persons(self, ids: Sequence[str]) -> dict[str, PersonRec]:
+        return {r["id_number"]: PersonRec(r["id_number"], r["name"], r["region_code"])
+                for r in await self.pool.fetch(PERSONS, list(ids))}
+
+    async def statements(self, keys: Sequence[tuple[str, int]]) -> list[dict[int, StatementRow]]:
+        """Per (ID number, year): the person's records summed per scheme."""
+        ids = [k[0] for k in keys]
+        firsts = [date(k[1], 1, 1) for k in keys]
+        lasts = [date(k[1], 12, 1) for k in keys]
+        out: list[dict[int, StatementRow]] = [{} for _ in keys]
+        async with self.pool.acquire() as con:
+            for r in await con.fetch(STATEMENT_CONTRIBUTIONS, ids, firsts, lasts):
+                out[r["i"] - 1][r["scheme"]] = StatementRow(
+                    r["scheme"], r["months"], r["employer"], r["individual"], r["individual_account"], Decimal("0.00"))
+            for r in await con.fetch(STATEMENT_BENEFITS, ids, firsts, lasts):
+                cur = out[r["i"] - 1].get(r["scheme"])
+                z = Decimal("0.00")
+                out[r["i"] - 1][r["scheme"]] = StatementRow(
+                    r["scheme"], cur.months if cur else 0, cur.employer if cur else z,
+                    cur.individual if cur else z, cur.individual_account if cur else z, r["paid"])
+        return out
+
+    async def pools(self, ids: Sequence[str]) -> dict[str, PoolRec]:
+        return {r["id"]: _pool(r) for r in await self.pool.fetch(POOLS, list(ids))}
+
+    async def pools_by_successor(self, ids: Sequence[str]) -> dict[str, list[PoolRec]]:
+        out: dict[str, list[PoolRec]] = {i: [] for i in ids}
+        for r in await self.pool.fetch(POOLS_BY_SUCCESSOR, list(ids)):
+            out[r["successor_id"]].append(_pool(r))
+        return out
+
+    async def pools_covering(self, keys: Sequence[tuple[str, int, date]]) -> list[PoolRec | None]:
+        out: list[PoolRec | None] = [None] * len(keys)
+        rows = await self.pool.fetch(POOLS_COVERING, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+        for r in rows:
+            out[r["i"] - 1] = _pool(r)
+        return out
+
+    async def pools_at(self, at: date) -> list[PoolRec]:
+        return [_pool(r) for r in await self.pool.fetch(POOLS_AT, at)]
+
+    async def pool_openings(self, ids: Sequence[str]) -> dict[str, Decimal]:
+        return {r["root"]: r["opening"] for r in await self.pool.fetch(POOL_OPENINGS, list(ids))}
