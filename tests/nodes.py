@@ -1,0 +1,65 @@
+"""Real nodes for federation tests: uvicorn servers on loopback ports, each with its own database."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import uvicorn
+
+from tierfed.app import create_app
+from tierfed.config import NodeConfig
+from tierfed.runtime import Runtime, open_runtime
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class RunningNode:
+    cfg: NodeConfig
+    runtime: Runtime
+    server: uvicorn.Server
+    task: asyncio.Task[Any]
+    port: int
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/graphql"
+
+    @property
+    def requests(self) -> int:
+        return self.runtime.requests
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await asyncio.wait_for(self.task, 10)
+        await self.runtime.close()
+
+    async def post(self, query: str, variables: dict[str, Any] | None, tok: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=30) as c:
+            r = await c.post(self.url, json={"query": query, "variables": variables or {}},
+                             headers={"Authorization": f"Bearer {tok}"})
+            return r.json()  # type: ignore[no-any-return]
+
+
+async def start_node(cfg: NodeConfig, db_url: str, port: int | None = None) -> RunningNode:
+    port = port or free_port()
+    rt = await open_runtime(cfg, db_url, check_children=False)
+    server = uvicorn.Server(uvicorn.Config(create_app(cfg, rt), host="127.0.0.1", port=port,
+                                           log_level="warning", access_log=False, lifespan="on"))
+    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    task = asyncio.get_running_loop().create_task(server.serve())
+    for _ in range(200):
+        if server.started:
+            break
+        if task.done():
+            task.result()
+        await asyncio.sleep(0.02)
+    return RunningNode(cfg, rt, server, task, port)
