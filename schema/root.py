@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 
 from tierfed.resolvers import adjustment as adj
+from tierfed.resolvers import audit
 from tierfed.resolvers import internal
 from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
@@ -29,6 +30,16 @@ from .types import (
     Scheme,
     TierSummaryKey,
 )
+
+
+@strawberry.type(description="One read of an unmasked ID number: who, when, which person, which operation.")
+class PiiRead:
+    id: strawberry.ID
+    at: str
+    caller: str
+    scope: str
+    id_number: str
+    operation: str
 
 
 @strawberry.type
@@ -62,6 +73,11 @@ class Query(pooling_types.PoolingQueries):
     @strawberry.field
     async def central_adjustment(self, info: Info, year: int, ratio: Decimal) -> CentralAdjustment:
         return await adj.central_adjustment(info, year, ratio)  # type: ignore[return-value]
+
+    @strawberry.field(description=(
+        "Reads of unmasked ID numbers on this node, newest first. Needs AUDITOR and a scope over the node's region."))
+    async def pii_reads(self, info: Info, id_number: Optional[str] = None, limit: int = 100) -> list[PiiRead]:
+        return await audit.pii_reads(info, id_number, limit)  # type: ignore[return-value]
 
     @strawberry.field(name="_tierSummaries", description=(
         "Internal, node to node: full summaries per key, as JSON (complete, missing, rows of "

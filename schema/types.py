@@ -15,8 +15,8 @@ from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 from tierfed.resolvers.context import ctx
-from tierfed.tiers.store import AGENCY_KINDS, DEPARTMENTS
-from tierfed.tiers.tree import TIER_NAMES
+from tierfed.tiers.store import AGENCY_KINDS, DEPARTMENTS, AgencyRec, PoolRec
+from tierfed.tiers.tree import TIER_NAMES, RegionRec
 
 from .scalars import Decimal, Month
 
@@ -101,6 +101,10 @@ class Region:
         return await pol.region_pool(self, info, scheme.value, as_of)  # type: ignore[arg-type]
 
     @classmethod
+    def is_type_of(cls, obj: object, info: object) -> bool:
+        return isinstance(obj, RegionRec)
+
+    @classmethod
     async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Optional[Region]:
         return await reg.region(info, str(code))  # type: ignore[return-value]
 
@@ -138,6 +142,10 @@ class Agency:
         "True when the agency is managed directly by the agency one tier up (vertical management)."))
     def vertically_managed(self) -> bool:
         return self.vertically_managed  # type: ignore[return-value]
+
+    @classmethod
+    def is_type_of(cls, obj: object, info: object) -> bool:
+        return isinstance(obj, AgencyRec)
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Optional[Agency]:
@@ -184,6 +192,10 @@ class Pool:
     @strawberry.field
     async def predecessors(self, info: Info) -> list[Pool]:
         return await pol.predecessors(self, info)  # type: ignore[arg-type,return-value]
+
+    @classmethod
+    def is_type_of(cls, obj: object, info: object) -> bool:
+        return isinstance(obj, PoolRec)
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Optional[Pool]:

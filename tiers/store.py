@@ -285,3 +285,13 @@ class Store:
 
     async def pool_openings(self, ids: Sequence[str]) -> dict[str, Decimal]:
         return {r["root"]: r["opening"] for r in await self.pool.fetch(POOL_OPENINGS, list(ids))}
+
+
+PII_AUDIT_LOG = """
+select a.id, a.at, a.caller, a.scope, a.id_number, a.operation from pii_audit a
+where ($1::text is null or a.id_number = $1) order by a.id desc limit $2
+"""
+
+
+async def pii_audit_log(pool: asyncpg.Pool, id_number: str | None, limit: int) -> list[asyncpg.Record]:
+    return await pool.fetch(PII_AUDIT_LOG, id_number, limit)
