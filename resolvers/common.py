@@ -5,13 +5,14 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+from graphql import GraphQLList, GraphQLNonNull
 from strawberry.types import Info
 
 from tierfed import codes
 from tierfed.errors import bad_input
 from tierfed.tiers.forward import field_piece
 from tierfed.tiers.node import Child
-from tierfed.tiers.remote import Forwarded, wrap
+from tierfed.tiers.remote import PLAN, Forwarded, wrap
 
 from .context import ctx
 
@@ -62,10 +63,18 @@ async def forward(info: Info, child: Child, on_region: str | None = None) -> Any
     c = ctx(info)
     piece = f'region(code: "{on_region}") {{ {text} }}' if on_region else text
     data = await c.remote.forward(child, piece, used)
+    if data is None and c.remote.mode == PLAN:
+        return [] if _is_list(raw.return_type) else None
     if on_region is None or data is None:
         return data
     assert isinstance(data, Forwarded)
     return wrap(data.data.get(raw.path.key))
+
+
+def _is_list(t: Any) -> bool:
+    if isinstance(t, GraphQLNonNull):
+        t = t.of_type
+    return isinstance(t, GraphQLList)
 
 
 async def first_found(info: Info, children: list[Child]) -> Any:

@@ -8,6 +8,8 @@ each pass, as the planning pass fills it with placeholders.
 
 from __future__ import annotations
 
+import asyncio
+
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -23,11 +25,23 @@ from tierfed.tiers.remote import RemoteCalls
 from tierfed.tiers.store import Store
 
 
+class Loader(DataLoader):
+    """A DataLoader whose shared futures survive one awaiting resolver being cancelled.
+
+    graphql-core cancels sibling resolvers when an error nulls their parent; a
+    cached batch future awaited directly would be cancelled for every other
+    resolver waiting on the same key.
+    """
+
+    def load(self, key: Any) -> Any:
+        return asyncio.shield(super().load(key))
+
+
 def loader(batch: Callable[[list[Any]], Any]) -> DataLoader:
     async def load(keys: list[Any]) -> list[Any]:
         return await batch(keys)
 
-    return DataLoader(load, max_batch_size=5000)
+    return Loader(load, max_batch_size=5000)
 
 
 def by_key(fetch: Callable[[Sequence[Any]], Any], default: Any = None) -> DataLoader:
@@ -55,7 +69,7 @@ class Loaders:
         self.pool_opening = by_key(store.pool_openings)
 
 
-class SummaryLoader(DataLoader):
+class SummaryLoader(Loader):
     """Full summaries of (region, first, last): the node's own records plus every child's part."""
 
     def __init__(self, node: Node, local: DataLoader, remote: RemoteCalls) -> None:

@@ -16,6 +16,7 @@ from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 from tierfed.resolvers.context import ctx
 from tierfed.tiers.store import AGENCY_KINDS, DEPARTMENTS, AgencyRec, PoolRec
+from tierfed.tiers.remote import Forwarded
 from tierfed.tiers.tree import TIER_NAMES, RegionRec
 
 from .scalars import Decimal, Month
@@ -102,7 +103,7 @@ class Region:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, RegionRec)
+        return isinstance(obj, (RegionRec, Forwarded))
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Optional[Region]:
@@ -145,7 +146,7 @@ class Agency:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, AgencyRec)
+        return isinstance(obj, (AgencyRec, Forwarded))
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Optional[Agency]:
@@ -195,7 +196,7 @@ class Pool:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, PoolRec)
+        return isinstance(obj, (PoolRec, Forwarded))
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Optional[Pool]:

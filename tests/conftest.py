@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import re
+import tempfile
 import uuid
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -28,6 +29,14 @@ from tierfed.tiers.tree import RegionRec, Tree
 
 SECRET = "test-secret-" + "x" * 32
 DATA_KINDS = ("pools", "employers", "persons", "contributions", "benefits")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A private base temp dir per run: pytest's default rotation deletes the
+    # temp dirs of older runs, which would pull the data directory from under
+    # an embedded PostgreSQL of a run still going in parallel.
+    if not config.option.basetemp:
+        config.option.basetemp = tempfile.mkdtemp(prefix="tierfed-pytest-")
 
 
 def _with_db(url: str, db: str) -> str:
@@ -76,7 +85,7 @@ async def fresh_db(admin_url: str, template_db: str) -> str:
     return await _create_db(admin_url, f"tierfed_t_{uuid.uuid4().hex[:10]}", template_db)
 
 
-@pytest.fixture
+@pytest.fixture(scope="session")
 def new_db(admin_url: str, template_db: str):  # type: ignore[no-untyped-def]
     """A factory of fresh migrated databases (for tests that need several)."""
     async def make() -> str:

@@ -87,16 +87,17 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
         asyncio.get_running_loop().create_task(rt.reload_tree())
 
     await listener.add_listener("tierfed_tree", on_tree_change)
-    rt._listener = _Released(pool, listener)
+    rt._listener = _Released(pool, listener, on_tree_change)
     return rt
 
 
 class _Released:
-    def __init__(self, pool: asyncpg.Pool, con: asyncpg.Connection) -> None:
-        self.pool, self.con = pool, con
+    def __init__(self, pool: asyncpg.Pool, con: asyncpg.Connection, callback: Any) -> None:
+        self.pool, self.con, self.callback = pool, con, callback
 
     async def close(self) -> None:
         try:
+            await self.con.remove_listener("tierfed_tree", self.callback)
             await self.pool.release(self.con)
         except Exception:  # noqa: BLE001 - closing anyway
             pass
