@@ -20,14 +20,24 @@ SERVER_SETTINGS = {
 }
 
 
+# asyncpg's own per-connection work (type introspection, its JIT switch) and
+# the tree listener are not statements of an operation.
+ASYNCPG_INTERNAL = ("LISTEN", "UNLISTEN", "WITH RECURSIVE typeinfo_tree", "SELECT current_setting('jit')")
+
+
 @dataclass(eq=False)
 class StatementCounter:
     """Counts the SQL statements a pool runs (tests assert on it; it costs one increment)."""
 
     count: int = 0
+    queries: list[str] | None = None  # set to a list to keep the statements' text
 
     def __call__(self, record: Any) -> None:
+        if record.query.startswith(ASYNCPG_INTERNAL):
+            return
         self.count += 1
+        if self.queries is not None:
+            self.queries.append(record.query)
 
 
 def database_url(cfg: NodeConfig) -> str:
@@ -41,9 +51,15 @@ async def create_pool(url: str, counter: StatementCounter | None = None, **kw: A
         if counter is not None:
             con.add_query_logger(counter)
 
+    async def reset(con: asyncpg.Connection) -> None:
+        # tierfed leaves no session state on a released connection (transactions
+        # are scoped, advisory locks are transaction-level, the one listener has
+        # its own connection): skip asyncpg's reset round trip on every release.
+        return None
+
     return await asyncpg.create_pool(
         url, min_size=kw.pop("min_size", 1), max_size=kw.pop("max_size", 10),
-        server_settings=SERVER_SETTINGS, init=init, **kw
+        server_settings=SERVER_SETTINGS, init=init, reset=reset, **kw
     )
 
 

@@ -1,0 +1,86 @@
+"""The shipped division tree and agencies, and SQL statements per operation."""
+
+from __future__ import annotations
+
+import asyncpg
+
+from tests.conftest import Client, node_config, open_client, token
+from tierfed.runtime import Runtime
+from tierfed.tiers.tree import Tree
+
+
+def test_shipped_tree_is_the_real_one(tree: Tree) -> None:
+    by_tier: dict[int, int] = {}
+    for r in tree.by_code.values():
+        by_tier[r.tier] = by_tier.get(r.tier, 0) + 1
+    assert by_tier == {0: 1, 1: 31, 2: 333, 3: 2845}
+    assert sum(1 for r in tree.by_code.values() if r.tier == 3 and tree.by_code[r.parent_code].tier == 1) == 117
+    childless = sorted(r.code for r in tree.by_code.values() if r.tier == 2 and not tree.kids(r.code))
+    assert childless == ["441900", "442000", "460400", "620200"]
+    assert "810000" not in tree and "820000" not in tree  # Hong Kong and Macao run their own systems
+
+
+async def test_migrated_database_holds_tree_and_agencies(fresh_db: str) -> None:
+    con = await asyncpg.connect(fresh_db)
+    try:
+        assert await con.fetchval("select count(*) from region") == 3210
+        assert await con.fetchval("select count(*) from agency") == 6420
+        assert await con.fetchval("select ancestors from region where code = '440305'") == ["000000", "440000", "440300"]
+        assert await con.fetchval("select count(*) from region_closure where descendant = '440305'") == 4
+        assert await con.fetchval("select parent_code from agency where code = 'YB440305'") == "YB440300"
+    finally:
+        await con.close()
+
+
+COUNTIES = """{ nation { children { code
+  children { code tier parent { code } ancestors { code } agencies { code parent { code } }
+    children { code tier parent { code name } ancestors { code name } agencies { code department } } } } } }"""
+
+
+async def test_statements_do_not_grow_with_regions(fresh_db: str) -> None:
+    # The whole directory is a big answer: raise the cost limit for it.
+    empty_client, rt = await open_client(fresh_db, node_config(limits={"max_cost": 1_000_000}))
+    try:
+        await _count_statements(empty_client, rt)
+    finally:
+        await empty_client.http.aclose()
+        await rt.close()
+
+
+async def _count_statements(empty_client: Client, rt: Runtime) -> None:
+    before = rt.statements.count
+    d = await empty_client.data(COUNTIES)
+    nation_statements = rt.statements.count - before
+    counties = [c for p in d["nation"]["children"] for x in p["children"]
+                for c in ([x] if x["tier"] == "COUNTY" else x["children"])]
+    assert len(counties) == 2845
+    assert all(len(c["agencies"]) == 2 for c in counties)
+    # one province instead of the nation: the same handful of statements
+    before = rt.statements.count
+    await empty_client.data(COUNTIES.replace("nation {", 'region(code: "460000") {'))
+    province_statements = rt.statements.count - before
+    # a batch per loader per level of the tree, whether 2,845 counties or 18
+    assert nation_statements <= 8, nation_statements
+    assert province_statements <= 8, province_statements
+
+
+async def test_rollup_statements_are_constant(client: Client) -> None:
+    rt = client.runtime
+    q = """query($r: ID!) { rollup(region: $r, period: {from: "2025-01", to: "2025-06"}) {
+      totals { insured } byChild { region { name } totals { pooled } byMonth { totals { insured } } } } }"""
+    counts = []
+    for region in ("000000", "440000", "440305"):
+        before = rt.statements.count
+        await client.data(q, {"r": region})
+        counts.append(rt.statements.count - before)
+    # region names, the region's summaries, all its children's summaries: a batch each,
+    # whether the children are 31 provinces or none
+    assert max(counts) <= 5, counts
+
+
+async def test_directory_open_to_any_valid_token(client: Client) -> None:
+    tok = token("440305", ())
+    d = await client.data('{ nation { name } region(code: "510000") { name children { code } } agency(code: "RS110000") { name tier } }', tok=tok)
+    assert d["nation"]["name"] == "中华人民共和国"
+    assert d["agency"]["tier"] == "PROVINCE"
+    assert (await client.data('{ region(code: "449999") { name } }'))["region"] is None
