@@ -229,3 +229,7 @@ COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo, "serve": cmd_serve, "migrate": cmd_migrate, "import": cmd_import,
     "token": cmd_token, "schema": cmd_schema, "verify": cmd_verify, "generate": cmd_generate,
 }
+
+
+if __name__ == "__main__":
+    main()
