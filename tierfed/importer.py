@@ -289,7 +289,7 @@ CHECKS: dict[str, list[str]] = {
              on c.id_number = s.id_number and c.scheme = s.scheme and c.month = s.month
            where (c.region_code, coalesce(c.employer_credit_code, ''), c.base, c.employer_amount,
                   c.individual_amount, c.individual_account_amount)
-                 is distinct from (s.region_code, s.employer_credit_code, s.base, s.employer_amount,
+                 is distinct from (s.region_code, coalesce(s.employer_credit_code, ''), s.base, s.employer_amount,
                   s.individual_amount, s.individual_account_amount)
            order by s.line limit 1000""",
     ],
@@ -541,8 +541,6 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind_name: str, path: str 
                         if len(errors) < MAX_REPORTED:
                             errors.append(RowError(line, b.column, b.reason))
                         continue
-                    if nbad:
-                        continue  # the file fails anyway: keep checking, stop staging
                     writer.writerow((line, *out))
                     pending += 1
                     if pending >= CHUNK:
@@ -552,20 +550,21 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind_name: str, path: str 
                         pending = 0
                         if bar:
                             bar.update(fh.tell() - bar.n)
-                if pending and not nbad:
+                if pending:
                     await _flush(con, buf, ncols)
             finally:
                 fh.close()
                 if bar:
                     bar.close()
-            if nbad:
-                raise ImportFailed(str(path), errors, nbad)
+            # The checks that need the database run over the rows that passed the
+            # format checks, so one run reports every bad row of both kinds.
             for sql in CHECKS.get(kind_name, []):
                 for r in await con.fetch(sql):
                     errors.append(RowError(r[0], r[1], r[2]))
-            if errors:
+                    nbad += 1
+            if nbad:
                 errors.sort(key=lambda e: e.line)
-                raise ImportFailed(str(path), errors[:MAX_REPORTED], len(errors))
+                raise ImportFailed(str(path), errors[:MAX_REPORTED], nbad)
             inserted = await _apply(con, node, kind_name)
     return Report(kind_name, total, inserted, total - inserted)
 

@@ -1,0 +1,210 @@
+"""Imports: every row checked, whole file or nothing, every bad row reported, re-import a no-op."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import pytest
+
+from tests.conftest import DATA_KINDS, SECRET, node_config
+from tierfed import codes
+from tierfed.errors import UserError
+from tierfed.importer import ImportFailed, import_file
+from tierfed.runtime import open_runtime
+
+
+def pid(seq: int, prefix: str = "510104", born: str = "19850615") -> str:
+    first = f"{prefix}{born}{seq:03d}"
+    return first + codes.id_check_char(first)
+
+
+def credit(body: str = "91440300MA5F00001") -> str:
+    return body + codes.credit_check_char(body)
+
+
+def write(path: Path, header: str, *rows: str) -> Path:
+    path.write_text("\n".join([header, *rows]) + "\n", encoding="utf-8")
+    return path
+
+
+async def counts(url: str) -> dict[str, Any]:
+    con = await asyncpg.connect(url)
+    try:
+        return {t: await con.fetchval(f"select count(*) from {t}")
+                for t in ("person", "employer", "contribution", "benefit", "summary", "pool", "region", "agency")} | {
+            "sum": await con.fetchval("select coalesce(sum(employer), 0) from summary")}
+    finally:
+        await con.close()
+
+
+async def run_import(url: str, kind: str, path: Path, region: str = "440000", children: Any = None) -> Any:
+    rt = await open_runtime(node_config(region, children=children), url, check_children=False)
+    try:
+        return await import_file(rt.pool, rt.node, kind, path, progress=False)
+    finally:
+        await rt.close()
+
+
+CONTRIB_HEADER = ("id_number,scheme,month,region_code,employer_credit_code,base,employer_amount,"
+                  "individual_amount,individual_account_amount")
+
+
+@pytest.fixture
+async def registered(fresh_db: str, tmp_path: Path) -> str:
+    await run_import(fresh_db, "persons", write(tmp_path / "p.csv", "name,region_code,id_number",
+                                                f"张三,440305,{pid(1)}", f"李四,440106,{pid(2)}"))
+    await run_import(fresh_db, "employers", write(tmp_path / "e.csv", "credit_code,name,region_code,industry_risk_class",
+                                                  f"{credit()},深圳某公司,440305,3"))
+    return fresh_db
+
+
+async def test_good_file_imports_and_reimport_changes_nothing(registered: str, tmp_path: Path) -> None:
+    f = write(tmp_path / "c.csv", CONTRIB_HEADER,
+              f"{pid(1)},PENSION,2025-01,440305,{credit()},8000.00,1280.00,640.00,640.00",
+              f"{pid(1)},MEDICAL,2025-01,440305,{credit()},8000,640,160.5,160.5",
+              f"{pid(2)},PENSION,2025-02,440106,,6000.00,0.00,1200.00,480.00")
+    try:
+        rep = await run_import(registered, "contributions", f)
+    except ImportFailed as e:
+        raise AssertionError([str(x) for x in e.errors]) from None
+    assert (rep.rows, rep.inserted) == (3, 3)
+    before = await counts(registered)
+    again = await run_import(registered, "contributions", f)
+    assert (again.inserted, again.unchanged) == (0, 3)
+    assert await counts(registered) == before
+    con = await asyncpg.connect(registered)
+    try:
+        # summaries for the record's region and every ancestor up to the node's root, not above it
+        rows = await con.fetch("select region_code from summary where month = '2025-01-01' and scheme = 1 order by 1")
+        assert [r[0] for r in rows] == ["440000", "440300", "440305"]
+        assert await con.fetchval("select employer from summary where region_code = '440000' and scheme = 2") == 640
+        parts = await con.fetchval("select count(*) from pg_inherits where inhparent = 'contribution'::regclass")
+        assert parts >= 2  # monthly partitions made on demand
+    finally:
+        await con.close()
+
+
+async def test_bad_rows_are_all_reported_and_nothing_is_written(registered: str, tmp_path: Path) -> None:
+    good = f"{pid(1)},PENSION,2025-01,440305,{credit()},8000.00,1280.00,640.00,640.00"
+    f = write(tmp_path / "bad.csv", CONTRIB_HEADER, good,
+              f"{pid(1)[:17]}0,PENSION,2025-01,440305,,1,1,1,1" if pid(1)[17] != "0" else f"{pid(1)[:17]}1,PENSION,2025-01,440305,,1,1,1,1",
+              f"{pid(2)},PENSION,2025-13,440106,,1,1,1,1",
+              f"{pid(2)},PENSION,2025-03,440106,,1,-1,1,1",
+              f"{pid(2)},PENSION,2025-04,440106,,1,1,1.234,1",
+              f"{pid(2)},PENSION,2025-05,440106,,100,1,1,2",
+              f"{pid(2)},PENSION,2025-06,449999,,1,1,1,1",
+              f"{pid(2)},PENSION,2025-07,510104,,1,1,1,1",
+              f"{pid(2)},PENSION,2025-08,000000,,1,1,1,1",
+              f"{pid(2)},PENSIONS,2025-09,440106,,1,1,1,1",
+              f"{pid(2)},PENSION,2025-10,440106,91440300MA5F000010,1,1,1,1",
+              f"{pid(2)},PENSION,2025-11,440106")
+    before = await counts(registered)
+    with pytest.raises(ImportFailed) as e:
+        await run_import(registered, "contributions", f)
+    got = [(x.line, x.column) for x in e.value.errors]
+    assert got == [(3, "id_number"), (4, "month"), (5, "employer_amount"), (6, "individual_amount"),
+                   (7, "individual_account_amount"), (8, "region_code"), (9, "region_code"), (10, "region_code"),
+                   (11, "scheme"), (12, "employer_credit_code"), (13, "*")]
+    reasons = {x.line: x.reason for x in e.value.errors}
+    assert "check character" in reasons[3] and "YYYY-MM" in reasons[4] and "above the individual" in reasons[7]
+    assert "outside this node's subtree" in reasons[9] and "below the nation" in reasons[10]
+    assert await counts(registered) == before
+
+
+async def test_database_checks(registered: str, tmp_path: Path) -> None:
+    stored = f"{pid(1)},PENSION,2025-01,440305,{credit()},8000.00,1280.00,640.00,640.00"
+    await run_import(registered, "contributions", write(tmp_path / "a.csv", CONTRIB_HEADER, stored))
+    before = await counts(registered)
+    f = write(tmp_path / "b.csv", CONTRIB_HEADER,
+              f"{pid(1)},PENSION,2025-01,440305,{credit()},8000.00,1280.00,640.00,600.00",  # differs from stored
+              f"{pid(3)},PENSION,2025-01,440305,,1,1,1,1",  # not registered
+              f"{pid(2)},MEDICAL,2025-01,440106,{credit('91440300MA5F00002')},1,1,1,1",  # unknown employer
+              f"{pid(2)},PENSION,2025-02,440106,,1,1,1,1",
+              f"{pid(2)},PENSION,2025-02,440106,,2,2,2,2")  # repeats the key of line 5
+    with pytest.raises(ImportFailed) as e:
+        await run_import(registered, "contributions", f)
+    reasons = {x.line: x.reason for x in e.value.errors}
+    assert set(reasons) == {2, 3, 4, 6}
+    assert "already stored" in reasons[2] and "not registered" in reasons[3]
+    assert "employer" in reasons[4] and "line 5" in reasons[6]
+    assert pid(3) not in reasons[3]  # ID numbers are masked in reports
+    assert await counts(registered) == before
+
+
+async def test_child_held_region_is_refused(fresh_db: str, tmp_path: Path) -> None:
+    f = write(tmp_path / "p.csv", "id_number,name,region_code", f"{pid(1)},张三,440305")
+    with pytest.raises(ImportFailed) as e:
+        await run_import(fresh_db, "persons", f, "000000",
+                         [{"region": "440000", "url": "http://127.0.0.1:9/graphql", "name": "guangdong"}])
+    assert "held by child node 'guangdong'" in e.value.errors[0].reason
+
+
+async def test_header_problems(fresh_db: str, tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="missing column.*region_code"):
+        await run_import(fresh_db, "persons", write(tmp_path / "h.csv", "id_number,name"))
+    with pytest.raises(UserError, match="unknown column.*nme"):
+        await run_import(fresh_db, "persons", write(tmp_path / "h2.csv", "id_number,nme,name,region_code"))
+    with pytest.raises(UserError, match="empty file"):
+        (tmp_path / "h3.csv").write_bytes(b"")
+        await run_import(fresh_db, "persons", tmp_path / "h3.csv")
+
+
+async def test_regions_agencies_and_pools(fresh_db: str, tmp_path: Path) -> None:
+    hdr = "code,name,tier,parent_code"
+    f = write(tmp_path / "r.csv", hdr, "440399,深圳新区,county,440300", "440305,南山区（新）,county,440300")
+    rep = await run_import(fresh_db, "regions", f)
+    assert rep.inserted == 1
+    before = await counts(fresh_db)
+    assert (await run_import(fresh_db, "regions", f)).inserted == 0
+    assert await counts(fresh_db) == before
+    con = await asyncpg.connect(fresh_db)
+    try:
+        assert await con.fetchval("select ancestors from region where code = '440399'") == ["000000", "440000", "440300"]
+        assert await con.fetchval("select name from region where code = '440305'") == "南山区（新）"
+    finally:
+        await con.close()
+    with pytest.raises(ImportFailed) as e:
+        await run_import(fresh_db, "regions", write(tmp_path / "r2.csv", hdr, "440398,X,county,000000",
+                                                    "440397,Y,town,440300", "440396,Z,county,440395"))
+    assert [x.column for x in e.value.errors] == ["tier", "tier", "parent_code"]
+
+    ahdr = "code,name,department,kind,region_code,parent_code,vertically_managed"
+    await run_import(fresh_db, "agencies", write(tmp_path / "a.csv", ahdr,
+                                                 "YB440305A,南山区医保服务点,HEALTHCARE_SECURITY,SERVICE_OUTLET,440305,YB440305,false"))
+    with pytest.raises(ImportFailed):
+        await run_import(fresh_db, "agencies", write(tmp_path / "a2.csv", ahdr,
+                                                     "YB440305B,X,HEALTH,AGENCY,440305,,maybe"))
+
+    phdr = "scheme,region_code,opened_from,opening_balance"
+    await run_import(fresh_db, "pools", write(tmp_path / "p.csv", phdr, "MEDICAL,440300,2024-01,1000.00"))
+    with pytest.raises(ImportFailed) as e:
+        await run_import(fresh_db, "pools", write(tmp_path / "p2.csv", phdr, "MEDICAL,440305,2024-06,5.00",
+                                                  "PENSION,440000,2024-01,1.00", "PENSION,440300,2024-01,1.00"))
+    reasons = [x.reason for x in e.value.errors]
+    assert any("440300-MEDICAL-202401" in r for r in reasons) and any("line 3" in r for r in reasons)
+
+
+def test_cli_reports_bad_rows_without_traceback(tmp_path: Path, fresh_db: str) -> None:
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f'[node]\nname = "x"\nregion = "440000"\ndatabase_url = "{fresh_db}"\n'
+                   f'check_children_at_start = false\n[auth]\njwt_secret = "{SECRET}"\n')
+    bad = write(tmp_path / "p.csv", "id_number,name,region_code", "123,张三,440305", f"{pid(1)},李四,44030")
+    r = subprocess.run([sys.executable, "-m", "tierfed.cli", "import", "persons", str(bad), "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 1
+    assert "2 bad row(s)" in r.stderr and "line 2, column id_number" in r.stderr
+    assert "line 3, column region_code" in r.stderr and "Traceback" not in r.stderr
+    good = write(tmp_path / "g.csv", "id_number,name,region_code", f"{pid(1)},李四,440305")
+    r = subprocess.run([sys.executable, "-m", "tierfed.cli", "import", "persons", str(good), "--config", str(cfg)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0 and "1 new" in r.stdout, r.stderr
+
+
+async def test_the_generated_data_set_imports_cleanly(loaded_db: str) -> None:
+    c = await counts(loaded_db)
+    assert c["person"] == 2000 and c["contribution"] > 10_000 and c["benefit"] > 1000
+    assert set(DATA_KINDS) == {"pools", "employers", "persons", "contributions", "benefits"}
