@@ -31,7 +31,7 @@ from .tree import TIER_NAMES, Tree
 SCHEME_DEPARTMENT = {1: 1, 2: 2, 3: 1, 4: 1, 5: 2}
 
 POOLS_OF_SCHEME_NEAR = f"""
-select {POOL_COLUMNS}, rc.depth, (rc.descendant = $2) as above
+select {POOL_COLUMNS}, rc.depth, (rc.descendant = $2 and rc.depth > 0) as above
 from pool p
 join region_closure rc on (rc.ancestor = $2 and rc.descendant = p.region_code)
                        or (rc.descendant = $2 and rc.ancestor = p.region_code and rc.depth > 0)
