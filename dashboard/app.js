@@ -522,6 +522,9 @@
     clear($("#pool-list"));
     $("#totals-caption").textContent = "";
     $("#no-children").hidden = true;
+    $("#children-table").hidden = false;
+    $("#children-chart-panel").hidden = false;
+    $("#chart-row").classList.remove("single");
     disposeChart("children");
     disposeChart("months");
   }
@@ -553,31 +556,42 @@
     var region = data.region || rollup.region;
     setTitle(region);
     renderBreadcrumbs((data.region && data.region.ancestors) || [], region);
-    showErrors(errors, null, true);
-    renderIncomplete(rollup);
+    /* Unreachable child nodes are told plainly in the incomplete banner, pool errors in the
+       pool table; the error box keeps the rest. */
+    var folded = rollup.complete === false ? errors.filter(isUnavailable) : [];
+    showErrors(errors.filter(function (e) { return folded.indexOf(e) < 0 && !isPoolError(e); }), null, true);
+    renderIncomplete(rollup, folded);
 
+    /* The region itself unreachable: its figures are unknown, not zero. */
+    var unknown = isMissing(rollup, region.code);
     var totals = rollup.totals || [];
     $("#totals-caption").textContent =
       "（" + period.from + " 至 " + period.to + "，" + schemes.map(function (s) { return SCHEME_NAMES[s]; }).join("、") +
       "；人数按险种相加）";
-    renderCards(sumTotals(totals));
-    renderSchemeTable(totals);
+    renderCards(unknown ? null : sumTotals(totals));
+    renderSchemeTable(totals, unknown);
 
-    var children = rollup.byChild || [];
+    var children = (rollup.byChild || []).map(function (c) {
+      return isMissing(rollup, c.region.code) ? { region: c.region, complete: false, totals: null, missing: true } : c;
+    });
     state.children = children;
-    var hasChildren = children.length > 0;
-    var note = $("#no-children");
-    if (!hasChildren) {
-      note.textContent = noChildrenText(region);
-      note.hidden = false;
-    } else {
-      note.hidden = true;
-    }
     renderChildrenTable(children, region);
     $("#children-panel").hidden = false;
     renderChildrenChart(children, schemes);
-    renderMonthsChart(rollup.byMonth || []);
+    renderMonthsChart(unknown ? [] : rollup.byMonth || []);
     renderPools(data.region, schemes, errors);
+  }
+
+  function isUnavailable(e) {
+    return errorCode(e) === "TIER_UNAVAILABLE";
+  }
+
+  function isPoolError(e) {
+    return Array.isArray(e.path) && e.path.some(function (p) { return /^pool_/.test(String(p)); });
+  }
+
+  function isMissing(rollup, code) {
+    return rollup.complete === false && (rollup.missing || []).some(function (m) { return m.code === code; });
   }
 
   function noChildrenText(region) {
@@ -585,7 +599,7 @@
     return "本区划没有下级区划，无法继续下钻。";
   }
 
-  function renderIncomplete(rollup) {
+  function renderIncomplete(rollup, unavailable) {
     var banner = clear($("#incomplete-banner"));
     if (rollup.complete !== false) { banner.hidden = true; return; }
     banner.appendChild(el("strong", { text: "数据不完整：" }));
@@ -599,6 +613,16 @@
     } else {
       banner.appendChild(document.createTextNode("部分下级节点暂时无法访问，合计不含其数据。"));
     }
+    var nodes = [];
+    (unavailable || []).forEach(function (e) {
+      var x = e.extensions || {};
+      var label = (x.node ? "节点 " + x.node : "下级节点") + (x.region ? "（" + x.region + "）" : "");
+      if (nodes.indexOf(label) < 0) nodes.push(label);
+    });
+    if (nodes.length) {
+      banner.appendChild(el("p", { className: "m-nodes", title: unavailable.map(function (e) { return e.message; }).join("\n") },
+        "无法连接：" + nodes.join("、") + "。请稍后刷新，或联系该节点的运维人员。"));
+    }
     banner.hidden = false;
   }
 
@@ -608,7 +632,7 @@
       box.appendChild(el("div", { className: "card", "data-field": f.key },
         el("div", { className: "card-label", text: f.label }),
         el("div", { className: "card-value" },
-          el("span", { className: "figure", "data-testid": "total-" + f.key, text: fmtField(f.kind, sum[f.key]) }),
+          el("span", { className: "figure", "data-testid": "total-" + f.key, text: sum ? fmtField(f.kind, sum[f.key]) : "—" }),
           el("span", { className: "unit", text: f.unit }))));
     });
   }
@@ -625,7 +649,7 @@
       FIELDS.map(function (f) { return el("th", { scope: "col", className: "num", "data-field": f.key, text: f.label + (f.kind === "dec" ? "（元）" : "") }); }));
   }
 
-  function renderSchemeTable(totals) {
+  function renderSchemeTable(totals, unknown) {
     var table = $("#scheme-table");
     clear(table.tHead).appendChild(headerRow(["险种"]));
     var body = clear(table.tBodies[0]);
@@ -633,28 +657,36 @@
       body.appendChild(el("tr", { "data-scheme": t.scheme },
         el("th", { scope: "row", "data-field": "scheme" },
           el("span", { className: "swatch", "data-scheme": t.scheme }), SCHEME_NAMES[t.scheme] || t.scheme),
-        figureCells(t)));
+        figureCells(unknown ? null : t)));
     });
     clear(table.tFoot).appendChild(el("tr", { "data-scheme": "ALL" },
-      el("th", { scope: "row", "data-field": "scheme", text: "合计" }), figureCells(sumTotals(totals))));
+      el("th", { scope: "row", "data-field": "scheme", text: "合计" }), figureCells(unknown ? null : sumTotals(totals))));
+  }
+
+  /* With no children the chart row holds the month chart alone and the table gives way to a note. */
+  function showNoChildren(region, none) {
+    var note = $("#no-children");
+    note.textContent = none ? noChildrenText(region) : "";
+    note.hidden = !none;
+    $("#children-table").hidden = none;
+    $("#children-chart-panel").hidden = none;
+    $("#children-hint").hidden = none;
+    $("#chart-row").classList.toggle("single", none);
   }
 
   function renderChildrenTable(children, region) {
     var table = $("#children-table");
     var head = clear(table.tHead);
+    var body = clear(table.tBodies[0]);
+    showNoChildren(region, !children.length);
+    if (!children.length) return;
     var hr = headerRow(["区划", "层级"]);
     hr.appendChild(el("th", { scope: "col", text: "数据" }));
     head.appendChild(hr);
-    var body = clear(table.tBodies[0]);
-    if (!children.length) {
-      body.appendChild(el("tr", { className: "empty" },
-        el("td", { colspan: String(FIELDS.length + 3), text: noChildrenText(region) })));
-      return;
-    }
     children.forEach(function (c) {
       var r = c.region;
       var values = c.totals ? sumTotals(c.totals) : null;
-      var status = c.complete === false ? "不完整" : c.complete === true ? "完整" : "—";
+      var status = c.missing ? "无法访问" : c.complete === false ? "不完整" : c.complete === true ? "完整" : "—";
       body.appendChild(el("tr", { "data-code": r.code, className: "drill" + (c.complete === false ? " incomplete" : ""), title: "下钻到 " + regionLabel(r) },
         el("td", { "data-field": "region" },
           el("a", { href: "#region=" + encodeURIComponent(r.code), "data-code": r.code },
@@ -680,6 +712,7 @@
       return null;
     }
     if (!state.charts[name]) state.charts[name] = window.echarts.init(node, null, { renderer: "canvas" });
+    else state.charts[name].resize(); /* the chart row may have changed between one and two columns */
     return state.charts[name];
   }
 
@@ -695,6 +728,25 @@
       escapeHtml(label) + '<b>' + escapeHtml(value) + "</b></div>";
   }
 
+  /* Axis labels: a short name (广东省 -> 广东, 新疆维吾尔自治区 -> 新疆); the tooltip has the full one. */
+  function shortName(name) {
+    if (!name) return "";
+    var s = name.replace(/(特别行政区|维吾尔自治区|壮族自治区|回族自治区|自治区|省|市)$/, "");
+    if (s.length < 2) s = name;
+    return s.length > 5 ? s.slice(0, 4) + "…" : s;
+  }
+
+  /* Horizontal labels when they fit their column, else slanted, else vertical. */
+  function labelRotation(width, names) {
+    if (!names.length) return 0;
+    var longest = names.reduce(function (a, n) { return Math.max(a, n.length); }, 0);
+    var labelWidth = longest * 12 + 6;
+    var column = Math.max(width - 70, 100) / names.length;
+    if (column >= labelWidth) return 0;
+    if (column >= 0.72 * labelWidth + 14) return 40;
+    return 90;
+  }
+
   function renderChildrenChart(children, schemes) {
     var node = document.getElementById("chart-children");
     if (!children.length) {
@@ -705,7 +757,7 @@
     }
     var chart = getChart("children", "chart-children");
     if (!chart) return;
-    var names = children.map(function (c) { return c.region.name; });
+    var names = children.map(function (c) { return shortName(c.region.name); });
     var byScheme = children.map(function (c) {
       var m = {};
       (c.totals || []).forEach(function (t) { m[t.scheme] = t; });
@@ -719,10 +771,13 @@
         barMaxWidth: 48,
         itemStyle: { color: SCHEME_COLORS[s] },
         emphasis: { focus: "series" },
-        data: byScheme.map(function (m) { return m[s] ? Number(m[s].contributionTotal) : 0; })
+        data: children.map(function (c, i) {
+          if (c.missing) return null; /* unknown, not zero */
+          return byScheme[i][s] ? Number(byScheme[i][s].contributionTotal) : 0;
+        })
       };
     });
-    var many = children.length > 8;
+    var rotate = labelRotation(node.clientWidth, names);
     chart.setOption({
       animationDuration: 300,
       legend: { top: 0, type: "scroll" },
@@ -736,6 +791,7 @@
           var i = params[0].dataIndex;
           var c = children[i];
           var html = "<div class=\"tt-title\">" + escapeHtml(regionLabel(c.region)) + "</div>";
+          if (c.missing) return html + "<div class=\"tt-hint\">暂时无法访问，数据未知</div>";
           var parts = [];
           schemes.forEach(function (s) {
             var t = byScheme[i][s];
@@ -751,7 +807,7 @@
         type: "category",
         data: names,
         triggerEvent: true,
-        axisLabel: { interval: 0, rotate: many ? 40 : 0, hideOverlap: false }
+        axisLabel: { interval: 0, rotate: rotate, hideOverlap: false, fontSize: 12 }
       },
       yAxis: { type: "value", axisLabel: { formatter: compactYuan } },
       series: series
@@ -786,7 +842,7 @@
     chart.setOption({
       animationDuration: 300,
       legend: { top: 0 },
-      grid: { left: 8, right: 16, top: 36, bottom: 8, containLabel: true },
+      grid: { left: 8, right: 30, top: 36, bottom: 8, containLabel: true },
       tooltip: {
         trigger: "axis",
         confine: true,
@@ -814,7 +870,7 @@
   }
 
   function renderPredecessors(list) {
-    if (!list.length) return el("p", { className: "note", text: "无前身基金（自设立起即为本级统筹）。" });
+    if (!list.length) return el("span", { className: "note", text: "无（自设立起即为本级统筹）" });
     return el("ol", { className: "history" }, list.map(function (p) {
       var li = el("li", { "data-pool-id": p.id },
         el("span", { className: "tier-badge", "data-tier": p.level, text: TIER_NAMES[p.level] || p.level }), " ",
@@ -842,36 +898,51 @@
     });
   }
 
+  /* One row per scheme: the pool covering the region now, and the pools it succeeded. */
   function renderPools(region, schemes, errors) {
     var list = clear($("#pool-list"));
+    var anyPool = schemes.some(function (s) { return region && region["pool_" + s]; });
+    /* No pool covers the region for any scheme (e.g. the nation): no empty fund columns. */
+    var cols = anyPool ? [
+      { text: "险种" }, { text: "统筹层次" }, { text: "统筹区域" }, { text: "起止" },
+      { text: "期初余额（元）", num: true }, { text: "当前余额（元）", num: true }, { text: "基金编号" },
+      { text: "沿革（前身基金）" }
+    ] : [{ text: "险种" }, { text: "统筹层次" }, { text: "说明" }];
+    var none = region && region.children && region.children.length ?
+      "当前没有覆盖本区划全境的统筹基金，由下级区划分别统筹。" : "当前没有覆盖本区划的统筹基金。";
+    var table = el("table", { id: "pool-table", className: "figures pools" },
+      el("thead", null, el("tr", null, cols.map(function (c) {
+        return el("th", { scope: "col", className: c.num ? "num" : null, text: c.text });
+      }))));
+    var body = el("tbody");
     schemes.forEach(function (s) {
       var alias = "pool_" + s;
       var pool = region ? region[alias] : null;
       var errs = errors.filter(function (e) {
         return Array.isArray(e.path) && e.path.indexOf(alias) >= 0;
       });
-      var box = el("div", { className: "pool", "data-scheme": s });
-      var head = el("h4", null, el("span", { className: "swatch", "data-scheme": s }), SCHEME_NAMES[s] + " ");
-      box.appendChild(head);
+      var tr = el("tr", { className: "pool", "data-scheme": s },
+        el("th", { scope: "row" }, el("span", { className: "swatch", "data-scheme": s }), SCHEME_NAMES[s]));
       if (errs.length) {
-        box.appendChild(el("ul", { className: "banner error small" }, errorItems(errs)));
+        tr.appendChild(el("td", { colspan: String(cols.length - 1), className: "wrap" },
+          el("ul", { className: "banner error small" }, errorItems(errs))));
       } else if (!pool) {
-        head.appendChild(el("span", { className: "pool-level", "data-field": "level", text: "统筹层次：无" }));
-        box.appendChild(el("p", { className: "note", text: "当前没有覆盖本区划的统筹基金。" }));
+        tr.appendChild(el("td", { className: "pool-level", "data-field": "level", text: "无" }));
+        tr.appendChild(el("td", { colspan: String(cols.length - 2), className: "note wrap", text: none }));
       } else {
-        head.appendChild(el("span", { className: "pool-level", "data-field": "level", "data-level": pool.level },
-          "统筹层次：", el("strong", { text: TIER_NAMES[pool.level] || pool.level })));
-        box.appendChild(el("dl", { className: "pool-facts" },
-          el("dt", { text: "统筹区域" }), el("dd", { "data-field": "region", text: regionLabel(pool.region) }),
-          el("dt", { text: "起止" }), el("dd", { "data-field": "period", text: poolPeriod(pool) }),
-          el("dt", { text: "期初余额" }), el("dd", { "data-field": "openingBalance", className: "num", text: fmtDec(pool.openingBalance) + " 元" }),
-          el("dt", { text: "当前余额" }), el("dd", { "data-field": "balance", className: "num", text: fmtDec(pool.balance) + " 元" }),
-          el("dt", { text: "基金编号" }), el("dd", { "data-field": "id" }, el("code", { text: pool.id }))));
-        box.appendChild(el("div", { className: "history-title", text: "沿革（前身基金）" }));
-        box.appendChild(renderPredecessors(pool.predecessors || []));
+        tr.appendChild(el("td", { className: "pool-level", "data-field": "level", "data-level": pool.level },
+          el("span", { className: "tier-badge", "data-tier": pool.level, text: TIER_NAMES[pool.level] || pool.level })));
+        tr.appendChild(el("td", { "data-field": "region", text: regionLabel(pool.region) }));
+        tr.appendChild(el("td", { "data-field": "period", text: poolPeriod(pool) }));
+        tr.appendChild(el("td", { "data-field": "openingBalance", className: "num", text: fmtDec(pool.openingBalance) }));
+        tr.appendChild(el("td", { "data-field": "balance", className: "num", text: fmtDec(pool.balance) }));
+        tr.appendChild(el("td", { "data-field": "id" }, el("code", { className: "pool-id", text: pool.id })));
+        tr.appendChild(el("td", { "data-field": "history", className: "wrap" }, renderPredecessors(pool.predecessors || [])));
       }
-      list.appendChild(box);
+      body.appendChild(tr);
     });
+    table.appendChild(body);
+    list.appendChild(el("div", { className: "table-wrap" }, table));
   }
 
   /* ------------------------------------------------------------------ person */
