@@ -16,7 +16,6 @@ from .config import AuthConfig
 from .errors import Code, TierfedError, UserError, forbidden
 
 ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR")
-ASYMMETRIC = ["EdDSA", "ES256"]
 
 
 @dataclass(frozen=True)
@@ -30,19 +29,42 @@ class Caller:
         return role in self.roles
 
 
+def public_key(path: str) -> tuple[list[str], Any]:
+    """A verification key and the one algorithm it may verify.
+
+    The algorithm follows from the key, never from the token's header: a token
+    signed with anything else (HS256 with the public key as secret, ``none``,
+    RS256, ES256 against an Ed25519 key) is refused before any signature check.
+    """
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from cryptography.hazmat.primitives.serialization import load_pem_public_key
+
+    try:
+        key = load_pem_public_key(Path(path).read_bytes())
+    except (OSError, ValueError) as e:
+        raise UserError(f"config [auth]: {path} is not a PEM public key ({e})") from None
+    if isinstance(key, ed25519.Ed25519PublicKey):
+        return ["EdDSA"], key
+    if isinstance(key, ec.EllipticCurvePublicKey) and isinstance(key.curve, ec.SECP256R1):
+        return ["ES256"], key
+    raise UserError(f"config [auth]: {path} must be an Ed25519 (EdDSA) or P-256 (ES256) public key")
+
+
 class Keys:
-    """Verification (and, with a secret or private key, signing) for one node's issuer."""
+    """Verification (and, with a secret or private key, signing) for one node's issuer.
+
+    Verification tries the current key, then each previous one (rotation): a
+    token signed with a retired key stays valid until it expires.
+    """
 
     def __init__(self, cfg: AuthConfig) -> None:
         self.cfg = cfg
-        self.verify_keys: list[Any] = []
-        self.algorithms: list[str]
+        self.verifiers: list[tuple[list[str], Any]]
         if cfg.jwt_secret:
-            self.algorithms = ["HS256"]
-            self.verify_keys = [cfg.jwt_secret, *cfg.previous_secrets]
+            self.verifiers = [(["HS256"], k) for k in (cfg.jwt_secret, *cfg.previous_secrets)]
         else:
-            self.algorithms = ASYMMETRIC
-            self.verify_keys = [Path(cfg.jwt_public_key_file or "").read_bytes()]
+            files = [cfg.jwt_public_key_file or "", *cfg.previous_public_key_files]
+            self.verifiers = [public_key(f) for f in files]
 
     def sign(self, sub: str, scope: str, roles: list[str], ttl: int) -> str:
         now = int(time.time())
@@ -60,17 +82,17 @@ class Keys:
     def verify(self, token: str, tree: Tree) -> Caller:
         claims = None
         last: Exception | None = None
-        for key in self.verify_keys:
+        for algorithms, key in self.verifiers:
             try:
                 claims = jwt.decode(
-                    token, key, algorithms=self.algorithms,
+                    token, key, algorithms=algorithms,
                     options={"require": ["exp", "sub"]},
                     issuer=self.cfg.issuer if self.cfg.issuer else None,
                 )
                 break
             except jwt.ExpiredSignatureError:
                 raise unauthenticated("token has expired: ask for a new one") from None
-            except jwt.InvalidTokenError as e:
+            except jwt.PyJWTError as e:  # every way a token can be bad, InvalidKeyError included
                 last = e
         if claims is None:
             raise unauthenticated(f"token is not valid: {_reason(last)}")
@@ -78,7 +100,7 @@ class Keys:
         roles = claims.get("roles", [])
         if not isinstance(scope, str) or not codes.REGION_RE.match(scope) or scope not in tree:
             raise unauthenticated("token's scope claim must be a known 6-digit region code")
-        if not isinstance(roles, list) or any(r not in ROLES for r in roles):
+        if not isinstance(roles, list) or any(not isinstance(r, str) or r not in ROLES for r in roles):
             raise unauthenticated(f"token's roles claim must be a list of {', '.join(ROLES)}")
         return Caller(str(claims["sub"]), scope, frozenset(roles), token)
 
@@ -91,7 +113,7 @@ def _is_ed25519(pem: bytes) -> bool:
 
 
 def _reason(e: Exception | None) -> str:
-    if isinstance(e, jwt.InvalidAlgorithmError):
+    if isinstance(e, (jwt.InvalidAlgorithmError, jwt.InvalidKeyError)):
         return "signed with an algorithm this node does not accept"
     if isinstance(e, jwt.InvalidSignatureError):
         return "signature does not match this node's issuer key"

@@ -43,6 +43,7 @@ class AuthConfig:
     issuer: str | None = None
     # Previous keys still accepted while tokens signed with them expire (rotation).
     previous_secrets: tuple[str, ...] = ()
+    previous_public_key_files: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -117,12 +118,17 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         jwt_private_key_file=path(_get(auth_t, "jwt_private_key_file", str, "[auth]")),
         issuer=_get(auth_t, "issuer", str, "[auth]"),
         previous_secrets=tuple(_get(auth_t, "previous_secrets", list, "[auth]", [])),
+        previous_public_key_files=tuple(
+            path(str(f)) or "" for f in _get(auth_t, "previous_public_key_files", list, "[auth]", [])),
     )
     if not auth.jwt_secret and not auth.jwt_public_key_file:
         raise UserError("config [auth]: set jwt_secret (HS256) or jwt_public_key_file (EdDSA/ES256)")
     if auth.jwt_secret is not None and len(auth.jwt_secret) < 32:
         raise UserError("config [auth].jwt_secret: too short, use at least 32 characters")
-    for f in (auth.jwt_public_key_file, auth.jwt_private_key_file):
+    for secret in auth.previous_secrets:
+        if not isinstance(secret, str) or len(secret) < 32:
+            raise UserError("config [auth].previous_secrets: each must be a string of at least 32 characters")
+    for f in (auth.jwt_public_key_file, auth.jwt_private_key_file, *auth.previous_public_key_files):
         if f and not Path(f).is_file():
             raise UserError(f"config [auth]: key file {f} does not exist")
 
@@ -157,6 +163,9 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         max_body_bytes=_get(lim_t, "max_body_bytes", int, "[limits]", defaults.max_body_bytes),
         deadline_s=float(_get(lim_t, "deadline_s", (int, float), "[limits]", defaults.deadline_s)),
     )
+    for name_, value in vars(limits).items():
+        if value <= 0:
+            raise UserError(f"config [limits].{name_}: must be positive, got {value}")
     http_t = data.get("http", {})
     persisted_file = path(_get(http_t, "persisted_operations_file", str, "[http]"))
     if persisted_file and not Path(persisted_file).is_file():

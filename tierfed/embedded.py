@@ -6,6 +6,7 @@ One server per data directory (``./.tierfed/pgdata``), one database per node.
 from __future__ import annotations
 
 import re
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,13 @@ def server(data_dir: str | Path) -> Any:
     path = (Path(data_dir) / "pgdata").resolve()
     if path not in _servers:
         path.parent.mkdir(parents=True, exist_ok=True)
-        _servers[path] = pgserver.get_server(path, cleanup_mode="stop")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # platformdirs' notice about XDG_RUNTIME_DIR
+            srv = pgserver.get_server(path, cleanup_mode="stop")
+        # Bulk imports write a lot of WAL: fewer forced checkpoints (reloadable settings only).
+        srv.psql("alter system set max_wal_size = '4GB'; alter system set checkpoint_timeout = '15min'; "
+                 "select pg_reload_conf();")
+        _servers[path] = srv
     return _servers[path]
 
 

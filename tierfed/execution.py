@@ -4,6 +4,7 @@ then one pass, or two passes when children are involved (see ``tiers.remote``)."
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -22,6 +23,7 @@ from graphql import (
     print_ast,
     validate,
 )
+from graphql.execution.values import get_variable_values
 from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
 
 from . import limits
@@ -65,15 +67,12 @@ class Prepared:
     document: DocumentNode
     operation: OperationDefinitionNode
     variable_defs: dict[str, str]
+    # What the PII audit records as "which operation": its name, or for an anonymous
+    # one the sha256 of its text (the hash a persisted operation is registered under).
+    label: str = ""
 
 
-def prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict[str, Any]) -> Prepared:
-    doc = _parse(query)
-    if isinstance(doc, GraphQLError):
-        raise RequestError([doc])
-    errors = _validate(query, rt.cfg.introspection)
-    if errors:
-        raise RequestError(list(errors))
+def _operation(doc: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:
     ops = [d for d in doc.definitions if isinstance(d, OperationDefinitionNode)]
     if operation_name:
         ops = [o for o in ops if o.name and o.name.value == operation_name]
@@ -81,14 +80,38 @@ def prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict
             raise RequestError([GraphQLError(f"no operation named {operation_name!r} in the document")])
     elif len(ops) > 1:
         raise RequestError([GraphQLError("the document has several operations: name one with operationName")])
-    op = ops[0]
+    if not ops:
+        raise RequestError([GraphQLError("the document has no operation to run")])
+    return ops[0]
+
+
+def prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict[str, Any]) -> Prepared:
+    """Parse, check the limits, validate and coerce the variables; RequestError when the request cannot run.
+
+    Limits come before validation: they are linear in the document and bounded by
+    the cost limit, while validation of a hostile document is not (see ``limits``).
+    """
+    doc = _parse(query)
+    if isinstance(doc, GraphQLError):
+        raise RequestError([doc])
+    op = _operation(doc, operation_name)
     frags = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
     try:
         limits.check(GRAPHQL_SCHEMA, op, frags, variables, rt.tree, rt.cfg.limits)
+        errors = _validate(query, rt.cfg.introspection)
+        if errors:
+            raise RequestError(list(errors))
+        coerced = get_variable_values(GRAPHQL_SCHEMA, op.variable_definitions or (), variables, max_errors=20)
     except TierfedError as e:
         raise RequestError([e]) from None
+    except RecursionError:
+        raise RequestError([limits.too_complex("query or variables are nested too deeply")]) from None
+    if isinstance(coerced, list):
+        # Variables that do not fit their types: a request error, so the answer has no data.
+        raise RequestError(coerced)
     defs = {d.variable.name.value: print_ast(d) for d in (op.variable_definitions or ())}
-    return Prepared(doc, op, defs)
+    label = op.name.value if op.name else "sha256:" + hashlib.sha256(query.encode()).hexdigest()
+    return Prepared(doc, op, defs, label)
 
 
 def forwarded_middleware(next_: Any, root: Any, info: Any, **args: Any) -> Any:
@@ -107,7 +130,8 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
 
     def context() -> Context:
         return Context(rt.node, rt.store, caller, access, loaders, remote,
-                       SummaryLoader(rt.node, loaders.local_summary, remote), operation_name, runtime=rt)
+                       SummaryLoader(rt.node, loaders.local_summary, remote), prepared.label or operation_name,
+                       runtime=rt)
 
     async def once(ctx: Context) -> ExecutionResult:
         res = execute(GRAPHQL_SCHEMA, prepared.document, context_value=ctx, variable_values=variables,
@@ -128,25 +152,46 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
     return result
 
 
+CONTRACT_CODES = frozenset(c.value for c in Code)
+
+
+def _argument_error(err: BaseException | None) -> bool:
+    """graphql-core's own check of an argument at execution (a null for a non-null argument)."""
+    return isinstance(err, GraphQLError) and not err.extensions and err.message.startswith("Argument '")
+
+
 def format_error(err: GraphQLError) -> dict[str, Any]:
-    """Every error leaves with a contract code; anything unexpected is masked and logged."""
+    """Every error leaves with a contract code; anything unexpected is masked and logged.
+
+    Errors with a code (raised on purpose, or forwarded from a child node) keep it.
+    Errors of the request itself (syntax, validation, variable and argument coercion,
+    where our scalar parsers raise ValueError with a message that says what to fix)
+    are BAD_USER_INPUT. Anything else raised while executing is a bug or an outage:
+    the client gets a reference, the log gets the traceback.
+    """
     original = err.original_error
     ext = dict(err.extensions or {})
-    if original is not None and not isinstance(original, GraphQLError):
-        if isinstance(original, ValueError) and not ext.get("code"):
-            # Scalar parsing: the message says what is wrong with the value.
-            out = err.formatted
-            out["extensions"] = {"code": Code.BAD_USER_INPUT.value}
-            return out
-        ref = uuid.uuid4().hex[:12]
-        log.error("internal error %s at %s", ref, err.path, exc_info=original)
-        out = {"message": f"Internal server error (reference {ref})",
-               "extensions": {"code": Code.INTERNAL_SERVER_ERROR.value}}
-        if err.path:
-            out["path"] = err.path
-        return out
     if isinstance(original, GraphQLError) and original.extensions:
         ext = {**original.extensions, **ext}
-    out = err.formatted
-    out["extensions"] = {**ext, "code": ext.get("code") or Code.BAD_USER_INPUT.value}
+    out: dict[str, Any]
+    if ext.get("code") in CONTRACT_CODES:
+        out = dict(err.formatted)
+        out["extensions"] = ext
+        return out
+    request_error = err.path is None and (original is None or isinstance(original, (GraphQLError, ValueError)))
+    if request_error or _argument_error(original):
+        out = dict(err.formatted)
+        out["extensions"] = {**ext, "code": Code.BAD_USER_INPUT.value}
+        return out
+    return masked(original or err, err.path)
+
+
+def masked(exc: BaseException, path: list[str | int] | None = None) -> dict[str, Any]:
+    """An internal error as the client sees it: a code and a reference to the log entry, nothing else."""
+    ref = uuid.uuid4().hex[:12]
+    log.error("internal error %s at %s", ref, path, exc_info=exc)
+    out: dict[str, Any] = {"message": f"Internal server error (reference {ref})",
+                           "extensions": {"code": Code.INTERNAL_SERVER_ERROR.value}}
+    if path:
+        out["path"] = path
     return out

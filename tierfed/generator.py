@@ -161,6 +161,7 @@ def generate(tree: Tree, out: Path, opts: Options,
         code = credit_code(rng, reg)
         risk = rng.choices(range(1, 9), (30, 25, 15, 10, 8, 6, 4, 2))[0]
         employers.setdefault(reg, []).append((code, risk))
+        employers.setdefault(p, []).append((code, risk))
         w(reg).row("employers", (code, f"{tree.by_code[reg].name}{rng.choice('华新达盛兴源利安')}"
                                        f"{rng.choice('科技实业制造物流贸易建设')}有限公司", reg, risk))
 
@@ -190,12 +191,11 @@ def generate(tree: Tree, out: Path, opts: Options,
                     ww.raw("benefits", f"{idn},MEDICAL,{mt},{reg},{y(rng.randint(20000, 400000))}\n")
             continue
         base = int(min(max(wage * rng.lognormvariate(0, 0.35), wage * 0.6), wage * 3))
-        emp = "" if flexible or reg not in employers else rng.choice(employers[reg])[0]
+        # an employer of the same county, or else of the same province
+        pick = employers.get(reg) or employers.get(p)
+        emp, risk = ("", 1) if flexible or not pick else rng.choice(pick)
         if not emp:
             flexible = True
-        risk = 1
-        if emp:
-            risk = next(r for c, r in employers[reg] if c == emp)
         schemes = ["PENSION", "MEDICAL"]
         if not flexible:
             if rng.random() < 0.8:

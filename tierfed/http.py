@@ -1,9 +1,10 @@
 """GraphQL over HTTP (POST and GET), following the GraphQL-over-HTTP spec.
 
 Order of checks, cheapest first: body size, request shape, token, persisted
-operations, parse and validation, limits; only then any SQL. With ``Accept:
-application/graphql-response+json`` request errors get 4xx statuses; with
-``application/json`` they come back as 200 with ``errors``, as that spec says.
+operations, parse, limits, validation and variables; only then any SQL. With
+``Accept: application/graphql-response+json`` request errors get 4xx statuses
+and an answer whose execution started gets 200; with ``application/json`` both
+come back as 200, as that spec says. docs/SECURITY.md has the whole picture.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from starlette.responses import HTMLResponse, JSONResponse, Response
 
 from .auth import bearer
 from .errors import Code, TierfedError
-from .execution import RequestError, format_error, prepare, run
+from .execution import RequestError, format_error, masked, prepare, run
 from .runtime import Runtime
 
 log = logging.getLogger("tierfed.http")
@@ -31,8 +32,12 @@ def _error_body(errors: list[GraphQLError]) -> dict[str, Any]:
     return {"errors": [format_error(e) for e in errors]}
 
 
+# Answers may hold personal data: no cache anywhere may keep them.
+NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+
+
 def _respond(body: dict[str, Any], status: int, media: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status_code=status, media_type=media, headers=headers)
+    return JSONResponse(body, status_code=status, media_type=media, headers={**NO_STORE, **(headers or {})})
 
 
 def _accepts(request: Request) -> str:
@@ -51,7 +56,7 @@ async def _read_params(request: Request, rt: Runtime) -> dict[str, Any]:
             if q.get(key):
                 try:
                     params[key] = json.loads(q[key])
-                except ValueError:
+                except (ValueError, RecursionError):
                     raise _BadRequest(f"{key} must be JSON", 400) from None
         if len(str(request.url)) > limit:
             raise _BadRequest(f"request is larger than this node's limit of {limit} bytes", 413)
@@ -71,7 +76,7 @@ async def _read_params(request: Request, rt: Runtime) -> dict[str, Any]:
         raise _BadRequest(f"content type {ctype!r} is not supported: send application/json", 415)
     try:
         params = json.loads(body)
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, RecursionError):  # UnicodeDecodeError is a ValueError
         raise _BadRequest("request body is not valid JSON", 400) from None
     if not isinstance(params, dict):
         raise _BadRequest("request body must be a JSON object with a query", 400)
@@ -89,16 +94,23 @@ def _persisted(rt: Runtime, params: dict[str, Any]) -> str | None:
     doc_id = params.get("documentId") or (pq.get("sha256Hash") if isinstance(pq, dict) else None)
     query = params.get("query")
     if doc_id is not None:
-        stored = rt.persisted.get(str(doc_id))
+        if not isinstance(doc_id, str):
+            raise TierfedError(Code.BAD_USER_INPUT, "a persisted operation hash must be a sha256 hex string")
+        stored = rt.persisted.get(doc_id)
         if stored is None:
-            raise TierfedError(Code.BAD_USER_INPUT, f"persisted operation {doc_id} is not registered on this node")
-        if query and hashlib.sha256(query.encode()).hexdigest() != doc_id:
+            raise TierfedError(Code.BAD_USER_INPUT, f"persisted operation {doc_id[:80]} is not registered on this node")
+        if isinstance(query, str) and query and hashlib.sha256(query.encode()).hexdigest() != doc_id:
             raise TierfedError(Code.BAD_USER_INPUT, "query does not match its persisted operation hash")
         return stored
     if rt.cfg.persisted_only:
         raise TierfedError(Code.BAD_USER_INPUT,
                            "this node runs registered operations only: send extensions.persistedQuery.sha256Hash")
     return query if isinstance(query, str) else None
+
+
+def _bad(message: str, status: int, media: str, headers: dict[str, str] | None = None) -> Response:
+    return _respond({"errors": [{"message": message, "extensions": {"code": Code.BAD_USER_INPUT.value}}]},
+                    status, media, headers)
 
 
 async def graphql_endpoint(request: Request) -> Response:
@@ -111,9 +123,10 @@ async def graphql_endpoint(request: Request) -> Response:
     try:
         params = await _read_params(request, rt)
     except _BadRequest as e:
-        return _respond({"errors": [{"message": e.message, "extensions": {"code": Code.BAD_USER_INPUT.value}}]},
-                        e.status, media)
-    status_for_request_error = 400 if media == GQL_RESPONSE else 200
+        return _bad(e.message, e.status, media)
+    # A request error (nothing ran, no data): 4xx under the GraphQL-over-HTTP media
+    # type; 200 under application/json, which older clients expect.
+    request_error = 400 if media == GQL_RESPONSE else 200
     try:
         caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
     except TierfedError as e:
@@ -121,39 +134,35 @@ async def graphql_endpoint(request: Request) -> Response:
     try:
         query = _persisted(rt, params)
     except TierfedError as e:
-        return _respond(_error_body([e]), status_for_request_error, media)
+        return _respond(_error_body([e]), request_error, media)
     variables = params.get("variables") or {}
     op_name = params.get("operationName") or None
     if not isinstance(query, str) or not query.strip():
-        return _respond({"errors": [{"message": "request has no query", "extensions": {"code": "BAD_USER_INPUT"}}]},
-                        400, media)
+        return _bad("request has no query: send {\"query\": \"...\"}", 400, media)
     if not isinstance(variables, dict) or (op_name is not None and not isinstance(op_name, str)):
-        return _respond({"errors": [{"message": "variables must be a JSON object and operationName a string",
-                                     "extensions": {"code": "BAD_USER_INPUT"}}]}, 400, media)
+        return _bad("variables must be a JSON object and operationName a string", 400, media)
     try:
         prepared = prepare(rt, query, op_name, variables)
     except RequestError as e:
-        codes = {(err.extensions or {}).get("code") for err in e.errors}
-        status = 400 if media == GQL_RESPONSE else 200
-        if Code.QUERY_TOO_COMPLEX.value in codes and media == GQL_RESPONSE:
-            status = 400
-        return _respond(_error_body(e.errors), status, media)
+        return _respond(_error_body(e.errors), request_error, media)
     if request.method == "GET" and prepared.operation.operation != OperationType.QUERY:
-        return _respond({"errors": [{"message": "mutations must be sent with POST",
-                                     "extensions": {"code": "BAD_USER_INPUT"}}]}, 405, media, {"Allow": "POST"})
+        return _bad("mutations must be sent with POST", 405, media, {"Allow": "POST"})
+    deadline = rt.cfg.limits.deadline_s
     try:
-        result = await asyncio.wait_for(run(rt, caller, prepared, variables, op_name), rt.cfg.limits.deadline_s)
-    except asyncio.TimeoutError:
+        result = await asyncio.wait_for(run(rt, caller, prepared, variables, op_name), deadline)
+    except TimeoutError:
         err = TierfedError(Code.QUERY_TOO_COMPLEX,
-                           f"operation did not finish within this node's deadline of {rt.cfg.limits.deadline_s:g} s")
-        return _respond(_error_body([err]), 504 if media == GQL_RESPONSE else 200, media)
+                           f"operation did not finish within this node's deadline of {deadline:g} s: "
+                           "ask for fewer regions, months or nested levels", limit="deadline_s")
+        return _respond(_error_body([err]), 503 if media == GQL_RESPONSE else 200, media)
+    except Exception as e:  # noqa: BLE001 - outside any field (the PII audit, a lost database): masked
+        return _respond({"errors": [masked(e)]}, 500, media)
     body: dict[str, Any] = {}
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
+    # Execution started, so the answer has data (null when a non-null root field
+    # failed): 200 under either media type, as the GraphQL-over-HTTP spec says.
     body["data"] = result.data
-    if result.data is None and media == GQL_RESPONSE:
-        # Variable coercion failed: a request error.
-        return _respond(body, 400, media)
     return _respond(body, 200, media)
 
 

@@ -134,6 +134,20 @@ def fen(value: str, column: str) -> int:
     return int(whole) * 100 + int((frac + "00")[:2])
 
 
+_AMOUNT = codes.AMOUNT_RE.match
+
+
+def checked(value: str, column: str) -> str:
+    """The amount's text when it is a valid non-negative amount with at most two decimals."""
+    if _AMOUNT(value) is None:
+        v = value.strip()
+        if _AMOUNT(v) is None:
+            raise Bad(column, f"amount {value!r} is malformed: expected a non-negative number of yuan "
+                              "with at most 2 decimals, e.g. 1234.50")
+        return v
+    return value
+
+
 def yuan(f: int) -> str:
     return f"{f // 100}.{f % 100:02d}"
 
@@ -154,6 +168,8 @@ class Kind:
     columns: tuple[str, ...]
     staging: str  # column definitions after "line int"
     parse: Callable[[Checker, list[str]], tuple]
+    # Every value is a checked code, number or enum: rows can be joined without CSV quoting.
+    plain: bool = False
 
 
 def _contribution(ck: Checker, r: list[str]) -> tuple:
@@ -163,18 +179,18 @@ def _contribution(ck: Checker, r: list[str]) -> tuple:
     region = ck.record_region(r[3])
     emp = r[4].strip()
     emp_code = ck.credit(emp, "employer_credit_code") if emp else ""
-    base = fen(r[5], "base")
-    e = fen(r[6], "employer_amount")
-    i = fen(r[7], "individual_amount")
-    a = fen(r[8], "individual_account_amount")
-    if a > i:
+    base = checked(r[5], "base")
+    e = checked(r[6], "employer_amount")
+    i = checked(r[7], "individual_amount")
+    a = checked(r[8], "individual_account_amount")
+    if a != i and a != "0.00" and fen(a, "individual_account_amount") > fen(i, "individual_amount"):
         raise Bad("individual_account_amount",
-                  f"individual account part {yuan(a)} is above the individual contribution {yuan(i)}")
-    return (idn, scheme, month, region, emp_code, yuan(base), yuan(e), yuan(i), yuan(a))
+                  f"individual account part {a} is above the individual contribution {i}")
+    return (idn, scheme, month, region, emp_code, base, e, i, a)
 
 
 def _benefit(ck: Checker, r: list[str]) -> tuple:
-    return (ck.id_number(r[0]), ck.scheme(r[1]), ck.month(r[2]), ck.record_region(r[3]), yuan(fen(r[4], "amount")))
+    return (ck.id_number(r[0]), ck.scheme(r[1]), ck.month(r[2]), ck.record_region(r[3]), checked(r[4], "amount"))
 
 
 def _person(ck: Checker, r: list[str]) -> tuple:
@@ -261,9 +277,10 @@ KIND_SPECS = {
                                             "individual_account_amount"),
                           "id_number text, scheme smallint, month date, region_code text, employer_credit_code text, "
                           "base numeric, employer_amount numeric, individual_amount numeric, "
-                          "individual_account_amount numeric", _contribution),
+                          "individual_account_amount numeric", _contribution, plain=True),
     "benefits": Kind("benefits", ("id_number", "scheme", "month", "region_code", "amount"),
-                     "id_number text, scheme smallint, month date, region_code text, amount numeric", _benefit),
+                     "id_number text, scheme smallint, month date, region_code text, amount numeric", _benefit,
+                     plain=True),
 }
 
 # ---------------------------------------------------------------- database checks and apply, per kind
@@ -386,43 +403,47 @@ on conflict (region_code, month, scheme) do update set
     benefits_paid = summary.benefits_paid + excluded.benefits_paid
 """
 
-APPLY: dict[str, list[str]] = {
+# Records: identical rows already stored are dropped from the staging (different
+# ones were refused by the checks), the rest inserted, and the summaries updated
+# from the staging aggregated first by (region, month, scheme), then spread to
+# every ancestor up to the node's root.
+RECORD_APPLY = {
     "contributions": [
         "select tierfed_ensure_month_partitions(min(month), max(month)) from staging",
-        """with ins as (
-             insert into contribution (id_number, scheme, month, region_code, employer_credit_code, base,
-                                       employer_amount, individual_amount, individual_account_amount)
-             select id_number, scheme, month, region_code, nullif(employer_credit_code, ''), base,
-                    employer_amount, individual_amount, individual_account_amount
-             from staging
-             on conflict do nothing
-             returning region_code, month, scheme, base, employer_amount, individual_amount,
-                       individual_account_amount)
-           , summ as (
-           insert into summary (region_code, month, scheme, contributions, employer, individual,
+        """delete from staging s using contribution c
+           where c.id_number = s.id_number and c.scheme = s.scheme and c.month = s.month""",
+        """insert into contribution (id_number, scheme, month, region_code, employer_credit_code, base,
+                                   employer_amount, individual_amount, individual_account_amount)
+           select id_number, scheme, month, region_code, nullif(employer_credit_code, ''), base,
+                  employer_amount, individual_amount, individual_account_amount
+           from staging""",
+        """insert into summary (region_code, month, scheme, contributions, employer, individual,
                                 individual_account, base)
-           select rc.ancestor, ins.month, ins.scheme, count(*), sum(employer_amount), sum(individual_amount),
-                  sum(individual_account_amount), sum(ins.base)
-           from ins join region_closure rc on rc.descendant = ins.region_code
+           select rc.ancestor, a.month, a.scheme, sum(a.n), sum(a.e), sum(a.i), sum(a.ia), sum(a.b)
+           from (select region_code, month, scheme, count(*) as n, sum(employer_amount) as e,
+                        sum(individual_amount) as i, sum(individual_account_amount) as ia, sum(base) as b
+                 from staging group by 1, 2, 3) a
+           join region_closure rc on rc.descendant = a.region_code
            join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-           group by 1, 2, 3
-        """ + SUMMARY_UPSERT_SET + " returning 1) select count(*) from ins",
+           group by 1, 2, 3""",
     ],
     "benefits": [
         "select tierfed_ensure_month_partitions(min(month), max(month)) from staging",
-        """with ins as (
-             insert into benefit (id_number, scheme, month, region_code, amount)
-             select id_number, scheme, month, region_code, amount from staging
-             on conflict do nothing
-             returning region_code, month, scheme, amount)
-           , summ as (
-           insert into summary (region_code, month, scheme, benefits, benefits_paid)
-           select rc.ancestor, ins.month, ins.scheme, count(*), sum(amount)
-           from ins join region_closure rc on rc.descendant = ins.region_code
+        """delete from staging s using benefit b
+           where b.id_number = s.id_number and b.scheme = s.scheme and b.month = s.month""",
+        "insert into benefit (id_number, scheme, month, region_code, amount) "
+        "select id_number, scheme, month, region_code, amount from staging",
+        """insert into summary (region_code, month, scheme, benefits, benefits_paid)
+           select rc.ancestor, a.month, a.scheme, sum(a.n), sum(a.p)
+           from (select region_code, month, scheme, count(*) as n, sum(amount) as p
+                 from staging group by 1, 2, 3) a
+           join region_closure rc on rc.descendant = a.region_code
            join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-           group by 1, 2, 3
-        """ + SUMMARY_UPSERT_SET + " returning 1) select count(*) from ins",
+           group by 1, 2, 3""",
     ],
+}
+
+APPLY: dict[str, list[str]] = {
     "persons": ["insert into person select id_number, name, region_code from staging on conflict do nothing"],
     "employers": ["insert into employer select credit_code, name, region_code, industry_risk_class from staging "
                   "on conflict do nothing"],
@@ -516,46 +537,61 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind_name: str, path: str 
     errors: list[RowError] = []
     nbad = 0
     total = 0
-    ncols = len(kind.columns)
+    plain = kind.plain
     bar = _progress(p, progress)
     async with pool.acquire() as con:
         async with con.transaction():
+            # One import at a time on a node: the checks and the insert see the same stored rows.
+            await con.execute("select pg_advisory_xact_lock(7366042)")
+            await con.execute("set local work_mem = '256MB'")
             await con.execute(f"create temp table staging (line int, {kind.staging}) on commit drop")
-            buf = io.StringIO()
-            writer = csv.writer(buf, lineterminator="\n")
-            pending = 0
-            try:
+            counts = {"total": 0, "bad": 0}
+            need = max(index) + 1
+
+            async def staged() -> Any:
+                """Checked rows as CSV bytes, a chunk at a time: the server ingests one chunk
+                while the next is being checked."""
+                buf = io.StringIO()
+                writer = csv.writer(buf, lineterminator="\n")
+                pending = 0
+                parse = kind.parse
                 for line, raw in rows:
-                    total += 1
-                    if len(raw) < max(index) + 1:
-                        nbad += 1
+                    counts["total"] += 1
+                    if len(raw) < need:
+                        counts["bad"] += 1
                         if len(errors) < MAX_REPORTED:
-                            errors.append(RowError(line, "*", f"has {len(raw)} fields; the header has "
-                                                              f"{max(index) + 1}"))
+                            errors.append(RowError(line, "*", f"has {len(raw)} fields; the header has {need}"))
                         continue
-                    vals = [raw[i] for i in index]
                     try:
-                        out = kind.parse(ck, vals)
+                        out = parse(ck, [raw[i] for i in index])
                     except Bad as b:
-                        nbad += 1
+                        counts["bad"] += 1
                         if len(errors) < MAX_REPORTED:
                             errors.append(RowError(line, b.column, b.reason))
                         continue
-                    writer.writerow((line, *out))
+                    if plain:
+                        buf.write(f"{line},{','.join(map(str, out))}\n")
+                    else:
+                        writer.writerow((line, *out))
                     pending += 1
                     if pending >= CHUNK:
-                        await _flush(con, buf, ncols)
+                        yield buf.getvalue().encode("utf-8")
                         buf.seek(0)
                         buf.truncate()
                         pending = 0
                         if bar:
                             bar.update(fh.tell() - bar.n)
                 if pending:
-                    await _flush(con, buf, ncols)
+                    yield buf.getvalue().encode("utf-8")
+
+            try:
+                await con.copy_to_table("staging", source=staged(), format="csv")
             finally:
                 fh.close()
                 if bar:
                     bar.close()
+            total, nbad = counts["total"], counts["bad"]
+            await con.execute("analyze staging")
             # The checks that need the database run over the rows that passed the
             # format checks, so one run reports every bad row of both kinds.
             for sql in CHECKS.get(kind_name, []):
@@ -569,16 +605,14 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind_name: str, path: str 
     return Report(kind_name, total, inserted, total - inserted)
 
 
-async def _flush(con: asyncpg.Connection, buf: io.StringIO, ncols: int) -> None:
-    data = buf.getvalue().encode("utf-8")
-    await con.copy_to_table("staging", source=io.BytesIO(data), format="csv")
-
-
 async def _apply(con: asyncpg.Connection, node: Node, kind_name: str) -> int:
-    if kind_name in ("contributions", "benefits"):
-        first, apply = APPLY[kind_name]
-        await con.execute(first)
-        return int(await con.fetchval(apply, node.region))
+    if kind_name in RECORD_APPLY:
+        partitions, drop_stored, insert, summarise = RECORD_APPLY[kind_name]
+        await con.execute(partitions)
+        await con.execute(drop_stored)
+        status = await con.execute(insert)
+        await con.execute(summarise + SUMMARY_UPSERT_SET, node.region)
+        return int(status.rsplit(" ", 1)[1])
     before = await _count(con, kind_name)
     if kind_name == "regions":
         changed_parent = await con.fetchval(

@@ -1,0 +1,150 @@
+"""The commands, the configuration, the migrations and the committed SDL."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import jwt
+import pytest
+from graphql import build_schema, find_breaking_changes
+
+from tests.conftest import SECRET
+from tierfed.db import migrate
+
+ROOT = Path(__file__).resolve().parent.parent
+CONTRACT = ROOT.parent / "shared" / "contract" / "schema.graphql"
+
+
+def tierfed(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    import os
+
+    return subprocess.run([sys.executable, "-m", "tierfed.cli", *args], capture_output=True, text=True, timeout=120,
+                          env={**os.environ, **(env or {})})
+
+
+def test_committed_sdl_is_what_the_server_serves() -> None:
+    served = tierfed("schema").stdout
+    assert (ROOT / "schema.graphql").read_text("utf-8") == served, "run `make schema` and commit schema.graphql"
+
+
+@pytest.mark.skipif(not CONTRACT.exists(), reason="the shared contract is not beside this checkout")
+def test_served_sdl_breaks_nothing_in_the_contract() -> None:
+    contract = build_schema(CONTRACT.read_text("utf-8"))
+    served = build_schema(tierfed("schema").stdout, assume_valid_sdl=True)
+    assert find_breaking_changes(contract, served) == []
+
+
+def write_cfg(tmp_path: Path, body: str) -> Path:
+    f = tmp_path / "node.toml"
+    f.write_text(body)
+    return f
+
+
+@pytest.mark.parametrize("body, words", [
+    ('[node]\nname = "x"\n', "region"),
+    ('[node]\nname = "x"\nregion = "44000"\n[auth]\njwt_secret = "%s"\n' % SECRET, "6 digits"),
+    ('[node]\nname = "x"\nregion = "440000"\n', "jwt_secret"),
+    ('[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "short"\n', "too short"),
+    ('[node\nname = "x"', "not valid TOML"),
+    ('[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n[[children]]\nregion = "440300"\n'
+     'url = "ftp://x"\n' % SECRET, "http(s) URL"),
+])
+def test_bad_configuration_is_one_clear_line(tmp_path: Path, body: str, words: str) -> None:
+    r = tierfed("token", "--config", str(write_cfg(tmp_path, body)), "--scope", "440000")
+    assert r.returncode == 2
+    assert words in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize("children, words", [
+    ('[[children]]\nregion = "510000"\nurl = "http://a/graphql"\n', "outside this node's subtree"),
+    ('[[children]]\nregion = "440300"\nurl = "http://a/graphql"\n[[children]]\nregion = "440305"\nurl = "http://b/graphql"\n',
+     "overlap"),
+    ('[[children]]\nregion = "440300"\nurl = "http://a/graphql"\n[[children]]\nregion = "440300"\nurl = "http://b/graphql"\n',
+     "listed twice"),
+    ('[[children]]\nregion = "449999"\nurl = "http://a/graphql"\n', "names no region"),
+    ('[[children]]\nregion = "440300"\nurl = "http://127.0.0.1:9/graphql"\ntimeout_s = 1\n', "unreachable"),
+])
+def test_bad_topology_is_one_clear_line(tmp_path: Path, fresh_db: str, children: str, words: str) -> None:
+    cfg = write_cfg(tmp_path, f'[node]\nname = "gd"\nregion = "440000"\nlisten = "127.0.0.1:9"\n'
+                              f'database_url = "{fresh_db}"\n[auth]\njwt_secret = "{SECRET}"\n{children}')
+    r = tierfed("serve", "--config", str(cfg))
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr and "Traceback" not in r.stderr
+
+
+def test_token_command_and_env_config(tmp_path: Path) -> None:
+    cfg = write_cfg(tmp_path, f'[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "{SECRET}"\n')
+    r = tierfed("token", "--scope", "440300", "--roles", "VIEWER,PII_READER", "--ttl", "60",
+                env={"TIERFED_CONFIG": str(cfg)})
+    assert r.returncode == 0, r.stderr
+    claims = jwt.decode(r.stdout.strip(), SECRET, algorithms=["HS256"])
+    assert claims["scope"] == "440300" and claims["roles"] == ["VIEWER", "PII_READER"]
+    assert claims["exp"] - claims["iat"] == 60
+    bad = tierfed("token", "--config", str(cfg), "--scope", "440300", "--roles", "ADMIN")
+    assert bad.returncode == 2 and "unknown role" in bad.stderr
+    assert tierfed("token", "--scope", "44").returncode == 2  # no config at all: one line too
+
+
+def test_unknown_command_and_missing_file(tmp_path: Path) -> None:
+    r = tierfed("frobnicate")
+    assert r.returncode == 2 and "Traceback" not in r.stderr
+    r = tierfed("serve", "--config", str(tmp_path / "nope.toml"))
+    assert r.returncode == 2 and "does not exist" in r.stderr
+
+
+EXPECTED_TABLES = {
+    "region": {"code", "name", "tier", "parent_code", "ancestors"},
+    "region_closure": {"ancestor", "descendant", "depth"},
+    "agency": {"code", "name", "department", "kind", "region_code", "parent_code", "vertically_managed"},
+    "employer": {"credit_code", "name", "region_code", "industry_risk_class"},
+    "person": {"id_number", "name", "region_code"},
+    "contribution": {"id_number", "scheme", "month", "region_code", "employer_credit_code", "base",
+                     "employer_amount", "individual_amount", "individual_account_amount"},
+    "benefit": {"id_number", "scheme", "month", "region_code", "amount"},
+    "summary": {"region_code", "month", "scheme", "contributions", "employer", "individual", "individual_account",
+                "base", "benefits", "benefits_paid"},
+    "pool": {"id", "scheme", "region_code", "opened_from", "closed_after", "opening_balance", "successor_id",
+             "created_at"},
+    "pooling_change": {"id", "idempotency_key", "input", "result", "caller", "created_at"},
+    "pii_audit": {"id", "at", "caller", "scope", "id_number", "operation"},
+    "schema_migrations": {"version", "name", "applied_at"},
+}
+
+
+async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:
+    import uuid
+
+    from tests.conftest import _create_db
+
+    url = await _create_db(admin_url, f"tierfed_empty_{uuid.uuid4().hex[:8]}")
+    con = await asyncpg.connect(url)
+    try:
+        applied = await migrate(con)
+        assert applied == ["0001_directory_and_records.sql", "0002_pools_and_audit.sql"]
+        rows = await con.fetch("select table_name, column_name from information_schema.columns "
+                               "where table_schema = 'public' and table_name not like '%\\_20%'")
+        got: dict[str, set[str]] = {}
+        for r in rows:
+            got.setdefault(r["table_name"], set()).add(r["column_name"])
+        assert got == EXPECTED_TABLES
+        kinds = dict(await con.fetch("select relname, relkind from pg_class where relname in ('contribution', 'benefit')"))
+        assert kinds == {"contribution": b"p", "benefit": b"p"}  # partitioned from the first migration
+        dump = await con.fetch("select table_name, column_name, data_type from information_schema.columns "
+                               "where table_schema = 'public' order by 1, 2")
+        counts = (await con.fetchval("select count(*) from region"), await con.fetchval("select count(*) from agency"))
+        assert await migrate(con) == []  # a second run is a no-op
+        assert await con.fetch("select table_name, column_name, data_type from information_schema.columns "
+                               "where table_schema = 'public' order by 1, 2") == dump
+        assert (await con.fetchval("select count(*) from region"), await con.fetchval("select count(*) from agency")) == counts
+    finally:
+        await con.close()
+
+
+def test_migrate_command_twice(tmp_path: Path, fresh_db: str) -> None:
+    cfg = write_cfg(tmp_path, f'[node]\nname = "x"\nregion = "000000"\ndatabase_url = "{fresh_db}"\n'
+                              f'[auth]\njwt_secret = "{SECRET}"\n')
+    r = tierfed("migrate", "--config", str(cfg))
+    assert r.returncode == 0 and "nothing to apply" in r.stdout, r.stderr
