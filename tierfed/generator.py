@@ -152,18 +152,20 @@ def generate(tree: Tree, out: Path, opts: Options,
     months = codes.months(opts.first, opts.last)
     month_text = [m.isoformat()[:7] for m in months]
 
-    # Employers: about one per 15 insured workers, in the regions that have workers.
+    # Employers are founded where the workers are: about one per 15 employees, in the
+    # employee's county, so a node split keeps every employer with its records.
     employers: dict[str, list[tuple[str, int]]] = {}
-    employer_count = max(opts.persons // 15, 1)
-    for _ in range(employer_count):
-        p = rng.choices(prov_codes, prov_weights)[0]
-        reg = rng.choices(regions[p], county_weights[p])[0]
+
+    def employer_in(reg: str) -> tuple[str, int]:
+        here = employers.setdefault(reg, [])
+        if here and rng.random() > 1 / 15:
+            return rng.choice(here)
         code = credit_code(rng, reg)
         risk = rng.choices(range(1, 9), (30, 25, 15, 10, 8, 6, 4, 2))[0]
-        employers.setdefault(reg, []).append((code, risk))
-        employers.setdefault(p, []).append((code, risk))
+        here.append((code, risk))
         w(reg).row("employers", (code, f"{tree.by_code[reg].name}{rng.choice('华新达盛兴源利安')}"
                                        f"{rng.choice('科技实业制造物流贸易建设')}有限公司", reg, risk))
+        return code, risk
 
     for n in range(opts.persons):
         p = rng.choices(prov_codes, prov_weights)[0]
@@ -191,11 +193,7 @@ def generate(tree: Tree, out: Path, opts: Options,
                     ww.raw("benefits", f"{idn},MEDICAL,{mt},{reg},{y(rng.randint(20000, 400000))}\n")
             continue
         base = int(min(max(wage * rng.lognormvariate(0, 0.35), wage * 0.6), wage * 3))
-        # an employer of the same county, or else of the same province
-        pick = employers.get(reg) or employers.get(p)
-        emp, risk = ("", 1) if flexible or not pick else rng.choice(pick)
-        if not emp:
-            flexible = True
+        emp, risk = ("", 1) if flexible else employer_in(reg)
         schemes = ["PENSION", "MEDICAL"]
         if not flexible:
             if rng.random() < 0.8:
