@@ -64,6 +64,15 @@ async def agency(info: Info, code: str) -> Any:
     return await first_found(info, c.node.children)
 
 
+async def agency_reference(info: Info, code: str) -> AgencyRec | None:
+    """An agency by code for a gateway's _entities: checked, from the directory this node holds."""
+    try:
+        codes.agency_code(code)
+    except ValueError as e:
+        raise bad_input(str(e), argument="code") from None
+    return await ctx(info).loaders.agency.load(code)  # type: ignore[no-any-return]
+
+
 async def agency_region(root: AgencyRec, info: Info) -> RegionRec:
     return await ctx(info).loaders.region.load(root.region_code)
 

@@ -6,6 +6,7 @@ from decimal import Decimal as PyDecimal
 from typing import Optional
 
 import strawberry
+from strawberry.federation.schema import FederationAny
 from strawberry.scalars import JSON
 from strawberry.types import Info
 
@@ -18,6 +19,8 @@ from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 
 from . import pooling as pooling_types
+from tierfed.errors import bad_input
+
 from .scalars import Decimal
 from .types import (
     Agency,
@@ -91,8 +94,40 @@ class Mutation(pooling_types.PoolingMutations):
     pass
 
 
+ENTITY_KEYS = {"Region": "code", "Agency": "code", "Pool": "id"}
+
+
+class Schema(strawberry.federation.Schema):
+    """The federation schema, with representations checked before they are resolved:
+    a malformed one is a BAD_USER_INPUT at its index, never an internal error."""
+
+    def entities_resolver(  # type: ignore[override]
+        self, info: Info, representations: list[FederationAny]
+    ) -> list[FederationAny]:
+        out: list = []
+        for i, rep in enumerate(representations):
+            problem = _representation_problem(rep)
+            if problem:
+                out.append(bad_input(f"representation {i}: {problem}", argument="representations"))
+            else:
+                out.extend(super().entities_resolver(info, [dict(rep)]))
+        return out
+
+
+def _representation_problem(rep: object) -> str | None:
+    if not isinstance(rep, dict):
+        return "expected an object with __typename and the entity's key"
+    typename = rep.get("__typename")
+    if typename not in ENTITY_KEYS:
+        return f"__typename must be one of {', '.join(ENTITY_KEYS)}"
+    key = ENTITY_KEYS[typename]
+    if set(rep) != {"__typename", key} or not isinstance(rep[key], str):
+        return f"a {typename} is referenced by its {key} (a string) alone"
+    return None
+
+
 def build_schema() -> strawberry.federation.Schema:
-    return strawberry.federation.Schema(
+    return Schema(
         query=Query,
         mutation=Mutation,
         scalar_overrides={PyDecimal: Decimal},

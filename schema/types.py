@@ -150,7 +150,7 @@ class Agency:
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Optional[Agency]:
-        return await ctx(info).loaders.agency.load(str(code))  # type: ignore[no-any-return]
+        return await reg.agency_reference(info, str(code))  # type: ignore[no-any-return]
 
 
 @strawberry.federation.type(keys=["id"], description="A fund pooled at one tier for one scheme over one region's subtree.")
