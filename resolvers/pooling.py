@@ -30,11 +30,13 @@ async def raise_pooling_level(info: Info, scheme: str, region: str, effective_fr
     eff = as_month(effective_from, "effectiveFrom")
     if not c.node.holds_whole(code):
         owner = c.node.child_for(code)
-        nodes = [owner.name] if owner else [ch.name for ch in c.node.children_within(code)]
+        if owner is not None:
+            raise bad_input(f"region {code} is held by node '{owner.name}', not by this node '{c.node.name}': "
+                            f"send the raise to {owner.url}", nodes=[owner.name])
+        nodes = [ch.name for ch in c.node.children_within(code)]
         raise bad_input(
-            f"region {code}'s subtree spans other nodes ({', '.join(nodes)}) besides this node "
-            f"'{c.node.name}': a raise must run on a node that holds the whole subtree "
-            + (f"(send it to node '{owner.name}' at {owner.url})" if owner else "(see README: cross-node raises)"),
+            f"region {code}'s subtree spans nodes {', '.join(nodes)} besides this node '{c.node.name}': "
+            "a raise runs only on a node that holds the whole subtree (see the README, cross-node raises)",
             nodes=nodes)
     inp = tp.RaiseInput(SCHEME_ID[scheme], code, eff, idempotency_key, dry_run, vertical_management)
     return await tp.raise_level(c.store.pool, c.node.tree, inp, c.caller.sub)
@@ -59,7 +61,7 @@ async def pools_at(info: Info, as_of: date) -> list[dict[str, Any]]:
     rows = [{"id": p.id, "scheme": SCHEMES[p.scheme - 1], "region": p.region_code}
             for p in await c.store.pools_at(as_of)]
     for ch in c.node.children:
-        got = await c.remote.forward(ch, f'_tierPools(asOf: "{codes.month_str(as_of)}")', set())
+        got = await c.remote.forward(ch, f'_tierPools(asOf: "{codes.month_str(as_of)}")', set(), raw=True)
         if got:
             rows.extend(got)
     return [r for r in rows if c.node.tree.within(r["region"], c.caller.scope)]

@@ -144,6 +144,17 @@ async def test_every_contract_field_across_nodes(fed: Federation) -> None:
     assert got["data"]["sz"]["pool"]["id"] == "440300-MEDICAL-202401"
 
 
+async def test_pooling_overview_across_nodes(fed: Federation) -> None:
+    q = '{ poolingOverview(asOf: "2025-03") { scheme levels { level count regions { code } } } }'
+    got = await fed.central(q)
+    want = await fed.one(q)
+    assert "errors" not in got, got.get("errors")
+    by = {s["scheme"]: s for s in got["data"]["poolingOverview"]}
+    # MEDICAL is pooled by city everywhere: the same pools, wherever they are held
+    assert by["MEDICAL"] == {s["scheme"]: s for s in want["data"]["poolingOverview"]}["MEDICAL"]
+    assert {lv["level"]: lv["count"] for lv in by["MEDICAL"]["levels"]}["CITY"] == 333
+
+
 async def _a_person_of(fed: Federation, node: str) -> str:
     rt = fed.nodes[node].runtime
     return str(await rt.pool.fetchval("select id_number from person order by id_number limit 1"))

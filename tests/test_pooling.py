@@ -239,7 +239,7 @@ async def test_raise_spanning_nodes_is_refused_naming_them(fresh_db: str) -> Non
         body = await c.gql(RAISE, {"in": {**GD_MEDICAL, "region": "000000", "idempotencyKey": "n"}}, tok)
         assert body["errors"][0]["extensions"]["nodes"] == ["guangdong", "sichuan"]
         body = await c.gql(RAISE, {"in": GD_MEDICAL}, tok)
-        assert "send it to node 'guangdong'" in body["errors"][0]["message"]
+        assert "held by node 'guangdong'" in body["errors"][0]["message"]
         assert await rt.pool.fetchval("select count(*) from pool") == 0
     finally:
         await c.http.aclose()

@@ -15,7 +15,9 @@ _servers: dict[Path, Any] = {}
 
 def server(data_dir: str | Path) -> Any:
     """Start (or reuse) the embedded server under ``data_dir``; it stops when the process exits."""
-    import pgserver  # imported lazily: a node on an external server never needs it
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs' notice about XDG_RUNTIME_DIR
+        import pgserver  # imported lazily: a node on an external server never needs it
 
     path = (Path(data_dir) / "pgdata").resolve()
     if path not in _servers:

@@ -151,8 +151,9 @@ class RemoteCalls:
                 out.append(answer.summaries[k])
         return out
 
-    async def forward(self, child: Child, piece: str, used_variables: set[str]) -> Any:
-        """The child's answer to one piece of the operation (None while planning)."""
+    async def forward(self, child: Child, piece: str, used_variables: set[str], raw: bool = False) -> Any:
+        """The child's answer to one piece of the operation (None while planning);
+        ``raw`` gives the JSON itself rather than objects read by response key."""
         if self.mode == PLAN:
             need = self._need(child)
             if piece not in need.pieces:
@@ -174,7 +175,8 @@ class RemoteCalls:
             except ValueError:
                 c = Code.TIER_UNAVAILABLE
             raise TierfedError(c, str(err.get("message", "error at child node")), node=child.name)
-        return wrap(answer.pieces.get(piece))
+        got = answer.pieces.get(piece)
+        return got if raw else wrap(got)
 
     # ------------------------------------------------------------ fetching
 
