@@ -8,10 +8,10 @@ from datetime import date
 from decimal import Decimal
 
 from strawberry.types import Info
+from tierfed.tiers.figures import SCHEME_ID
 
 from tierfed import codes
 from tierfed.errors import bad_input
-from tierfed.tiers.figures import SCHEME_ID
 
 from .common import year_arg
 from .context import ctx
@@ -86,7 +86,7 @@ async def central_adjustment(info: Info, year: int, ratio: object) -> CentralAdj
             complete = False
             missing.extend(m for m in s.missing if m not in missing)
         count, base = 0, Decimal("0.00")
-        for (m, sc), f in s.rows.items():
+        for (_month, sc), f in s.rows.items():
             if sc == PENSION:
                 count += f.contributions
                 base += f.base

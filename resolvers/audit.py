@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from strawberry.types import Info
+from tierfed.tiers.store import pii_audit_log
 
 from tierfed import codes
 from tierfed.errors import bad_input
-from tierfed.tiers.store import pii_audit_log
 
 from .context import ctx
 

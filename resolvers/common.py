@@ -7,12 +7,12 @@ from typing import Any
 
 from graphql import GraphQLList, GraphQLNonNull
 from strawberry.types import Info
-
-from tierfed import codes
-from tierfed.errors import bad_input
 from tierfed.tiers.forward import field_piece
 from tierfed.tiers.node import Child
 from tierfed.tiers.remote import PLAN, Forwarded, wrap
+
+from tierfed import codes
+from tierfed.errors import bad_input
 
 from .context import ctx
 

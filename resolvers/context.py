@@ -9,7 +9,6 @@ each pass, as the planning pass fills it with placeholders.
 from __future__ import annotations
 
 import asyncio
-
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -17,12 +16,12 @@ from typing import Any
 
 from aiodataloader import DataLoader
 from strawberry.types import Info
-
-from tierfed.auth import Access, Caller
 from tierfed.tiers.figures import Summary
 from tierfed.tiers.node import Node
 from tierfed.tiers.remote import RemoteCalls
 from tierfed.tiers.store import Store
+
+from tierfed.auth import Access, Caller
 
 
 class Loader(DataLoader):

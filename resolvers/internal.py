@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any
 
 from strawberry.types import Info
-
 from tierfed.tiers.remote import summary_to_json
 
 from .common import as_month, subtree_region

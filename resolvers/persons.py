@@ -8,12 +8,12 @@ from decimal import Decimal
 from typing import Any
 
 from strawberry.types import Info
-
-from tierfed import codes
-from tierfed.errors import bad_input
 from tierfed.tiers.figures import SCHEMES
 from tierfed.tiers.store import PersonRec, StatementRow
 from tierfed.tiers.tree import RegionRec
+
+from tierfed import codes
+from tierfed.errors import bad_input
 
 from .common import first_found, year_arg
 from .context import ctx

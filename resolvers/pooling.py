@@ -8,12 +8,12 @@ from datetime import date
 from typing import Any
 
 from strawberry.types import Info
-
-from tierfed import codes
-from tierfed.errors import bad_input
 from tierfed.tiers import pooling as tp
 from tierfed.tiers.figures import SCHEME_ID, SCHEMES
 from tierfed.tiers.store import PoolRec
+
+from tierfed import codes
+from tierfed.errors import bad_input
 
 from .common import as_month, subtree_region
 from .context import ctx

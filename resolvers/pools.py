@@ -8,12 +8,12 @@ from decimal import Decimal
 from typing import Any
 
 from strawberry.types import Info
-
-from tierfed import codes
-from tierfed.errors import bad_input
 from tierfed.tiers.figures import SCHEME_ID, SCHEMES
 from tierfed.tiers.store import PoolRec
 from tierfed.tiers.tree import RegionRec
+
+from tierfed import codes
+from tierfed.errors import bad_input
 
 from .common import as_month, forward, region_code
 from .context import ctx

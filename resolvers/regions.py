@@ -5,11 +5,11 @@ from __future__ import annotations
 from typing import Any
 
 from strawberry.types import Info
+from tierfed.tiers.store import AgencyRec
+from tierfed.tiers.tree import NATION, RegionRec
 
 from tierfed import codes
 from tierfed.errors import bad_input
-from tierfed.tiers.store import AgencyRec
-from tierfed.tiers.tree import NATION, RegionRec
 
 from .common import first_found, forward, region_code
 from .context import ctx

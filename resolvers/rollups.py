@@ -6,11 +6,11 @@ from dataclasses import dataclass
 from datetime import date
 
 from strawberry.types import Info
+from tierfed.tiers.figures import SCHEMES, SchemeTotal, Summary, totals
+from tierfed.tiers.tree import RegionRec
 
 from tierfed import codes
 from tierfed.errors import bad_input
-from tierfed.tiers.figures import SCHEMES, SchemeTotal, Summary, totals
-from tierfed.tiers.tree import RegionRec
 
 from .common import as_month, subtree_region
 from .context import ctx

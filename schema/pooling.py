@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-from typing import Optional
-
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
-
 from tierfed.resolvers import pooling as rp
 
 from .scalars import Decimal, Month
@@ -23,8 +20,9 @@ class RaisePoolingLevelInput:
     idempotency_key: str = strawberry.field(description=(
         "A repeated call with the same key and input returns the first result and changes nothing; "
         "the same key with other input is a CONFLICT."))
-    dry_run: Optional[bool] = strawberry.field(default=False, description="Compute and return the result without changing anything.")
-    vertical_management: Optional[bool] = strawberry.field(default=False, description=(
+    dry_run: bool | None = strawberry.field(
+        default=False, description="Compute and return the result without changing anything.")
+    vertical_management: bool | None = strawberry.field(default=False, description=(
         "Also mark the agencies of the scheme's department in the subtree as vertically managed, "
         "each under the agency of its parent region."))
 
@@ -32,10 +30,13 @@ class RaisePoolingLevelInput:
 @strawberry.type
 class RaisePoolingLevelResult:
     pool: Pool = strawberry.field(description="The new pool.")
-    closed: list[Pool] = strawberry.field(description="The pools it replaces, closed after the month before effectiveFrom.")
-    transferred: Decimal = strawberry.field(description="The sum of the closed pools' balances at the month before effectiveFrom.")
+    closed: list[Pool] = strawberry.field(
+        description="The pools it replaces, closed after the month before effectiveFrom.")
+    transferred: Decimal = strawberry.field(
+        description="The sum of the closed pools' balances at the month before effectiveFrom.")
     dry_run: bool = strawberry.field(description="True when nothing was changed.")
-    replayed: bool = strawberry.field(description="True when this is the stored first result of an earlier call with the same key.")
+    replayed: bool = strawberry.field(
+        description="True when this is the stored first result of an earlier call with the same key.")
 
 
 @strawberry.type
@@ -70,11 +71,13 @@ class PoolingQueries:
         "Per scheme, how many pools are open at each level as of a month (default: the current month) "
         "and over which regions: the progress of raising pooling levels, in one query. "
         "Only pools inside the caller's scope are counted."))
-    async def pooling_overview(self, info: Info, as_of: Optional[Month] = None) -> list[SchemePooling]:
+    async def pooling_overview(self, info: Info, as_of: Month | None = None) -> list[SchemePooling]:
         return await rp.overview(info, as_of)  # type: ignore[return-value]
 
-    @strawberry.field(description="Applied pooling changes inside a region's subtree (default: the caller's scope), newest first. Needs OPERATOR or AUDITOR.")
-    async def pooling_changes(self, info: Info, region: Optional[strawberry.ID] = None, limit: int = 50) -> list[PoolingChange]:
+    @strawberry.field(description=(
+        "Applied pooling changes inside a region's subtree (default: the caller's scope), newest first. "
+        "Needs OPERATOR or AUDITOR."))
+    async def pooling_changes(self, info: Info, region: strawberry.ID | None = None, limit: int = 50) -> list[PoolingChange]:
         return await rp.changes(info, str(region) if region else None, limit)  # type: ignore[return-value]
 
     @strawberry.field(name="_tierPools", description="Internal, node to node: pools open at a month, as JSON rows.")

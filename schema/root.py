@@ -3,24 +3,21 @@
 from __future__ import annotations
 
 from decimal import Decimal as PyDecimal
-from typing import Optional
 
 import strawberry
 from strawberry.federation.schema import FederationAny
 from strawberry.scalars import JSON
 from strawberry.types import Info
-
 from tierfed.resolvers import adjustment as adj
-from tierfed.resolvers import audit
-from tierfed.resolvers import internal
+from tierfed.resolvers import audit, internal
 from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 
-from . import pooling as pooling_types
 from tierfed.errors import bad_input
 
+from . import pooling as pooling_types
 from .scalars import Decimal
 from .types import (
     Agency,
@@ -52,25 +49,25 @@ class Query(pooling_types.PoolingQueries):
         return await reg.nation(info)  # type: ignore[return-value]
 
     @strawberry.field(description="Null for a well-formed code that names no region; BAD_USER_INPUT for a malformed one.")
-    async def region(self, info: Info, code: strawberry.ID) -> Optional[Region]:
+    async def region(self, info: Info, code: strawberry.ID) -> Region | None:
         return await reg.region(info, str(code))  # type: ignore[return-value]
 
     @strawberry.field
-    async def agency(self, info: Info, code: strawberry.ID) -> Optional[Agency]:
+    async def agency(self, info: Info, code: strawberry.ID) -> Agency | None:
         return await reg.agency(info, str(code))  # type: ignore[no-any-return]
 
     @strawberry.field
     def rollup(self, info: Info, region: strawberry.ID, period: PeriodInput,
-               schemes: Optional[list[Scheme]] = None) -> Rollup:
+               schemes: list[Scheme] | None = None) -> Rollup:
         return rol.rollup(info, str(region), period.from_, period.to,  # type: ignore[return-value]
                           [s.value for s in schemes] if schemes else None)
 
     @strawberry.field
-    async def pool(self, info: Info, id: strawberry.ID) -> Optional[Pool]:
+    async def pool(self, info: Info, id: strawberry.ID) -> Pool | None:
         return await pol.pool(info, str(id))  # type: ignore[no-any-return]
 
     @strawberry.field
-    async def person(self, info: Info, id_number: str) -> Optional[Person]:
+    async def person(self, info: Info, id_number: str) -> Person | None:
         return await per.person(info, id_number)  # type: ignore[no-any-return]
 
     @strawberry.field
@@ -79,7 +76,7 @@ class Query(pooling_types.PoolingQueries):
 
     @strawberry.field(description=(
         "Reads of unmasked ID numbers on this node, newest first. Needs AUDITOR and a scope over the node's region."))
-    async def pii_reads(self, info: Info, id_number: Optional[str] = None, limit: int = 100) -> list[PiiRead]:
+    async def pii_reads(self, info: Info, id_number: str | None = None, limit: int = 100) -> list[PiiRead]:
         return await audit.pii_reads(info, id_number, limit)  # type: ignore[return-value]
 
     @strawberry.field(name="_tierSummaries", description=(

@@ -3,20 +3,18 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
-
 from tierfed.resolvers import adjustment as adj
 from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 from tierfed.resolvers.context import ctx
-from tierfed.tiers.store import AGENCY_KINDS, DEPARTMENTS, AgencyRec, PoolRec
 from tierfed.tiers.remote import Forwarded
+from tierfed.tiers.store import AGENCY_KINDS, DEPARTMENTS, AgencyRec, PoolRec
 from tierfed.tiers.tree import TIER_NAMES, RegionRec
 
 from .scalars import Decimal, Month
@@ -80,7 +78,7 @@ class Region:
         return TIER_NAMES[self.tier]  # type: ignore[return-value,index]
 
     @strawberry.field
-    async def parent(self, info: Info) -> Optional[Region]:
+    async def parent(self, info: Info) -> Region | None:
         return await reg.parent(self, info)  # type: ignore[arg-type,return-value]
 
     @strawberry.field(description="In code order.")
@@ -92,13 +90,13 @@ class Region:
         return await reg.ancestors(self, info)  # type: ignore[arg-type,return-value]
 
     @strawberry.field
-    async def agencies(self, info: Info, department: Optional[Department] = None) -> list[Agency]:
+    async def agencies(self, info: Info, department: Department | None = None) -> list[Agency]:
         return await reg.region_agencies(self, info, department.value if department else None)  # type: ignore
 
     @strawberry.field(description=(
         "The pool that covers this region for the scheme in the given month (default: the current month); "
         "null when none does."))
-    async def pool(self, info: Info, scheme: Scheme, as_of: Optional[Month] = None) -> Optional[Pool]:
+    async def pool(self, info: Info, scheme: Scheme, as_of: Month | None = None) -> Pool | None:
         return await pol.region_pool(self, info, scheme.value, as_of)  # type: ignore[arg-type]
 
     @classmethod
@@ -106,7 +104,7 @@ class Region:
         return isinstance(obj, (RegionRec, Forwarded))
 
     @classmethod
-    async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Optional[Region]:
+    async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Region | None:
         return await reg.region(info, str(code))  # type: ignore[return-value]
 
 
@@ -132,7 +130,7 @@ class Agency:
         return await reg.agency_region(self, info)  # type: ignore[arg-type,return-value]
 
     @strawberry.field
-    async def parent(self, info: Info) -> Optional[Agency]:
+    async def parent(self, info: Info) -> Agency | None:
         return await reg.agency_parent(self, info)  # type: ignore[arg-type,return-value]
 
     @strawberry.field
@@ -149,7 +147,7 @@ class Agency:
         return isinstance(obj, (AgencyRec, Forwarded))
 
     @classmethod
-    async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Optional[Agency]:
+    async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Agency | None:
         return await reg.agency_reference(info, str(code))  # type: ignore[no-any-return]
 
 
@@ -174,7 +172,7 @@ class Pool:
         return self.opened_from  # type: ignore[return-value]
 
     @strawberry.field(description="Last month the pool covers; null while it is open.")
-    def closed_after(self) -> Optional[Month]:
+    def closed_after(self) -> Month | None:
         return self.closed_after  # type: ignore[return-value]
 
     @strawberry.field(description=(
@@ -187,7 +185,7 @@ class Pool:
         "and the records of the regions it covers, pooled contributions minus benefits paid.\n"
         "Records that arrive late for a month a predecessor covered change that predecessor's\n"
         "balance and, through openingBalance, this one's: no yuan is lost or counted twice."))
-    async def balance(self, info: Info, as_of: Optional[Month] = None) -> Decimal:
+    async def balance(self, info: Info, as_of: Month | None = None) -> Decimal:
         return await pol.balance(self, info, as_of)  # type: ignore[arg-type]
 
     @strawberry.field
@@ -199,7 +197,7 @@ class Pool:
         return isinstance(obj, (PoolRec, Forwarded))
 
     @classmethod
-    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Optional[Pool]:
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Pool | None:
         return await pol.pool(info, str(id))  # type: ignore[no-any-return]
 
 

@@ -15,6 +15,8 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from tierfed.tiers.node import Node
+from tierfed.tiers.tree import RegionRec, Tree
 
 from tierfed.app import create_app
 from tierfed.auth import Keys
@@ -24,8 +26,6 @@ from tierfed.db import migrate, shipped_regions
 from tierfed.generator import Options, generate
 from tierfed.importer import import_file
 from tierfed.runtime import Runtime, open_runtime
-from tierfed.tiers.node import Node
-from tierfed.tiers.tree import RegionRec, Tree
 
 SECRET = "test-secret-" + "x" * 32
 DATA_KINDS = ("pools", "employers", "persons", "contributions", "benefits")

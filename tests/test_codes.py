@@ -8,9 +8,9 @@ from decimal import Decimal
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from tierfed.resolvers.adjustment import allocate, remittance
 
 from tierfed import codes
-from tierfed.resolvers.adjustment import allocate, remittance
 
 
 def valid_id(prefix: str = "440305", born: str = "19900307", seq: str = "123") -> str:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import asyncpg
+from tierfed.tiers.tree import Tree
 
 from tests.conftest import Client, node_config, open_client, token
 from tierfed.runtime import Runtime
-from tierfed.tiers.tree import Tree
 
 
 def test_shipped_tree_is_the_real_one(tree: Tree) -> None:

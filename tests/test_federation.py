@@ -18,11 +18,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tierfed.tiers.tree import Tree
 
 from tests.conftest import load_dataset, node_config, token
 from tests.nodes import RunningNode, free_port, start_node
 from tierfed.generator import Options, generate
-from tierfed.tiers.tree import Tree
 
 pytestmark = pytest.mark.federation
 

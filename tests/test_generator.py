@@ -7,9 +7,10 @@ from datetime import date
 from decimal import Decimal
 from pathlib import Path
 
+from tierfed.tiers.tree import Tree
+
 from tierfed import codes
 from tierfed.generator import Options, generate
-from tierfed.tiers.tree import Tree
 
 
 def test_same_seed_same_files_and_valid_codes(tmp_path: Path, tree: Tree) -> None:

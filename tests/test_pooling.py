@@ -11,11 +11,11 @@ from typing import Any
 
 import asyncpg
 import pytest
+from tierfed.tiers.pooling import _lock_key
+from tierfed.tiers.tree import Tree
 
 from tests.conftest import Client, load_dataset, node_config, open_client, token
 from tierfed.generator import Options, generate
-from tierfed.tiers.pooling import _lock_key
-from tierfed.tiers.tree import Tree
 
 OPERATOR = token("440000", ("VIEWER", "OPERATOR"), sub="operator-gd")
 RAISE = """mutation($in: RaisePoolingLevelInput!) { raisePoolingLevel(input: $in) {

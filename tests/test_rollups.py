@@ -9,9 +9,9 @@ from typing import Any
 
 import asyncpg
 import pytest
+from tierfed.tiers.figures import SCHEMES
 
 from tests.conftest import Client, node_config
-from tierfed.tiers.figures import SCHEMES
 
 # Straight from the records: the contract's definitions, with no summary table involved.
 RAW = """

@@ -167,7 +167,7 @@ def generate(tree: Tree, out: Path, opts: Options,
                                        f"{rng.choice('科技实业制造物流贸易建设')}有限公司", reg, risk))
         return code, risk
 
-    for n in range(opts.persons):
+    for _ in range(opts.persons):
         p = rng.choices(prov_codes, prov_weights)[0]
         reg = rng.choices(regions[p], county_weights[p])[0]
         wage = AVERAGE_WAGE * PROVINCES[p][1]

@@ -227,7 +227,7 @@ class RemoteCalls:
                 ext = (e.get("extensions") or {}) if isinstance(e, dict) else {}
                 code = ext.get("code")
                 if code in (Code.UNAUTHENTICATED.value, Code.FORBIDDEN.value):
-                    for piece, alias in aliases.items():
+                    for piece in aliases:
                         answer.piece_errors[piece] = e
                     answer.failure = None
                 else:
