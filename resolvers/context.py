@@ -19,7 +19,7 @@ from strawberry.types import Info
 from tierfed.tiers.figures import Summary
 from tierfed.tiers.node import Node
 from tierfed.tiers.remote import RemoteCalls
-from tierfed.tiers.store import Store
+from tierfed.tiers.store import Store, employer_totals, employers
 
 from tierfed.auth import Access, Caller
 
@@ -66,6 +66,8 @@ class Loaders:
         self.pool_predecessors = by_key(store.pools_by_successor, [])
         self.pool_covering = by_key(store.pools_covering)
         self.pool_opening = by_key(store.pool_openings)
+        self.employer = by_key(lambda codes: employers(store.pool, codes))
+        self.employer_totals = by_key(lambda keys: employer_totals(store.pool, keys))
 
 
 class SummaryLoader(Loader):

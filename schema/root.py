@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 from tierfed.resolvers import adjustment as adj
 from tierfed.resolvers import audit, internal
+from tierfed.resolvers import employers as emp
 from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
@@ -22,6 +23,7 @@ from .scalars import Decimal
 from .types import (
     Agency,
     CentralAdjustment,
+    Employer,
     PeriodInput,
     Person,
     Pool,
@@ -69,6 +71,10 @@ class Query(pooling_types.PoolingQueries):
     @strawberry.field
     async def person(self, info: Info, id_number: str) -> Person | None:
         return await per.person(info, id_number)  # type: ignore[no-any-return]
+
+    @strawberry.field(description="Null for a well-formed credit code this federation does not know; FORBIDDEN outside scope.")
+    async def employer(self, info: Info, credit_code: str) -> Employer | None:
+        return await emp.employer(info, credit_code)  # type: ignore[no-any-return]
 
     @strawberry.field
     async def central_adjustment(self, info: Info, year: int, ratio: Decimal) -> CentralAdjustment:

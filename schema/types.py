@@ -8,6 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 from tierfed.resolvers import adjustment as adj
+from tierfed.resolvers import employers as emp
 from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
@@ -301,6 +302,32 @@ class Person:
     @strawberry.field
     async def statement(self, info: Info, year: int) -> PersonalStatement:
         return await per.statement(self, info, year)  # type: ignore[arg-type,return-value]
+
+
+@strawberry.type(description="One scheme's contributions paid through one employer over a period.")
+class EmployerSchemeTotals:
+    scheme: Scheme
+    employees: int = strawberry.field(
+        description="Distinct persons with a record through this employer in the period's last month.")
+    contributor_months: int = strawberry.field(description="Contribution records through this employer in the period.")
+    contribution_employer: Decimal
+    contribution_individual: Decimal
+    average_base: Decimal
+
+
+@strawberry.type(description="A registered employer (unified social credit code), readable inside the token's scope.")
+class Employer:
+    credit_code: str
+    name: str
+    industry_risk_class: int = strawberry.field(description="Work-injury industry risk class, 1 (lowest) to 8.")
+
+    @strawberry.field
+    async def region(self, info: Info) -> Region:
+        return await emp.employer_region(self, info)  # type: ignore[arg-type,return-value]
+
+    @strawberry.field(description="The employer's own contribution records summed per scheme, in Scheme order.")
+    async def contributions(self, info: Info, period: PeriodInput) -> list[EmployerSchemeTotals]:
+        return await emp.contributions(self, info, period.from_, period.to)  # type: ignore[arg-type,return-value]
 
 
 @strawberry.type(description="One province's part in the pension central adjustment for a year.")

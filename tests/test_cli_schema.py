@@ -123,7 +123,7 @@ async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) ->
     con = await asyncpg.connect(url)
     try:
         applied = await migrate(con)
-        assert applied == ["0001_directory_and_records.sql", "0002_pools_and_audit.sql"]
+        assert applied == ["0001_directory_and_records.sql", "0002_pools_and_audit.sql", "0003_employer_records.sql"]
         rows = await con.fetch("select table_name, column_name from information_schema.columns "
                                "where table_schema = 'public' and table_name not like '%\\_20%'")
         got: dict[str, set[str]] = {}

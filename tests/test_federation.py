@@ -144,6 +144,27 @@ async def test_every_contract_field_across_nodes(fed: Federation) -> None:
     assert got["data"]["sz"]["pool"]["id"] == "440300-MEDICAL-202401"
 
 
+async def test_employers_across_nodes(fed: Federation) -> None:
+    code = await fed.nodes["sichuan"].runtime.pool.fetchval(
+        "select employer_credit_code from contribution where employer_credit_code is not null "
+        "group by 1 order by count(*) desc limit 1")
+    q = """query($c: String!) { employer(creditCode: $c) { creditCode name industryRiskClass region { code }
+             contributions(period: {from: "2025-01", to: "2025-06"}) { scheme employees contributorMonths
+               contributionEmployer contributionIndividual averageBase } } }"""
+    got = await fed.central(q, {"c": code})
+    assert "errors" not in got, got.get("errors")
+    assert got == await fed.one(q, {"c": code})
+    assert got["data"]["employer"]["contributions"][0]["contributorMonths"] > 0
+    raw = await fed.nodes["sichuan"].runtime.pool.fetchval(
+        "select sum(employer_amount) from contribution where employer_credit_code = $1 and scheme = 1", code)
+    assert got["data"]["employer"]["contributions"][0]["contributionEmployer"] == f"{raw:.2f}"
+    gd = token("440000", ("VIEWER",))
+    body = await fed.central(q, {"c": code}, gd)
+    assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    bad = await fed.central(q, {"c": code[:17] + ("0" if code[17] != "0" else "1")})
+    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "check character" in bad["errors"][0]["message"]
+
+
 async def test_pooling_overview_across_nodes(fed: Federation) -> None:
     q = '{ poolingOverview(asOf: "2025-03") { scheme levels { level count regions { code } } } }'
     got = await fed.central(q)

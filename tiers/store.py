@@ -295,3 +295,47 @@ where ($1::text is null or a.id_number = $1) order by a.id desc limit $2
 
 async def pii_audit_log(pool: asyncpg.Pool, id_number: str | None, limit: int) -> list[asyncpg.Record]:
     return await pool.fetch(PII_AUDIT_LOG, id_number, limit)
+
+
+@dataclass(frozen=True, slots=True)
+class EmployerRec:
+    credit_code: str
+    name: str
+    region_code: str
+    industry_risk_class: int
+
+
+@dataclass(frozen=True, slots=True)
+class EmployerSchemeRow:
+    scheme: int
+    employees: int
+    contributor_months: int
+    employer: Decimal
+    individual: Decimal
+    base: Decimal
+
+
+EMPLOYERS = "select credit_code, name, region_code, industry_risk_class from employer where credit_code = any($1::text[])"
+
+EMPLOYER_TOTALS = """
+select k.i, c.scheme, count(*) as months,
+       count(distinct c.id_number) filter (where c.month = k.last) as employees,
+       sum(c.employer_amount) as employer, sum(c.individual_amount) as individual, sum(c.base) as base
+from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (code, first, last, i)
+join contribution c on c.employer_credit_code = k.code and c.month between k.first and k.last
+group by k.i, c.scheme
+"""
+
+
+async def employers(pool: asyncpg.Pool, codes: Sequence[str]) -> dict[str, EmployerRec]:
+    return {r["credit_code"]: EmployerRec(r["credit_code"], r["name"], r["region_code"], r["industry_risk_class"])
+            for r in await pool.fetch(EMPLOYERS, list(codes))}
+
+
+async def employer_totals(pool: asyncpg.Pool, keys: Sequence[tuple[str, date, date]]) -> list[dict[int, EmployerSchemeRow]]:
+    out: list[dict[int, EmployerSchemeRow]] = [{} for _ in keys]
+    rows = await pool.fetch(EMPLOYER_TOTALS, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
+    for r in rows:
+        out[r["i"] - 1][r["scheme"]] = EmployerSchemeRow(r["scheme"], r["employees"], r["months"], r["employer"],
+                                                         r["individual"], r["base"])
+    return out
