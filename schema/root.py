@@ -113,7 +113,7 @@ class Schema(strawberry.federation.Schema):
             if problem:
                 out.append(bad_input(f"representation {i}: {problem}", argument="representations"))
             else:
-                out.extend(super().entities_resolver(info, [dict(rep)]))
+                out.extend(super().entities_resolver(info, [FederationAny(dict(rep))]))  # type: ignore[call-overload]
         return out
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from datetime import date
 from decimal import Decimal as PyDecimal
-from typing import Any, NewType
+from typing import TYPE_CHECKING, Any, NewType
 
 import strawberry
 
@@ -36,18 +36,22 @@ def _parse_decimal(value: Any) -> PyDecimal:
     return codes.decimal(value)
 
 
-Month = strawberry.scalar(
-    NewType("Month", date),
-    name="Month",
-    description='A calendar month, "YYYY-MM".',
-    serialize=_serialize_month,
-    parse_value=codes.month,
-)
+if TYPE_CHECKING:  # to a type checker the scalars are the Python values they carry
+    Month = date
+    Decimal = PyDecimal
+else:
+    Month = strawberry.scalar(
+        NewType("Month", date),
+        name="Month",
+        description='A calendar month, "YYYY-MM".',
+        serialize=_serialize_month,
+        parse_value=codes.month,
+    )
 
-Decimal = strawberry.scalar(
-    NewType("Decimal", PyDecimal),
-    name="Decimal",
-    description='An amount of yuan as a decimal string with exactly two fraction digits, e.g. "1234.50". Never a float.',
-    serialize=_serialize_decimal,
-    parse_value=_parse_decimal,
-)
+    Decimal = strawberry.scalar(
+        NewType("Decimal", PyDecimal),
+        name="Decimal",
+        description='An amount of yuan as a decimal string with exactly two fraction digits, e.g. "1234.50". Never a float.',
+        serialize=_serialize_decimal,
+        parse_value=_parse_decimal,
+    )

@@ -24,12 +24,12 @@ from typing import Any
 
 import httpx
 import pytest
+from tierfed.tiers.node import Node
+from tierfed.tiers.tree import Tree
 
 from tests.conftest import load_dataset, node_config, token
 from tests.nodes import free_port, start_node
 from tierfed.generator import Options, generate
-from tierfed.tiers.node import Node
-from tierfed.tiers.tree import Tree
 
 pytestmark = [pytest.mark.browser, pytest.mark.timeout(120)]
 

@@ -16,15 +16,18 @@ from graphql.language import (
     FragmentSpreadNode,
     InlineFragmentNode,
     Node,
+    SelectionNode,
     SelectionSetNode,
     VariableNode,
 )
 
 
-def _inline(sel: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode]) -> SelectionSetNode | None:
-    if sel is None:
-        return None
-    out = []
+def _inline_opt(sel: SelectionSetNode | None, fragments: dict[str, FragmentDefinitionNode]) -> SelectionSetNode | None:
+    return None if sel is None else _inline(sel, fragments)
+
+
+def _inline(sel: SelectionSetNode, fragments: dict[str, FragmentDefinitionNode]) -> SelectionSetNode:
+    out: list[SelectionNode] = []
     for s in sel.selections:
         if isinstance(s, FragmentSpreadNode):
             frag = fragments[s.name.value]
@@ -35,7 +38,7 @@ def _inline(sel: SelectionSetNode | None, fragments: dict[str, FragmentDefinitio
                                           selection_set=_inline(s.selection_set, fragments)))
         elif isinstance(s, FieldNode):
             out.append(FieldNode(alias=s.alias, name=s.name, arguments=s.arguments, directives=s.directives,
-                                 selection_set=_inline(s.selection_set, fragments)))
+                                 selection_set=_inline_opt(s.selection_set, fragments)))
     return SelectionSetNode(selections=tuple(out))
 
 
@@ -62,11 +65,11 @@ def field_piece(info: GraphQLResolveInfo, keep_alias: bool) -> tuple[str, set[st
     frags = info.fragments
     if keep_alias:
         printed = [FieldNode(alias=n.alias, name=n.name, arguments=n.arguments, directives=n.directives,
-                             selection_set=_inline(n.selection_set, frags)) for n in nodes]
+                             selection_set=_inline_opt(n.selection_set, frags)) for n in nodes]
     else:
-        sels = []
+        sels: list[SelectionNode] = []
         for n in nodes:
-            inl = _inline(n.selection_set, frags)
+            inl = _inline_opt(n.selection_set, frags)
             if inl is not None:
                 sels.extend(inl.selections)
         first = nodes[0]

@@ -218,20 +218,20 @@ class RemoteCalls:
             answer.failure = "answered garbage (data or errors of the wrong shape)"
             return answer
         by_alias: dict[str, dict[str, Any]] = {}
-        for e in errors:
-            path = e.get("path") if isinstance(e, dict) else None
+        for err in errors:
+            path = err.get("path") if isinstance(err, dict) else None
             if path:
-                by_alias.setdefault(str(path[0]), e)
+                by_alias.setdefault(str(path[0]), err)
             elif not data:
                 # A request-level error (auth, validation): the whole answer is lost.
-                ext = (e.get("extensions") or {}) if isinstance(e, dict) else {}
+                ext = (err.get("extensions") or {}) if isinstance(err, dict) else {}
                 code = ext.get("code")
                 if code in (Code.UNAUTHENTICATED.value, Code.FORBIDDEN.value):
                     for piece in aliases:
-                        answer.piece_errors[piece] = e
+                        answer.piece_errors[piece] = dict(err)
                     answer.failure = None
                 else:
-                    answer.failure = f"refused the request: {e.get('message') if isinstance(e, dict) else e}"
+                    answer.failure = f"refused the request: {err.get('message') if isinstance(err, dict) else err}"
                     return answer
         try:
             if needs.summaries:

@@ -1,0 +1,25 @@
+"""The code stays ruff- and mypy-clean (configured in pyproject.toml)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.parametrize("tool, args", [
+    ("ruff", ["check", "schema", "resolvers", "tiers", "tierfed", "migrations", "tests", "bench"]),
+    ("mypy", []),
+])
+def test_clean(tool: str, args: list[str]) -> None:
+    exe = Path(sys.executable).with_name(tool)
+    if not exe.exists() and shutil.which(tool) is None:
+        pytest.skip(f"{tool} is not installed (it comes with `pip install -e '.[test]'`)")
+    r = subprocess.run([str(exe if exe.exists() else tool), *args], cwd=ROOT, capture_output=True, text=True,
+                       timeout=300)
+    assert r.returncode == 0, r.stdout[-3000:] + r.stderr[-2000:]
