@@ -46,6 +46,16 @@ async def pool(info: Info, id: str) -> Any:
     return await c.loaders.pool.load(id)
 
 
+async def pool_reference(info: Info, id: str) -> PoolRec | None:
+    """A pool for a gateway's _entities: only pools this node holds (a gateway routes to the holder)."""
+    region = parse_pool_id(id)
+    c = ctx(info)
+    if region not in c.node.tree or not c.node.in_subtree(region) or c.node.child_for(region) is not None:
+        return None
+    c.access.region(region, "pools")
+    return await c.loaders.pool.load(id)  # type: ignore[no-any-return]
+
+
 async def region_pool(root: RegionRec, info: Info, scheme: str, as_of: object | None) -> Any:
     c = ctx(info)
     if not c.node.in_subtree(root.code):

@@ -199,7 +199,7 @@ class Pool:
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Pool | None:
-        return await pol.pool(info, str(id))  # type: ignore[no-any-return]
+        return await pol.pool_reference(info, str(id))  # type: ignore[return-value]
 
 
 @strawberry.type(description="Totals of one scheme over a region's subtree and a period.")
