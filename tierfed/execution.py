@@ -18,13 +18,14 @@ from graphql import (
     GraphQLError,
     OperationDefinitionNode,
     OperationType,
+    StringValueNode,
     execute,
     parse,
     print_ast,
     validate,
 )
 from graphql.execution.values import get_variable_values
-from graphql.validation import NoSchemaIntrospectionCustomRule, specified_rules
+from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule, specified_rules
 
 from . import limits
 from .auth import Access, Caller
@@ -54,11 +55,19 @@ def _parse(query: str) -> DocumentNode | GraphQLError:
         return e
 
 
+class NoNulInStringsRule(ValidationRule):
+    """PostgreSQL text cannot hold U+0000: a string literal holding one is refused here, once per document."""
+
+    def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
+        if "\x00" in node.value:
+            self.report_error(GraphQLError("strings may not contain the NUL character (U+0000)", node))
+
+
 @lru_cache(maxsize=512)
 def _validate(query: str, introspection: bool) -> tuple[GraphQLError, ...]:
     doc = _parse(query)
     assert isinstance(doc, DocumentNode)
-    rules = list(specified_rules) + ([] if introspection else [NoSchemaIntrospectionCustomRule])
+    rules = [*specified_rules, NoNulInStringsRule] + ([] if introspection else [NoSchemaIntrospectionCustomRule])
     return tuple(validate(GRAPHQL_SCHEMA, doc, rules, max_errors=20))
 
 

@@ -49,7 +49,7 @@ def _accepts(request: Request) -> str:
 
 async def _read_params(request: Request, rt: Runtime) -> dict[str, Any]:
     limit = rt.cfg.limits.max_body_bytes
-    if request.method == "GET":
+    if request.method != "POST":  # GET, and HEAD (which Starlette routes with GET)
         q = request.query_params
         params: dict[str, Any] = {"query": q.get("query"), "operationName": q.get("operationName")}
         for key in ("variables", "extensions"):
@@ -108,6 +108,25 @@ def _persisted(rt: Runtime, params: dict[str, Any]) -> str | None:
     return query if isinstance(query, str) else None
 
 
+def _has_nul(variables: Any) -> bool:
+    """True when a string of the variables holds U+0000, which no PostgreSQL text can store.
+
+    (String literals in the document are refused by validation: ``execution.NoNulInStringsRule``.)
+    """
+    stack = [variables]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
 def _bad(message: str, status: int, media: str, headers: dict[str, str] | None = None) -> Response:
     return _respond({"errors": [{"message": message, "extensions": {"code": Code.BAD_USER_INPUT.value}}]},
                     status, media, headers)
@@ -145,8 +164,10 @@ async def graphql_endpoint(request: Request) -> Response:
         prepared = prepare(rt, query, op_name, variables)
     except RequestError as e:
         return _respond(_error_body(e.errors), request_error, media)
-    if request.method == "GET" and prepared.operation.operation != OperationType.QUERY:
+    if request.method != "POST" and prepared.operation.operation != OperationType.QUERY:
         return _bad("mutations must be sent with POST", 405, media, {"Allow": "POST"})
+    if _has_nul(variables):
+        return _bad("strings may not contain the NUL character (U+0000)", request_error, media)
     deadline = rt.cfg.limits.deadline_s
     try:
         result = await asyncio.wait_for(run(rt, caller, prepared, variables, op_name), deadline)
