@@ -204,6 +204,20 @@ async def test_one_request_per_child_per_operation(fed: Federation) -> None:
     assert sent == {"central": 1, "guangdong": 1, "sichuan": 1, "shenzhen": 1}
 
 
+async def test_fields_of_many_child_regions_are_one_field(fed: Federation) -> None:
+    """A field on each of a child's 140 regions travels as one _entities field, not 140 root fields."""
+    q = """{ region(code: "440000") { children { code agencies { code verticallyManaged }
+             children { code agencies(department: HEALTHCARE_SECURITY) { code parent { code } } } } } }"""
+    before = fed.counts()
+    got = await fed.central(q)
+    after = fed.counts()
+    assert "errors" not in got, got.get("errors")
+    assert got == await fed.one(q)
+    assert after["guangdong"] - before["guangdong"] == 1 and after["shenzhen"] - before["shenzhen"] == 1
+    counties = [c for city in got["data"]["region"]["children"] for c in city["children"]]
+    assert len(counties) > 100 and all(len(c["agencies"]) == 1 for c in counties)
+
+
 async def test_province_token_at_central(fed: Federation) -> None:
     gd = token("440000", ("VIEWER",))
     ok = await fed.central(ROLLUP, {"r": "440300"}, gd)

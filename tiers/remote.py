@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -199,12 +200,11 @@ class RemoteCalls:
         return prev
 
     async def _request(self, child: Child, needs: ChildNeeds) -> ChildAnswer:
-        document, aliases = build_document(needs, self.variable_defs)
-        variables = {k: self.variables[k] for k in needs.variables if k in self.variables}
+        doc = build_document(needs, self.variable_defs, self.variables)
         answer = ChildAnswer()
         assert self.clients is not None
         try:
-            body = await self.clients.post(child, self.token, document, variables)
+            body = await self.clients.post(child, self.token, doc.text, doc.variables)
         except httpx.TimeoutException:
             answer.failure = f"did not answer within {child.timeout_s:g} s"
             return answer
@@ -217,17 +217,18 @@ class RemoteCalls:
         if not isinstance(data, dict) or not isinstance(errors, list):
             answer.failure = "answered garbage (data or errors of the wrong shape)"
             return answer
-        by_alias: dict[str, dict[str, Any]] = {}
+        by_alias: dict[tuple[str, int | None], dict[str, Any]] = {}
         for err in errors:
             path = err.get("path") if isinstance(err, dict) else None
             if path:
-                by_alias.setdefault(str(path[0]), err)
+                idx = path[1] if len(path) > 1 and str(path[0]).startswith("e") and isinstance(path[1], int) else None
+                by_alias.setdefault((str(path[0]), idx), err)
             elif not data:
                 # A request-level error (auth, validation): the whole answer is lost.
                 ext = (err.get("extensions") or {}) if isinstance(err, dict) else {}
                 code = ext.get("code")
                 if code in (Code.UNAUTHENTICATED.value, Code.FORBIDDEN.value):
-                    for piece in aliases:
+                    for piece in doc.where:
                         answer.piece_errors[piece] = dict(err)
                     answer.failure = None
                 else:
@@ -235,16 +236,18 @@ class RemoteCalls:
                     return answer
         try:
             if needs.summaries:
-                s_err = by_alias.get("s")
+                s_err = by_alias.get(("s", None))
                 if s_err is not None and data.get("s") is None:
                     answer.failure = f"could not give its summaries: {s_err.get('message')}"
                     return answer
                 for key, item in zip(needs.summaries, data["s"]):
                     answer.summaries[key] = summary_from_json(item)
-            for piece, alias in aliases.items():
-                answer.pieces[piece] = data.get(alias)
-                if alias in by_alias:
-                    answer.piece_errors[piece] = by_alias[alias]
+            for piece, (alias, idx) in doc.where.items():
+                got = data.get(alias)
+                answer.pieces[piece] = got if idx is None or got is None else got[idx]
+                err = by_alias.get((alias, idx))
+                if err is not None:
+                    answer.piece_errors[piece] = err
         except (KeyError, TypeError, ValueError, IndexError) as e:
             answer.failure = f"answered garbage ({type(e).__name__})"
         return answer
@@ -264,21 +267,52 @@ def unavailable(child: Child, reason: str) -> TierfedError:
     )
 
 
-def build_document(needs: ChildNeeds, variable_defs: dict[str, str]) -> tuple[str, dict[str, str]]:
+REGION_PIECE = re.compile(r'^region\(code: "(\d{6})"\) \{ (.*) \}$', re.S)
+
+
+@dataclass
+class Document:
+    """The one request to a child: its text, variables, and where each piece's answer is."""
+
+    text: str
+    variables: dict[str, Any]
+    # piece -> (alias, index in that alias's list or None)
+    where: dict[str, tuple[str, int | None]]
+
+
+def build_document(needs: ChildNeeds, variable_defs: dict[str, str], variables: dict[str, Any]) -> Document:
+    """Summaries as one field; fields of regions grouped by selection into one ``_entities``
+    field each (so a thousand regions are one root field); other pieces as aliased root fields."""
     parts = []
     if needs.summaries:
         keys = ", ".join(
             f'{{region: {json.dumps(r)}, from: "{month_str(f)}", to: "{month_str(t)}"}}'
             for r, f, t in needs.summaries)
         parts.append(f"s: _tierSummaries(keys: [{keys}])")
-    aliases = {}
-    for i, piece in enumerate(needs.pieces):
+    where: dict[str, tuple[str, int | None]] = {}
+    groups: dict[str, list[tuple[str, str]]] = {}
+    others = []
+    for piece in needs.pieces:
+        m = REGION_PIECE.match(piece)
+        if m:
+            groups.setdefault(m.group(2), []).append((piece, m.group(1)))
+        else:
+            others.append(piece)
+    sent = {k: variables[k] for k in needs.variables if k in variables}
+    defs = [variable_defs[v] for v in sorted(needs.variables) if v in variable_defs]
+    for g, (selection, members) in enumerate(groups.items()):
+        alias, var = f"e{g}", f"tierfedE{g}"
+        defs.append(f"${var}: [_Any!]!")
+        sent[var] = [{"__typename": "Region", "code": code} for _, code in members]
+        parts.append(f"{alias}: _entities(representations: ${var}) {{ ... on Region {{ {selection} }} }}")
+        for i, (piece, _) in enumerate(members):
+            where[piece] = (alias, i)
+    for i, piece in enumerate(others):
         alias = f"f{i}"
-        aliases[piece] = alias
+        where[piece] = (alias, None)
         parts.append(f"{alias}: {piece}")
-    defs = ", ".join(variable_defs[v] for v in sorted(needs.variables) if v in variable_defs)
-    head = f"query TierfedForward({defs})" if defs else "query TierfedForward"
-    return head + " {\n  " + "\n  ".join(parts) + "\n}", aliases
+    head = f"query TierfedForward({', '.join(defs)})" if defs else "query TierfedForward"
+    return Document(head + " {\n  " + "\n  ".join(parts) + "\n}", sent, where)
 
 
 def summary_to_json(s: Summary) -> dict[str, Any]:
