@@ -54,7 +54,7 @@ async def start_node(cfg: NodeConfig, db_url: str, port: int | None = None) -> R
     rt = await open_runtime(cfg, db_url, check_children=False)
     server = uvicorn.Server(uvicorn.Config(create_app(cfg, rt), host="127.0.0.1", port=port,
                                            log_level="warning", access_log=False, lifespan="on"))
-    server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+    server.install_signal_handlers = lambda: None  # type: ignore[attr-defined,method-assign]
     task = asyncio.get_running_loop().create_task(server.serve())
     for _ in range(200):
         if server.started:
