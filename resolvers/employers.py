@@ -15,7 +15,7 @@ from tierfed.tiers.tree import RegionRec
 from tierfed import codes
 from tierfed.errors import bad_input
 
-from .common import first_found
+from .common import held_here_or_below
 from .context import ctx
 from .rollups import period_arg
 
@@ -27,12 +27,8 @@ async def employer(info: Info, credit_code: str) -> Any:
         code = codes.credit_code(credit_code)
     except ValueError as e:
         raise bad_input(str(e), argument="creditCode") from None
-    c = ctx(info)
-    rec: EmployerRec | None = await c.loaders.employer.load(code)
-    if rec is not None:
-        c.access.region(rec.region_code, "employers")
-        return rec
-    return await first_found(info, c.node.children)
+    rec: EmployerRec | None = await ctx(info).loaders.employer.load(code)
+    return await held_here_or_below(info, rec, rec.region_code if rec else None, "employers")
 
 
 async def employer_region(root: EmployerRec, info: Info) -> RegionRec:

@@ -15,7 +15,7 @@ from tierfed.tiers.tree import RegionRec
 from tierfed import codes
 from tierfed.errors import bad_input
 
-from .common import first_found, year_arg
+from .common import held_here_or_below, year_arg
 from .context import ctx
 
 Z = Decimal("0.00")
@@ -36,12 +36,8 @@ async def person(info: Info, id_number: str) -> Any:
         idn = codes.id_number(id_number)
     except ValueError as e:
         raise bad_input(str(e), argument="idNumber") from None
-    c = ctx(info)
-    rec: PersonRec | None = await c.loaders.person.load(idn)
-    if rec is not None:
-        c.access.region(rec.region_code, "persons")
-        return rec
-    return await first_found(info, c.node.children)
+    rec: PersonRec | None = await ctx(info).loaders.person.load(idn)
+    return await held_here_or_below(info, rec, rec.region_code if rec else None, "persons")
 
 
 def id_number(root: PersonRec, info: Info) -> str:

@@ -286,16 +286,22 @@ KIND_SPECS = {
 # ---------------------------------------------------------------- database checks and apply, per kind
 # Each check returns rows of (line, column, reason).
 
+REPEATED_RECORD_KEY = """
+select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first
+from staging s join (select id_number, scheme, month, min(line) as first from staging
+                     group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
+where s.line <> d.first order by s.line limit 1000"""
+
+UNREGISTERED_PERSON = """
+select s.line, 'id_number', 'person ' || left(s.id_number, 6) || '********' || right(s.id_number, 4)
+       || ' is not registered on this node: import persons first'
+from staging s where not exists (select 1 from person p where p.id_number = s.id_number)
+order by s.line limit 1000"""
+
 CHECKS: dict[str, list[str]] = {
     "contributions": [
-        """select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first
-           from staging s join (select id_number, scheme, month, min(line) as first from staging
-                                group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
-           where s.line <> d.first order by s.line limit 1000""",
-        """select s.line, 'id_number', 'person ' || left(s.id_number, 6) || '********' || right(s.id_number, 4)
-                  || ' is not registered on this node: import persons first'
-           from staging s where not exists (select 1 from person p where p.id_number = s.id_number)
-           order by s.line limit 1000""",
+        REPEATED_RECORD_KEY,
+        UNREGISTERED_PERSON,
         """select s.line, 'employer_credit_code', 'employer ' || s.employer_credit_code
                   || ' is not registered on this node: import employers first'
            from staging s where s.employer_credit_code <> ''
@@ -311,14 +317,8 @@ CHECKS: dict[str, list[str]] = {
            order by s.line limit 1000""",
     ],
     "benefits": [
-        """select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first
-           from staging s join (select id_number, scheme, month, min(line) as first from staging
-                                group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
-           where s.line <> d.first order by s.line limit 1000""",
-        """select s.line, 'id_number', 'person ' || left(s.id_number, 6) || '********' || right(s.id_number, 4)
-                  || ' is not registered on this node: import persons first'
-           from staging s where not exists (select 1 from person p where p.id_number = s.id_number)
-           order by s.line limit 1000""",
+        REPEATED_RECORD_KEY,
+        UNREGISTERED_PERSON,
         """select s.line, 'id_number', 'a different benefit record for this person, scheme and month is already stored'
            from staging s join benefit b
              on b.id_number = s.id_number and b.scheme = s.scheme and b.month = s.month
