@@ -77,7 +77,7 @@ async def central_adjustment(info: Info, year: int, ratio: object) -> CentralAdj
     c.access.region(c.node.region, "the central adjustment (it needs every province of this node)")
     provinces = c.node.provinces()
     first, last = date(year, 1, 1), date(year, 12, 1)
-    sums = await c.summary.load_many([(p, first, last) for p in provinces])
+    sums = await c.summary.load_many([(p, first, last, True) for p in provinces])
     rows = []
     missing: list[str] = []
     complete = True

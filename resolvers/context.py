@@ -79,28 +79,39 @@ class SummaryLoader(Loader):
         self.local = local
         self.remote = remote
 
-    async def batch_load_fn(self, keys: list[tuple[str, date, date]]) -> list[Summary]:
-        out = [Summary() for _ in keys]
-        per_child: dict[str, tuple[Any, list[tuple[int, tuple[str, date, date]]]]] = {}
-        local_keys: list[tuple[int, tuple[str, date, date]]] = []
+    async def batch_load_fn(self, keys: list[tuple[str, date, date, bool]]) -> list[Summary]:
+        out: list[Summary | None] = [None] * len(keys)
+        per_child: dict[str, tuple[Any, list[tuple[int, tuple[str, date, date, bool]]]]] = {}
+        local_keys: list[tuple[int, tuple[str, date, date, bool]]] = []
         for i, key in enumerate(keys):
-            region, first, last = key
+            region, first, last, compact = key
             owner = self.node.child_for(region)
             if owner is not None:
                 per_child.setdefault(owner.name, (owner, []))[1].append((i, key))
                 continue
             local_keys.append((i, key))
             for ch in self.node.children_within(region):
-                per_child.setdefault(ch.name, (ch, []))[1].append((i, (ch.region, first, last)))
+                per_child.setdefault(ch.name, (ch, []))[1].append((i, (ch.region, first, last, compact)))
         local = await self.local.load_many([k for _, k in local_keys])
         for (i, _), s in zip(local_keys, local):
-            out[i].merge(s)
+            out[i] = s  # shared with the local loader's cache: merged into only through a copy below
+        done: list[Summary] = []
+        remote_idx = {i for _, items in per_child.values() for i, _ in items}
+        for i, s in enumerate(out):
+            if i in remote_idx:
+                copy = Summary()
+                if s is not None:
+                    copy.merge(s)
+                done.append(copy)
+            else:
+                done.append(s if s is not None else Summary())
+        out = done  # type: ignore[assignment]
         for child, items in per_child.values():
             uniq = list(dict.fromkeys(k for _, k in items))
             answers = dict(zip(uniq, await self.remote.summaries(child, uniq)))
             for i, k in items:
-                out[i].merge(answers[k])
-        return out
+                done[i].merge(answers[k])
+        return done
 
 
 @dataclass

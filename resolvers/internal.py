@@ -18,5 +18,5 @@ async def tier_summaries(info: Info, keys: list[Any]) -> list[dict[str, Any]]:
     for k in keys:
         code = subtree_region(info, k.region)
         c.access.region(code, "summaries")
-        parsed.append((code, as_month(k.from_, "from"), as_month(k.to, "to")))
+        parsed.append((code, as_month(k.from_, "from"), as_month(k.to, "to"), bool(k.compact)))
     return [summary_to_json(s) for s in await c.summary.load_many(parsed)]

@@ -7,6 +7,7 @@ from datetime import date
 
 from strawberry.types import Info
 from tierfed.tiers.figures import SCHEMES, SchemeTotal, Summary, totals
+from tierfed.tiers.remote import PLAN
 from tierfed.tiers.tree import RegionRec
 
 from tierfed import codes
@@ -54,8 +55,8 @@ def rollup(info: Info, region: str, start: object, end: object, schemes: list[st
     return RollupRec(code, f, t, wanted)
 
 
-async def _summary(root: RollupRec, info: Info) -> Summary:
-    return await ctx(info).summary.load((root.region, root.first, root.last))
+async def _summary(root: RollupRec, info: Info, compact: bool = True) -> Summary:
+    return await ctx(info).summary.load((root.region, root.first, root.last, compact))  # type: ignore[no-any-return]
 
 
 async def rollup_region(root: RollupRec, info: Info) -> RegionRec:
@@ -73,7 +74,9 @@ async def missing(root: RollupRec, info: Info) -> list[RegionRec]:
 
 async def rollup_totals(root: RollupRec, info: Info) -> list[SchemeTotal]:
     s = await _summary(root, info)
-    return totals(s, codes.months(root.first, root.last), list(root.schemes))
+    if ctx(info).remote.mode == PLAN:
+        return []  # the planning pass only records what to ask; nothing below totals asks a child
+    return totals(s, [root.first, root.last] if root.first != root.last else [root.last], list(root.schemes))
 
 
 def by_child(root: RollupRec, info: Info) -> list[RollupRec]:
@@ -82,5 +85,7 @@ def by_child(root: RollupRec, info: Info) -> list[RollupRec]:
 
 
 async def by_month(root: RollupRec, info: Info) -> list[MonthTotalsRec]:
-    s = await _summary(root, info)
+    s = await _summary(root, info, compact=False)
+    if ctx(info).remote.mode == PLAN:
+        return []
     return [MonthTotalsRec(m, totals(s, [m], list(root.schemes))) for m in codes.months(root.first, root.last)]

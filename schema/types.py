@@ -362,6 +362,8 @@ class TierSummaryKey:
     region: strawberry.ID
     from_: Month = strawberry.field(name="from")
     to: Month
+    compact: bool | None = strawberry.field(default=False, description=(
+        "The period added up: per scheme a row for the last month and one for the months before it."))
 
 
 __all__ = ["JSON", "adj"]

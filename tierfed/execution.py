@@ -142,14 +142,20 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
                        SummaryLoader(rt.node, loaders.local_summary, remote), prepared.label or operation_name,
                        runtime=rt)
 
+    # Only a node with children ever sees a forwarded value: elsewhere the middleware
+    # would wrap every field's resolver for nothing.
+    middleware = [forwarded_middleware] if rt.node.children else None
+
     async def once(ctx: Context) -> ExecutionResult:
         res = execute(GRAPHQL_SCHEMA, prepared.document, context_value=ctx, variable_values=variables,
-                      operation_name=operation_name, middleware=[forwarded_middleware])
+                      operation_name=operation_name, middleware=middleware)
         return await res if asyncio.iscoroutine(res) or asyncio.isfuture(res) else res  # type: ignore[return-value]
 
     ctx = context()
     result = await once(ctx)
-    if two_pass and remote.planned:
+    if two_pass:
+        # The planning pass leaves out what no child is asked for (totals, byMonth):
+        # run the operation again with the children's answers, or with none needed.
         await remote.fetch_planned()
         ctx = context()
         result = await once(ctx)

@@ -63,7 +63,9 @@ class Summary:
     def add_row(self, month: date, scheme: int, figs: Figures) -> None:
         cur = self.rows.get((month, scheme))
         if cur is None:
-            self.rows[(month, scheme)] = Figures(*(getattr(figs, n) for n in FIGURE_NAMES))
+            self.rows[(month, scheme)] = Figures(figs.contributions, figs.employer, figs.individual,
+                                                 figs.individual_account, figs.base, figs.benefits,
+                                                 figs.benefits_paid)
         else:
             cur.add(figs)
 

@@ -56,7 +56,7 @@ def wrap(value: Any) -> Any:
 
 @dataclass
 class ChildAnswer:
-    summaries: dict[tuple[str, date, date], Summary] = field(default_factory=dict)
+    summaries: dict[tuple[str, date, date, bool], Summary] = field(default_factory=dict)
     pieces: dict[str, Any] = field(default_factory=dict)
     piece_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
     failure: str | None = None
@@ -64,7 +64,7 @@ class ChildAnswer:
 
 @dataclass
 class ChildNeeds:
-    summaries: list[tuple[str, date, date]] = field(default_factory=list)
+    summaries: list[tuple[str, date, date, bool]] = field(default_factory=list)
     pieces: list[str] = field(default_factory=list)
     variables: set[str] = field(default_factory=set)
 
@@ -132,7 +132,7 @@ class RemoteCalls:
 
     # ------------------------------------------------------------ the two needs
 
-    async def summaries(self, child: Child, keys: list[tuple[str, date, date]]) -> list[Summary]:
+    async def summaries(self, child: Child, keys: list[tuple[str, date, date, bool]]) -> list[Summary]:
         """Full summaries (the child's own and its children's) of regions inside the child's subtree."""
         if self.mode == PLAN:
             need = self._need(child)
@@ -286,8 +286,8 @@ def build_document(needs: ChildNeeds, variable_defs: dict[str, str], variables: 
     parts = []
     if needs.summaries:
         keys = ", ".join(
-            f'{{region: {json.dumps(r)}, from: "{month_str(f)}", to: "{month_str(t)}"}}'
-            for r, f, t in needs.summaries)
+            f'{{region: {json.dumps(r)}, from: "{month_str(f)}", to: "{month_str(t)}", compact: {str(c).lower()}}}'
+            for r, f, t, c in needs.summaries)
         parts.append(f"s: _tierSummaries(keys: [{keys}])")
     where: dict[str, tuple[str, int | None]] = {}
     groups: dict[str, list[tuple[str, str]]] = {}

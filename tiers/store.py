@@ -128,6 +128,18 @@ from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (region, fi
 join summary s on s.region_code = k.region and s.month between k.first and k.last
 """
 
+# The same, the period added up in SQL: per scheme, one row for the last month (the
+# headcounts of the contract are those of the last month) and one for all the months
+# before it, keyed by the period's first month. Totals over the period need no more.
+SUMMARIES_COMPACT = """
+select k.i, case when s.month = k.last then k.last else k.first end as month, s.scheme,
+       sum(s.contributions)::bigint, sum(s.employer), sum(s.individual), sum(s.individual_account),
+       sum(s.base), sum(s.benefits)::bigint, sum(s.benefits_paid)
+from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (region, first, last, i)
+join summary s on s.region_code = k.region and s.month between k.first and k.last
+group by k.i, 2, s.scheme
+"""
+
 PERSONS = "select id_number, name, region_code from person where id_number = any($1::text[])"
 
 STATEMENT_CONTRIBUTIONS = """
@@ -230,16 +242,19 @@ class Store:
             out[r["parent_code"]].append(_agency(r))
         return out
 
-    async def summaries(self, keys: Sequence[tuple[str, date, date]]) -> list[Summary]:
-        """Local summaries of (region, first month, last month) keys, in key order."""
+    async def summaries(self, keys: Sequence[tuple[str, date, date, bool]]) -> list[Summary]:
+        """Local summaries of (region, first month, last month, compact) keys, in key order:
+        month by month, or compact (see SUMMARIES_COMPACT). At most one statement of each."""
         out = [Summary() for _ in keys]
-        if not keys:
-            return out
-        rows = await self.pool.fetch(SUMMARIES, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
-        for r in rows:
-            out[r["i"] - 1].add_row(r["month"], r["scheme"], Figures(
-                r["contributions"], r["employer"], r["individual"], r["individual_account"],
-                r["base"], r["benefits"], r["benefits_paid"]))
+        for compact, sql in ((False, SUMMARIES), (True, SUMMARIES_COMPACT)):
+            idx = [i for i, k in enumerate(keys) if k[3] is compact]
+            if not idx:
+                continue
+            rows = await self.pool.fetch(sql, [keys[i][0] for i in idx], [keys[i][1] for i in idx],
+                                         [keys[i][2] for i in idx])
+            # (key, month, scheme) is unique in the answer: every row is new to its Summary.
+            for i, month, scheme, c, e, ind, acc, base, b, paid in rows:
+                out[idx[i - 1]].rows[(month, scheme)] = Figures(c, e, ind, acc, base, b, paid)
         return out
 
     async def persons(self, ids: Sequence[str]) -> dict[str, PersonRec]:
