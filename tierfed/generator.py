@@ -167,6 +167,7 @@ def generate(tree: Tree, out: Path, opts: Options,
                                        f"{rng.choice('科技实业制造物流贸易建设')}有限公司", reg, risk))
         return code, risk
 
+    seen_ids: set[str] = set()
     for _ in range(opts.persons):
         p = rng.choices(prov_codes, prov_weights)[0]
         reg = rng.choices(regions[p], county_weights[p])[0]
@@ -182,6 +183,13 @@ def generate(tree: Tree, out: Path, opts: Options,
         born = date(rng.randint(1948, 1964), rng.randint(1, 12), rng.randint(1, 28)) if retiree else \
             date(rng.randint(1966, 2004), rng.randint(1, 12), rng.randint(1, 28))
         idn = id_number(rng, household, born)
+        while idn in seen_ids:
+            # Two persons drew the same region, birth date and sequence number (about ten in a
+            # million): take the next free sequence number, drawing nothing more at random.
+            seq = (int(idn[14:17]) + 1) % 1000
+            first17 = f"{idn[:14]}{seq:03d}"
+            idn = first17 + codes.id_check_char(first17)
+        seen_ids.add(idn)
         name = rng.choice(SURNAMES) + rng.choice(GIVEN) + (rng.choice(GIVEN) if rng.random() < 0.6 else "")
         ww = w(reg)
         ww.row("persons", (idn, name, reg))

@@ -1,0 +1,565 @@
+"""The cases of issue 7, each with its baselines measured in the same run.
+
+Every case returns a JSON-able dict and appends rows to the printed table. A
+case measures, it never asserts a speed; it does check that the figures it
+compares are the same figures (the GraphQL answer against the raw SQL and the
+plain endpoint), so a fast wrong answer cannot pass for a fast right one.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import time
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import psutil
+from tierfed.tiers.figures import SCHEMES
+
+from tierfed import codes
+from tierfed.auth import Keys
+from tierfed.config import AuthConfig
+from tierfed.db import create_pool
+
+from . import cluster, queries
+from .dataset import DataSet, _write_slice, fed_specs, run_import, single_spec
+from .load import Conn, HttpError, Op, RssSampler, Stats, check_graphql, closed_loop, gql, post, timed
+from .servers import Server, start_node, start_plain
+from .topology import NATION, SECRET
+
+FIRST, LAST = "2025-01", "2025-12"
+PERIOD = {"from": FIRST, "to": LAST}
+PROVINCE = "440000"  # Guangdong: the largest province, and a province node in the demo topology
+
+
+def ms(s: float) -> str:
+    return f"{s * 1e3:,.1f} ms" if s < 10 else f"{s:,.1f} s"
+
+
+@dataclass
+class Row:
+    case: str
+    what: str
+    median: str = ""
+    p99: str = ""
+    ratio: str = ""
+    target: str = ""
+
+
+@dataclass
+class Bench:
+    quick: bool
+    data: DataSet
+    small: DataSet | None  # the data set a tenth the size (case 3)
+    rows: list[Row] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+    results: dict[str, Any] = field(default_factory=dict)
+    servers: list[Server] = field(default_factory=list)
+    soak_seconds: float | None = None
+
+    def __post_init__(self) -> None:
+        self.keys = Keys(AuthConfig(jwt_secret=SECRET))
+
+    def token(self, scope: str = NATION, roles: tuple[str, ...] = ("VIEWER",)) -> str:
+        return self.keys.sign("bench", scope, list(roles), 6 * 3600)
+
+    def n(self, full: int, quick: int) -> int:
+        return quick if self.quick else full
+
+    def stop_all(self) -> None:
+        for s in self.servers:
+            s.stop()
+        self.servers.clear()
+
+    async def node(self, url: str, name: str, workers: int = 1) -> Server:
+        s = await start_node(single_spec(url, name), workers)
+        self.servers.append(s)
+        return s
+
+
+async def request(port: int, raw: bytes) -> dict[str, Any]:
+    c = Conn(port)
+    try:
+        status, body = await c.send(raw)
+    finally:
+        await c.close()
+    return check_graphql(status, body)
+
+
+def sequential(port: int, raw: bytes) -> Any:
+    """A closure sending ``raw`` over one kept-alive connection, checking every answer."""
+    conn = Conn(port)
+
+    async def go() -> dict[str, Any]:
+        status, body = await conn.send(raw)
+        return check_graphql(status, body)
+
+    go.conn = conn  # type: ignore[attr-defined]
+    return go
+
+
+def ratio(a: Stats, b: Stats) -> float:
+    return a.median / b.median
+
+
+# ---------------------------------------------------------------- case 1: import vs raw COPY
+
+
+async def case_import(b: Bench) -> None:
+    ds = b.data
+    db = ds.spec.db("c1")
+    url = await cluster.create(db, template=ds.spec.db("base"))
+    # A twentieth of the records, the first rows the generator wrote (whole persons).
+    rows = max(ds.manifest["contributions"] // 20, 1000)
+    part = ds.slice_file.with_name(f"contributions-{rows}.csv")
+    if not part.exists():
+        _write_slice(ds.slice_file, part, rows)
+    try:
+        cfg = single_spec(url, "c1").write()
+        # Warm the file cache, then the baseline (three times, median) and tierfed's import.
+        run_import(None, "raw", part, raw_url=url)
+        raws = [run_import(None, "raw", part, raw_url=url) for _ in range(3)]
+        imp = run_import(cfg, "contributions", part)
+    finally:
+        await cluster.drop(db)
+    raw_rate = sorted(r["rows"] / r["seconds"] for r in raws)[1]
+    imp_rate = imp["rows"] / imp["seconds"]
+    full = ds.manifest["full_import"]
+    full_raw = ds.manifest["full_raw_copy"]
+    b.results["import"] = {
+        "slice_rows": imp["rows"], "import_seconds": imp["seconds"], "import_rows_per_s": imp_rate,
+        "import_peak_rss_mb": imp["peak_rss"] / 2**20, "raw_copy_rows_per_s": raw_rate,
+        "raw_copy_runs": raws, "ratio": imp_rate / raw_rate,
+        "at_build": {"rows": full["rows"], "import_rows_per_s": full["rows_per_s"],
+                     "raw_copy_rows_per_s": full_raw["rows_per_s"], "ratio": full["rows_per_s"] / full_raw["rows_per_s"],
+                     "import_peak_rss_mb": full["peak_rss"] / 2**20, "built_at": ds.manifest["built_at"]},
+    }
+    ok = imp_rate / raw_rate >= 0.5
+    b.rows += [
+        Row("1 import", f"tierfed import, {imp['rows']:,} contributions into an empty node",
+            f"{imp_rate:,.0f} rows/s", "", f"{imp_rate / raw_rate:.2f}x raw COPY",
+            f">= 0.5x: {'met' if ok else 'MISSED'}"),
+        Row("1 import", "  raw COPY of the same rows into a bare table (median of 3)", f"{raw_rate:,.0f} rows/s"),
+        Row("1 import", "  peak RSS of the importer", f"{imp['peak_rss'] / 2**20:,.0f} MiB"),
+        Row("1 import", f"full import at build ({full['rows']:,} rows, {ds.manifest['built_at'][:10]})",
+            f"{full['rows_per_s']:,.0f} rows/s", "", f"{full['rows_per_s'] / full_raw['rows_per_s']:.2f}x raw COPY "
+            f"({full_raw['rows_per_s']:,.0f} rows/s)", f"peak RSS {full['peak_rss'] / 2**20:,.0f} MiB"),
+    ]
+
+
+# ---------------------------------------------------------------- case 2 and 3: the national rollup
+
+
+def rollup_request(token: str, region: str = NATION) -> bytes:
+    return gql(queries.ROLLUP_BY_CHILD, {"region": region, "p": PERIOD}, token)
+
+
+async def raw_records(pool: asyncpg.Pool) -> list[asyncpg.Record]:
+    return await pool.fetch(queries.RAW_RECORDS, codes.month(FIRST), codes.month(LAST))
+
+
+def figures_from_graphql(doc: dict[str, Any]) -> dict[tuple[str, str], tuple]:
+    out = {}
+    for child in doc["data"]["rollup"]["byChild"]:
+        for t in child["totals"]:
+            out[(child["region"]["code"], t["scheme"])] = (
+                t["contributorMonths"], Decimal(t["contributionEmployer"]), Decimal(t["contributionIndividual"]),
+                Decimal(t["individualAccount"]), Decimal(t["benefitsPaid"]), t["insured"], t["beneficiaries"])
+    return out
+
+
+def figures_from_raw(rows: list[asyncpg.Record]) -> dict[tuple[str, str], tuple]:
+    out = {}
+    for r in rows:
+        out[(r["region_code"], SCHEMES[r["scheme"] - 1])] = (
+            r["contributor_months"], r["employer"], r["individual"], r["account"], r["paid"], r["insured"],
+            r["beneficiaries"])
+    return out
+
+
+def same_figures(gq: dict[tuple[str, str], tuple], raw: dict[tuple[str, str], tuple]) -> bool:
+    zero = (0, Decimal(0), Decimal(0), Decimal(0), Decimal(0), 0, 0)
+    keys = set(gq) | set(raw)
+    return all(gq.get(k, zero) == raw.get(k, zero) for k in keys)
+
+
+async def case_rollup(b: Bench) -> None:
+    ds = b.data
+    tok = b.token()
+    node = await b.node(ds.single_url, "single")
+    plain = await start_plain(ds.single_url, SECRET)
+    b.servers.append(plain)
+    pool = await create_pool(ds.single_url, min_size=1, max_size=2)
+    n = b.n(300, 100)
+    budget = b.n(45, 5)
+    try:
+        gq = sequential(node.port, rollup_request(tok))
+        floor = sequential(node.port, gql(queries.FLOOR, None, tok))
+        plain_raw = post("/rollup", {"region": NATION, **PERIOD}, tok)
+        pl_conn = Conn(plain.port)
+
+        async def plain_call() -> dict[str, Any]:
+            status, body = await pl_conn.send(plain_raw)
+            return check_graphql(status, body)
+
+        from .serve import ROLLUP_SQL
+        region_list = [NATION, *[r["code"] for r in await pool.fetch(
+            "select code from region where parent_code = $1 order by code", NATION)]]
+
+        async def summary_sql() -> Any:
+            return await pool.fetch(ROLLUP_SQL, codes.month(FIRST), codes.month(LAST), region_list)
+
+        async def records_sql() -> Any:
+            return await raw_records(pool)
+
+        # The answers first: same figures everywhere, or the timings mean nothing.
+        g_doc = await gq()
+        p_doc = await plain_call()
+        same_json = g_doc == p_doc
+        raw_rows = await records_sql()
+        same_raw = same_figures(figures_from_graphql(g_doc), figures_from_raw(raw_rows))
+        if not (same_json and same_raw):
+            raise AssertionError(f"case 2: answers differ (plain JSON equal: {same_json}, raw records equal: {same_raw})")
+
+        s_gql = await timed(gq, n, budget_s=budget)
+        s_floor = await timed(floor, n, budget_s=budget)
+        s_plain = await timed(plain_call, n, budget_s=budget)
+        s_sum = await timed(summary_sql, n, budget_s=budget)
+        s_rec = await timed(records_sql, b.n(5, 3), warmup=1, budget_s=b.n(120, 10))
+        await gq.conn.close()
+        await floor.conn.close()
+        await pl_conn.close()
+    finally:
+        await pool.close()
+    b.results["rollup"] = {
+        "records": ds.manifest["contributions"], "verified_equal_to_raw_records": same_raw,
+        "verified_json_equal_to_plain": same_json,
+        "graphql": s_gql.to_json(), "floor_graphql": s_floor.to_json(), "plain_starlette": s_plain.to_json(),
+        "raw_sql_summaries": s_sum.to_json(), "raw_sql_records": s_rec.to_json(),
+        "ratios": {"graphql_vs_raw_records": ratio(s_gql, s_rec), "graphql_vs_raw_summaries": ratio(s_gql, s_sum),
+                   "graphql_vs_plain": ratio(s_gql, s_plain), "graphql_vs_floor": ratio(s_gql, s_floor)},
+    }
+    r = b.results["rollup"]["ratios"]
+    label = f"{ds.manifest['contributions'] / 1e6:.1f}M records"
+    b.rows += [
+        Row("2 rollup", f"GraphQL national rollup by province, 1 year ({label}), HTTP", ms(s_gql.median), ms(s_gql.p99),
+            f"{r['graphql_vs_floor']:.2f}x floor", f"<= 3x cheapest: {'met' if r['graphql_vs_floor'] <= 3 else 'MISSED'}"),
+        Row("2 rollup", "  raw SQL over the records (same figures, checked equal)", ms(s_rec.median), ms(s_rec.p99),
+            f"GraphQL {1 / r['graphql_vs_raw_records']:,.0f}x faster"),
+        Row("2 rollup", "  raw SQL over the summaries (asyncpg, no HTTP)", ms(s_sum.median), ms(s_sum.p99),
+            f"GraphQL {r['graphql_vs_raw_summaries']:.1f}x"),
+        Row("2 rollup", "  plain Starlette endpoint, same SQL, same JSON (checked equal)", ms(s_plain.median),
+            ms(s_plain.p99), f"GraphQL {r['graphql_vs_plain']:.2f}x"),
+        Row("2 rollup", "  floor: { __typename } through the node (auth, HTTP, GraphQL)", ms(s_floor.median),
+            ms(s_floor.p99)),
+    ]
+    b.stop_all()
+
+
+async def case_scale(b: Bench) -> None:
+    """Case 3: the same rollup over the data set a tenth the size, in the same run."""
+    if b.small is None:
+        return
+    tok = b.token()
+    n = b.n(300, 100)
+    budget = b.n(45, 5)
+    out = {}
+    for label, ds in (("small", b.small), ("large", b.data)):
+        node = await b.node(ds.single_url, f"scale-{label}")
+        gq = sequential(node.port, rollup_request(tok))
+        s = await timed(gq, n, budget_s=budget)
+        await gq.conn.close()
+        pool = await create_pool(ds.single_url, min_size=1, max_size=1)
+        try:
+            async def records(p: asyncpg.Pool = pool) -> Any:
+                return await raw_records(p)
+
+            s_rec = await timed(records, b.n(3, 3), warmup=1, budget_s=b.n(90, 10))
+        finally:
+            await pool.close()
+        out[label] = {"records": ds.manifest["contributions"], "graphql": s.to_json(), "raw_sql_records": s_rec.to_json()}
+        b.stop_all()
+    g = out["large"]["graphql"]["median_ms"] / out["small"]["graphql"]["median_ms"]
+    r = out["large"]["raw_sql_records"]["median_ms"] / out["small"]["raw_sql_records"]["median_ms"]
+    x = out["large"]["records"] / out["small"]["records"]
+    out["growth"] = {"records": x, "graphql": g, "raw_sql_records": r}
+    b.results["scale"] = out
+    b.rows += [
+        Row("3 scale", f"GraphQL rollup, {out['small']['records'] / 1e6:.2f}M records",
+            f"{out['small']['graphql']['median_ms']:,.1f} ms", f"{out['small']['graphql']['p99_ms']:,.1f} ms"),
+        Row("3 scale", f"GraphQL rollup, {out['large']['records'] / 1e6:.2f}M records ({x:.1f}x)",
+            f"{out['large']['graphql']['median_ms']:,.1f} ms", f"{out['large']['graphql']['p99_ms']:,.1f} ms",
+            f"{g:.2f}x time", f"< 1.2x: {'met' if g < 1.2 else 'MISSED'}"),
+        Row("3 scale", "  raw SQL over the records, same two data sets", "", "", f"{r:.1f}x time"),
+    ]
+
+
+# ---------------------------------------------------------------- case 4: the provincial dashboard
+
+
+async def persons_of(url: str, region: str, k: int) -> list[str]:
+    con = await asyncpg.connect(url)
+    try:
+        rows = await con.fetch(
+            "select p.id_number from person p join region_closure rc on rc.descendant = p.region_code "
+            "where rc.ancestor = $1 order by md5(p.id_number) limit $2", region, k)
+    finally:
+        await con.close()
+    return [r[0] for r in rows]
+
+
+def dashboard_ops(token: str, region: str, ids: list[str]) -> list[Op]:
+    v = {"region": region, "p": PERIOD}
+    totals = gql(queries.DASH_TOTALS, v, token)
+    by_child = gql(queries.DASH_BY_CHILD, v, token)
+    by_month = gql(queries.DASH_BY_MONTH, v, token)
+    statements = [gql(queries.DASH_STATEMENT, {"id": i, "year": 2025}, token) for i in ids]
+    return [Op("totals", lambda rng: totals), Op("byChild", lambda rng: by_child),
+            Op("byMonth", lambda rng: by_month), Op("statement", lambda rng: rng.choice(statements))]
+
+
+async def load_run(port: int, pids: list[int], ops: list[Op], clients: int, seconds: float) -> dict[str, Any]:
+    # A short warm-up, unmeasured, so every worker has its caches and connections.
+    await closed_loop(port, ops, clients, min(3.0, seconds / 5))
+    with RssSampler(pids) as rss:
+        res = await closed_loop(port, ops, clients, seconds)
+    out = res.to_json()
+    out["peak_rss_mb"] = rss.peak / 2**20
+    out["rss"] = rss.drift()
+    out["rss_samples_mb"] = [round(s / 2**20, 1) for _, s in rss.samples]
+    return out
+
+
+def load_rows(case: str, label: str, r: dict[str, Any], target: str = "") -> list[Row]:
+    lat = r.get("latency", {})
+    return [Row(case, f"{label}: {r['req_per_s']:,.0f} req/s, {r['errors']} errors, peak RSS "
+                      f"{r['peak_rss_mb']:,.0f} MiB", f"{lat.get('median_ms', 0):,.1f} ms",
+                f"{lat.get('p99_ms', 0):,.1f} ms", "", target)]
+
+
+async def case_dashboard(b: Bench) -> None:
+    ds = b.data
+    tok = b.token(PROVINCE)
+    ids = await persons_of(ds.single_url, PROVINCE, 2000)
+    ops = dashboard_ops(tok, PROVINCE, ids)
+    clients, seconds = 16, b.n(30, 5)
+    out: dict[str, Any] = {"clients": clients, "seconds": seconds, "region": PROVINCE, "runs": {}}
+    cores = os.cpu_count() or 2
+    for workers in sorted({1, cores}):
+        node = await b.node(ds.single_url, f"dash-w{workers}", workers)
+        r = await load_run(node.port, [node.pid], ops, clients, seconds)
+        out["runs"][str(workers)] = r
+        b.rows += load_rows("4 dashboard", f"{clients} clients, {workers} worker(s)", r)
+        b.stop_all()
+    best = max(out["runs"], key=lambda w: out["runs"][w]["req_per_s"])
+    out["recommended_workers"] = int(best)
+    b.results["dashboard"] = out
+    for op, st in out["runs"][best]["per_op"].items():
+        b.rows.append(Row("4 dashboard", f"  {op} ({best} worker(s))", f"{st['median_ms']:,.1f} ms",
+                          f"{st['p99_ms']:,.1f} ms"))
+
+
+# ---------------------------------------------------------------- case 5: federation
+
+
+async def start_topology(b: Bench, ds: DataSet, **kw: Any) -> tuple[Server, list[Server], list[Any]]:
+    specs = fed_specs(ds.spec)
+    central, provs = specs[0], specs[1:]
+    prov_servers = []
+    for p in provs:
+        s = await start_node(p, 1, **kw)
+        b.servers.append(s)
+        prov_servers.append(s)
+    c = await start_node(central, 1, **kw)  # its children's ports are known now
+    b.servers.append(c)
+    return c, prov_servers, provs
+
+
+async def case_federation(b: Bench) -> None:
+    ds = b.data
+    tok = b.token()
+    n = b.n(300, 60)
+    budget = b.n(40, 4)
+    single = await b.node(ds.single_url, "fed-single")
+    central, prov_servers, provs = await start_topology(b, ds)
+    g_single = sequential(single.port, rollup_request(tok))
+    g_fed = sequential(central.port, rollup_request(tok))
+    a_single, a_fed = await g_single(), await g_fed()
+    if a_single != a_fed:
+        raise AssertionError("case 5: the federated answer differs from the single node's")
+    s_single = await timed(g_single, n, budget_s=budget)
+    s_fed = await timed(g_fed, n, budget_s=budget)
+    s_single2 = await timed(g_single, n, budget_s=budget)  # again, to see drift between the two
+    child: dict[str, dict[str, float]] = {}
+    for spec, srv in zip(provs, prov_servers):
+        raw = gql(queries.TIER_SUMMARIES % (spec.region, FIRST, LAST), None, tok)
+        f = sequential(srv.port, raw)
+        child[spec.name] = (await timed(f, n, budget_s=budget / 2)).to_json()
+        await f.conn.close()
+    for f in (g_single, g_fed):
+        await f.conn.close()
+    single_med = (s_single.median + s_single2.median) / 2
+    slowest_child = max(c["median_ms"] for c in child.values())
+    out: dict[str, Any] = {
+        "single": s_single.to_json(), "single_again": s_single2.to_json(), "federated": s_fed.to_json(),
+        "children_tier_summaries": child, "verified_equal": True,
+        "ratio": s_fed.median / single_med,
+        "added_ms": (s_fed.median - single_med) * 1e3,
+        "central_own_ms": s_fed.median * 1e3 - slowest_child,
+    }
+    b.results["federation"] = out
+    ok = out["ratio"] <= 1.5
+    b.rows += [
+        Row("5 federation", "national rollup at central + 3 province nodes (checked equal)", ms(s_fed.median),
+            ms(s_fed.p99), f"{out['ratio']:.2f}x single node", f"<= 1.5x: {'met' if ok else 'MISSED'}"),
+        Row("5 federation", "  same data on one node", ms(single_med), ms(max(s_single.p99, s_single2.p99))),
+        Row("5 federation", "  the tier adds (federated - single)", f"{out['added_ms']:,.1f} ms"),
+    ] + [Row("5 federation", f"  province node {k}: _tierSummaries the central sends", f"{v['median_ms']:,.1f} ms",
+             f"{v['p99_ms']:,.1f} ms") for k, v in child.items()] + [
+        Row("5 federation", "  central's own part (federated - slowest child)", f"{out['central_own_ms']:,.1f} ms"),
+    ]
+    b.stop_all()
+
+
+async def case_soak(b: Bench) -> None:
+    """Issue 5's load run: the mixed dashboard against the demo topology's central node."""
+    ds = b.data
+    tok = b.token()
+    central, prov_servers, provs = await start_topology(b, ds)
+    ids = []
+    for name in ds.spec.fed_nodes():
+        ids += await persons_of(ds.fed_url(name), NATION, 500)
+    random.Random(5).shuffle(ids)
+    province_by_month = gql(queries.DASH_BY_MONTH, {"region": PROVINCE, "p": PERIOD}, tok)
+    ops = dashboard_ops(tok, NATION, ids) + [Op("provinceByMonth", lambda rng: province_by_month)]
+    seconds = min(b.soak_seconds or b.n(60, 8), 1800)  # bounded: half an hour at most
+    r = await load_run(central.port, [central.pid], ops, 16, seconds)
+    r["province_nodes_peak_rss_mb"] = {p.name: psutil.Process(s.pid).memory_info().rss / 2**20
+                                       for p, s in zip(provs, prov_servers)}
+    b.results["soak"] = r
+    b.rows += load_rows("load (issue 5)", f"{seconds:.0f} s mixed dashboard at the central node, 16 clients", r,
+                        f"errors 0: {'met' if r['errors'] == 0 else 'MISSED'}; RSS growth "
+                        f"{r['rss'].get('growth_pct', float('nan')):+.1f}%")
+    b.stop_all()
+
+
+# ---------------------------------------------------------------- what if: the suggested fixes, measured
+
+
+EXTRA = cluster.BENCH_DIR / "extra"  # uvloop + httptools (pip install --target), for one variant only
+
+
+async def case_whatif(b: Bench) -> None:
+    """The node as it is and with the fix the profile still points at (bench/whatif.py, the code of
+    bench/hotspots.diff): case 2's rollup, case 4's mix and the federated rollup, answers checked equal."""
+    import importlib.util
+
+    from . import whatif
+
+    if whatif.fingerprint() != whatif.EXPECTED:
+        b.rows.append(Row("what if", "skipped: the function the patch replaces differs from the one bench/whatif.py "
+                                     "was written for (tierfed 8190885)"))
+        b.results["whatif"] = {"skipped": "tree differs from 8190885 in the patched function"}
+        return
+    ds = b.data
+    variants: list[tuple[str, dict[str, Any]]] = [
+        ("as is", {}),
+        ("with the suggested fix", {"factory": "bench.serve:node_app_whatif"}),
+    ]
+    if importlib.util.find_spec("uvloop") is None and (EXTRA / "uvloop").exists() and (EXTRA / "httptools").exists():
+        variants.append(("fix + uvloop + httptools", {
+            "factory": "bench.serve:node_app_whatif", "uvicorn_extra": ["--loop", "uvloop", "--http", "httptools"],
+            "extra_env": {"PYTHONPATH": f"{cluster.ROOT}:{EXTRA}"}}))
+    tok, ptok = b.token(), b.token(PROVINCE)
+    ids = await persons_of(ds.single_url, PROVINCE, 2000)
+    ops = dashboard_ops(ptok, PROVINCE, ids)
+    out: dict[str, Any] = {}
+    reference: list[Any] = []
+    for label, kw in variants:
+        node = await start_node(single_spec(ds.single_url, "whatif"), 1, **kw)
+        b.servers.append(node)
+        # The same answers as the node as it is, op by op, before any timing.
+        answers = [await request(node.port, rollup_request(tok))]
+        rng = random.Random(3)
+        for op in ops:
+            answers.append(await request(node.port, op.raw(rng)))
+        if label == "as is":
+            reference = answers
+        elif answers != reference:
+            raise AssertionError(f"what if ({label}): answers differ from the node as it is")
+        gq = sequential(node.port, rollup_request(tok))
+        s = await timed(gq, b.n(300, 100), budget_s=b.n(30, 4))
+        await gq.conn.close()
+        r = await load_run(node.port, [node.pid], ops, 16, b.n(30, 5))
+        out[label] = {"rollup": s.to_json(), "dashboard": r}
+        b.stop_all()
+        if label == "as is":
+            continue
+        # the federated rollup with the same fixes (the central node runs two passes)
+        single = await start_node(single_spec(ds.single_url, "whatif-single"), 1, **kw)
+        b.servers.append(single)
+        central, _, _ = await start_topology(b, ds, **kw)
+        fs, ff = sequential(single.port, rollup_request(tok)), sequential(central.port, rollup_request(tok))
+        if await fs() != await ff():
+            raise AssertionError("what if: federated answer differs")
+        s1 = await timed(fs, b.n(200, 60), budget_s=b.n(20, 3))
+        s2 = await timed(ff, b.n(200, 60), budget_s=b.n(20, 3))
+        await fs.conn.close()
+        await ff.conn.close()
+        out[label]["federation"] = {"single": s1.to_json(), "federated": s2.to_json(), "ratio": s2.median / s1.median}
+        b.stop_all()
+    base = out["as is"]
+    b.results["whatif"] = out
+    for label, v in out.items():
+        d = v["dashboard"]
+        b.rows.append(Row("what if", f"{label}: case 2 rollup; case 4 mix {d['req_per_s']:,.0f} req/s "
+                                     f"(p50 {d['latency']['median_ms']:,.0f} ms, p99 {d['latency']['p99_ms']:,.0f} ms, "
+                                     f"{d['errors']} errors)",
+                          f"{v['rollup']['median_ms']:,.1f} ms", f"{v['rollup']['p99_ms']:,.1f} ms",
+                          "" if v is base else f"{v['rollup']['median_ms'] / base['rollup']['median_ms']:.2f}x time, "
+                          f"{d['req_per_s'] / base['dashboard']['req_per_s']:.2f}x req/s"))
+        if "federation" in v:
+            f = v["federation"]
+            b.rows.append(Row("what if", f"  {label}: federated rollup vs single node",
+                              f"{f['federated']['median_ms']:,.1f} ms", f"{f['federated']['p99_ms']:,.1f} ms",
+                              f"{f['ratio']:.2f}x single ({f['single']['median_ms']:,.1f} ms)",
+                              f"<= 1.5x: {'met' if f['ratio'] <= 1.5 else 'MISSED'}"))
+
+
+# ---------------------------------------------------------------- storage (measured, for the scale on paper)
+
+
+async def storage(b: Bench) -> None:
+    con = await asyncpg.connect(b.data.single_url)
+    try:
+        def parts(t: str) -> str:
+            return (f"select coalesce(sum(pg_total_relation_size(c.oid)), 0), coalesce(sum(pg_relation_size(c.oid)), 0) "
+                    f"from pg_inherits i join pg_class c on c.oid = i.inhrelid where i.inhparent = '{t}'::regclass")
+        c_total, c_heap = (int(x) for x in await con.fetchrow(parts("contribution")))
+        bn_total = int((await con.fetchrow(parts("benefit")))[0])
+        summ_rows = await con.fetchval("select count(*) from summary")
+        summ_bytes = await con.fetchval("select pg_total_relation_size('summary')")
+        person_bytes = await con.fetchval("select pg_total_relation_size('person')")
+        n_parts = await con.fetchval("select count(*) from pg_inherits where inhparent = 'contribution'::regclass")
+    finally:
+        await con.close()
+    recs = b.data.manifest["contributions"]
+    b.results["storage"] = {
+        "contribution_records": recs, "contribution_bytes": c_total, "contribution_heap_bytes": c_heap,
+        "bytes_per_contribution": c_total / recs, "benefit_bytes": bn_total, "benefit_records": b.data.manifest["benefits"],
+        "summary_rows": summ_rows, "summary_bytes": summ_bytes, "person_bytes": person_bytes,
+        "persons": b.data.manifest["persons"], "contribution_partitions": n_parts,
+        "db_bytes": b.data.manifest["db_bytes"],
+    }
+    b.rows.append(Row("storage", f"contributions: {c_total / 2**30:,.2f} GiB for {recs / 1e6:.1f}M records "
+                                 f"({c_total / recs:,.0f} B each with the key index); summary {summ_rows:,} rows, "
+                                 f"{summ_bytes / 2**20:,.1f} MiB"))
+
+
+__all__ = ["Bench", "case_import", "case_rollup", "case_scale", "case_dashboard", "case_federation", "case_soak",
+           "storage", "HttpError", "json", "time", "date"]
