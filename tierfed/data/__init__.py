@@ -1,0 +1,1 @@
+"""The shipped division tree (divisions.csv) and the script that builds it."""
