@@ -16,9 +16,11 @@ from graphql import (
     ExecutionResult,
     FragmentDefinitionNode,
     GraphQLError,
+    GraphQLObjectType,
     OperationDefinitionNode,
     OperationType,
     StringValueNode,
+    default_field_resolver,
     execute,
     parse,
     print_ast,
@@ -123,11 +125,33 @@ def prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict
     return Prepared(doc, op, defs, label)
 
 
-def forwarded_middleware(next_: Any, root: Any, info: Any, **args: Any) -> Any:
-    """Fields of a child's answer are read from it by response key, not resolved again."""
-    if type(root) is Forwarded:
-        return wrap(root.data.get(info.path.key))
-    return next_(root, info, **args)
+# The types whose objects can come from a child's answer (a forwarded pool, agency,
+# person or employer, and what hangs below them). Rollups never do: they are merged
+# from summaries. Their fields read a child's answer by response key.
+FORWARDABLE = ("Region", "Agency", "Pool", "Person", "PersonalStatement", "PersonSchemeYear", "Employer",
+               "EmployerSchemeTotals")
+
+
+def _read_forwarded(resolve: Any) -> Any:
+    def field(root: Any, info: Any, **args: Any) -> Any:
+        if type(root) is Forwarded:
+            return wrap(root.data.get(info.path.key))
+        return resolve(root, info, **args)
+
+    return field
+
+
+def _install_forwarded_reading() -> None:
+    """Wrap the resolvers of the forwardable types' fields, once, rather than running a
+    middleware on every field of every operation (most are rollup figures)."""
+    for name in FORWARDABLE:
+        gtype = GRAPHQL_SCHEMA.type_map[name]
+        assert isinstance(gtype, GraphQLObjectType)
+        for fdef in gtype.fields.values():
+            fdef.resolve = _read_forwarded(fdef.resolve or default_field_resolver)
+
+
+_install_forwarded_reading()
 
 
 async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[str, Any],
@@ -142,13 +166,10 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
                        SummaryLoader(rt.node, loaders.local_summary, remote), prepared.label or operation_name,
                        runtime=rt)
 
-    # Only a node with children ever sees a forwarded value: elsewhere the middleware
-    # would wrap every field's resolver for nothing.
-    middleware = [forwarded_middleware] if rt.node.children else None
 
     async def once(ctx: Context) -> ExecutionResult:
         res = execute(GRAPHQL_SCHEMA, prepared.document, context_value=ctx, variable_values=variables,
-                      operation_name=operation_name, middleware=middleware)
+                      operation_name=operation_name)
         return await res if asyncio.iscoroutine(res) or asyncio.isfuture(res) else res  # type: ignore[return-value]
 
     ctx = context()
