@@ -15,6 +15,7 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from hypothesis import settings
 from tierfed.tiers.node import Node
 from tierfed.tiers.tree import RegionRec, Tree
 
@@ -29,6 +30,13 @@ from tierfed.runtime import Runtime, open_runtime
 
 SECRET = "test-secret-" + "x" * 32
 DATA_KINDS = ("pools", "employers", "persons", "contributions", "benefits")
+
+
+# In CI the property tests explore a fixed set of examples (the same on every run);
+# on a developer's machine they explore new ones each time.
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
+settings.register_profile("dev", print_blob=True)
+settings.load_profile("ci" if os.environ.get("CI") else "dev")
 
 
 def pytest_configure(config: pytest.Config) -> None:
