@@ -27,7 +27,7 @@ class StatementRec:
     schemes: list[StatementRow]
 
 
-def _scheme_name(row: StatementRow) -> str:
+def scheme_name(row: StatementRow) -> str:
     return SCHEMES[row.scheme - 1]
 
 
@@ -57,5 +57,3 @@ async def statement(root: PersonRec, info: Info, year: int) -> StatementRec:
     rows: dict[int, StatementRow] = await ctx(info).loaders.statement.load((root.id_number, year))
     return StatementRec(year, [rows.get(i + 1) or StatementRow(i + 1, 0, Z, Z, Z, Z) for i in range(len(SCHEMES))])
 
-
-scheme_name = _scheme_name

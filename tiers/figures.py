@@ -6,7 +6,7 @@ nodes at the centre.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
@@ -49,7 +49,6 @@ class Figures:
         return cls(int(v[0]), Decimal(v[1]), Decimal(v[2]), Decimal(v[3]), Decimal(v[4]), int(v[5]), Decimal(v[6]))
 
 
-FIGURE_NAMES = tuple(f.name for f in fields(Figures))
 
 
 @dataclass(slots=True)
