@@ -107,11 +107,3 @@ def plain_app() -> Starlette:
 
 
 __all__ = ["node_app", "plain_app", "date"]
-
-
-def node_app_whatif() -> Starlette:
-    """``node_app`` with the suggested hot-spot fixes applied (see bench/whatif.py)."""
-    from .whatif import apply
-
-    apply()
-    return node_app()
