@@ -9,6 +9,7 @@ import re
 import tempfile
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -171,28 +172,31 @@ class Client:
         return body["data"]
 
 
-async def open_client(url: str, cfg: NodeConfig) -> tuple[Client, Runtime]:
+@asynccontextmanager
+async def node_client(url: str, cfg: NodeConfig | None = None, **tables: Any) -> AsyncIterator[Client]:
+    """An in-process client of a node over ``url`` (``cfg``, or a national node with extra
+    config tables such as ``limits={...}``), closed with its runtime at the end."""
+    cfg = cfg or node_config(**tables)
     rt = await open_runtime(cfg, url, check_children=False)
-    app = create_app(cfg, rt)
-    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://node")
-    return Client(http, rt), rt
+    http = httpx.AsyncClient(transport=httpx.ASGITransport(app=create_app(cfg, rt)), base_url="http://node")
+    try:
+        yield Client(http, rt)
+    finally:
+        await http.aclose()
+        await rt.close()
 
 
 @pytest.fixture
 async def client(loaded_db: str) -> AsyncIterator[Client]:
     """A national node over the shared loaded database."""
-    c, rt = await open_client(loaded_db, node_config())
-    yield c
-    await c.http.aclose()
-    await rt.close()
+    async with node_client(loaded_db) as c:
+        yield c
 
 
 @pytest.fixture
 async def empty_client(fresh_db: str) -> AsyncIterator[Client]:
-    c, rt = await open_client(fresh_db, node_config())
-    yield c
-    await c.http.aclose()
-    await rt.close()
+    async with node_client(fresh_db) as c:
+        yield c
 
 
 def node_of(tree: Tree, region: str = "000000") -> Node:

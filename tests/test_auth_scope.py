@@ -9,8 +9,6 @@ import hashlib
 import hmac
 import json
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +17,7 @@ import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, ed25519, rsa
 
-from tests.conftest import SECRET, Client, node_config, open_client, token
+from tests.conftest import SECRET, Client, node_client, token
 
 NATION_Q = "{ nation { code } }"
 PERIOD = '{from: "2025-01", to: "2025-06"}'
@@ -47,14 +45,6 @@ def _pem_public(key: Any) -> bytes:
                                          serialization.PublicFormat.SubjectPublicKeyInfo)
 
 
-@asynccontextmanager
-async def node(db: str, **cfg: Any) -> AsyncIterator[Client]:
-    c, rt = await open_client(db, node_config(**cfg))
-    try:
-        yield c
-    finally:
-        await c.http.aclose()
-        await rt.close()
 
 
 async def _call(c: Client, tok: str | None, query: str = NATION_Q) -> tuple[int, dict[str, Any], Any]:
@@ -112,14 +102,14 @@ async def test_previous_secrets_keep_old_tokens_valid_during_rotation(loaded_db:
     new = "rotated-secret-" + "n" * 32
     old_token = token()  # signed with SECRET
     new_token = jwt.encode(_claims(), new, algorithm="HS256")
-    async with node(loaded_db, auth={"jwt_secret": new, "previous_secrets": [SECRET]}) as rotating:
+    async with node_client(loaded_db, auth={"jwt_secret": new, "previous_secrets": [SECRET]}) as rotating:
         for tok in (old_token, new_token):
             status, body, _ = await _call(rotating, tok)
             assert status == 200 and body == {"data": {"nation": {"code": "000000"}}}
         # A node signs with the current secret only.
         signed = rotating.runtime.keys.sign("ops", "000000", ["VIEWER"], 60)
         assert jwt.decode(signed, new, algorithms=["HS256"])["sub"] == "ops"
-    async with node(loaded_db, auth={"jwt_secret": new}) as rotated:  # the old secret retired
+    async with node_client(loaded_db, auth={"jwt_secret": new}) as rotated:  # the old secret retired
         assert "signature" in _unauthenticated(*await _call(rotated, old_token))
         assert (await _call(rotated, new_token))[0] == 200
 
@@ -130,7 +120,7 @@ async def test_asymmetric_keys_verify_only_their_own_algorithm(loaded_db: str, t
     for name, key in (("ed.pem", ed), ("ec.pem", ec_key), ("old.pem", old_ed)):
         (tmp_path / name).write_bytes(_pem_public(key))
     auth = {"jwt_public_key_file": str(tmp_path / "ed.pem"), "previous_public_key_files": [str(tmp_path / "old.pem")]}
-    async with node(loaded_db, auth=auth) as c:
+    async with node_client(loaded_db, auth=auth) as c:
         for good in (jwt.encode(_claims(), ed, algorithm="EdDSA"), jwt.encode(_claims(), old_ed, algorithm="EdDSA")):
             assert (await _call(c, good))[1] == {"data": {"nation": {"code": "000000"}}}
         statements = c.runtime.statements.count
@@ -147,7 +137,7 @@ async def test_asymmetric_keys_verify_only_their_own_algorithm(loaded_db: str, t
             assert status == 401, what
             _unauthenticated(status, body, headers)
         assert c.runtime.statements.count == statements
-    async with node(loaded_db, auth={"jwt_public_key_file": str(tmp_path / "ec.pem")}) as es:
+    async with node_client(loaded_db, auth={"jwt_public_key_file": str(tmp_path / "ec.pem")}) as es:
         assert (await _call(es, jwt.encode(_claims(), ec_key, algorithm="ES256")))[0] == 200
         assert (await _call(es, jwt.encode(_claims(), ed, algorithm="EdDSA")))[0] == 401
 

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Client, node_config, open_client, token
+from tests.conftest import Client, node_client, node_config, token
 from tierfed.importer import ImportFailed, import_file
 
 PERIOD = '{from: "2025-01", to: "2025-06"}'
@@ -109,11 +109,10 @@ SNAPSHOT = """select (select count(*) from pooling_change),
 @pytest.fixture
 async def pools_client(fresh_db: str, dataset: Path) -> AsyncIterator[Client]:
     """A national node whose database holds the data set's pools (opened 2024-01) and nothing else."""
-    c, rt = await open_client(fresh_db, node_config())
-    await import_file(rt.pool, rt.node, "pools", dataset / "pools.csv", progress=False)
-    yield c
-    await c.http.aclose()
-    await rt.close()
+    async with node_client(fresh_db, node_config()) as c:
+        rt = c.runtime
+        await import_file(rt.pool, rt.node, "pools", dataset / "pools.csv", progress=False)
+        yield c
 
 
 def _raise(region: str = "440000", effective: str = "2025-01", key: str = "k-1", scheme: str = "MEDICAL") -> str:

@@ -13,7 +13,7 @@ import asyncpg
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from tests.conftest import node_config, open_client, token
+from tests.conftest import node_client, node_config, token
 from tierfed import codes
 from tierfed.importer import import_file
 
@@ -67,9 +67,9 @@ async def check(c: Any, url: str) -> None:
 async def test_conservation_under_any_sequence(new_db: Any, tmp_path_factory: Any, ops: list[tuple]) -> None:
     url = await new_db()
     cfg = node_config("460000", "hainan")
-    c, rt = await open_client(url, cfg)
     d = Path(tmp_path_factory.mktemp("cons"))
-    try:
+    async with node_client(url, cfg) as c:
+        rt = c.runtime
         (d / "pools.csv").write_text("scheme,region_code,opened_from,opening_balance\n" + "".join(
             f"MEDICAL,{r},2025-01,{1000 * (i + 1)}.00\n" for i, r in enumerate(CITIES + LEAVES[5:])))
         (d / "persons.csv").write_text("id_number,name,region_code\n" + "".join(
@@ -100,6 +100,3 @@ async def test_conservation_under_any_sequence(new_db: Any, tmp_path_factory: An
                             {"in": {"scheme": "MEDICAL", "region": region, "effectiveFrom": codes.month_str(MONTHS[mi]),
                                     "idempotencyKey": f"k{n}"}}, TOKEN)
             await check(c, url)
-    finally:
-        await c.http.aclose()
-        await rt.close()

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncpg
 from tierfed.tiers.tree import Tree
 
-from tests.conftest import Client, node_config, open_client, token
+from tests.conftest import Client, node_client, node_config, token
 from tierfed.runtime import Runtime
 
 
@@ -39,12 +39,9 @@ COUNTIES = """{ nation { children { code
 
 async def test_statements_do_not_grow_with_regions(fresh_db: str) -> None:
     # The whole directory is a big answer: raise the cost limit for it.
-    empty_client, rt = await open_client(fresh_db, node_config(limits={"max_cost": 1_000_000}))
-    try:
+    async with node_client(fresh_db, node_config(limits={"max_cost": 1_000_000})) as empty_client:
+        rt = empty_client.runtime
         await _count_statements(empty_client, rt)
-    finally:
-        await empty_client.http.aclose()
-        await rt.close()
 
 
 async def _count_statements(empty_client: Client, rt: Runtime) -> None:

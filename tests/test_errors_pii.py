@@ -15,7 +15,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import Client, _create_db, load_dataset, node_config, open_client, token
+from tests.conftest import Client, _create_db, load_dataset, node_client, node_config, token
 from tests.nodes import free_port
 from tierfed.importer import import_file
 
@@ -38,10 +38,8 @@ async def pii_db(admin_url: str, template_db: str, dataset: Path) -> str:
 
 @pytest.fixture
 async def pii_client(pii_db: str) -> AsyncIterator[Client]:
-    c, rt = await open_client(pii_db, node_config())
-    yield c
-    await c.http.aclose()
-    await rt.close()
+    async with node_client(pii_db, node_config()) as c:
+        yield c
 
 
 async def _persons(c: Client, n: int, prefix: str = "") -> list[tuple[str, str, str]]:
@@ -86,13 +84,9 @@ async def test_every_error_of_every_kind_carries_a_contract_code(client: Client,
     # A child node that does not answer: TIER_UNAVAILABLE naming it, the rest answered.
     cfg = node_config(children=[{"region": "440000", "url": f"http://127.0.0.1:{free_port()}/graphql",
                                  "timeout_s": 2, "name": "guangdong"}])
-    c, rt = await open_client(loaded_db, cfg)
-    try:
+    async with node_client(loaded_db, cfg) as c:
         body = await c.gql('{ rollup(region: "000000", period: {from: "2025-01", to: "2025-02"}) '
                            "{ complete missing { code } totals { insured } } }")
-    finally:
-        await c.http.aclose()
-        await rt.close()
     assert _codes(body) == {"TIER_UNAVAILABLE"}, body
     assert "guangdong" in body["errors"][0]["message"]
     assert body["data"]["rollup"]["complete"] is False
@@ -100,15 +94,12 @@ async def test_every_error_of_every_kind_carries_a_contract_code(client: Client,
 
 
 async def test_internal_errors_are_masked_and_logged(fresh_db: str, caplog: pytest.LogCaptureFixture) -> None:
-    c, rt = await open_client(fresh_db, node_config())
-    try:
+    async with node_client(fresh_db, node_config()) as c:
+        rt = c.runtime
         await rt.pool.execute("drop table pool cascade")
         caplog.set_level(logging.DEBUG)
         r = await c.post('{ nation { code } region(code: "440000") { name pool(scheme: PENSION) { id } } }',
                          Accept=GQL)
-    finally:
-        await c.http.aclose()
-        await rt.close()
     assert r.status_code == 200  # execution ran: the answer has data, partly null
     body = r.json()
     assert body["data"]["nation"] == {"code": "000000"} and body["data"]["region"]["pool"] is None
@@ -126,15 +117,12 @@ async def test_internal_errors_are_masked_and_logged(fresh_db: str, caplog: pyte
 
 async def test_no_unaudited_read_leaves_when_the_audit_cannot_be_written(
         fresh_db: str, dataset: Path, caplog: pytest.LogCaptureFixture) -> None:
-    c, rt = await open_client(fresh_db, node_config())
-    await import_file(rt.pool, rt.node, "persons", dataset / "persons.csv", progress=False)
-    try:
+    async with node_client(fresh_db) as c:
+        rt = c.runtime
+        await import_file(rt.pool, rt.node, "persons", dataset / "persons.csv", progress=False)
         (idn, name, _), = await _persons(c, 1)
         await rt.pool.execute("drop table pii_audit")
         r = await c.post(PERSON, {"id": idn}, tok=token(roles=("VIEWER", "PII_READER")), Accept=GQL)
-    finally:
-        await c.http.aclose()
-        await rt.close()
     assert r.status_code == 500
     assert _codes(r.json()) == {"INTERNAL_SERVER_ERROR"} and "data" not in r.json()
     assert idn not in r.text and name not in r.text and not LEAKS.search(r.text)
@@ -188,10 +176,10 @@ async def test_every_unmasked_read_is_audited_and_readable_by_an_auditor(pii_cli
 
 async def test_names_and_id_numbers_never_reach_the_log(fresh_db: str, dataset: Path,
                                                         caplog: pytest.LogCaptureFixture) -> None:
-    c, rt = await open_client(fresh_db, node_config())
-    await import_file(rt.pool, rt.node, "persons", dataset / "persons.csv", progress=False)
-    caplog.set_level(logging.DEBUG)
-    try:
+    async with node_client(fresh_db) as c:
+        rt = c.runtime
+        await import_file(rt.pool, rt.node, "persons", dataset / "persons.csv", progress=False)
+        caplog.set_level(logging.DEBUG)
         persons = await _persons(c, 4, "4")
         pii = token("000000", ("VIEWER", "PII_READER"))
         statement = "query($id: String!) { person(idNumber: $id) { idNumber name statement(year: 2025) " \
@@ -203,9 +191,6 @@ async def test_names_and_id_numbers_never_reach_the_log(fresh_db: str, dataset: 
         await rt.pool.execute("drop table contribution cascade")
         body = await c.gql(statement, {"id": persons[3][0]}, tok=pii)
         assert _codes(body) == {"INTERNAL_SERVER_ERROR"}
-    finally:
-        await c.http.aclose()
-        await rt.close()
     text = caplog.text + "".join(str(r.exc_info[1]) for r in caplog.records if r.exc_info)
     assert "internal error" in text  # the log did record something
     for idn, name, _ in persons:

@@ -6,14 +6,13 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 import pytest
 from graphql import get_introspection_query
 
-from tests.conftest import Client, node_config, open_client, token
+from tests.conftest import Client, node_client, token
 
 GQL = "application/graphql-response+json"
 NATION = "{ nation { code name } }"
@@ -25,15 +24,6 @@ def auth(tok: str | None = None, **extra: str) -> dict[str, str]:
     return {"Authorization": f"Bearer {tok or token()}", **extra}
 
 
-@asynccontextmanager
-async def node(db: str, **cfg: Any) -> AsyncIterator[Client]:
-    """An in-process node over ``db`` with extra config tables (limits, http)."""
-    c, rt = await open_client(db, node_config(**cfg))
-    try:
-        yield c
-    finally:
-        await c.http.aclose()
-        await rt.close()
 
 
 async def test_post_json_graphql_body_and_get_give_the_same_answer(client: Client) -> None:
@@ -130,7 +120,7 @@ async def test_malformed_requests_are_400(client: Client, raw: bytes) -> None:
 
 
 async def test_body_over_the_limit_is_413_before_any_sql(loaded_db: str) -> None:
-    async with node(loaded_db, limits={"max_body_bytes": 2_000}) as c:
+    async with node_client(loaded_db, limits={"max_body_bytes": 2_000}) as c:
         statements = c.runtime.statements.count
         padded = {"query": NATION + " " * 3_000}
         declared = await c.http.post("/graphql", json=padded, headers=auth())
@@ -163,7 +153,7 @@ def _apq(sha: str) -> dict[str, Any]:
 async def test_persisted_only_runs_registered_operations_only(loaded_db: str, tmp_path: Path) -> None:
     registered = "query Nation { nation { code } }"
     f, (sha,) = _persisted_file(tmp_path, registered)
-    async with node(loaded_db, http={"persisted_only": True, "persisted_operations_file": str(f)}) as c:
+    async with node_client(loaded_db, http={"persisted_only": True, "persisted_operations_file": str(f)}) as c:
         h = c.http
         by_post = await h.post("/graphql", json={"extensions": _apq(sha)}, headers=auth())
         by_get = await h.get("/graphql", params={"extensions": json.dumps(_apq(sha))}, headers=auth())
@@ -188,14 +178,14 @@ async def test_persisted_only_runs_registered_operations_only(loaded_db: str, tm
 
 async def test_registered_hashes_also_work_outside_persisted_only_mode(loaded_db: str, tmp_path: Path) -> None:
     f, (sha,) = _persisted_file(tmp_path, "{ nation { name } }")
-    async with node(loaded_db, http={"persisted_operations_file": str(f)}) as c:
+    async with node_client(loaded_db, http={"persisted_operations_file": str(f)}) as c:
         by_hash = await c.http.post("/graphql", json={"extensions": _apq(sha)}, headers=auth())
         assert "errors" not in by_hash.json() and by_hash.json()["data"]["nation"]["name"]
         assert (await c.data(NATION))["nation"]["code"] == "000000"
 
 
 async def test_introspection_can_be_switched_off(loaded_db: str) -> None:
-    async with node(loaded_db, http={"introspection": False}) as c:
+    async with node_client(loaded_db, http={"introspection": False}) as c:
         for q in ("{ __schema { types { name } } }", '{ __type(name: "Region") { name } }',
                   "{ nation { code } __schema { queryType { name } } }"):
             r = await c.http.post("/graphql", json={"query": q}, headers=auth(Accept=GQL))
@@ -216,10 +206,10 @@ async def test_graphiql_introspection_query_passes_the_default_limits(client: Cl
 
 async def test_graphiql_page_is_configurable(loaded_db: str) -> None:
     html = {"Accept": "text/html"}
-    async with node(loaded_db) as on:
+    async with node_client(loaded_db) as on:
         r = await on.http.get("/graphql", headers=html)
         assert r.status_code == 200 and "graphiql" in r.text.lower()
-    async with node(loaded_db, http={"graphiql": False}) as off:
+    async with node_client(loaded_db, http={"graphiql": False}) as off:
         r = await off.http.get("/graphql", headers=html)
         assert r.status_code == 401 and "graphiql" not in r.text.lower()
 
@@ -228,7 +218,7 @@ async def test_cors_answers_preflight_for_listed_origins_only(loaded_db: str) ->
     listed, other = "https://dashboard.gd.example", "https://evil.example"
     preflight = {"Access-Control-Request-Method": "POST",
                  "Access-Control-Request-Headers": "authorization, content-type"}
-    async with node(loaded_db, http={"cors_origins": [listed]}) as c:
+    async with node_client(loaded_db, http={"cors_origins": [listed]}) as c:
         ok = await c.http.options("/graphql", headers={"Origin": listed, **preflight})
         assert ok.status_code == 200
         assert ok.headers["access-control-allow-origin"] == listed
@@ -241,7 +231,7 @@ async def test_cors_answers_preflight_for_listed_origins_only(loaded_db: str) ->
         assert actual.headers["access-control-allow-origin"] == listed
         foreign = await c.http.post("/graphql", json={"query": NATION}, headers=auth(Origin=other))
         assert "access-control-allow-origin" not in foreign.headers
-    async with node(loaded_db) as closed:  # no cors_origins: no CORS at all
+    async with node_client(loaded_db) as closed:  # no cors_origins: no CORS at all
         r = await closed.http.options("/graphql", headers={"Origin": listed, **preflight})
         assert "access-control-allow-origin" not in r.headers
 

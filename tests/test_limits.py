@@ -5,27 +5,20 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from contextlib import AbstractAsyncContextManager
 from typing import Any
 
 import pytest
 
-from tests.conftest import Client, node_config, open_client, token
+from tests.conftest import Client, node_client, node_config, token
 
 GQL = "application/graphql-response+json"
 ROLLUP = ('{ rollup(region: "%s", period: {from: "2025-01", to: "2025-06"}) '
           "{ byChild { byChild { byMonth { month totals { scheme insured pooled } } } } } }")
 
 
-@asynccontextmanager
-async def node(db: str, **limits: Any) -> AsyncIterator[Client]:
-    c, rt = await open_client(db, node_config(limits=limits))
-    try:
-        yield c
-    finally:
-        await c.http.aclose()
-        await rt.close()
+def node(db: str, **limits: Any) -> AbstractAsyncContextManager[Client]:
+    return node_client(db, limits=limits)
 
 
 async def refused(c: Client, query: str, limit: str, variables: dict[str, Any] | None = None) -> str:

@@ -14,7 +14,7 @@ import pytest
 from tierfed.tiers.pooling import _lock_key
 from tierfed.tiers.tree import Tree
 
-from tests.conftest import Client, load_dataset, node_config, open_client, token
+from tests.conftest import Client, load_dataset, node_client, node_config, token
 from tierfed.generator import Options, generate
 
 OPERATOR = token("440000", ("VIEWER", "OPERATOR"), sub="operator-gd")
@@ -39,10 +39,8 @@ async def gd(new_db: Any, gd_data: Path) -> AsyncIterator[Client]:
     url = await new_db()
     cfg = node_config("440000", "guangdong")
     await load_dataset(url, cfg, gd_data)
-    c, rt = await open_client(url, cfg)
-    yield c
-    await c.http.aclose()
-    await rt.close()
+    async with node_client(url, cfg) as c:
+        yield c
 
 
 async def snapshot(c: Client) -> Any:
@@ -233,14 +231,11 @@ async def test_vertical_management_audit_and_overview(gd: Client) -> None:
 async def test_raise_spanning_nodes_is_refused_naming_them(fresh_db: str) -> None:
     cfg = node_config("000000", "central", [{"region": "440000", "url": "http://127.0.0.1:9/graphql", "name": "guangdong"},
                                             {"region": "510000", "url": "http://127.0.0.1:10/graphql", "name": "sichuan"}])
-    c, rt = await open_client(fresh_db, cfg)
-    try:
+    async with node_client(fresh_db, cfg) as c:
+        rt = c.runtime
         tok = token("000000", ("OPERATOR",))
         body = await c.gql(RAISE, {"in": {**GD_MEDICAL, "region": "000000", "idempotencyKey": "n"}}, tok)
         assert body["errors"][0]["extensions"]["nodes"] == ["guangdong", "sichuan"]
         body = await c.gql(RAISE, {"in": GD_MEDICAL}, tok)
         assert "held by node 'guangdong'" in body["errors"][0]["message"]
         assert await rt.pool.fetchval("select count(*) from pool") == 0
-    finally:
-        await c.http.aclose()
-        await rt.close()
