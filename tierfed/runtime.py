@@ -80,7 +80,11 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
             raise UserError(f"persisted operations file {cfg.persisted_operations_file}: {e}") from None
     rt = Runtime(cfg, pool, Store(pool), node, Keys(cfg.auth), ChildClients(node.children), counter, persisted)
     if check_children if check_children is not None else cfg.check_children_at_start:
-        await check_children_reachable(rt)
+        try:
+            await check_children_reachable(rt)
+        except UserError:
+            await rt.close()
+            raise
     listener = await pool.acquire()
 
     def on_tree_change(*_: Any) -> None:
@@ -107,7 +111,6 @@ async def check_children_reachable(rt: Runtime) -> None:
     """At start, every child URL must answer HTTP (any status): a typo fails fast."""
     for ch in rt.node.children:
         try:
-            async with httpx.AsyncClient(timeout=ch.timeout_s) as c:
-                await c.get(ch.url.rsplit("/", 1)[0] + "/healthz")
+            await rt.clients.clients[ch.name].get(ch.url.rsplit("/", 1)[0] + "/healthz")
         except httpx.HTTPError as e:
             raise UserError(f"child node '{ch.name}' ({ch.region}) at {ch.url} is unreachable: {type(e).__name__}") from None

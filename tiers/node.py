@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from tierfed.config import ChildConfig, NodeConfig
+from tierfed.config import NodeConfig
 from tierfed.errors import UserError
 
 from .tree import Tree
@@ -57,9 +57,8 @@ class Node:
         return [self.region] if root.tier == 1 else []
 
 
-def check_topology(cfg: NodeConfig | list[ChildConfig], tree: Tree) -> None:
+def check_topology(cfg: NodeConfig, tree: Tree) -> None:
     """Children must be known regions strictly inside the node's subtree, without overlaps."""
-    assert isinstance(cfg, NodeConfig)
     if cfg.region not in tree:
         raise UserError(f"config [node].region {cfg.region} names no region in the division tree")
     seen: dict[str, str] = {}
