@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 from tierfed.resolvers.adjustment import allocate, remittance
 
 from tierfed import codes
+from tierfed.importer import Bad, checked, fen
 
 
 def valid_id(prefix: str = "440305", born: str = "19900307", seq: str = "123") -> str:
@@ -68,12 +69,13 @@ def test_months_and_periods() -> None:
 
 @pytest.mark.parametrize("text", ["-1.00", "1.234", "1e3", "abc", "", " ", "1,000.00"])
 def test_amount_rejects(text: str) -> None:
-    with pytest.raises(ValueError):
-        codes.amount(text)
+    with pytest.raises(Bad, match="at most 2 decimals"):
+        checked(text, "base")
 
 
 def test_amount_format() -> None:
-    assert codes.amount("12.5") == Decimal("12.5")
+    assert checked("12.5", "base") == "12.5" and checked(" 7 ", "base") == "7"
+    assert fen("12.5", "base") == 1250
     assert codes.format_amount(Decimal("12.5")) == "12.50"
     assert codes.format_amount(Decimal("0.045")) == "0.045"
 

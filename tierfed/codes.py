@@ -130,16 +130,6 @@ def period(start: str, end: str) -> tuple[date, date]:
     return f, t
 
 
-def amount(value: str) -> Decimal:
-    """A non-negative amount of yuan with at most two fraction digits."""
-    v = value.strip() if isinstance(value, str) else value
-    if not isinstance(v, str) or not AMOUNT_RE.match(v):
-        raise ValueError(
-            f"amount {value!r} is malformed: expected a non-negative number of yuan with at most 2 decimals, e.g. 1234.50"
-        )
-    return Decimal(v)
-
-
 def decimal(value: str) -> Decimal:
     """A plain decimal string (no exponent, NaN or infinity), up to 6 fraction digits."""
     if not isinstance(value, str) or not DECIMAL_RE.match(value.strip()):
