@@ -17,23 +17,13 @@ from typing import Any
 from aiodataloader import DataLoader
 from strawberry.types import Info
 from tierfed.tiers.figures import Summary
+from tierfed.tiers.loading import Loader
 from tierfed.tiers.node import Node
+from tierfed.tiers.persons import PersonParts
 from tierfed.tiers.remote import RemoteCalls
 from tierfed.tiers.store import Store, employer_totals, employers
 
 from tierfed.auth import Access, Caller
-
-
-class Loader(DataLoader):
-    """A DataLoader whose shared futures survive one awaiting resolver being cancelled.
-
-    graphql-core cancels sibling resolvers when an error nulls their parent; a
-    cached batch future awaited directly would be cancelled for every other
-    resolver waiting on the same key.
-    """
-
-    def load(self, key: Any) -> Any:
-        return asyncio.shield(super().load(key))
 
 
 def loader(batch: Callable[[list[Any]], Any]) -> DataLoader:
@@ -140,6 +130,7 @@ class Context:
     loaders: Loaders
     remote: RemoteCalls
     summary: SummaryLoader
+    persons: PersonParts
     operation_name: str | None = None
     pii_reads: list[tuple[str, str]] = field(default_factory=list)
     runtime: Any = None

@@ -5,10 +5,15 @@ from __future__ import annotations
 from typing import Any
 
 from strawberry.types import Info
+from tierfed.tiers import person_store
+from tierfed.tiers.persons import answer_calls
 from tierfed.tiers.remote import summary_to_json
 
-from .common import as_month, subtree_region
+from tierfed.errors import Code, TierfedError, bad_input, forbidden
+
+from .common import as_month, subtree_region, year_arg
 from .context import ctx
+from .persons import id_arg
 
 
 async def tier_summaries(info: Info, keys: list[Any]) -> list[dict[str, Any]]:
@@ -20,3 +25,54 @@ async def tier_summaries(info: Info, keys: list[Any]) -> list[dict[str, Any]]:
         c.access.region(code, "summaries")
         parsed.append((code, as_month(k.from_, "from"), as_month(k.to, "to"), bool(k.compact)))
     return [summary_to_json(s) for s in await c.summary.load_many(parsed)]
+
+
+async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
+    """A parent's internal calls of one kind, answered for this node's whole subtree."""
+    c = ctx(info)
+    if not all(isinstance(a, dict) for a in args):
+        raise bad_input("_tierCall args must be JSON objects", argument="args")
+    if kind in ("person", "statement"):
+        for a in args:
+            id_arg(str(a.get("id", "")), "args")
+            if kind == "statement":
+                year_arg(int(a.get("year", 0)))
+        return await answer_calls(c.persons, kind, args)
+    if kind == "presence":
+        node_caller(info)
+        out = []
+        for a in args:
+            since, first = a.get("since"), a.get("first")
+            if not isinstance(since, int) or not isinstance(first, int) or since < 0 or not 0 < first <= 10_000:
+                raise bad_input("presence needs since >= 0 and 0 < first <= 10000", argument="args")
+            page = await person_store.presence_since(c.store.pool, since, first)
+            out.append({"ids": [i for i, _ in page], "seq": page[-1][1] if page else since})
+        return out
+    raise bad_input(f"unknown internal call kind {kind!r}", argument="kind")
+
+
+def node_caller(info: Info) -> None:
+    """Node-to-node work without a caller: a NODE token whose scope covers this node."""
+    c = ctx(info)
+    c.access.role("NODE", "this internal call")
+    if not c.node.tree.within(c.node.region, c.caller.scope):
+        raise forbidden(f"node token of {c.caller.scope} does not cover this node's region {c.node.region}")
+
+
+async def persons_changed(info: Info) -> bool:
+    """A child tells this node its person feed moved: read it, then tell our own parent."""
+    c = ctx(info)
+    c.access.role("NODE", "_tierPersonsChanged")
+    index = c.runtime.index
+    child = index.child_of_caller(c.caller.scope)
+    if child is None:
+        raise forbidden(f"{c.caller.scope} is not a child node of this node")
+    try:
+        await index.sync_child(child)
+    except Exception as e:  # noqa: BLE001 - the child is told why
+        raise TierfedError(Code.TIER_UNAVAILABLE, f"could not read child node '{child.name}': {type(e).__name__}",
+                           node=child.name) from None
+    problem = await index.tell_parent()
+    if problem:
+        raise TierfedError(Code.TIER_UNAVAILABLE, problem, node=c.node.name)
+    return True

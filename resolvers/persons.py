@@ -1,46 +1,75 @@
-"""Persons and their personal rights records: inside the token's scope only; ID numbers
-masked unless the caller holds PII_READER, and every unmasked read audited."""
+"""Persons and their personal rights records, wherever in the federation their months are
+held (``tiers.persons``): inside the token's scope only; ID numbers masked unless the
+caller holds PII_READER, and every unmasked read audited."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal
 from typing import Any
 
 from strawberry.types import Info
 from tierfed.tiers.figures import SCHEMES
-from tierfed.tiers.store import PersonRec, StatementRow
+from tierfed.tiers.persons import Found, YearParts, statement_rows
+from tierfed.tiers.store import StatementRow
 from tierfed.tiers.tree import RegionRec
 
 from tierfed import codes
-from tierfed.errors import bad_input
+from tierfed.errors import bad_input, forbidden
 
-from .common import held_here_or_below, year_arg
+from .common import year_arg
 from .context import ctx
 
-Z = Decimal("0.00")
+
+@dataclass(frozen=True, slots=True)
+class PersonView:
+    """A person as the caller may see them: the registration where their latest record is,
+    and the regions of the child nodes that hold part of them and did not answer."""
+
+    id_number: str
+    name: str
+    region_code: str
+    missing: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
 class StatementRec:
     year: int
     schemes: list[StatementRow]
+    missing: tuple[str, ...] = ()
 
 
 def scheme_name(row: StatementRow) -> str:
     return SCHEMES[row.scheme - 1]
 
 
-async def person(info: Info, id_number: str) -> Any:
+def id_arg(id_number: str, argument: str = "idNumber") -> str:
     try:
-        idn = codes.id_number(id_number)
+        return codes.id_number(id_number)
     except ValueError as e:
-        raise bad_input(str(e), argument="idNumber") from None
-    rec: PersonRec | None = await ctx(info).loaders.person.load(idn)
-    return await held_here_or_below(info, rec, rec.region_code if rec else None, "persons")
+        raise bad_input(str(e), argument=argument) from None
 
 
-def id_number(root: PersonRec, info: Info) -> str:
+def view(info: Info, idn: str, found: Found | None) -> PersonView | None:
+    """The person from what the subtree knows; FORBIDDEN when registered only outside the scope."""
+    c = ctx(info)
+    if found is None:
+        # Planning a query whose answer depends on children: a stand-in, so that the
+        # fields below it say what they will need.
+        return PersonView(idn, "", c.node.region)
+    if found.best is None:
+        if found.hidden:
+            raise forbidden(f"person {codes.mask_id(idn)} is registered outside your token's scope "
+                            f"{c.caller.scope}", scope=c.caller.scope)
+        return None
+    return PersonView(idn, found.best.name, found.best.region_code, tuple(found.missing))
+
+
+async def person(info: Info, id_number: str) -> Any:
+    idn = id_arg(id_number)
+    return view(info, idn, await ctx(info).persons.person.load(idn))
+
+
+def id_number(root: PersonView, info: Info) -> str:
     c = ctx(info)
     if c.access.pii:
         c.pii_reads.append((root.id_number, c.operation_name or "anonymous"))
@@ -48,12 +77,16 @@ def id_number(root: PersonRec, info: Info) -> str:
     return codes.mask_id(root.id_number)
 
 
-async def person_region(root: PersonRec, info: Info) -> RegionRec:
-    return await ctx(info).loaders.region.load(root.region_code)
+async def person_region(root: PersonView, info: Info) -> RegionRec:
+    return await ctx(info).loaders.region.load(root.region_code)  # type: ignore[no-any-return]
 
 
-async def statement(root: PersonRec, info: Info, year: int) -> StatementRec:
+async def missing_regions(info: Info, missing: tuple[str, ...]) -> list[RegionRec]:
+    return list(await ctx(info).loaders.region.load_many(list(missing)))
+
+
+async def statement(root: PersonView, info: Info, year: int) -> StatementRec:
     year_arg(year)
-    rows: dict[int, StatementRow] = await ctx(info).loaders.statement.load((root.id_number, year))
-    return StatementRec(year, [rows.get(i + 1) or StatementRow(i + 1, 0, Z, Z, Z, Z) for i in range(len(SCHEMES))])
-
+    y = await ctx(info).persons.year.load((root.id_number, year))
+    y = y or YearParts()  # None while planning
+    return StatementRec(year, statement_rows(y, len(SCHEMES)), tuple(y.missing))

@@ -91,10 +91,20 @@ class Query(pooling_types.PoolingQueries):
     async def tier_summaries(self, info: Info, keys: list[TierSummaryKey]) -> list[JSON]:
         return await internal.tier_summaries(info, keys)  # type: ignore[return-value]
 
+    @strawberry.field(name="_tierCall", description=(
+        "Internal, node to node: a parent's calls of one kind (person, statement, duplicates, presence) "
+        "with JSON arguments, answered for this node's subtree, one JSON answer per argument."))
+    async def tier_call(self, info: Info, kind: str, args: list[JSON]) -> list[JSON]:
+        return await internal.tier_call(info, kind, args)  # type: ignore[arg-type,return-value]
+
 
 @strawberry.type
 class Mutation(pooling_types.PoolingMutations):
-    pass
+    @strawberry.mutation(name="_tierPersonsChanged", description=(
+        "Internal, child node to parent, with the child's NODE token: the persons the child holds changed. "
+        "True once this node and every ancestor have read them."))
+    async def tier_persons_changed(self, info: Info) -> bool:
+        return await internal.persons_changed(info)
 
 
 ENTITY_KEYS = {"Region": "code", "Agency": "code", "Pool": "id"}

@@ -284,6 +284,17 @@ class PersonalStatement:
     year: int
     schemes: list[PersonSchemeYear]
 
+    @strawberry.field(description=(
+        "False when a node that holds some of this person's records did not answer: the year lacks its months "
+        "(see missing and the TIER_UNAVAILABLE error)."))
+    def complete(self) -> bool:
+        return not self.missing  # type: ignore[attr-defined]
+
+    @strawberry.field(name="missing", description=(
+        "Regions of the child nodes that hold some of this person's records and did not answer."))
+    async def missing_regions(self, info: Info) -> list[Region]:
+        return await per.missing_regions(info, self.missing)  # type: ignore[attr-defined,return-value]
+
 
 @strawberry.type
 class Person:
@@ -295,13 +306,28 @@ class Person:
 
     name: str
 
-    @strawberry.field
+    @strawberry.field(description=(
+        "Where the person is registered now: of their registrations inside your scope, anywhere in the "
+        "federation, the one whose node holds their latest record."))
     async def region(self, info: Info) -> Region:
         return await per.person_region(self, info)  # type: ignore[arg-type,return-value]
 
-    @strawberry.field
+    @strawberry.field(description=(
+        "The whole year, wherever in the federation its months are held: every node whose part of the "
+        "person lies inside your scope, merged month by month."))
     async def statement(self, info: Info, year: int) -> PersonalStatement:
         return await per.statement(self, info, year)  # type: ignore[arg-type,return-value]
+
+    @strawberry.field(description=(
+        "False when a node that holds part of this person did not answer: region and statements may lack "
+        "its part (see missing and the TIER_UNAVAILABLE error)."))
+    def complete(self) -> bool:
+        return not self.missing  # type: ignore[attr-defined]
+
+    @strawberry.field(name="missing", description=(
+        "Regions of the child nodes that hold part of this person and did not answer."))
+    async def missing_regions(self, info: Info) -> list[Region]:
+        return await per.missing_regions(info, self.missing)  # type: ignore[attr-defined,return-value]
 
 
 @strawberry.type(description="One scheme's contributions paid through one employer over a period.")

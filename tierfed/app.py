@@ -30,9 +30,11 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         rt = runtime or await open_runtime(cfg, database_url)
         app.state.runtime = rt
+        await rt.index.start()
         try:
             yield
         finally:
+            await rt.index.stop()
             if runtime is None:
                 await rt.close()
 

@@ -15,7 +15,9 @@ from . import codes
 from .config import AuthConfig
 from .errors import Code, TierfedError, UserError, forbidden
 
-ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR")
+ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR", "NODE")
+# NODE: a token a node signs for itself (scope: its own region) for node-to-node
+# work without a caller, e.g. reading a child's person feed (tiers.personindex).
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,10 @@ class Access:
             raise forbidden(
                 f"{what} of region {code} are outside your token's scope {self.caller.scope}",
                 region=code, scope=self.caller.scope)
+
+    def may(self, code: str) -> bool:
+        """Whether records of ``code`` are inside the token's scope (no error)."""
+        return self.tree.within(code, self.caller.scope)
 
     def role(self, role: str, action: str) -> None:
         if not self.caller.has(role):

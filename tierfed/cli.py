@@ -117,12 +117,16 @@ def cmd_import(args: argparse.Namespace) -> int:
     async def go() -> Any:
         rt = await open_runtime(cfg, check_children=False)
         try:
-            return await import_file(rt.pool, rt.node, args.kind, args.file)
+            rep = await import_file(rt.pool, rt.node, args.kind, args.file)
+            # The persons this subtree holds may have changed: done once every ancestor has read them.
+            return rep, await rt.index.tell_parent()
         finally:
             await rt.close()
 
-    rep = _run(go())
+    rep, problem = _run(go())
     print(f"{rep.kind}: {rep.rows} rows, {rep.inserted} new, {rep.unchanged} already stored")
+    if problem:
+        print(f"warning: {problem}", file=sys.stderr)
     return 0
 
 

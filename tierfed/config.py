@@ -26,6 +26,14 @@ class ChildConfig:
 
 
 @dataclass(frozen=True)
+class ParentConfig:
+    """The node this one is a child of: told when the persons this subtree holds change."""
+
+    url: str
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class Limits:
     max_depth: int = 12
     max_aliases: int = 30
@@ -62,6 +70,9 @@ class NodeConfig:
     persisted_only: bool = False
     persisted_operations_file: str | None = None
     check_children_at_start: bool = True
+    parent: ParentConfig | None = None
+    # Seconds between reads of the children's person feeds and retries of telling the parent.
+    index_sync_interval_s: float = 30.0
 
     @property
     def host(self) -> str:
@@ -153,6 +164,22 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
             raise UserError(f"config {where}.timeout_s: expected 0 < timeout_s <= 120, got {timeout}")
         children.append(ChildConfig(creg, url, timeout, _get(c, "name", str, where, "") or creg))
 
+    parent = None
+    parent_t = data.get("parent")
+    if parent_t is not None:
+        if not isinstance(parent_t, dict):
+            raise UserError("config [parent]: expected a table with url")
+        purl = _get(parent_t, "url", str, "[parent]")
+        if not purl or not purl.startswith(("http://", "https://")):
+            raise UserError(f"config [parent].url: expected the parent node's http(s) GraphQL URL, got {purl!r}")
+        ptimeout = float(_get(parent_t, "timeout_s", (int, float), "[parent]", 5.0))
+        if not 0 < ptimeout <= 120:
+            raise UserError(f"config [parent].timeout_s: expected 0 < timeout_s <= 120, got {ptimeout}")
+        parent = ParentConfig(purl, ptimeout)
+    interval = float(_get(node, "index_sync_interval_s", (int, float), "[node]", 30.0))
+    if not 0 < interval <= 3600:
+        raise UserError(f"config [node].index_sync_interval_s: expected 0 < seconds <= 3600, got {interval}")
+
     lim_t = data.get("limits", {})
     defaults = Limits()
     limits = Limits(
@@ -185,6 +212,8 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         persisted_only=_get(http_t, "persisted_only", bool, "[http]", False),
         persisted_operations_file=persisted_file,
         check_children_at_start=_get(node, "check_children_at_start", bool, "[node]", True),
+        parent=parent,
+        index_sync_interval_s=interval,
     )
 
 

@@ -41,7 +41,8 @@ def configs(port: int, secret: str, data_dir: Path) -> list[NodeConfig]:
     auth = {"jwt_secret": secret}
     provinces = [
         parse({"node": {"name": name, "region": region, "listen": f"127.0.0.1:{port + i + 1}",
-                        "data_dir": str(data_dir)}, "auth": auth})
+                        "data_dir": str(data_dir)}, "auth": auth,
+               "parent": {"url": f"http://127.0.0.1:{port}/graphql"}})
         for i, (name, region, _) in enumerate(PROVINCE_NODES)
     ]
     central = parse({

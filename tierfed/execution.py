@@ -35,6 +35,7 @@ from .errors import Code, TierfedError
 from .resolvers.context import Context, Loaders, SummaryLoader
 from .runtime import Runtime
 from .schema.root import schema
+from .tiers.persons import PersonParts
 from .tiers.remote import LIVE, PLAN, Forwarded, RemoteCalls, wrap
 
 log = logging.getLogger("tierfed.execution")
@@ -163,8 +164,9 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
 
     def context() -> Context:
         return Context(rt.node, rt.store, caller, access, loaders, remote,
-                       SummaryLoader(rt.node, loaders.local_summary, remote), prepared.label or operation_name,
-                       runtime=rt)
+                       SummaryLoader(rt.node, loaders.local_summary, remote),
+                       PersonParts(rt.node, rt.store, remote, access.may, rt.index.is_current),
+                       prepared.label or operation_name, runtime=rt)
 
 
     async def once(ctx: Context) -> ExecutionResult:

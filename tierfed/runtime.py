@@ -20,6 +20,7 @@ from .config import NodeConfig
 from .db import StatementCounter, create_pool, database_url
 from .errors import UserError
 from .tiers.node import Node
+from .tiers.personindex import PersonIndex
 from .tiers.remote import ChildClients
 from .tiers.store import Store, load_tree
 from .tiers.tree import Tree
@@ -39,6 +40,10 @@ class Runtime:
     persisted: dict[str, str] = field(default_factory=dict)
     requests: int = 0
     _listener: Any = None
+    index: PersonIndex = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.index = PersonIndex(self.cfg, self.pool, self.node, self.clients, self.keys)
 
     @property
     def tree(self) -> Tree:
@@ -46,9 +51,11 @@ class Runtime:
 
     async def reload_tree(self) -> None:
         self.node = Node(self.cfg, Tree(await load_tree(self.pool)))
+        self.index.node = self.node
         log.info("division tree reloaded: %d regions", len(self.node.tree))
 
     async def close(self) -> None:
+        await self.index.stop()
         if self._listener is not None:
             await self._listener.close()
         await self.clients.close()

@@ -11,7 +11,9 @@ Two kinds of need:
 - summaries of regions inside the child's subtree, sent as one
   ``_tierSummaries(keys: ...)`` field;
 - forwarded pieces: a field of the caller's operation (with its whole
-  selection) that the child answers, e.g. ``region(code: "440300") { pool(...) {...} }``.
+  selection) that the child answers, e.g. ``region(code: "440300") { pool(...) {...} }``;
+- internal calls: JSON arguments to a node-to-node handler (``_tierCall``), all
+  calls of one kind sent as one list, e.g. the parts of persons a child holds.
 """
 
 from __future__ import annotations
@@ -59,6 +61,7 @@ class ChildAnswer:
     summaries: dict[tuple[str, date, date, bool], Summary] = field(default_factory=dict)
     pieces: dict[str, Any] = field(default_factory=dict)
     piece_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    calls: dict[tuple[str, str], Any] = field(default_factory=dict)
     failure: str | None = None
 
 
@@ -67,9 +70,11 @@ class ChildNeeds:
     summaries: list[tuple[str, date, date, bool]] = field(default_factory=list)
     pieces: list[str] = field(default_factory=list)
     variables: set[str] = field(default_factory=set)
+    # kind -> the JSON text of each call's argument, in order of first need
+    calls: dict[str, list[str]] = field(default_factory=dict)
 
     def __bool__(self) -> bool:
-        return bool(self.summaries or self.pieces)
+        return bool(self.summaries or self.pieces or self.calls)
 
 
 class ChildClients:
@@ -179,6 +184,28 @@ class RemoteCalls:
         got = answer.pieces.get(piece)
         return got if raw else wrap(got)
 
+    async def call(self, child: Child, kind: str, arg: dict[str, Any]) -> Any:
+        """The child's answer to one internal call (``_tierCall``); None while planning.
+        Raises ChildFailed (after reporting TIER_UNAVAILABLE once) when the child gave none."""
+        key = json.dumps(arg, sort_keys=True, separators=(",", ":"))
+        if self.mode == PLAN:
+            listed = self._need(child).calls.setdefault(kind, [])
+            if key not in listed:
+                listed.append(key)
+            return None
+        answer = self.answers.get(child.name)
+        if answer is None or ((kind, key) not in answer.calls and answer.failure is None):
+            answer = await self._live(child, ChildNeeds(calls={kind: [key]}))
+        if answer.failure is not None or (kind, key) not in answer.calls:
+            reason = answer.failure or "gave no answer to an internal call"
+            self._report(child, reason)
+            raise ChildFailed(child, reason)
+        return answer.calls[(kind, key)]
+
+    @property
+    def planning(self) -> bool:
+        return self.mode == PLAN
+
     # ------------------------------------------------------------ fetching
 
     async def fetch_planned(self) -> None:
@@ -195,6 +222,7 @@ class RemoteCalls:
         prev.summaries.update(ans.summaries)
         prev.pieces.update(ans.pieces)
         prev.piece_errors.update(ans.piece_errors)
+        prev.calls.update(ans.calls)
         if ans.failure:
             prev.failure = ans.failure
         return prev
@@ -242,6 +270,14 @@ class RemoteCalls:
                     return answer
                 for key, item in zip(needs.summaries, data["s"]):
                     answer.summaries[key] = summary_from_json(item)
+            for kind, keys in needs.calls.items():
+                alias = doc.calls[kind]
+                c_err = by_alias.get((alias, None))
+                if c_err is not None and data.get(alias) is None:
+                    answer.failure = f"refused an internal call: {c_err.get('message')}"
+                    return answer
+                for key, item in zip(keys, data[alias], strict=True):
+                    answer.calls[(kind, key)] = item
             for piece, (alias, idx) in doc.where.items():
                 got = data.get(alias)
                 answer.pieces[piece] = got if idx is None or got is None else got[idx]
@@ -257,6 +293,14 @@ class RemoteCalls:
             return
         self._reported.add(child.name)
         self.errors.append(unavailable(child, reason))
+
+
+class ChildFailed(Exception):
+    """A child gave no answer to an internal call; TIER_UNAVAILABLE is already reported."""
+
+    def __init__(self, child: Child, reason: str) -> None:
+        super().__init__(reason)
+        self.child = child
 
 
 def unavailable(child: Child, reason: str) -> TierfedError:
@@ -278,6 +322,8 @@ class Document:
     variables: dict[str, Any]
     # piece -> (alias, index in that alias's list or None)
     where: dict[str, tuple[str, int | None]]
+    # kind of internal call -> alias of its one _tierCall field
+    calls: dict[str, str] = field(default_factory=dict)
 
 
 def build_document(needs: ChildNeeds, variable_defs: dict[str, str], variables: dict[str, Any]) -> Document:
@@ -311,8 +357,15 @@ def build_document(needs: ChildNeeds, variable_defs: dict[str, str], variables: 
         alias = f"f{i}"
         where[piece] = (alias, None)
         parts.append(f"{alias}: {piece}")
+    calls: dict[str, str] = {}
+    for i, (kind, keys) in enumerate(needs.calls.items()):
+        alias, var = f"c{i}", f"tierfedC{i}"
+        defs.append(f"${var}: [JSON!]!")
+        sent[var] = [json.loads(k) for k in keys]
+        parts.append(f"{alias}: _tierCall(kind: {json.dumps(kind)}, args: ${var})")
+        calls[kind] = alias
     head = f"query TierfedForward({', '.join(defs)})" if defs else "query TierfedForward"
-    return Document(head + " {\n  " + "\n  ".join(parts) + "\n}", sent, where)
+    return Document(head + " {\n  " + "\n  ".join(parts) + "\n}", sent, where, calls)
 
 
 def summary_to_json(s: Summary) -> dict[str, Any]:

@@ -62,6 +62,8 @@ class StatementRow:
     individual: Decimal
     individual_account: Decimal
     benefits_paid: Decimal
+    # The months with a contribution record, bit 0 for January: merged across nodes by "or".
+    mask: int = 0
 
 
 # ---------------------------------------------------------------- the tree
@@ -143,7 +145,8 @@ group by k.i, 2, s.scheme
 PERSONS = "select id_number, name, region_code from person where id_number = any($1::text[])"
 
 STATEMENT_CONTRIBUTIONS = """
-select k.i, c.scheme, count(*) as months, sum(c.employer_amount) as employer,
+select k.i, c.scheme, count(*) as months, bit_or(1 << (extract(month from c.month)::int - 1)) as mask,
+       sum(c.employer_amount) as employer,
        sum(c.individual_amount) as individual, sum(c.individual_account_amount) as individual_account
 from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (id, first, last, i)
 join contribution c on c.id_number = k.id and c.month between k.first and k.last
@@ -270,13 +273,15 @@ class Store:
         async with self.pool.acquire() as con:
             for r in await con.fetch(STATEMENT_CONTRIBUTIONS, ids, firsts, lasts):
                 out[r["i"] - 1][r["scheme"]] = StatementRow(
-                    r["scheme"], r["months"], r["employer"], r["individual"], r["individual_account"], Decimal("0.00"))
+                    r["scheme"], r["months"], r["employer"], r["individual"], r["individual_account"], Decimal("0.00"),
+                    r["mask"])
             for r in await con.fetch(STATEMENT_BENEFITS, ids, firsts, lasts):
                 cur = out[r["i"] - 1].get(r["scheme"])
                 z = Decimal("0.00")
                 out[r["i"] - 1][r["scheme"]] = StatementRow(
                     r["scheme"], cur.months if cur else 0, cur.employer if cur else z,
-                    cur.individual if cur else z, cur.individual_account if cur else z, r["paid"])
+                    cur.individual if cur else z, cur.individual_account if cur else z, r["paid"],
+                    cur.mask if cur else 0)
         return out
 
     async def pools(self, ids: Sequence[str]) -> dict[str, PoolRec]:

@@ -1,0 +1,306 @@
+"""One person across the federation, on real nodes over HTTP, three tiers deep.
+
+Topology: central (000000, holding Beijing and the other provinces) with
+Guangdong (440000) and Sichuan (510000) as child nodes, and Shenzhen (440300)
+as a child of Guangdong. Persons who moved are registered, and hold months, on
+two or three of those nodes. Every expected figure is computed here from the
+rows written to the import files, never read back from the server.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tierfed.tiers import person_store
+from tierfed.tiers.tree import Tree
+
+from tests.conftest import node_config, token
+from tests.nodes import RunningNode, free_port, start_node
+from tierfed import codes
+from tierfed.importer import import_file
+
+pytestmark = pytest.mark.federation
+
+NATIONAL = token("000000", ("VIEWER", "PII_READER"))
+SCHEMES = ("PENSION", "MEDICAL", "WORK_INJURY", "UNEMPLOYMENT", "MATERNITY")
+NODES = {"central": "000000", "guangdong": "440000", "shenzhen": "440300", "sichuan": "510000"}
+PARENT = {"guangdong": "central", "sichuan": "central", "shenzhen": "guangdong"}
+
+# Where each node's records are handled (county codes of the 2025 division list).
+BJ, BJ2, GZ, SZ, SZ2, CD = "110101", "110105", "440104", "440304", "440305", "510104"
+
+
+def idn(seq: int, born: str = "19850312") -> str:
+    first17 = f"110101{born}{seq:03d}"
+    return first17 + codes.id_check_char(first17)
+
+
+P1, P2, P3, P4, P5, P6 = (idn(i) for i in (11, 12, 13, 14, 15, 16))
+
+
+def owner(region: str) -> str:
+    if region.startswith("4403"):
+        return "shenzhen"
+    if region.startswith("44"):
+        return "guangdong"
+    if region.startswith("51"):
+        return "sichuan"
+    return "central"
+
+
+def months(first: int, last: int) -> list[int]:
+    return list(range(first, last + 1))
+
+
+# (person, scheme, region, months): contribution records. P1 moved from Guangzhou to
+# Beijing in February; P2 from Shenzhen to Guangzhou to Chengdu; P3 is insured twice
+# for March PENSION (Shenzhen and Chengdu); P4 twice for February MEDICAL within
+# Guangdong's subtree (Guangzhou and Shenzhen's Nanshan); P5 never moved.
+CONTRIBUTIONS = [
+    (P1, "PENSION", GZ, months(1, 1)), (P1, "MEDICAL", GZ, months(1, 1)), (P1, "PENSION", BJ, months(2, 11)),
+    (P2, "PENSION", SZ, months(1, 4)), (P2, "PENSION", GZ, months(5, 8)), (P2, "PENSION", CD, months(9, 12)),
+    (P2, "MEDICAL", SZ, months(1, 4)), (P2, "MEDICAL", CD, months(9, 12)),
+    (P3, "PENSION", SZ, months(1, 3)), (P3, "PENSION", CD, months(3, 4)),
+    (P4, "MEDICAL", GZ, months(1, 2)), (P4, "MEDICAL", SZ2, months(2, 5)),
+    (P5, "PENSION", BJ2, months(1, 12)),
+]
+BENEFITS = [(P2, "MEDICAL", GZ, 6, Decimal("1234.56")), (P1, "MEDICAL", BJ, 3, Decimal("88.10"))]
+REGISTRATIONS = {P1: [GZ, BJ], P2: [SZ, GZ, CD], P3: [SZ, CD], P4: [GZ, SZ2], P5: [BJ2]}
+
+
+def amounts(person: str, month: int) -> tuple[Decimal, Decimal, Decimal, Decimal]:
+    """base, employer, individual, individual account: distinct per person and month."""
+    base = Decimal(8000 + 37 * month + int(person[14:17]))
+    return base, (base * Decimal("0.16")).quantize(Decimal("0.01")), (base * Decimal("0.08")).quantize(
+        Decimal("0.01")), (base * Decimal("0.08")).quantize(Decimal("0.01"))
+
+
+def write(path: Path, header: list[str], rows: list[list[Any]]) -> Path:
+    with path.open("w", newline="", encoding="utf-8") as f:
+        w = csv.writer(f)
+        w.writerow(header)
+        w.writerows(rows)
+    return path
+
+
+def expected_statement(person: str, within: str, tree: Tree, extra: list[Any] | None = None) -> dict[str, Any]:
+    """The statement of ``person`` for 2025 from the records in ``within``'s subtree."""
+    out = []
+    for s in SCHEMES:
+        ms: set[int] = set()
+        e = i = a = b = Decimal("0.00")
+        for p, scheme, region, mlist in [*CONTRIBUTIONS, *(extra or [])]:
+            if p == person and scheme == s and tree.within(region, within):
+                for m in mlist:
+                    ms.add(m)
+                    _, de, di, da = amounts(p, m)
+                    e, i, a = e + de, i + di, a + da
+        for p, scheme, region, _m, amount in BENEFITS:
+            if p == person and scheme == s and tree.within(region, within):
+                b += amount
+        out.append({"scheme": s, "months": len(ms), "contributionEmployer": f"{e:.2f}",
+                    "contributionIndividual": f"{i:.2f}", "individualAccount": f"{a:.2f}", "benefitsPaid": f"{b:.2f}"})
+    return {"year": 2025, "schemes": out}
+
+
+async def load(rt: Any, tmp: Path, name: str, persons: list[tuple[str, str]],
+               contributions: list[tuple[str, str, str, list[int]]], benefits: list[Any]) -> None:
+    d = tmp / name
+    d.mkdir(exist_ok=True)
+    if persons:
+        await import_file(rt.pool, rt.node, "persons", write(d / "persons.csv", ["id_number", "name", "region_code"],
+                                                              [[p, "测试" + p[-4:], r] for p, r in persons]), progress=False)
+    rows = []
+    for p, scheme, region, mlist in contributions:
+        for m in mlist:
+            base, e, i, a = amounts(p, m)
+            rows.append([p, scheme, f"2025-{m:02d}", region, "", base, e, i, a])
+    if rows:
+        await import_file(rt.pool, rt.node, "contributions", write(
+            d / "contributions.csv", ["id_number", "scheme", "month", "region_code", "employer_credit_code", "base",
+                                      "employer_amount", "individual_amount", "individual_account_amount"], rows),
+            progress=False)
+    if benefits:
+        await import_file(rt.pool, rt.node, "benefits", write(
+            d / "benefits.csv", ["id_number", "scheme", "month", "region_code", "amount"],
+            [[p, s, f"2025-{m:02d}", r, a] for p, s, r, m, a in benefits]), progress=False)
+
+
+@dataclass
+class Fed:
+    nodes: dict[str, RunningNode]
+    dbs: dict[str, str]
+    ports: dict[str, int]
+    tree: Tree
+
+    async def ask(self, node: str, query: str, variables: dict[str, Any] | None = None,
+                  tok: str = NATIONAL) -> dict[str, Any]:
+        return await self.nodes[node].post(query, variables, tok)
+
+    def counts(self) -> dict[str, int]:
+        return {n: r.requests for n, r in self.nodes.items()}
+
+    async def start(self, name: str) -> None:
+        self.nodes[name] = await start_node(config(name, self.ports), self.dbs[name], self.ports[name])
+
+
+def config(name: str, ports: dict[str, int]) -> Any:
+    def url(n: str) -> str:
+        return f"http://127.0.0.1:{ports[n]}/graphql"
+
+    children = [{"region": NODES[c], "url": url(c), "name": c, "timeout_s": 3}
+                for c, p in PARENT.items() if p == name]
+    extra = {"parent": {"url": url(PARENT[name]), "timeout_s": 3}} if name in PARENT else {}
+    return node_config(NODES[name], name, children, **extra)
+
+
+@pytest.fixture(scope="module")
+async def fed(tmp_path_factory: pytest.TempPathFactory, tree: Tree, new_db: Any) -> AsyncIterator[Fed]:
+    tmp = tmp_path_factory.mktemp("persons")
+    ports = {n: free_port() for n in NODES}
+    dbs = {n: await new_db() for n in NODES}
+    f = Fed({}, dbs, ports, tree)
+    # Load each node's part before any node runs: the parents read their children's
+    # persons when they start.
+    from tierfed.runtime import open_runtime
+
+    for name in NODES:
+        rt = await open_runtime(config(name, ports), dbs[name], check_children=False)
+        try:
+            regs = [(p, r) for p, rs in REGISTRATIONS.items() for r in rs if owner(r) == name]
+            await load(rt, tmp, name, regs, [c for c in CONTRIBUTIONS if owner(c[2]) == name],
+                       [b for b in BENEFITS if owner(b[2]) == name])
+        finally:
+            await rt.close()
+    for name in ("shenzhen", "sichuan", "guangdong", "central"):
+        await f.start(name)
+    yield f
+    for n in f.nodes.values():
+        await n.stop()
+
+
+STATEMENT = """query($id: String!) { person(idNumber: $id) { idNumber name region { code } complete missing { code }
+  statement(year: 2025) { year complete missing { code } schemes { scheme months contributionEmployer
+    contributionIndividual individualAccount benefitsPaid } } } }"""
+
+
+def statement_of(body: dict[str, Any]) -> dict[str, Any]:
+    st = dict(body["data"]["person"]["statement"])
+    assert st.pop("complete") is True and st.pop("missing") == []
+    return st
+
+
+@pytest.mark.parametrize("person", [P1, P2, P3, P4, P5])
+@pytest.mark.parametrize("node", ["central", "guangdong", "shenzhen", "sichuan"])
+async def test_statement_at_every_node_equals_the_records(fed: Fed, node: str, person: str) -> None:
+    regs = [r for r in REGISTRATIONS[person] if fed.tree.within(r, NODES[node])]
+    body = await fed.ask(node, STATEMENT, {"id": person})
+    assert "errors" not in body, body.get("errors")
+    if not regs:
+        assert body["data"]["person"] is None
+        return
+    assert statement_of(body) == expected_statement(person, NODES[node], fed.tree)
+    assert body["data"]["person"]["complete"] is True
+
+
+async def test_moved_persons_show_every_month_at_the_central_node(fed: Fed) -> None:
+    # The defect as reported: P1 had 1 of 11 PENSION months at the central node.
+    body = await fed.ask("central", STATEMENT, {"id": P1})
+    pension = statement_of(body)["schemes"][0]
+    assert pension["months"] == 11
+    p2 = statement_of(await fed.ask("central", STATEMENT, {"id": P2}))["schemes"]
+    assert p2[0]["months"] == 12 and p2[1]["months"] == 8 and p2[1]["benefitsPaid"] == "1234.56"
+    # Where the person is registered now: the node holding the latest record (Chengdu for P2).
+    assert (await fed.ask("central", STATEMENT, {"id": P2}))["data"]["person"]["region"]["code"] == CD
+    assert (await fed.ask("central", STATEMENT, {"id": P1}))["data"]["person"]["region"]["code"] == BJ
+
+
+async def test_a_lookup_asks_only_the_children_that_hold_the_person(fed: Fed) -> None:
+    for person, asked in ((P1, {"guangdong"}), (P5, set()), (P2, {"guangdong", "shenzhen", "sichuan"}),
+                          (P4, {"guangdong", "shenzhen"})):
+        before = fed.counts()
+        body = await fed.ask("central", STATEMENT, {"id": person})
+        after = fed.counts()
+        assert "errors" not in body, body.get("errors")
+        sent = {n for n in after if n != "central" and after[n] > before[n]}
+        assert sent == asked, person
+        assert all(after[n] - before[n] <= 1 for n in after)
+
+
+async def test_scope_shows_only_the_parts_inside_it(fed: Fed) -> None:
+    gd = token("440000", ("VIEWER",))
+    body = await fed.ask("central", STATEMENT, {"id": P2}, gd)
+    assert "errors" not in body, body.get("errors")
+    assert statement_of(body) == expected_statement(P2, "440000", fed.tree)
+    assert body["data"]["person"]["idNumber"] == codes.mask_id(P2)
+    # P5 is registered in Beijing only: a Guangdong token is refused, and an unknown person is null.
+    refused = await fed.ask("central", STATEMENT, {"id": P5}, gd)
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN" and P5 not in refused["errors"][0]["message"]
+    unknown = await fed.ask("central", STATEMENT, {"id": idn(99)}, gd)
+    assert "errors" not in unknown and unknown["data"]["person"] is None
+
+
+async def test_unmasked_reads_are_audited_where_they_are_answered(fed: Fed) -> None:
+    pool = fed.nodes["central"].runtime.pool
+    before = await pool.fetchval("select count(*) from pii_audit where id_number = $1", P2)
+    await fed.ask("central", STATEMENT, {"id": P2})
+    assert await pool.fetchval("select count(*) from pii_audit where id_number = $1", P2) == before + 1
+
+
+async def test_import_on_a_grandchild_reaches_the_central_index(fed: Fed, tmp_path: Path) -> None:
+    sz = fed.nodes["shenzhen"].runtime
+    extra = [(P6, "PENSION", SZ, months(6, 9)), (P1, "MEDICAL", SZ, months(12, 12))]
+    await load(sz, tmp_path, "late", [(P6, SZ), (P1, SZ)], extra, [])
+    # Done once every ancestor has read the new persons (what `tierfed import` waits for).
+    assert await sz.index.tell_parent() is None
+    for node, child in (("guangdong", "shenzhen"), ("central", "guangdong")):
+        held = await person_store.holders(fed.nodes[node].runtime.pool, [P6, P1])
+        assert child in held[P6] and child in held[P1], node
+    body = await fed.ask("central", STATEMENT, {"id": P6})
+    assert statement_of(body) == expected_statement(P6, "000000", fed.tree, extra)
+    body = await fed.ask("central", STATEMENT, {"id": P1})
+    assert statement_of(body) == expected_statement(P1, "000000", fed.tree, extra)
+    assert body["data"]["person"]["region"]["code"] == SZ
+
+
+async def test_index_rebuilt_from_the_children(fed: Fed) -> None:
+    central = fed.nodes["central"].runtime
+    before = await person_store.index_size(central.pool)
+    await person_store.index_clear(central.pool, "guangdong")
+    assert "guangdong" not in await person_store.index_size(central.pool)
+    rebuilt = await central.index.rebuild()
+    assert await person_store.index_size(central.pool) == before
+    assert rebuilt["guangdong"] == before["guangdong"]
+
+
+async def test_a_node_down_is_named_and_the_rest_is_kept(fed: Fed) -> None:
+    await fed.nodes["sichuan"].stop()
+    try:
+        body = await fed.ask("central", STATEMENT, {"id": P2})
+        person = body["data"]["person"]
+        assert person["complete"] is False and person["missing"] == [{"code": "510000"}]
+        st = person["statement"]
+        assert st["complete"] is False and st["missing"] == [{"code": "510000"}]
+        want = expected_statement(P2, "440000", fed.tree)
+        assert st["schemes"] == want["schemes"]
+        errs = body["errors"]
+        assert {e["extensions"]["code"] for e in errs} == {"TIER_UNAVAILABLE"} and "sichuan" in errs[0]["message"]
+        # A person no part of whom is on the node that is down: complete, no error.
+        ok = await fed.ask("central", STATEMENT, {"id": P1})
+        assert "errors" not in ok and ok["data"]["person"]["complete"] is True
+    finally:
+        await fed.start("sichuan")
+    assert statement_of(await fed.ask("central", STATEMENT, {"id": P2})) == expected_statement(P2, "000000", fed.tree)
+
+
+def test_statement_expectations_are_not_trivial() -> None:
+    # The expectations computed above really span nodes (guards the test data itself).
+    spans = {p: {owner(r) for q, _s, r, _m in CONTRIBUTIONS if q == p} for p in (P1, P2, P3)}
+    assert spans == {P1: {"guangdong", "central"}, P2: {"shenzhen", "guangdong", "sichuan"},
+                     P3: {"shenzhen", "sichuan"}}

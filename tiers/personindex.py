@@ -1,0 +1,193 @@
+"""The person index up the tree: which child node holds each person.
+
+Every node keeps a feed of the ID numbers its subtree holds (``person_presence``,
+numbered in commit order; migration 0004). A parent reads each child's feed from
+its watermark onwards and records the child as a holder (``person_index``); those
+rows enter the parent's own feed in the same transaction, so the index rises
+tier by tier.
+
+When does a parent read? When a child tells it that its feed moved (after an
+import, through ``_tierPersonsChanged``: the child's import is reported done
+once every ancestor has read it), at start, and every ``index_sync_interval_s``
+as a fallback. A child whose feed this node has not read since it started, or
+could not read at its last try, is "not current": person lookups ask it whatever
+the index says, so a lagging index costs a request, never a missing month.
+
+Node-to-node calls here run without a caller: they carry a token the node signs
+for itself with the NODE role (scope: its own region), and a child answers its
+feed only to a NODE token whose scope covers it; a parent reads a child only when
+the token that tells it comes from that child's region.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tierfed.auth import Keys
+from tierfed.config import NodeConfig
+from tierfed.errors import UserError
+
+from . import person_store
+from .node import Child, Node
+from .remote import ChildClients
+
+log = logging.getLogger("tierfed.personindex")
+
+PAGE = 5000
+FEED = "query TierfedPresence($a: [JSON!]!) { c0: _tierCall(kind: \"presence\", args: $a) }"
+TELL = "mutation TierfedPersonsChanged { _tierPersonsChanged }"
+NODE_ROLE = "NODE"
+
+
+class PersonIndex:
+    """One node's side of the person index: reading its children, telling its parent."""
+
+    def __init__(self, cfg: NodeConfig, pool: asyncpg.Pool, node: Node, clients: ChildClients, keys: Keys) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.node = node
+        self.clients = clients
+        self.keys = keys
+        self._current: set[str] = set()
+        self._locks: dict[str, asyncio.Lock] = {c.name: asyncio.Lock() for c in node.children}
+        self._told: int = -1  # the feed position the parent last confirmed
+        self._task: asyncio.Task[None] | None = None
+
+    def is_current(self, child: str) -> bool:
+        return child in self._current
+
+    def node_token(self) -> str | None:
+        """A short-lived token this node signs for itself, or None when it only verifies tokens."""
+        try:
+            return self.keys.sign(f"node:{self.cfg.name}", self.cfg.region, [NODE_ROLE], 300)
+        except UserError:
+            return None
+
+    # ------------------------------------------------------------ reading children
+
+    async def sync_child(self, child: Child) -> int:
+        """Read the child's feed from the watermark to its end; returns the ID numbers read.
+        Marks the child current on success and not current on failure (and raises)."""
+        async with self._locks[child.name]:
+            try:
+                n = await self._read_feed(child)
+            except Exception:
+                self._current.discard(child.name)
+                raise
+            self._current.add(child.name)
+            return n
+
+    async def _read_feed(self, child: Child) -> int:
+        tok = self.node_token()
+        if tok is None:
+            raise UserError("this node cannot sign node tokens ([auth] has no secret or private key)")
+        seq = (await person_store.synced(self.pool)).get(child.name, 0)
+        total = 0
+        while True:
+            body = await self.clients.post(child, tok, FEED, {"a": [{"since": seq, "first": PAGE}]})
+            if body.get("errors"):
+                raise RuntimeError(f"child node '{child.name}' refused its person feed: {body['errors'][0].get('message')}")
+            page = body["data"]["c0"][0]
+            ids = [str(i) for i in page["ids"]]
+            seq = int(page["seq"])
+            await person_store.index_add(self.pool, child.name, ids, seq)
+            total += len(ids)
+            if len(ids) < PAGE:
+                return total
+
+    async def sync_all(self) -> dict[str, str]:
+        """Read every child's feed; returns the children that could not be read, with why."""
+        problems: dict[str, str] = {}
+
+        async def one(ch: Child) -> None:
+            try:
+                await self.sync_child(ch)
+            except Exception as e:  # noqa: BLE001 - reported and retried
+                problems[ch.name] = f"{type(e).__name__}: {e}"
+
+        await asyncio.gather(*(one(c) for c in self.node.children))
+        for name, why in problems.items():
+            log.warning("person index: could not read child node %s: %s (asked on every lookup until read)",
+                        name, why)
+        return problems
+
+    async def rebuild(self) -> dict[str, int]:
+        """Forget what the index says of each child and read every feed from the start."""
+        out = {}
+        for ch in self.node.children:
+            await person_store.index_clear(self.pool, ch.name)
+            out[ch.name] = await self.sync_child(ch)
+        return out
+
+    def child_of_caller(self, scope: str) -> Child | None:
+        return next((c for c in self.node.children if c.region == scope), None)
+
+    # ------------------------------------------------------------ telling the parent
+
+    async def tell_parent(self) -> str | None:
+        """Tell the parent our feed moved and wait until it (and every ancestor) has read it.
+        Returns None when done or when there is no parent, else what went wrong."""
+        parent = self.cfg.parent
+        if parent is None:
+            return None
+        head = await person_store.presence_head(self.pool)
+        tok = self.node_token()
+        if tok is None:
+            return "this node cannot sign node tokens: its parent reads its persons at its own interval"
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(parent.timeout_s)) as c:
+                r = await c.post(parent.url, json={"query": TELL},
+                                 headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
+            body: Any = r.json()
+        except (httpx.HTTPError, ValueError, OSError) as e:
+            return f"parent node at {parent.url} could not be told ({type(e).__name__}); it reads again within " \
+                   f"{self.cfg.index_sync_interval_s:g} s"
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if errors or not isinstance(body, dict) or not (body.get("data") or {}).get("_tierPersonsChanged"):
+            msg = errors[0].get("message") if errors else "no confirmation"
+            return f"parent node at {parent.url} did not confirm: {msg}"
+        self._told = head
+        return None
+
+    async def tell_if_moved(self) -> None:
+        if self.cfg.parent is None:
+            return
+        if await person_store.presence_head(self.pool) != self._told:
+            problem = await self.tell_parent()
+            if problem:
+                log.warning("person index: %s", problem)
+
+    # ------------------------------------------------------------ in the background
+
+    async def start(self) -> None:
+        """Read the children and tell the parent once, then keep doing so in the background."""
+        if self.node.children:
+            await self.sync_all()
+        await self.tell_if_moved()
+        self._task = asyncio.get_running_loop().create_task(self._run(), name="person-index")
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.cfg.index_sync_interval_s)
+            try:
+                if self.node.children:
+                    await self.sync_all()
+                await self.tell_if_moved()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged, tried again next round
+                log.exception("person index: background round failed")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
+                pass
+            self._task = None

@@ -1,0 +1,214 @@
+"""One person across the federation: a person's parts on this node and on the child
+nodes that hold them, merged exactly.
+
+A person may be registered, and hold records, on several nodes (workers move
+between provinces). Each node answers for its subtree: its own part from its
+database, and the parts of the children that the person index says hold the
+person (``tiers.personindex``), asked through internal calls. Children whose
+index this node could not read yet are asked too, so an answer is never
+missing a part silently: a child that does not answer is named in ``missing``.
+
+Scope: a node's part is visible when the person's registration there lies
+inside the caller's scope; every node applies that to its own part with the
+caller's token. A person registered only outside the scope is FORBIDDEN.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+from tierfed.codes import month_str
+
+from . import person_store
+from .loading import Loader
+from .node import Child, Node
+from .remote import ChildFailed, RemoteCalls
+from .store import Store, StatementRow
+
+Z = Decimal("0.00")
+
+
+@dataclass(frozen=True, slots=True)
+class Registration:
+    name: str
+    region_code: str
+    last_month: date | None
+
+    def newer_than(self, other: Registration | None) -> bool:
+        """The registration where the person's latest record is: where they are insured now."""
+        if other is None:
+            return True
+        mine, theirs = self.last_month or date.min, other.last_month or date.min
+        return mine > theirs or (mine == theirs and self.region_code < other.region_code)
+
+
+@dataclass
+class Found:
+    """What a subtree knows of one person: the visible registration where the latest record
+    is, whether a registration outside the caller's scope exists, and the regions of the
+    child nodes that hold part of the person and did not answer."""
+
+    best: Registration | None = None
+    hidden: bool = False
+    missing: list[str] = field(default_factory=list)
+
+    def add(self, other: Found) -> None:
+        if other.best is not None and other.best.newer_than(self.best):
+            self.best = other.best
+        self.hidden = self.hidden or other.hidden
+        self.missing.extend(m for m in other.missing if m not in self.missing)
+
+    def to_json(self) -> dict[str, Any]:
+        b = self.best
+        return {"best": None if b is None else {"name": b.name, "region": b.region_code,
+                                                 "last": month_str(b.last_month) if b.last_month else None},
+                "hidden": self.hidden, "missing": self.missing}
+
+    @staticmethod
+    def from_json(v: dict[str, Any]) -> Found:
+        b = v["best"]
+        best = None
+        if b is not None:
+            last = date.fromisoformat(b["last"] + "-01") if b["last"] else None
+            best = Registration(str(b["name"]), str(b["region"]), last)
+        return Found(best, bool(v["hidden"]), [str(m) for m in v["missing"]])
+
+
+@dataclass
+class YearParts:
+    """One person's records of one year in a subtree, per scheme: the months with a
+    contribution record as a bit mask (bit 0 = January) and the sums."""
+
+    rows: dict[int, StatementRow] = field(default_factory=dict)
+    missing: list[str] = field(default_factory=list)
+
+    def add_row(self, r: StatementRow) -> None:
+        cur = self.rows.get(r.scheme)
+        if cur is None:
+            self.rows[r.scheme] = r
+            return
+        mask = cur.mask | r.mask
+        self.rows[r.scheme] = StatementRow(r.scheme, bin(mask).count("1"), cur.employer + r.employer,
+                                           cur.individual + r.individual,
+                                           cur.individual_account + r.individual_account,
+                                           cur.benefits_paid + r.benefits_paid, mask)
+
+    def add(self, other: YearParts) -> None:
+        for r in other.rows.values():
+            self.add_row(r)
+        self.missing.extend(m for m in other.missing if m not in self.missing)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"rows": [[r.scheme, r.mask, str(r.employer), str(r.individual), str(r.individual_account),
+                          str(r.benefits_paid)] for _, r in sorted(self.rows.items())],
+                "missing": self.missing}
+
+    @staticmethod
+    def from_json(v: dict[str, Any]) -> YearParts:
+        out = YearParts(missing=[str(m) for m in v["missing"]])
+        for scheme, mask, e, i, a, b in v["rows"]:
+            out.add_row(StatementRow(int(scheme), bin(int(mask)).count("1"), Decimal(e), Decimal(i), Decimal(a),
+                                     Decimal(b), int(mask)))
+        return out
+
+
+class PersonParts:
+    """The loaders of one pass of one operation for persons across the federation."""
+
+    def __init__(self, node: Node, store: Store, remote: RemoteCalls, may_see: Callable[[str], bool],
+                 index_current: Callable[[str], bool]) -> None:
+        self.node = node
+        self.pool: asyncpg.Pool = store.pool
+        self.store = store
+        self.remote = remote
+        self.may_see = may_see
+        self.index_current = index_current
+        self._local = Loader(self._local_batch, max_batch_size=5000)
+        self._holders = Loader(self._holders_batch, max_batch_size=5000)
+        self.person = Loader(self._person_batch, max_batch_size=5000)
+        self.year = Loader(self._year_batch, max_batch_size=5000)
+
+    async def _local_batch(self, ids: list[str]) -> list[person_store.PersonPart | None]:
+        found = await person_store.person_parts(self.pool, ids)
+        return [found.get(i) for i in ids]
+
+    async def _holders_batch(self, ids: list[str]) -> list[list[Child]]:
+        """Per ID number, the children to ask: those the index names, and those whose index is not read yet."""
+        if not self.node.children:
+            return [[] for _ in ids]
+        held = await person_store.holders(self.pool, ids)
+        return [[c for c in self.node.children if c.name in held.get(i, ()) or not self.index_current(c.name)]
+                for i in ids]
+
+    async def _ask(self, child: Child, kind: str, arg: dict[str, Any]) -> Any:
+        try:
+            return await self.remote.call(child, kind, arg)
+        except ChildFailed:
+            return ChildFailed
+
+    async def _person_batch(self, ids: list[str]) -> list[Found | None]:
+        """None only while planning a query whose answer depends on children."""
+        local = await self._local.load_many(ids)
+        holders = await self._holders.load_many(ids)
+        asks = [[(c, self._ask(c, "person", {"id": i})) for c in cs] for i, cs in zip(ids, holders)]
+        out: list[Found | None] = []
+        for part, pending in zip(local, asks):
+            f = Found()
+            if part is not None:
+                if self.may_see(part.region_code):
+                    f.best = Registration(part.name, part.region_code, part.last_month)
+                else:
+                    f.hidden = True
+            planned = False
+            for child, got in zip([c for c, _ in pending], await asyncio.gather(*(a for _, a in pending))):
+                if got is None:
+                    planned = True
+                elif got is ChildFailed:
+                    f.missing.append(child.region)
+                else:
+                    f.add(Found.from_json(got))
+            out.append(None if planned else f)
+        return out
+
+    async def _year_batch(self, keys: list[tuple[str, int]]) -> list[YearParts | None]:
+        local = await self._local.load_many([k[0] for k in keys])
+        visible = [i for i, part in enumerate(local) if part is not None and self.may_see(part.region_code)]
+        rows = await self.store.statements([keys[i] for i in visible]) if visible else []
+        local_rows = dict(zip(visible, rows))
+        holders = await self._holders.load_many([k[0] for k in keys])
+        out: list[YearParts | None] = []
+        for n, ((idn, year), cs) in enumerate(zip(keys, holders)):
+            y = YearParts()
+            for r in local_rows.get(n, {}).values():
+                y.add_row(r)
+            got_all = await asyncio.gather(*(self._ask(c, "statement", {"id": idn, "year": year}) for c in cs))
+            planned = False
+            for child, got in zip(cs, got_all):
+                if got is None:
+                    planned = True
+                elif got is ChildFailed:
+                    y.missing.append(child.region)
+                else:
+                    y.add(YearParts.from_json(got))
+            out.append(None if planned else y)
+        return out
+
+
+def statement_rows(y: YearParts, schemes: int) -> list[StatementRow]:
+    """One row per scheme in Scheme order, zeros where the person has none."""
+    return [y.rows.get(s) or StatementRow(s, 0, Z, Z, Z, Z, 0) for s in range(1, schemes + 1)]
+
+
+async def answer_calls(parts: PersonParts, kind: str, args: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """This node's answers to a parent's person calls (its whole subtree's parts)."""
+    if kind == "person":
+        found = await parts.person.load_many([str(a["id"]) for a in args])
+        return [(f or Found()).to_json() for f in found]
+    years = await parts.year.load_many([(str(a["id"]), int(a["year"])) for a in args])
+    return [(y or YearParts()).to_json() for y in years]
