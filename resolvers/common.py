@@ -77,17 +77,6 @@ def _is_list(t: Any) -> bool:
     return isinstance(t, GraphQLList)
 
 
-async def held_here_or_below(info: Info, rec: Any, region_code: str | None, what: str) -> Any:
-    """A record found here (readable inside the caller's scope only), or else the first
-    child's answer: for persons and employers, whose region a key does not tell."""
-    c = ctx(info)
-    if rec is not None:
-        assert region_code is not None
-        c.access.region(region_code, what)
-        return rec
-    return await first_found(info, c.node.children)
-
-
 async def first_found(info: Info, children: list[Child]) -> Any:
     """Ask every child for a root field whose holder is unknown; the first non-null answer wins."""
     for ch in children:

@@ -19,9 +19,10 @@ from strawberry.types import Info
 from tierfed.tiers.figures import Summary
 from tierfed.tiers.loading import Loader
 from tierfed.tiers.node import Node
+from tierfed.tiers.employers import EmployerParts
 from tierfed.tiers.persons import PersonParts
 from tierfed.tiers.remote import RemoteCalls
-from tierfed.tiers.store import Store, employer_totals, employers
+from tierfed.tiers.store import Store
 
 from tierfed.auth import Access, Caller
 
@@ -53,8 +54,6 @@ LOADERS: dict[str, Callable[[Store], DataLoader]] = {
     "pool_predecessors": lambda s: by_key(s.pools_by_successor, []),
     "pool_covering": lambda s: by_key(s.pools_covering),
     "pool_opening": lambda s: by_key(s.pool_openings),
-    "employer": lambda s: by_key(lambda codes: employers(s.pool, codes)),
-    "employer_totals": lambda s: by_key(lambda keys: employer_totals(s.pool, keys)),
 }
 
 
@@ -131,6 +130,7 @@ class Context:
     remote: RemoteCalls
     summary: SummaryLoader
     persons: PersonParts
+    employers: EmployerParts
     operation_name: str | None = None
     pii_reads: list[tuple[str, str]] = field(default_factory=list)
     runtime: Any = None

@@ -6,9 +6,11 @@ from typing import Any
 
 from strawberry.types import Info
 from tierfed.tiers import person_store
+from tierfed.tiers.employers import answer_calls as employer_calls
 from tierfed.tiers.persons import answer_calls
 from tierfed.tiers.remote import summary_to_json
 
+from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, forbidden
 
 from .common import as_month, subtree_region, year_arg
@@ -38,6 +40,13 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
             if kind == "statement":
                 year_arg(int(a.get("year", 0)))
         return await answer_calls(c.persons, kind, args)
+    if kind in ("employer", "employer_totals"):
+        for a in args:
+            try:
+                codes.credit_code(str(a.get("code", "")))
+            except ValueError as e:
+                raise bad_input(str(e), argument="args") from None
+        return await employer_calls(c.employers, kind, args, as_month)
     if kind == "presence":
         node_caller(info)
         out = []

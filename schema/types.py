@@ -351,9 +351,21 @@ class Employer:
     async def region(self, info: Info) -> Region:
         return await emp.employer_region(self, info)  # type: ignore[arg-type,return-value]
 
-    @strawberry.field(description="The employer's own contribution records summed per scheme, in Scheme order.")
+    @strawberry.field(description=(
+        "The employer's own contribution records summed per scheme, in Scheme order: on every node where it is "
+        "registered inside your scope, added up."))
     async def contributions(self, info: Info, period: PeriodInput) -> list[EmployerSchemeTotals]:
         return await emp.contributions(self, info, period.from_, period.to)  # type: ignore[arg-type,return-value]
+
+    @strawberry.field(description=(
+        "False when a child node did not answer: the employer's records there are missing from contributions "
+        "(see missing and the TIER_UNAVAILABLE error)."))
+    def complete(self) -> bool:
+        return not self.missing  # type: ignore[attr-defined]
+
+    @strawberry.field(name="missing", description="Regions of the child nodes that did not answer.")
+    async def missing_regions(self, info: Info) -> list[Region]:
+        return await per.missing_regions(info, self.missing)  # type: ignore[attr-defined,return-value]
 
 
 @strawberry.type(description="One province's part in the pension central adjustment for a year.")

@@ -70,6 +70,10 @@ CONTRIBUTIONS = [
     (P4, "MEDICAL", GZ, months(1, 2)), (P4, "MEDICAL", SZ2, months(2, 5)),
     (P5, "PENSION", BJ2, months(1, 12)),
 ]
+# An employer with branches in Beijing (central node) and Chengdu (Sichuan node).
+EMPLOYER = "91110101MA0000001" + codes.credit_check_char("91110101MA0000001")
+EMPLOYER_OF = {(P5, BJ2): EMPLOYER, (P3, CD): EMPLOYER}
+EMPLOYER_AT = [BJ, CD]
 BENEFITS = [(P2, "MEDICAL", GZ, 6, Decimal("1234.56")), (P1, "MEDICAL", BJ, 3, Decimal("88.10"))]
 REGISTRATIONS = {P1: [GZ, BJ], P2: [SZ, GZ, CD], P3: [SZ, CD], P4: [GZ, SZ2], P5: [BJ2]}
 
@@ -116,11 +120,16 @@ async def load(rt: Any, tmp: Path, name: str, persons: list[tuple[str, str]],
     if persons:
         await import_file(rt.pool, rt.node, "persons", write(d / "persons.csv", ["id_number", "name", "region_code"],
                                                               [[p, "测试" + p[-4:], r] for p, r in persons]), progress=False)
+    employers = [r for r in EMPLOYER_AT if owner(r) == name and persons]
+    if employers:
+        await import_file(rt.pool, rt.node, "employers", write(
+            d / "employers.csv", ["credit_code", "name", "region_code", "industry_risk_class"],
+            [[EMPLOYER, "测试科技有限公司", r, 2] for r in employers]), progress=False)
     rows = []
     for p, scheme, region, mlist in contributions:
         for m in mlist:
             base, e, i, a = amounts(p, m)
-            rows.append([p, scheme, f"2025-{m:02d}", region, "", base, e, i, a])
+            rows.append([p, scheme, f"2025-{m:02d}", region, EMPLOYER_OF.get((p, region), ""), base, e, i, a])
     if rows:
         await import_file(rt.pool, rt.node, "contributions", write(
             d / "contributions.csv", ["id_number", "scheme", "month", "region_code", "employer_credit_code", "base",
@@ -304,3 +313,38 @@ def test_statement_expectations_are_not_trivial() -> None:
     spans = {p: {owner(r) for q, _s, r, _m in CONTRIBUTIONS if q == p} for p in (P1, P2, P3)}
     assert spans == {P1: {"guangdong", "central"}, P2: {"shenzhen", "guangdong", "sichuan"},
                      P3: {"shenzhen", "sichuan"}}
+
+
+EMPLOYER_Q = """query($c: String!) { employer(creditCode: $c) { creditCode region { code } complete missing { code }
+  contributions(period: {from: "2025-01", to: "2025-12"}) { scheme employees contributorMonths
+    contributionEmployer contributionIndividual averageBase } } }"""
+
+
+def expected_employer(within: str, tree: Tree) -> list[dict[str, Any]]:
+    out = []
+    for s in SCHEMES:
+        n, e, i, base, last = 0, Decimal("0.00"), Decimal("0.00"), Decimal("0"), set()
+        for p, scheme, region, mlist in CONTRIBUTIONS:
+            if scheme != s or EMPLOYER_OF.get((p, region)) != EMPLOYER or not tree.within(region, within):
+                continue
+            for m in mlist:
+                b, de, di, _ = amounts(p, m)
+                n, e, i, base = n + 1, e + de, i + di, base + b
+                if m == 12:
+                    last.add(p)
+        avg = (base / n).quantize(Decimal("0.01")) if n else Decimal("0.00")
+        out.append({"scheme": s, "employees": len(last), "contributorMonths": n, "contributionEmployer": f"{e:.2f}",
+                    "contributionIndividual": f"{i:.2f}", "averageBase": f"{avg:.2f}"})
+    return out
+
+
+@pytest.mark.parametrize("node", ["central", "sichuan"])
+async def test_employer_records_on_several_nodes_are_added_up(fed: Fed, node: str) -> None:
+    body = await fed.ask(node, EMPLOYER_Q, {"c": EMPLOYER})
+    assert "errors" not in body, body.get("errors")
+    emp = body["data"]["employer"]
+    assert emp["contributions"] == expected_employer(NODES[node], fed.tree)
+    assert emp["complete"] is True and emp["region"]["code"] == (BJ if node == "central" else CD)
+    if node == "central":
+        # both branches count: Beijing's months and Chengdu's
+        assert emp["contributions"][0]["contributorMonths"] == 12 + 2

@@ -35,6 +35,7 @@ from .errors import Code, TierfedError
 from .resolvers.context import Context, Loaders, SummaryLoader
 from .runtime import Runtime
 from .schema.root import schema
+from .tiers.employers import EmployerParts
 from .tiers.persons import PersonParts
 from .tiers.remote import LIVE, PLAN, Forwarded, RemoteCalls, wrap
 
@@ -166,6 +167,7 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
         return Context(rt.node, rt.store, caller, access, loaders, remote,
                        SummaryLoader(rt.node, loaders.local_summary, remote),
                        PersonParts(rt.node, rt.store, remote, access.may, rt.index.is_current),
+                       EmployerParts(rt.node, rt.store, remote, access.may),
                        prepared.label or operation_name, runtime=rt)
 
 
