@@ -8,7 +8,6 @@ each pass, as the planning pass fills it with placeholders.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -16,10 +15,10 @@ from typing import Any
 
 from aiodataloader import DataLoader
 from strawberry.types import Info
+from tierfed.tiers.employers import EmployerParts
 from tierfed.tiers.figures import Summary
 from tierfed.tiers.loading import Loader
 from tierfed.tiers.node import Node
-from tierfed.tiers.employers import EmployerParts
 from tierfed.tiers.persons import PersonParts
 from tierfed.tiers.remote import RemoteCalls
 from tierfed.tiers.store import Store

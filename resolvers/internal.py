@@ -13,6 +13,7 @@ from tierfed.tiers.remote import summary_to_json
 from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, forbidden
 
+from . import duplicates
 from .common import as_month, subtree_region, year_arg
 from .context import ctx
 from .persons import id_arg
@@ -47,6 +48,8 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
             except ValueError as e:
                 raise bad_input(str(e), argument="args") from None
         return await employer_calls(c.employers, kind, args, as_month)
+    if kind == "duplicates":
+        return await duplicates.answer_calls(info, args)
     if kind == "presence":
         node_caller(info)
         out = []

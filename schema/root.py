@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 from tierfed.resolvers import adjustment as adj
 from tierfed.resolvers import audit, internal
+from tierfed.resolvers import duplicates as dup
 from tierfed.resolvers import employers as emp
 from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
@@ -23,6 +24,7 @@ from .scalars import Decimal
 from .types import (
     Agency,
     CentralAdjustment,
+    DuplicateInsurance,
     Employer,
     PeriodInput,
     Person,
@@ -79,6 +81,14 @@ class Query(pooling_types.PoolingQueries):
     @strawberry.field
     async def central_adjustment(self, info: Info, year: int, ratio: Decimal) -> CentralAdjustment:
         return await adj.central_adjustment(info, year, ratio)  # type: ignore[return-value]
+
+    @strawberry.field(description=(
+        "Persons with contribution records of the same scheme and month in two or more regions of the subtree, "
+        "wherever in the federation those records are held; ordered by ID number, scheme, month; at most `first`."))
+    async def duplicate_insurance(self, info: Info, region: strawberry.ID, period: PeriodInput,
+                                  first: int | None = 100) -> list[DuplicateInsurance]:
+        return await dup.duplicate_insurance(info, str(region), period.from_, period.to,  # type: ignore[return-value]
+                                             100 if first is None else first)
 
     @strawberry.field(description=(
         "Reads of unmasked ID numbers on this node, newest first. Needs AUDITOR and a scope over the node's region."))

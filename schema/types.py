@@ -405,3 +405,17 @@ class TierSummaryKey:
 
 
 __all__ = ["JSON", "adj"]
+
+
+@strawberry.type(description="A person with records of one scheme and month in more than one region (insured, or paid, twice).")
+class DuplicateInsurance:
+    @strawberry.field(description="The person, as registered where the first listed record was handled.")
+    def person(self) -> Person:
+        return self.person  # type: ignore[attr-defined,no-any-return]
+
+    scheme: Scheme
+    month: Month
+
+    @strawberry.field(description="In code order; two or more.")
+    async def regions(self, info: Info) -> list[Region]:
+        return list(await ctx(info).loaders.region.load_many(list(self.region_codes)))  # type: ignore[attr-defined]

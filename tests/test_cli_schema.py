@@ -12,7 +12,7 @@ import pytest
 from graphql import build_schema, find_breaking_changes
 
 from tests.conftest import SECRET
-from tierfed.db import migrate
+from tierfed.db import migrate, migration_files
 
 ROOT = Path(__file__).resolve().parent.parent
 CONTRACT = ROOT.parent / "shared" / "contract" / "schema.graphql"
@@ -110,6 +110,9 @@ EXPECTED_TABLES = {
              "created_at"},
     "pooling_change": {"id", "idempotency_key", "input", "result", "caller", "created_at"},
     "pii_audit": {"id", "at", "caller", "scope", "id_number", "operation"},
+    "person_presence": {"id_number", "seq"},
+    "person_index": {"id_number", "child"},
+    "person_index_sync": {"child", "seq", "synced_at"},
     "schema_migrations": {"version", "name", "applied_at"},
 }
 
@@ -123,7 +126,9 @@ async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) ->
     con = await asyncpg.connect(url)
     try:
         applied = await migrate(con)
-        assert applied == ["0001_directory_and_records.sql", "0002_pools_and_audit.sql", "0003_employer_records.sql"]
+        assert applied == sorted(name for _, name, _ in migration_files())
+        assert applied[:4] == ["0001_directory_and_records.sql", "0002_pools_and_audit.sql",
+                               "0003_employer_records.sql", "0004_person_index.sql"]
         rows = await con.fetch("select table_name, column_name from information_schema.columns "
                                "where table_schema = 'public' and table_name not like '%\\_20%'")
         got: dict[str, set[str]] = {}

@@ -348,3 +348,53 @@ async def test_employer_records_on_several_nodes_are_added_up(fed: Fed, node: st
     if node == "central":
         # both branches count: Beijing's months and Chengdu's
         assert emp["contributions"][0]["contributorMonths"] == 12 + 2
+
+
+DUPS = """query($r: ID!, $first: Int) { duplicateInsurance(region: $r, period: {from: "2025-01", to: "2025-12"},
+  first: $first) { person { idNumber name } scheme month regions { code } } }"""
+
+
+def expected_duplicates(within: str, tree: Tree) -> list[dict[str, Any]]:
+    held: dict[tuple[str, str, int], set[str]] = {}
+    for p, scheme, region, mlist in CONTRIBUTIONS:
+        if tree.within(region, within):
+            for m in mlist:
+                held.setdefault((p, scheme, m), set()).add(region)
+    return [{"person": {"idNumber": p, "name": "测试" + p[-4:]}, "scheme": s, "month": f"2025-{m:02d}",
+             "regions": [{"code": r} for r in sorted(rs)]}
+            for (p, s, m), rs in sorted(held.items(), key=lambda kv: (kv[0][0], SCHEMES.index(kv[0][1]), kv[0][2]))
+            if len(rs) > 1]
+
+
+@pytest.mark.parametrize(("node", "region"), [("central", "000000"), ("guangdong", "440000"), ("central", "440000"),
+                                              ("shenzhen", "440300"), ("sichuan", "510000")])
+async def test_duplicates_found_across_nodes(fed: Fed, node: str, region: str) -> None:
+    body = await fed.ask(node, DUPS, {"r": region})
+    assert "errors" not in body, body.get("errors")
+    want = expected_duplicates(region, fed.tree)
+    assert body["data"]["duplicateInsurance"] == want
+    if region == "000000":
+        # across nodes (Shenzhen and Chengdu) and inside Guangdong's subtree (Guangzhou and Nanshan)
+        assert [(d["person"]["idNumber"], d["scheme"], d["month"]) for d in want] == [
+            (P3, "PENSION", "2025-03"), (P4, "MEDICAL", "2025-02")]
+
+
+async def test_duplicates_paged_masked_and_refused_outside_scope(fed: Fed) -> None:
+    one = await fed.ask("central", DUPS, {"r": "000000", "first": 1})
+    assert [d["person"]["idNumber"] for d in one["data"]["duplicateInsurance"]] == [P3]
+    masked = await fed.ask("central", DUPS, {"r": "000000"}, token("000000", ("VIEWER",)))
+    assert [d["person"]["idNumber"] for d in masked["data"]["duplicateInsurance"]] == [codes.mask_id(P3),
+                                                                                      codes.mask_id(P4)]
+    refused = await fed.ask("central", DUPS, {"r": "000000"}, token("440000", ("VIEWER",)))
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    for first in (0, 1001):
+        bad = await fed.ask("central", DUPS, {"r": "000000", "first": first})
+        assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "first" in bad["errors"][0]["message"]
+
+
+async def test_duplicates_ask_each_child_once(fed: Fed) -> None:
+    before = fed.counts()
+    body = await fed.ask("central", DUPS, {"r": "000000"})
+    after = fed.counts()
+    assert "errors" not in body
+    assert {n: after[n] - before[n] for n in after} == {"central": 1, "guangdong": 1, "shenzhen": 1, "sichuan": 1}

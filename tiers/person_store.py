@@ -63,11 +63,12 @@ order by i.id_number
 
 # The months of each (person, scheme, region) in a period, for regions in a subtree.
 RECORD_MONTHS = """
-select c.id_number, c.scheme, c.region_code, array_agg(c.month order by c.month) as months
+select c.id_number, p.name, c.scheme, c.region_code, array_agg(c.month order by c.month) as months
 from contribution c
 join region_closure rc on rc.descendant = c.region_code and rc.ancestor = $4
+join person p on p.id_number = c.id_number
 where c.id_number = any($1::text[]) and c.month between $2 and $3
-group by 1, 2, 3
+group by 1, 2, 3, 4
 """
 
 
@@ -125,8 +126,19 @@ async def candidates(pool: asyncpg.Pool, children: Sequence[str], with_local: bo
             for r in await pool.fetch(CANDIDATES, list(children), with_local)]
 
 
+@dataclass(frozen=True, slots=True)
+class RecordMonths:
+    """The months of one person's contribution records of one scheme in one region."""
+
+    id_number: str
+    name: str
+    scheme: int
+    region_code: str
+    months: tuple[date, ...]
+
+
 async def record_months(pool: asyncpg.Pool, ids: Sequence[str], first: date, last: date,
-                        within: str) -> list[tuple[str, int, str, list[date]]]:
-    """(ID number, scheme, region, months) of contribution records in regions of ``within``'s subtree."""
-    return [(r["id_number"], r["scheme"], r["region_code"], list(r["months"]))
+                        within: str) -> list[RecordMonths]:
+    """Contribution record months of ``ids`` in a period, in regions of ``within``'s subtree."""
+    return [RecordMonths(r["id_number"], r["name"], r["scheme"], r["region_code"], tuple(r["months"]))
             for r in await pool.fetch(RECORD_MONTHS, list(ids), first, last, within)]

@@ -23,13 +23,14 @@ from decimal import Decimal
 from typing import Any
 
 import asyncpg
+
 from tierfed.codes import month_str
 
 from . import person_store
 from .loading import Loader
 from .node import Child, Node
 from .remote import ChildFailed, RemoteCalls
-from .store import Store, StatementRow
+from .store import StatementRow, Store
 
 Z = Decimal("0.00")
 

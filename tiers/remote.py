@@ -270,14 +270,14 @@ class RemoteCalls:
                     return answer
                 for key, item in zip(needs.summaries, data["s"]):
                     answer.summaries[key] = summary_from_json(item)
-            for kind, keys in needs.calls.items():
-                alias = doc.calls[kind]
-                c_err = by_alias.get((alias, None))
-                if c_err is not None and data.get(alias) is None:
+            for kind, args in needs.calls.items():
+                c_alias = doc.calls[kind]
+                c_err = by_alias.get((c_alias, None))
+                if c_err is not None and data.get(c_alias) is None:
                     answer.failure = f"refused an internal call: {c_err.get('message')}"
                     return answer
-                for key, item in zip(keys, data[alias], strict=True):
-                    answer.calls[(kind, key)] = item
+                for arg, item in zip(args, data[c_alias], strict=True):
+                    answer.calls[(kind, arg)] = item
             for piece, (alias, idx) in doc.where.items():
                 got = data.get(alias)
                 answer.pieces[piece] = got if idx is None or got is None else got[idx]
@@ -358,12 +358,12 @@ def build_document(needs: ChildNeeds, variable_defs: dict[str, str], variables: 
         where[piece] = (alias, None)
         parts.append(f"{alias}: {piece}")
     calls: dict[str, str] = {}
-    for i, (kind, keys) in enumerate(needs.calls.items()):
-        alias, var = f"c{i}", f"tierfedC{i}"
-        defs.append(f"${var}: [JSON!]!")
-        sent[var] = [json.loads(k) for k in keys]
-        parts.append(f"{alias}: _tierCall(kind: {json.dumps(kind)}, args: ${var})")
-        calls[kind] = alias
+    for i, (kind, args) in enumerate(needs.calls.items()):
+        c_alias, c_var = f"c{i}", f"tierfedC{i}"
+        defs.append(f"${c_var}: [JSON!]!")
+        sent[c_var] = [json.loads(a) for a in args]
+        parts.append(f"{c_alias}: _tierCall(kind: {json.dumps(kind)}, args: ${c_var})")
+        calls[kind] = c_alias
     head = f"query TierfedForward({', '.join(defs)})" if defs else "query TierfedForward"
     return Document(head + " {\n  " + "\n  ".join(parts) + "\n}", sent, where, calls)
 

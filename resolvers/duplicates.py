@@ -1,0 +1,70 @@
+"""Insurance paid twice (``tiers.duplicates``): inside the token's scope; persons as for
+``person`` (masked ID numbers unless PII_READER, unmasked reads audited)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+from strawberry.types import Info
+from tierfed.tiers.duplicates import Duplicates
+from tierfed.tiers.figures import SCHEMES
+
+from tierfed.errors import bad_input
+
+from .common import subtree_region
+from .context import ctx
+from .persons import PersonView
+from .rollups import period_arg
+
+MAX_FIRST = 1000
+
+
+@dataclass(frozen=True, slots=True)
+class DuplicateRec:
+    person: PersonView
+    scheme: str
+    month: date
+    region_codes: tuple[str, ...]
+
+
+def finder(info: Info) -> Duplicates:
+    c = ctx(info)
+    return Duplicates(c.node, c.store, c.remote, c.runtime.index.is_current)
+
+
+def first_arg(first: int) -> int:
+    if not 1 <= first <= MAX_FIRST:
+        raise bad_input(f"first must be between 1 and {MAX_FIRST}, got {first}", argument="first")
+    return first
+
+
+async def duplicate_insurance(info: Info, region: str, start: object, end: object, first: int) -> list[DuplicateRec]:
+    code = subtree_region(info, region)
+    ctx(info).access.region(code, "duplicate insurance records")
+    f, t = period_arg(start, end)
+    found = await finder(info).find(code, f, t, first_arg(first))
+    if found is None:  # planning
+        return []
+    # The person as registered where the first listed record was handled.
+    return [DuplicateRec(PersonView(d.id_number, d.name, d.regions[0], tuple(found.missing)), SCHEMES[d.scheme - 1],
+                         d.month, d.regions) for d in found.duplicates]
+
+
+async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """A parent's duplicate calls, for this node's subtree."""
+    from .persons import id_arg
+
+    out = []
+    for a in args:
+        code = subtree_region(info, str(a.get("region", "")))
+        ctx(info).access.region(code, "duplicate insurance records")
+        f, t = period_arg(a.get("from"), a.get("to"))
+        ids = a.get("ids")
+        if not isinstance(ids, list):
+            raise bad_input("duplicates needs ids, a list of ID numbers", argument="args")
+        found = await finder(info).find(code, f, t, first_arg(int(a.get("first", 0))),
+                                        tuple(id_arg(str(i), "args") for i in ids))
+        out.append(found.to_json() if found else {"duplicates": [], "months": [], "missing": []})
+    return out
