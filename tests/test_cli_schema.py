@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import jwt
@@ -35,6 +36,33 @@ def test_served_sdl_breaks_nothing_in_the_contract() -> None:
     contract = build_schema(CONTRACT.read_text("utf-8"))
     served = build_schema(tierfed("schema").stdout, assume_valid_sdl=True)
     assert find_breaking_changes(contract, served) == []
+
+
+NEXT = CONTRACT.parent / "next.graphql"
+# The parts of the contract's next.graphql this server builds (types, and Type.field coordinates).
+BUILT_NEXT = ("DuplicateInsurance", "Query.duplicateInsurance")
+
+
+def _described(schema: Any, coordinate: str) -> str | None:
+    type_name, _, field_name = coordinate.partition(".")
+    t = schema.type_map[type_name]
+    d = (t.fields[field_name] if field_name else t).description
+    return " ".join(d.split()) if d else d  # line breaks of a block string are layout
+
+
+@pytest.mark.skipif(not NEXT.exists(), reason="the shared contract is not beside this checkout")
+def test_served_sdl_keeps_the_built_parts_of_next() -> None:
+    nxt = build_schema(CONTRACT.read_text("utf-8") + "\n" + NEXT.read_text("utf-8"))
+    served = build_schema(tierfed("schema").stdout, assume_valid_sdl=True)
+    names = {c.split(".")[-1] for c in BUILT_NEXT} | {c.split(".")[0] for c in BUILT_NEXT if "." not in c}
+    broken = [b.description for b in find_breaking_changes(nxt, served)
+              if any(n in b.description for n in names)]
+    assert broken == []
+    # next's descriptions are part of the contract: served as written (where next gives none, one may be added)
+    coordinates = [*BUILT_NEXT, *(f"{c}.{f}" for c in BUILT_NEXT if "." not in c for f in nxt.type_map[c].fields)]
+    for coordinate in coordinates:
+        if _described(nxt, coordinate) is not None:
+            assert _described(served, coordinate) == _described(nxt, coordinate), coordinate
 
 
 def write_cfg(tmp_path: Path, body: str) -> Path:
