@@ -6,9 +6,10 @@ from typing import Any
 
 from strawberry.types import Info
 from tierfed.tiers import person_store
+from tierfed.tiers.duplicates import months_to_json, outside_child
 from tierfed.tiers.employers import answer_calls as employer_calls
 from tierfed.tiers.persons import answer_calls
-from tierfed.tiers.remote import summary_to_json
+from tierfed.tiers.remote import LIVE, RemoteCalls, summary_to_json
 
 from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, forbidden
@@ -17,6 +18,7 @@ from . import duplicates
 from .common import as_month, subtree_region, year_arg
 from .context import ctx
 from .persons import id_arg
+from .rollups import period_arg
 
 
 async def tier_summaries(info: Info, keys: list[Any]) -> list[dict[str, Any]]:
@@ -50,6 +52,8 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
         return await employer_calls(c.employers, kind, args, as_month)
     if kind == "duplicates":
         return await duplicates.answer_calls(info, args)
+    if kind == "elsewhere":
+        return await elsewhere(info, args)
     if kind == "presence":
         node_caller(info)
         out = []
@@ -88,3 +92,28 @@ async def persons_changed(info: Info) -> bool:
     if problem:
         raise TierfedError(Code.TIER_UNAVAILABLE, problem, node=c.node.name)
     return True
+
+
+async def elsewhere(info: Info, args: list[Any]) -> list[Any]:
+    """For a child's import: the months held outside its subtree of the persons it shares with
+    the rest of the federation, asked of this node's other parts and of its own parent."""
+    c = ctx(info)
+    c.access.role("NODE", "this internal call")
+    rt = c.runtime
+    child = rt.index.child_of_caller(c.caller.scope)
+    if child is None:
+        raise forbidden(f"{c.caller.scope} is not a child node of this node")
+    if c.remote.planning:
+        return [[] for _ in args]  # the work below runs once, in the pass that answers
+    out = []
+    for a in args:
+        f, t = period_arg(a.get("from"), a.get("to"))
+        above, problem = await rt.index.held_elsewhere(f, t)
+        if problem:
+            raise TierfedError(Code.TIER_UNAVAILABLE, problem, node=c.node.name)
+        live = RemoteCalls(rt.clients, rt.index.node_token() or "", {}, {}, LIVE)
+        months = await outside_child(c.node, c.store, live, child, f, t, above)
+        if live.errors:
+            raise live.errors[0]
+        out.append(months_to_json(months))
+    return out

@@ -398,3 +398,44 @@ async def test_duplicates_ask_each_child_once(fed: Fed) -> None:
     after = fed.counts()
     assert "errors" not in body
     assert {n: after[n] - before[n] for n in after} == {"central": 1, "guangdong": 1, "shenzhen": 1, "sichuan": 1}
+
+
+async def test_duplicate_warning_through_the_cli(fed: Fed, tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    from tests.conftest import SECRET
+
+    p7 = idn(17)
+    sz = fed.nodes["shenzhen"].runtime
+    await load(sz, tmp_path, "p7", [(p7, SZ)], [(p7, "PENSION", SZ, [3])], [])
+    assert await sz.index.tell_parent() is None
+    cfg = tmp_path / "sichuan.toml"
+    cfg.write_text(f'[node]\nname = "sichuan"\nregion = "510000"\ndatabase_url = "{fed.dbs["sichuan"]}"\n'
+                   f'[auth]\njwt_secret = "{SECRET}"\n[parent]\nurl = "http://127.0.0.1:{fed.ports["central"]}/graphql"\n')
+    persons = write(tmp_path / "p.csv", ["id_number", "name", "region_code"], [[p7, "测试" + p7[-4:], CD]])
+    base, e, i, a = amounts(p7, 3)
+    records = write(tmp_path / "c.csv", ["id_number", "scheme", "month", "region_code", "employer_credit_code", "base",
+                                         "employer_amount", "individual_amount", "individual_account_amount"],
+                    [[p7, "PENSION", "2025-03", CD, "", base, e, i, a], [p7, "MEDICAL", "2025-03", CD, "", base, e, i, a]])
+
+    async def cli(kind: str, path: Path) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tierfed.cli", "import", kind, str(path), "--config", str(cfg),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    rc, out, err = await cli("persons", persons)
+    assert rc == 0 and "warning" not in out + err, out + err
+    rc, out, err = await cli("contributions", records)
+    assert rc == 0, err
+    assert "2 new" in out  # the import still goes through: cleaning up is the agencies' decision
+    warned = [line for line in out.splitlines() if line.startswith("warning:")]
+    assert warned == [f"warning: person {codes.mask_id(p7)} has a PENSION record for 2025-03 here ({CD}) "
+                      f"and also in {SZ}: insured twice?"], out + err
+    assert p7 not in out + err
+    body = await fed.ask("central", DUPS, {"r": "000000"})
+    assert (p7, "PENSION", "2025-03", [SZ, CD]) in [
+        (d["person"]["idNumber"], d["scheme"], d["month"], [r["code"] for r in d["regions"]])
+        for d in body["data"]["duplicateInsurance"]]

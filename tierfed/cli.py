@@ -119,15 +119,62 @@ def cmd_import(args: argparse.Namespace) -> int:
         try:
             rep = await import_file(rt.pool, rt.node, args.kind, args.file)
             # The persons this subtree holds may have changed: done once every ancestor has read them.
-            return rep, await rt.index.tell_parent()
+            problems = [await rt.index.tell_parent()]
+            found: list[str] = []
+            span = record_months(args.file) if args.kind == "contributions" else None
+            if span:
+                found, problem = await rt.index.duplicate_warnings(
+                    rt.store, *span, lambda ids: record_keys(args.file, ids))
+                problems.append(problem)
+            return rep, found, [p for p in problems if p]
         finally:
             await rt.close()
 
-    rep, problem = _run(go())
+    rep, found, problems = _run(go())
     print(f"{rep.kind}: {rep.rows} rows, {rep.inserted} new, {rep.unchanged} already stored")
-    if problem:
-        print(f"warning: {problem}", file=sys.stderr)
+    for line in found[:100]:
+        print(f"warning: {line}")
+    if len(found) > 100:
+        print(f"warning: {len(found) - 100} more records held elsewhere in the federation too")
+    for p in problems:
+        print(f"warning: {p}", file=sys.stderr)
     return 0
+
+
+def _records(path: str) -> Any:
+    """The rows of an imported records file as dicts (streamed; .gz read as it is)."""
+    import csv
+    import gzip
+
+    opener: Any = gzip.open if path.endswith(".gz") else open
+    with opener(path, "rt", encoding="utf-8", newline="") as f:
+        yield from csv.DictReader(f)
+
+
+def record_keys(path: str, ids: set[str]) -> set[tuple[str, int, Any]]:
+    """The (person, scheme number, month) keys of an imported records file, for some persons."""
+    from .tiers.figures import SCHEMES
+
+    return {(r["id_number"], SCHEMES.index(r["scheme"]) + 1, codes.month(r["month"]))
+            for r in _records(path) if r.get("id_number") in ids}
+
+
+def record_months(path: str) -> tuple[Any, Any] | None:
+    """The first and last month of an imported records file."""
+    from .errors import UserError
+
+    first = last = None
+    for row in _records(path):
+        m = row.get("month")
+        if m:
+            first = m if first is None or m < first else first
+            last = m if last is None or m > last else last
+    if first is None or last is None:
+        return None
+    try:
+        return codes.month(first), codes.month(last)
+    except ValueError as e:
+        raise UserError(f"{path}: {e}") from None
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -22,7 +22,8 @@ from typing import Any
 from tierfed.codes import month_str
 
 from . import person_store
-from .node import Node
+from .figures import SCHEMES
+from .node import Child, Node
 from .remote import ChildFailed, RemoteCalls
 from .store import Store
 
@@ -131,3 +132,50 @@ class Duplicates:
         except ChildFailed:
             return Found(missing=[child.region])
         return None if got is None else Found.from_json(got)
+
+
+async def outside_child(node: Node, store: Store, remote: RemoteCalls, child: Child, first: date, last: date,
+                        above: list[person_store.RecordMonths]) -> list[person_store.RecordMonths]:
+    """The months held outside ``child``'s subtree of the persons ``child`` shares with another
+    part of the federation: in this node's database, in its other children, and (``above``,
+    what the parent answered for this node) outside this node's subtree. ``remote`` is
+    live: this runs once, as this node, for a child's import."""
+    shared = await person_store.shared_with(store.pool, child.name)
+    held = await person_store.holders(store.pool, shared) if shared else {}
+    finder = Duplicates(node, store, remote, lambda _name: True)
+    asks = []
+    for k in node.children:
+        ids = tuple(i for i in shared if k.name in held.get(i, ())) if k.name != child.name else ()
+        if ids:
+            asks.append(finder._ask(k, k.region, first, last, 1, ids))
+    answers = await asyncio.gather(*asks)
+    months = [*await person_store.record_months(store.pool, shared, first, last, node.region),
+              *(m for a in answers if a for m in a.months)]
+    if above:
+        mine = await person_store.held_by(store.pool, child.name, sorted({m.id_number for m in above}))
+        months.extend(m for m in above if m.id_number in mine)
+    return months
+
+
+def months_to_json(months: Iterable[person_store.RecordMonths]) -> list[list[Any]]:
+    return Found(months=list(months)).to_json()["months"]  # type: ignore[no-any-return]
+
+
+def months_from_json(rows: list[Any]) -> list[person_store.RecordMonths]:
+    return Found.from_json({"duplicates": [], "months": rows, "missing": []}).months
+
+
+def warnings(own: Iterable[tuple[str, int, date, str]], elsewhere: Iterable[person_store.RecordMonths],
+             mask: Any) -> list[str]:
+    """One line per own record whose person, scheme and month is also held in another region."""
+    held: dict[tuple[str, int, date], set[str]] = defaultdict(set)
+    for m in elsewhere:
+        for x in m.months:
+            held[(m.id_number, m.scheme, x)].add(m.region_code)
+    out = []
+    for idn, scheme, month, region in own:
+        other = sorted(held.get((idn, scheme, month), set()) - {region})
+        if other:
+            out.append(f"person {mask(idn)} has a {SCHEMES[scheme - 1]} record for {month_str(month)} here "
+                       f"({region}) and also in {', '.join(other)}: insured twice?")
+    return out

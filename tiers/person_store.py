@@ -61,6 +61,26 @@ having count(*) >= 2 or ($2 and exists (select 1 from person p where p.id_number
 order by i.id_number
 """
 
+# Persons held by ``$1`` (a child) and by another part of this node's subtree: its
+# own database or another child.
+SHARED_WITH = """
+select i.id_number from person_index i
+where i.child = $1
+  and (exists (select 1 from person p where p.id_number = i.id_number)
+       or exists (select 1 from person_index o where o.id_number = i.id_number and o.child <> $1))
+order by i.id_number
+"""
+
+# Of ``$2``, the persons the index says ``$1`` (a child) holds.
+HELD_BY = "select id_number from person_index where child = $1 and id_number = any($2::text[])"
+
+# This node's own records of some persons in a period, by (person, scheme, month).
+OWN_KEYS = """
+select c.id_number, c.scheme, c.month, c.region_code from contribution c
+where c.id_number = any($1::text[]) and c.month between $2 and $3
+order by 1, 2, 3
+"""
+
 # The months of each (person, scheme, region) in a period, for regions in a subtree.
 RECORD_MONTHS = """
 select c.id_number, p.name, c.scheme, c.region_code, array_agg(c.month order by c.month) as months
@@ -142,3 +162,16 @@ async def record_months(pool: asyncpg.Pool, ids: Sequence[str], first: date, las
     """Contribution record months of ``ids`` in a period, in regions of ``within``'s subtree."""
     return [RecordMonths(r["id_number"], r["name"], r["scheme"], r["region_code"], tuple(r["months"]))
             for r in await pool.fetch(RECORD_MONTHS, list(ids), first, last, within)]
+
+
+async def shared_with(pool: asyncpg.Pool, child: str) -> list[str]:
+    return [r["id_number"] for r in await pool.fetch(SHARED_WITH, child)]
+
+
+async def held_by(pool: asyncpg.Pool, child: str, ids: Sequence[str]) -> set[str]:
+    return {r["id_number"] for r in await pool.fetch(HELD_BY, child, list(ids))}
+
+
+async def own_keys(pool: asyncpg.Pool, ids: Sequence[str], first: date, last: date) -> list[tuple[str, int, date, str]]:
+    return [(r["id_number"], r["scheme"], r["month"], r["region_code"])
+            for r in await pool.fetch(OWN_KEYS, list(ids), first, last)]

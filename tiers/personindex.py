@@ -23,24 +23,30 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Callable
+from datetime import date
 from typing import Any
 
 import asyncpg
 import httpx
 
 from tierfed.auth import Keys
+from tierfed.codes import mask_id, month_str
 from tierfed.config import NodeConfig
 from tierfed.errors import UserError
 
 from . import person_store
+from .duplicates import Duplicates, months_from_json, warnings
 from .node import Child, Node
-from .remote import ChildClients
+from .remote import LIVE, ChildClients, RemoteCalls
+from .store import Store
 
 log = logging.getLogger("tierfed.personindex")
 
 PAGE = 5000
 FEED = "query TierfedPresence($a: [JSON!]!) { c0: _tierCall(kind: \"presence\", args: $a) }"
 TELL = "mutation TierfedPersonsChanged { _tierPersonsChanged }"
+ELSEWHERE = "query TierfedElsewhere($a: [JSON!]!) { c0: _tierCall(kind: \"elsewhere\", args: $a) }"
 NODE_ROLE = "NODE"
 
 
@@ -153,6 +159,44 @@ class PersonIndex:
             return f"parent node at {parent.url} did not confirm: {msg}"
         self._told = head
         return None
+
+    async def held_elsewhere(self, first: date, last: date) -> tuple[list[person_store.RecordMonths], str | None]:
+        """From the parent: the months held outside this node's subtree, in a period, of the
+        persons this subtree shares with the rest of the federation (and what went wrong)."""
+        parent = self.cfg.parent
+        if parent is None:
+            return [], None
+        tok = self.node_token()
+        if tok is None:
+            return [], "this node cannot sign node tokens to ask its parent"
+        try:
+            async with httpx.AsyncClient(timeout=httpx.Timeout(parent.timeout_s * 4)) as c:
+                r = await c.post(parent.url, json={"query": ELSEWHERE, "variables": {
+                    "a": [{"from": month_str(first), "to": month_str(last)}]}},
+                    headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
+            body: Any = r.json()
+            if body.get("errors"):
+                return [], f"parent node at {parent.url}: {body['errors'][0].get('message')}"
+            return months_from_json(body["data"]["c0"][0]), None
+        except (httpx.HTTPError, ValueError, OSError, KeyError, TypeError, IndexError) as e:
+            return [], f"parent node at {parent.url} could not be asked ({type(e).__name__})"
+
+    async def duplicate_warnings(self, store: Store, first: date, last: date,
+                                 imported: Callable[[set[str]], set[tuple[str, int, date]]]
+                                 ) -> tuple[list[str], str | None]:
+        """After an import: its records (``imported`` gives the file's (person, scheme, month) keys
+        of some persons) whose person, scheme and month are also held elsewhere in the federation,
+        below this node or outside its subtree, one line each; and what could not be asked."""
+        months, problem = await self.held_elsewhere(first, last)
+        if self.node.children:
+            live = RemoteCalls(self.clients, self.node_token() or "", {}, {}, LIVE)
+            found = await Duplicates(self.node, store, live, self.is_current).find(self.node.region, first, last, 1000)
+            for d in found.duplicates if found else []:
+                months.extend(person_store.RecordMonths(d.id_number, d.name, d.scheme, r, (d.month,)) for r in d.regions)
+        ids = {m.id_number for m in months}
+        keys = imported(ids) if ids else set()
+        own = [k for k in await person_store.own_keys(self.pool, sorted(ids), first, last) if k[:3] in keys]
+        return warnings(own, months, mask_id), problem
 
     async def tell_if_moved(self) -> None:
         if self.cfg.parent is None:
