@@ -426,6 +426,50 @@ async def case_federation(b: Bench) -> None:
     b.stop_all()
 
 
+async def case_persons(b: Bench) -> None:
+    """Issue 17: a person's statement at the central node against the same at the province node
+    that holds the person (the index makes the central node ask that node alone), and
+    duplicateInsurance over the nation at the central node."""
+    ds = b.data
+    tok = b.token()
+    n = b.n(300, 60)
+    budget = b.n(30, 5)
+    central, prov_servers, provs = await start_topology(b, ds)
+    at = next(i for i, p in enumerate(provs) if p.region == PROVINCE)
+    idn = (await persons_of(provs[at].url, PROVINCE, 1))[0]
+    raw = gql(queries.PERSON_STATEMENT, {"id": idn}, tok)
+    g_central, g_holder = sequential(central.port, raw), sequential(prov_servers[at].port, raw)
+    a_central, a_holder = await g_central(), await g_holder()
+    if a_central != a_holder or a_central["data"]["person"] is None:
+        raise AssertionError("case persons: the central node's statement differs from the holder's")
+    s_holder = await timed(g_holder, n, budget_s=budget)
+    s_central = await timed(g_central, n, budget_s=budget)
+    dup = sequential(central.port, gql(queries.DUPLICATES, {"r": NATION, "p": PERIOD}, tok))
+    found = len((await dup())["data"]["duplicateInsurance"])
+    s_dup = await timed(dup, b.n(50, 10), budget_s=budget)
+    pool = await create_pool(cluster.url(ds.spec.db("fed_central")), min_size=1, max_size=1)
+    try:
+        indexed = await pool.fetchval("select count(*) from person_index")
+        multi = await pool.fetchval("select count(*) from (select id_number from person_index group by 1 "
+                                    "having count(*) > 1) m")
+    finally:
+        await pool.close()
+    for f in (g_central, g_holder, dup):
+        await f.conn.close()
+    out = {"holder": s_holder.to_json(), "central": s_central.to_json(), "ratio": ratio(s_central, s_holder),
+           "duplicates": s_dup.to_json(), "duplicates_found": found, "central_index_rows": indexed,
+           "persons_on_two_or_more_children": multi, "verified_equal": True}
+    b.results["persons"] = out
+    b.rows += [
+        Row("17 persons", "statement at central (checked equal to the holder's)", ms(s_central.median),
+            ms(s_central.p99), f"{out['ratio']:.2f}x holder", "close to the holder's"),
+        Row("17 persons", "  same at the province node that holds the person", ms(s_holder.median), ms(s_holder.p99)),
+        Row("17 persons", f"duplicateInsurance over the nation at central ({found} found, {multi:,} persons on "
+                          f"2+ child nodes, {indexed:,} index rows)", ms(s_dup.median), ms(s_dup.p99)),
+    ]
+    b.stop_all()
+
+
 async def case_soak(b: Bench) -> None:
     """Issue 5's load run: the mixed dashboard against the demo topology's central node."""
     ds = b.data

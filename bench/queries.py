@@ -60,3 +60,10 @@ select substr(region_code, 1, 2) as p, scheme, count(distinct id_number) filter 
        count(*) as contributor_months, sum(employer_amount) as employer
 from contribution where month between $1 and $2 group by 1, 2
 """
+
+# Issue 17: one person across the federation.
+PERSON_STATEMENT = """query PersonStatement($id: String!) { person(idNumber: $id) { idNumber name region { code }
+  complete statement(year: 2025) { complete schemes { scheme months contributionEmployer contributionIndividual
+  individualAccount benefitsPaid } } } }"""
+DUPLICATES = """query Duplicates($r: ID!, $p: PeriodInput!) { duplicateInsurance(region: $r, period: $p, first: 100) {
+  person { idNumber } scheme month regions { code } } }"""

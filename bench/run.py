@@ -32,6 +32,7 @@ CASES = {
     "dashboard": cases.case_dashboard,
     "federation": cases.case_federation,
     "soak": cases.case_soak,
+    "persons": cases.case_persons,
     "postgraphile": None,  # filled below (optional module)
     "storage": cases.storage,
 }

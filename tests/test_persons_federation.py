@@ -439,3 +439,33 @@ async def test_duplicate_warning_through_the_cli(fed: Fed, tmp_path: Path) -> No
     assert (p7, "PENSION", "2025-03", [SZ, CD]) in [
         (d["person"]["idNumber"], d["scheme"], d["month"], [r["code"] for r in d["regions"]])
         for d in body["data"]["duplicateInsurance"]]
+
+
+async def test_index_rebuild_command(fed: Fed, tmp_path: Path) -> None:
+    import asyncio
+    import sys
+
+    from tests.conftest import SECRET
+
+    def cfg(name: str, children: str = "") -> Path:
+        f = tmp_path / f"{name}.toml"
+        f.write_text(f'[node]\nname = "{name}"\nregion = "{NODES[name]}"\ndatabase_url = "{fed.dbs[name]}"\n'
+                     f'[auth]\njwt_secret = "{SECRET}"\n' + children)
+        return f
+
+    kids = "".join(f'[[children]]\nname = "{c}"\nregion = "{NODES[c]}"\nurl = "http://127.0.0.1:{fed.ports[c]}/graphql"\n'
+                   for c in ("guangdong", "sichuan"))
+
+    async def run(path: Path) -> tuple[int, str, str]:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "tierfed.cli", "index-rebuild", "--config", str(path),
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+        out, err = await asyncio.wait_for(proc.communicate(), 120)
+        return proc.returncode or 0, out.decode(), err.decode()
+
+    sizes = await person_store.index_size(fed.nodes["central"].runtime.pool)
+    rc, out, err = await run(cfg("central", kids))
+    assert rc == 0, err
+    assert out.splitlines() == [f"guangdong: {sizes['guangdong']} persons", f"sichuan: {sizes['sichuan']} persons"]
+    rc, out, err = await run(cfg("shenzhen"))
+    assert rc == 2 and err.count("\n") == 1 and "no [[children]]" in err

@@ -52,6 +52,9 @@ def _parser() -> argparse.ArgumentParser:
 
     sub.add_parser("schema", help="print the SDL the server serves")
 
+    x = sub.add_parser("index-rebuild", help="read every child node's persons again, from the start")
+    x.add_argument("--config")
+
     v = sub.add_parser("verify", help="check every summary against the raw records")
     v.add_argument("--config")
 
@@ -269,6 +272,27 @@ def tree_from_shipped(rows: list[tuple], rec: Any, tree_cls: Any) -> Any:
     return tree_cls(rec(code, name, tier, parent, anc(code)) for code, name, tier, parent in rows)
 
 
+def cmd_index_rebuild(args: argparse.Namespace) -> int:
+    from .runtime import open_runtime
+
+    cfg = load(args.config)
+    if not cfg.children:
+        raise UserError(f"node {cfg.name} has no [[children]]: there is no person index to rebuild")
+
+    async def go() -> dict[str, int]:
+        rt = await open_runtime(cfg, check_children=False)
+        try:
+            return await rt.index.rebuild()
+        except Exception as e:  # noqa: BLE001 - one clear line
+            raise UserError(f"could not read a child node's persons: {type(e).__name__}: {e}") from None
+        finally:
+            await rt.close()
+
+    for child, n in _run(go()).items():
+        print(f"{child}: {n} persons")
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -277,7 +301,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "demo": cmd_demo, "serve": cmd_serve, "migrate": cmd_migrate, "import": cmd_import,
+    "demo": cmd_demo, "serve": cmd_serve, "index-rebuild": cmd_index_rebuild, "migrate": cmd_migrate, "import": cmd_import,
     "token": cmd_token, "schema": cmd_schema, "verify": cmd_verify, "generate": cmd_generate,
 }
 
