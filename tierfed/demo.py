@@ -120,6 +120,16 @@ async def run_demo(port: int, persons: int, data_dir: Path) -> None:
         runtimes.append(rt)
         servers.append(uvicorn.Server(uvicorn.Config(create_app(c, rt), host=c.host, port=c.port,
                                                      log_level="warning", access_log=False)))
+    # Provinces first, each listening before the central node starts: the central node reads
+    # their persons when it starts. The addresses are printed once every node listens.
+    tasks: list[asyncio.Task[None]] = []
+    for server in servers:
+        tasks.append(asyncio.get_running_loop().create_task(server.serve()))
+        while not server.started:
+            if tasks[-1].done():
+                tasks[-1].result()
+                raise SystemExit(f"a node stopped while starting: {server.config.host}:{server.config.port}")
+            await asyncio.sleep(0.05)
     keys = Keys(cfgs[0].auth)
     day = 86400
     tokens = {
@@ -137,7 +147,7 @@ async def run_demo(port: int, persons: int, data_dir: Path) -> None:
     first = next(iter(tokens.values()))
     print(f"\ndashboard, signed in: http://{cfgs[0].listen}/dashboard#token={first}\n", flush=True)
     try:
-        await asyncio.gather(*(s.serve() for s in servers))
+        await asyncio.gather(*tasks)
     finally:
         for rt in runtimes:
             await rt.close()
