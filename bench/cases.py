@@ -436,7 +436,7 @@ async def case_persons(b: Bench) -> None:
     budget = b.n(30, 5)
     central, prov_servers, provs = await start_topology(b, ds)
     at = next(i for i, p in enumerate(provs) if p.region == PROVINCE)
-    idn = (await persons_of(provs[at].url, PROVINCE, 1))[0]
+    idn = (await persons_of(provs[at].database_url, PROVINCE, 1))[0]
     raw = gql(queries.PERSON_STATEMENT, {"id": idn}, tok)
     g_central, g_holder = sequential(central.port, raw), sequential(prov_servers[at].port, raw)
     a_central, a_holder = await g_central(), await g_holder()

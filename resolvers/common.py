@@ -44,6 +44,8 @@ def subtree_region(info: Info, code: str) -> str:
 def as_month(value: Any, argument: str) -> date:
     if isinstance(value, date):
         return value
+    if not isinstance(value, str):
+        raise bad_input(f"{argument} must be a month written YYYY-MM", argument=argument)
     try:
         return codes.month(value)
     except ValueError as e:
@@ -84,3 +86,11 @@ async def first_found(info: Info, children: list[Child]) -> Any:
         if got is not None:
             return got
     return None
+
+
+def int_arg(args: dict[str, Any], key: str) -> int:
+    """An integer field of an internal call's JSON argument."""
+    value = args.get(key)
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise bad_input(f"{key} must be an integer", argument="args")
+    return value

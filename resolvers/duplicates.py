@@ -13,7 +13,7 @@ from tierfed.tiers.figures import SCHEMES
 
 from tierfed.errors import bad_input
 
-from .common import subtree_region
+from .common import int_arg, subtree_region
 from .context import ctx
 from .persons import PersonView
 from .rollups import period_arg
@@ -64,7 +64,7 @@ async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str,
         ids = a.get("ids")
         if not isinstance(ids, list):
             raise bad_input("duplicates needs ids, a list of ID numbers", argument="args")
-        found = await finder(info).find(code, f, t, first_arg(int(a.get("first", 0))),
+        found = await finder(info).find(code, f, t, first_arg(int_arg(a, "first")),
                                         tuple(id_arg(str(i), "args") for i in ids))
         out.append(found.to_json() if found else {"duplicates": [], "months": [], "missing": []})
     return out

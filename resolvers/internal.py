@@ -15,7 +15,7 @@ from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, forbidden
 
 from . import duplicates
-from .common import as_month, subtree_region, year_arg
+from .common import as_month, int_arg, subtree_region, year_arg
 from .context import ctx
 from .persons import id_arg
 from .rollups import period_arg
@@ -41,7 +41,7 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
         for a in args:
             id_arg(str(a.get("id", "")), "args")
             if kind == "statement":
-                year_arg(int(a.get("year", 0)))
+                year_arg(int_arg(a, "year"))
         return await answer_calls(c.persons, kind, args)
     if kind in ("employer", "employer_totals"):
         for a in args:

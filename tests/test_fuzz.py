@@ -94,6 +94,15 @@ def _value_strategies(dataset: Path) -> dict[str, st.SearchStrategy[graphql.Valu
         "Month": months.map(nodes.String),
         "Decimal": mostly(decimals.map(nodes.String), st.floats(0, 1).map(nodes.Float)),
         "_Any": mostly(st.builds(entity, typename, ident), malformed),
+        # _tierCall's arguments: well-formed calls of each kind, and junk
+        "JSON": mostly(st.one_of(
+            st.tuples(ident, st.integers(1989, 2026)).map(
+                lambda iy: obj(id=nodes.String(iy[0]), year=nodes.Int(iy[1]), code=nodes.String(iy[0]))),
+            st.tuples(ident, months, months).map(lambda r: obj(region=nodes.String(r[0]), **{
+                "from": nodes.String(r[1]), "to": nodes.String(r[2])}, first=nodes.Int(5), ids=graphql.ListValueNode(
+                values=(nodes.String(r[0]),)))),
+            st.integers(-3, 20_000).map(lambda n: obj(since=nodes.Int(n), first=nodes.Int(n)))),
+            st.one_of(junk.map(nodes.String), st.integers(-5, 5).map(nodes.Int))),
     }
 
 

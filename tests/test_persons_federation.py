@@ -469,3 +469,24 @@ async def test_index_rebuild_command(fed: Fed, tmp_path: Path) -> None:
     assert out.splitlines() == [f"guangdong: {sizes['guangdong']} persons", f"sichuan: {sizes['sichuan']} persons"]
     rc, out, err = await run(cfg("shenzhen"))
     assert rc == 2 and err.count("\n") == 1 and "no [[children]]" in err
+
+
+@pytest.mark.parametrize(("query", "variables", "tok", "code"), [
+    ('{ _tierCall(kind: "presence", args: [{since: 0, first: 10}]) }', None, NATIONAL, "FORBIDDEN"),
+    ("mutation { _tierPersonsChanged }", None, NATIONAL, "FORBIDDEN"),
+    ("mutation { _tierPersonsChanged }", None, token("510000", ("NODE",)), "FORBIDDEN"),  # not a child of Guangdong
+    ('{ _tierCall(kind: "elsewhere", args: [{from: "2025-01", to: "2025-02"}]) }', None, NATIONAL, "FORBIDDEN"),
+    ('{ _tierCall(kind: "nope", args: []) }', None, NATIONAL, "BAD_USER_INPUT"),
+    ('query($a: [JSON!]!) { _tierCall(kind: "statement", args: $a) }', {"a": [{"id": P1, "year": "2025"}]}, NATIONAL,
+     "BAD_USER_INPUT"),
+    ('query($a: [JSON!]!) { _tierCall(kind: "person", args: $a) }', {"a": [{"id": P1[:-1] + "0"}]}, NATIONAL,
+     "BAD_USER_INPUT"),
+    ('query($a: [JSON!]!) { _tierCall(kind: "duplicates", args: $a) }',
+     {"a": [{"region": "440000", "from": 202501, "to": "2025-02", "first": 1, "ids": []}]}, NATIONAL, "BAD_USER_INPUT"),
+    ('query($a: [JSON!]!) { _tierCall(kind: "duplicates", args: $a) }',
+     {"a": [{"region": "440000", "from": "2025-01", "to": "2025-02", "first": 1, "ids": []}]},
+     token("440300", ("VIEWER",)), "FORBIDDEN"),
+])
+async def test_internal_calls_refuse_what_they_must(fed: Fed, query: str, variables: Any, tok: str, code: str) -> None:
+    body = await fed.ask("guangdong", query, variables, tok)
+    assert body["errors"][0]["extensions"]["code"] == code, body
