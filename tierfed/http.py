@@ -19,8 +19,9 @@ from graphql import GraphQLError, OperationType
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
 
+from . import observe
 from .auth import bearer
-from .errors import Code, TierfedError
+from .errors import RETRY_AFTER_S, Code, TierfedError, database_down
 from .execution import RequestError, format_error, masked, prepare, run
 from .runtime import Runtime
 
@@ -37,7 +38,15 @@ NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def _respond(body: dict[str, Any], status: int, media: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status_code=status, media_type=media, headers={**NO_STORE, **(headers or {})})
+    headers = {**NO_STORE, **(headers or {})}
+    req = observe.current.get()
+    if req is not None:
+        req.outcome = observe.outcome_of(body)
+        if req.timing_wanted:
+            body.setdefault("extensions", {})["timing"] = req.timing()
+    if any((e.get("extensions") or {}).get("code") == Code.DATABASE_UNAVAILABLE for e in body.get("errors", ())):
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    return JSONResponse(body, status_code=status, media_type=media, headers=headers)
 
 
 def _accepts(request: Request) -> str:
@@ -150,6 +159,9 @@ async def graphql_endpoint(request: Request) -> Response:
         caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
     except TierfedError as e:
         return _respond(_error_body([e]), 401, media, {"WWW-Authenticate": "Bearer"})
+    req = observe.current.get()
+    if req is not None:
+        req.subject = observe.redact(caller.sub)
     try:
         query = _persisted(rt, params)
     except TierfedError as e:
@@ -164,6 +176,9 @@ async def graphql_endpoint(request: Request) -> Response:
         prepared = prepare(rt, query, op_name, variables)
     except RequestError as e:
         return _respond(_error_body(e.errors), request_error, media)
+    if req is not None and prepared.operation.name:
+        req.operation = observe.redact(prepared.operation.name.value)
+        req.metric_operation = rt.metrics.label(prepared.operation.name.value)
     if request.method != "POST" and prepared.operation.operation != OperationType.QUERY:
         return _bad("mutations must be sent with POST", 405, media, {"Allow": "POST"})
     if _has_nul(variables):
@@ -177,7 +192,7 @@ async def graphql_endpoint(request: Request) -> Response:
                            "ask for fewer regions, months or nested levels", limit="deadline_s")
         return _respond(_error_body([err]), 503 if media == GQL_RESPONSE else 200, media)
     except Exception as e:  # noqa: BLE001 - outside any field (the PII audit, a lost database): masked
-        return _respond({"errors": [masked(e)]}, 500, media)
+        return _respond({"errors": [masked(e)]}, 503 if database_down(e) else 500, media)
     body: dict[str, Any] = {}
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
