@@ -47,3 +47,13 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
     if runtime is not None:
         app.state.runtime = runtime
     return app
+
+
+def from_environment() -> Starlette:
+    """The app of the node configured by ``TIERFED_CONFIG``: what each worker of
+    ``tierfed serve --workers N`` runs (each opens its own runtime in its lifespan)."""
+    from .cli import access_log
+    from .config import load
+
+    access_log()
+    return create_app(load(None))

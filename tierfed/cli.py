@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve one node")
     s.add_argument("--config")
+    s.add_argument("--workers", type=int, help="worker processes (default: [node].workers, else 1)")
 
     m = sub.add_parser("migrate", help="apply pending migrations")
     m.add_argument("--config")
@@ -165,25 +166,72 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def access_log() -> None:
+    """The access log's JSON lines go to stdout, alone on their line (the rest stays on stderr)."""
+    access = logging.getLogger("tierfed.access")
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    cfg = load(args.config)
+    workers = args.workers or cfg.workers
+    if not 1 <= workers <= 64:
+        raise UserError(f"--workers: expected 1 to 64, got {workers}")
+    access_log()
+    if (workers > 1 or cfg.metrics.listen) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before anything imports prometheus_client: every worker writes its values there.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tierfed-metrics-")
+
     import uvicorn
 
     from .app import create_app
     from .runtime import open_runtime
 
-    cfg = load(args.config)
+    if workers == 1:
+        async def go() -> None:
+            rt = await open_runtime(cfg)
+            try:
+                _metrics_listener(cfg)
+                server = uvicorn.Server(uvicorn.Config(create_app(cfg, rt), host=cfg.host, port=cfg.port,
+                                                       log_level="info", access_log=False))
+                await server.serve()
+            finally:
+                await rt.close()
 
-    async def go() -> None:
+        _run(go())
+        return 0
+
+    async def check() -> None:  # fail here, with one clear line, rather than in every worker
         rt = await open_runtime(cfg)
-        try:
-            server = uvicorn.Server(uvicorn.Config(create_app(cfg, rt), host=cfg.host, port=cfg.port,
-                                                   log_level="info", access_log=False))
-            await server.serve()
-        finally:
-            await rt.close()
+        await rt.close()
 
-    _run(go())
+    _run(check())
+    _metrics_listener(cfg)
+    os.environ["TIERFED_CONFIG"] = str(Path(args.config or os.environ["TIERFED_CONFIG"]).resolve())
+    uvicorn.run("tierfed.app:from_environment", factory=True, host=cfg.host, port=cfg.port, workers=workers,
+                log_level="info", access_log=False)
     return 0
+
+
+def _metrics_listener(cfg: NodeConfig) -> None:
+    """``[metrics].listen``: /metrics of all workers on an address of its own, without a token."""
+    if not (cfg.metrics.enabled and cfg.metrics.listen):
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    host, port = cfg.metrics.listen.rsplit(":", 1)
+    start_http_server(int(port), host, registry=registry)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
