@@ -21,6 +21,7 @@ from .runtime import Runtime, open_runtime
 def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: str | None = None) -> Starlette:
     """A node's app; ``runtime`` is opened in the lifespan unless one is given."""
     from tierfed.dashboard import routes as dashboard_routes
+    from tierfed.graphiql import routes as graphiql_routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -42,6 +43,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
         Route("/readyz", readyz),
         *([Route("/metrics", metrics_endpoint)] if cfg.metrics.enabled and not cfg.metrics.listen else []),
         *dashboard_routes(),
+        *graphiql_routes(),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     if runtime is not None:

@@ -17,12 +17,13 @@ from typing import Any
 
 from graphql import GraphQLError, OperationType
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from . import observe
 from .auth import bearer
 from .errors import RETRY_AFTER_S, Code, TierfedError, database_down
 from .execution import RequestError, format_error, masked, prepare, run
+from .graphiql import page as graphiql_page
 from .runtime import Runtime
 
 log = logging.getLogger("tierfed.http")
@@ -147,7 +148,7 @@ async def graphql_endpoint(request: Request) -> Response:
     media = _accepts(request)
     if request.method == "GET" and not request.query_params.get("query") and \
             "text/html" in request.headers.get("accept", "") and rt.cfg.graphiql:
-        return HTMLResponse(graphiql_html(), headers={"Cache-Control": "no-store"})
+        return graphiql_page()
     try:
         params = await _read_params(request, rt)
     except _BadRequest as e:
@@ -200,9 +201,3 @@ async def graphql_endpoint(request: Request) -> Response:
     # failed): 200 under either media type, as the GraphQL-over-HTTP spec says.
     body["data"] = result.data
     return _respond(body, 200, media)
-
-
-def graphiql_html() -> str:
-    from strawberry.http.ides import get_graphql_ide_html
-
-    return get_graphql_ide_html(graphql_ide="graphiql")
