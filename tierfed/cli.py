@@ -51,7 +51,11 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=int, default=3600)
     t.add_argument("--sub", default="tierfed-cli")
 
-    sub.add_parser("schema", help="print the SDL the server serves")
+    sc = sub.add_parser("schema", help="print the SDL the server serves")
+    sc.add_argument("--check", action="store_true",
+                    help="instead, compare it with the last release's SDL; fail on a breaking change the changelog does not list")
+    sc.add_argument("--releases", default="schema/releases", help="directory of released SDL files (<version>.graphql)")
+    sc.add_argument("--changelog", default="CHANGELOG.md")
 
     v = sub.add_parser("verify", help="check every summary against the raw records")
     v.add_argument("--config")
@@ -148,7 +152,29 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from .schema.root import schema
 
-    print(schema.as_str())
+    if not args.check:
+        print(schema.as_str())
+        return 0
+    from .compat import check, coordinate, latest_release
+
+    try:
+        release = latest_release(Path(args.releases))
+        report = check(release.read_text("utf-8"), schema.as_str(), Path(args.changelog).read_text("utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"schema --check: {e}") from None
+    for d in report.dangerous:
+        print(f"dangerous (allowed): {d}")
+    for c in report.breaking:
+        state = "NOT LISTED" if c in report.unlisted else "listed"
+        print(f"breaking ({state}): {c.description}")
+    if report.unlisted:
+        names = ", ".join(f"`{coordinate(c)}`" for c in report.unlisted)
+        print(f"schema --check: {len(report.unlisted)} breaking change(s) since {release.stem} not in {args.changelog}: "
+              f"add a bullet under '## Unreleased' naming {names} with 'Migration:' and what clients do instead",
+              file=sys.stderr)
+        return 1
+    print(f"schema --check: compatible with {release.stem}"
+          + (f" ({len(report.breaking)} breaking change(s), each listed with its migration)" if report.breaking else ""))
     return 0
 
 
