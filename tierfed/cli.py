@@ -57,6 +57,10 @@ def _parser() -> argparse.ArgumentParser:
     sc.add_argument("--releases", default="schema/releases", help="directory of released SDL files (<version>.graphql)")
     sc.add_argument("--changelog", default="CHANGELOG.md")
 
+    pe = sub.add_parser("persist", help="write persisted-operation files (tierfed's and Apollo's format) from a .graphql file")
+    pe.add_argument("operations", help="a GraphQL document of named operations and their fragments")
+    pe.add_argument("--out", required=True, help="directory for persisted-operations.json and persisted-query-manifest.json")
+
     v = sub.add_parser("verify", help="check every summary against the raw records")
     v.add_argument("--config")
 
@@ -175,6 +179,27 @@ def cmd_schema(args: argparse.Namespace) -> int:
         return 1
     print(f"schema --check: compatible with {release.stem}"
           + (f" ({len(report.breaking)} breaking change(s), each listed with its migration)" if report.breaking else ""))
+    return 0
+
+
+def cmd_persist(args: argparse.Namespace) -> int:
+    import json
+
+    from graphql import GraphQLError
+
+    from .persisted import apollo_manifest, node_format, operations
+
+    try:
+        ops = operations(Path(args.operations).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, GraphQLError) as e:
+        raise UserError(f"persist {args.operations}: {e}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "persisted-operations.json").write_text(json.dumps(node_format(ops), indent=2, ensure_ascii=False) + "\n")
+    (out / "persisted-query-manifest.json").write_text(
+        json.dumps(apollo_manifest(ops), indent=2, ensure_ascii=False) + "\n")
+    print(f"persist: {len(ops)} operations ({', '.join(o['name'] for o in ops)}) -> {out}/persisted-operations.json, "
+          f"{out}/persisted-query-manifest.json")
     return 0
 
 
@@ -301,7 +326,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo, "serve": cmd_serve, "migrate": cmd_migrate, "import": cmd_import,
-    "token": cmd_token, "schema": cmd_schema, "verify": cmd_verify, "generate": cmd_generate,
+    "token": cmd_token, "schema": cmd_schema, "persist": cmd_persist, "verify": cmd_verify, "generate": cmd_generate,
 }
 
 

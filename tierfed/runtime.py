@@ -6,7 +6,6 @@ Opened in the app's lifespan and exposed as typed state; nothing here is global.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +20,7 @@ from .config import NodeConfig
 from .db import StatementCounter, create_pool, database_url
 from .errors import UserError
 from .metrics import Metrics, operation_names
+from .persisted import load as load_persisted
 from .tiers.node import Node
 from .tiers.remote import ChildClients
 from .tiers.store import Store, load_tree
@@ -82,7 +82,7 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
     persisted: dict[str, str] = {}
     if cfg.persisted_operations_file:
         try:
-            persisted = dict(json.loads(Path(cfg.persisted_operations_file).read_text("utf-8")))
+            persisted = load_persisted(Path(cfg.persisted_operations_file).read_text("utf-8"))
         except (ValueError, OSError) as e:
             await pool.close()
             raise UserError(f"persisted operations file {cfg.persisted_operations_file}: {e}") from None
