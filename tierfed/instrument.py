@@ -3,6 +3,7 @@ span, and at the end the request's metrics and its one JSON access-log line."""
 
 from __future__ import annotations
 
+import logging
 from typing import TYPE_CHECKING, Any
 
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -44,7 +45,8 @@ class ObserveMiddleware:
             observe.current.reset(token)
             rt.metrics.request_done(req)
             rt.metrics.pool_state(rt.pool)
-            observe.access_log.info(req.log_line(status))
+            if observe.access_log.isEnabledFor(logging.INFO):
+                observe.access_log.info(req.log_line(status))
 
 
 def _close(span: Any, req: observe.RequestInfo, status: int) -> None:
