@@ -8,6 +8,7 @@ three in-process nodes; each node's server span names its node.
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -194,3 +195,60 @@ async def test_metrics_can_be_switched_off(loaded_db: str) -> None:
     async with node_client(loaded_db, metrics={"enabled": False}) as c:
         r = await c.http.get("/metrics", headers={"Authorization": f"Bearer {OPERATOR}"})
     assert r.status_code == 404
+
+
+async def test_spans_are_exported_over_otlp_when_an_endpoint_is_configured(fresh_db: str) -> None:
+    """The configured path, end to end: the node's own provider exports over OTLP/HTTP to a
+    collector (here a local one that decodes what it receives)."""
+    import asyncio
+
+    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
+
+    bodies: list[bytes] = []
+
+    async def keep(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        head = await reader.readuntil(b"\r\n\r\n")
+        length = next(int(ln.split(b":", 1)[1]) for ln in head.split(b"\r\n")
+                      if ln.lower().startswith(b"content-length:"))
+        bodies.append(await reader.readexactly(length))
+        writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+        await writer.drain()
+        writer.close()
+
+    collector = await asyncio.start_server(keep, "127.0.0.1", 0)
+    port = collector.sockets[0].getsockname()[1]
+    cfg = node_config("440000", "guangdong", telemetry={"otlp_endpoint": f"http://127.0.0.1:{port}/v1/traces"})
+    node = await start_node(cfg, fresh_db)
+    try:
+        assert node.runtime.tracer is not None
+        r = await _post(node, ROLLUP, {"r": "440000"}, token("440000"))
+        assert "errors" not in r.json()
+    finally:
+        await node.stop()  # shuts the provider down, which flushes the batch
+        collector.close()
+    assert bodies, "nothing was exported"
+    names, services = set(), set()
+    for b in bodies:
+        req = ExportTraceServiceRequest.FromString(b)
+        for rs in req.resource_spans:
+            services |= {a.value.string_value for a in rs.resource.attributes if a.key == "service.name"}
+            names |= {s.name for ss in rs.scope_spans for s in ss.spans}
+    assert services == {"tierfed-guangdong"}
+    assert {"POST /graphql", "graphql.parse_validate", "graphql.execute"} <= names
+    assert any(n.startswith("sql ") for n in names)
+
+
+@pytest.mark.parametrize("tables, words", [
+    ({"metrics": {"role": "ADMIN"}}, "[metrics].role"),
+    ({"metrics": {"listen": "9464"}}, "host:port"),
+    ({"telemetry": {"otlp_endpoint": "collector:4318"}}, "http(s) URL"),
+    ({"telemetry": {"sample_ratio": 2}}, "0 to 1"),
+    ({"node": {"name": "n", "region": "000000", "workers": 0}}, "[node].workers"),
+])
+def test_bad_observability_config_says_what_to_fix(tables: dict[str, Any], words: str) -> None:
+    from tierfed.config import parse
+    from tierfed.errors import UserError
+
+    data: dict[str, Any] = {"node": {"name": "n", "region": "000000"}, "auth": {"jwt_secret": "s" * 32}, **tables}
+    with pytest.raises(UserError, match=re.escape(words)):
+        parse(data)

@@ -59,8 +59,8 @@ class Runtime:
             await self._listener.close()
         await self.clients.close()
         await self.pool.close()
-        if self.tracer_provider is not None:
-            self.tracer_provider.shutdown()
+        if self.tracer_provider is not None:  # flushes the last spans: off the event loop
+            await asyncio.to_thread(self.tracer_provider.shutdown)
 
 
 async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: bool | None = None) -> Runtime:
