@@ -66,7 +66,7 @@ def sql_span(req: observe.RequestInfo, query: str, elapsed: float) -> None:
     end = time.time_ns()
     verb = query.lstrip().split(None, 1)[0].lower() if query.strip() else "sql"
     s = req.tracer.start_span(f"sql {verb}", start_time=end - int(elapsed * 1e9),
-                              attributes={"db.system": "postgresql", "db.statement": query[:2000]})
+                              attributes={"db.system": "postgresql", "db.statement": query[:300]})
     s.end(end_time=end)
 
 
