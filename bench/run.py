@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import cases, cluster
+from . import cases, cluster, telemetry
 from .cases import Bench, Row
 from .dataset import Spec, ensure
 
@@ -35,6 +35,7 @@ CASES = {
     "persons": cases.case_persons,
     "postgraphile": None,  # filled below (optional module)
     "storage": cases.storage,
+    "telemetry": telemetry.case_telemetry,
 }
 
 

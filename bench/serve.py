@@ -43,6 +43,10 @@ group by 1, 2
 
 
 def node_app() -> Starlette:
+    if os.environ.get("BENCH_ACCESS_LOG"):  # case 9: the JSON access log on, as `tierfed serve` has it
+        from tierfed.cli import access_log
+
+        access_log()
     return create_app(load(os.environ["TIERFED_CONFIG"]))
 
 

@@ -31,6 +31,7 @@ class NodeSpec:
     database_url: str
     port: int = 0
     children: list[NodeSpec] = field(default_factory=list)
+    extra_toml: str = ""  # further tables, e.g. [telemetry]
 
     @property
     def url(self) -> str:
@@ -55,7 +56,7 @@ class NodeSpec:
         for c in self.children:
             lines += ["[[children]]", f"name = {q(c.name)}", f"region = {q(c.region)}",
                       f"url = {q(c.url)}", "timeout_s = 30", ""]
-        return "\n".join(lines)
+        return "\n".join(lines) + self.extra_toml
 
     def write(self, run_dir: Path | None = None) -> Path:
         d = run_dir or (BENCH_DIR / "run")

@@ -19,6 +19,7 @@ from tierfed.resolvers import rollups as rol
 
 from tierfed.errors import bad_input
 
+from . import descriptions
 from . import pooling as pooling_types
 from .scalars import Decimal
 from .types import (
@@ -150,11 +151,13 @@ def _representation_problem(rep: object) -> str | None:
 
 
 def build_schema() -> strawberry.federation.Schema:
-    return Schema(
+    built = Schema(
         query=Query,
         mutation=Mutation,
         scalar_overrides={PyDecimal: Decimal},
     )
+    descriptions.apply(built._schema)
+    return built
 
 
 schema = build_schema()

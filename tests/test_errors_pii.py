@@ -6,6 +6,7 @@ never reach the log."""
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import re
 import uuid
@@ -187,6 +188,10 @@ async def test_names_and_id_numbers_never_reach_the_log(fresh_db: str, dataset: 
         for idn, _, _ in persons[:2]:
             assert (await c.data(statement, {"id": idn}, tok=pii))["person"]["idNumber"] == idn
         await c.gql(PERSON, {"id": persons[2][0]}, tok=token("110000", ("VIEWER", "PII_READER")))  # forbidden
+        # An ID number where a caller names things: a subject, an operation name, a literal.
+        named = token("000000", ("VIEWER", "PII_READER"), sub=f"clerk-{persons[0][0]}")
+        await c.gql(f'query Card{persons[1][0]} {{ person(idNumber: "{persons[1][0]}") {{ name }} }}', tok=named)
+        await c.gql(PERSON, {"id": persons[0][0]}, tok=pii + "x")  # a bad token
         # An internal error in the middle of reading a person is logged with its traceback.
         await rt.pool.execute("drop table contribution cascade")
         body = await c.gql(statement, {"id": persons[3][0]}, tok=pii)
@@ -196,3 +201,12 @@ async def test_names_and_id_numbers_never_reach_the_log(fresh_db: str, dataset: 
     for idn, name, _ in persons:
         assert name not in text, name
         assert idn not in text
+    assert pii not in text and named not in text and pii.split(".")[2] not in text
+    # One JSON line per request, naming the caller (redacted) and carrying the error's reference.
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tierfed.access"]
+    assert len(lines) == 2 + 1 + 3
+    assert all(ln["node"] == "n" and len(ln["trace_id"]) == 32 and ln["duration_ms"] > 0 for ln in lines)
+    assert lines[-3]["subject"] == "clerk-[id-number]" and lines[-3]["operation"] == "Card[id-number]"
+    assert lines[-2]["outcome"] == "UNAUTHENTICATED" and lines[-2]["subject"] is None
+    ref = re.search(r"reference ([0-9a-f]{12})", body["errors"][0]["message"])
+    assert ref and lines[-1]["error_refs"] == [ref.group(1)] and lines[-1]["outcome"] == "partial:INTERNAL_SERVER_ERROR"

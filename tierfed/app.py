@@ -1,4 +1,4 @@
-"""The ASGI app of one node: /graphql, /healthz and /dashboard."""
+"""The ASGI app of one node: /graphql, /healthz, /readyz, /metrics, /graphiql and /dashboard."""
 
 from __future__ import annotations
 
@@ -8,23 +8,20 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.requests import Request
-from starlette.responses import JSONResponse
 from starlette.routing import Route
 
 from .config import NodeConfig
+from .health import healthz, readyz
 from .http import graphql_endpoint
+from .instrument import ObserveMiddleware
+from .metrics import metrics_endpoint
 from .runtime import Runtime, open_runtime
-
-
-async def healthz(request: Request) -> JSONResponse:
-    rt: Runtime = request.app.state.runtime
-    return JSONResponse({"node": rt.cfg.name, "region": rt.cfg.region, "status": "ok"})
 
 
 def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: str | None = None) -> Starlette:
     """A node's app; ``runtime`` is opened in the lifespan unless one is given."""
     from tierfed.dashboard import routes as dashboard_routes
+    from tierfed.graphiql import routes as graphiql_routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -38,16 +35,29 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
             if runtime is None:
                 await rt.close()
 
-    middleware = []
+    middleware = [Middleware(ObserveMiddleware)]
     if cfg.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins),
                                      allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"]))
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz),
+        Route("/readyz", readyz),
+        *([Route("/metrics", metrics_endpoint)] if cfg.metrics.enabled and not cfg.metrics.listen else []),
         *dashboard_routes(),
+        *graphiql_routes(),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     if runtime is not None:
         app.state.runtime = runtime
     return app
+
+
+def from_environment() -> Starlette:
+    """The app of the node configured by ``TIERFED_CONFIG``: what each worker of
+    ``tierfed serve --workers N`` runs (each opens its own runtime in its lifespan)."""
+    from .cli import access_log
+    from .config import load
+
+    access_log()
+    return create_app(load(None))

@@ -34,6 +34,7 @@ def _parser() -> argparse.ArgumentParser:
 
     s = sub.add_parser("serve", help="serve one node")
     s.add_argument("--config")
+    s.add_argument("--workers", type=int, help="worker processes (default: [node].workers, else 1)")
 
     m = sub.add_parser("migrate", help="apply pending migrations")
     m.add_argument("--config")
@@ -50,7 +51,15 @@ def _parser() -> argparse.ArgumentParser:
     t.add_argument("--ttl", type=int, default=3600)
     t.add_argument("--sub", default="tierfed-cli")
 
-    sub.add_parser("schema", help="print the SDL the server serves")
+    sc = sub.add_parser("schema", help="print the SDL the server serves")
+    sc.add_argument("--check", action="store_true",
+                    help="instead, compare it with the last release's SDL; fail on a breaking change the changelog does not list")
+    sc.add_argument("--releases", default="schema/releases", help="directory of released SDL files (<version>.graphql)")
+    sc.add_argument("--changelog", default="CHANGELOG.md")
+
+    pe = sub.add_parser("persist", help="write persisted-operation files (tierfed's and Apollo's format) from a .graphql file")
+    pe.add_argument("operations", help="a GraphQL document of named operations and their fragments")
+    pe.add_argument("--out", required=True, help="directory for persisted-operations.json and persisted-query-manifest.json")
 
     x = sub.add_parser("index-rebuild", help="read every child node's persons again, from the start")
     x.add_argument("--config")
@@ -201,7 +210,50 @@ def cmd_token(args: argparse.Namespace) -> int:
 def cmd_schema(args: argparse.Namespace) -> int:
     from .schema.root import schema
 
-    print(schema.as_str())
+    if not args.check:
+        print(schema.as_str())
+        return 0
+    from .compat import check, coordinate, latest_release
+
+    try:
+        release = latest_release(Path(args.releases))
+        report = check(release.read_text("utf-8"), schema.as_str(), Path(args.changelog).read_text("utf-8"))
+    except (OSError, ValueError) as e:
+        raise UserError(f"schema --check: {e}") from None
+    for d in report.dangerous:
+        print(f"dangerous (allowed): {d}")
+    for c in report.breaking:
+        state = "NOT LISTED" if c in report.unlisted else "listed"
+        print(f"breaking ({state}): {c.description}")
+    if report.unlisted:
+        names = ", ".join(f"`{coordinate(c)}`" for c in report.unlisted)
+        print(f"schema --check: {len(report.unlisted)} breaking change(s) since {release.stem} not in {args.changelog}: "
+              f"add a bullet under '## Unreleased' naming {names} with 'Migration:' and what clients do instead",
+              file=sys.stderr)
+        return 1
+    print(f"schema --check: compatible with {release.stem}"
+          + (f" ({len(report.breaking)} breaking change(s), each listed with its migration)" if report.breaking else ""))
+    return 0
+
+
+def cmd_persist(args: argparse.Namespace) -> int:
+    import json
+
+    from graphql import GraphQLError
+
+    from .persisted import apollo_manifest, node_format, operations
+
+    try:
+        ops = operations(Path(args.operations).read_text("utf-8"))
+    except (OSError, UnicodeDecodeError, ValueError, GraphQLError) as e:
+        raise UserError(f"persist {args.operations}: {e}") from None
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "persisted-operations.json").write_text(json.dumps(node_format(ops), indent=2, ensure_ascii=False) + "\n")
+    (out / "persisted-query-manifest.json").write_text(
+        json.dumps(apollo_manifest(ops), indent=2, ensure_ascii=False) + "\n")
+    print(f"persist: {len(ops)} operations ({', '.join(o['name'] for o in ops)}) -> {out}/persisted-operations.json, "
+          f"{out}/persisted-query-manifest.json")
     return 0
 
 
@@ -219,25 +271,72 @@ def cmd_verify(args: argparse.Namespace) -> int:
     return 0
 
 
+def access_log() -> None:
+    """The access log's JSON lines go to stdout, alone on their line (the rest stays on stderr)."""
+    access = logging.getLogger("tierfed.access")
+    if not access.handlers:
+        handler = logging.StreamHandler(sys.stdout)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        access.addHandler(handler)
+    access.setLevel(logging.INFO)
+    access.propagate = False
+
+
 def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+    import tempfile
+
+    cfg = load(args.config)
+    workers = args.workers or cfg.workers
+    if not 1 <= workers <= 64:
+        raise UserError(f"--workers: expected 1 to 64, got {workers}")
+    access_log()
+    if (workers > 1 or cfg.metrics.listen) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        # Before anything imports prometheus_client: every worker writes its values there.
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tierfed-metrics-")
+
     import uvicorn
 
     from .app import create_app
     from .runtime import open_runtime
 
-    cfg = load(args.config)
+    if workers == 1:
+        async def go() -> None:
+            rt = await open_runtime(cfg)
+            try:
+                _metrics_listener(cfg)
+                server = uvicorn.Server(uvicorn.Config(create_app(cfg, rt), host=cfg.host, port=cfg.port,
+                                                       log_level="info", access_log=False))
+                await server.serve()
+            finally:
+                await rt.close()
 
-    async def go() -> None:
+        _run(go())
+        return 0
+
+    async def check() -> None:  # fail here, with one clear line, rather than in every worker
         rt = await open_runtime(cfg)
-        try:
-            server = uvicorn.Server(uvicorn.Config(create_app(cfg, rt), host=cfg.host, port=cfg.port,
-                                                   log_level="info", access_log=False))
-            await server.serve()
-        finally:
-            await rt.close()
+        await rt.close()
 
-    _run(go())
+    _run(check())
+    _metrics_listener(cfg)
+    os.environ["TIERFED_CONFIG"] = str(Path(args.config or os.environ["TIERFED_CONFIG"]).resolve())
+    uvicorn.run("tierfed.app:from_environment", factory=True, host=cfg.host, port=cfg.port, workers=workers,
+                log_level="info", access_log=False)
     return 0
+
+
+def _metrics_listener(cfg: NodeConfig) -> None:
+    """``[metrics].listen``: /metrics of all workers on an address of its own, without a token."""
+    if not (cfg.metrics.enabled and cfg.metrics.listen):
+        return
+    from prometheus_client import CollectorRegistry, start_http_server
+    from prometheus_client.multiprocess import MultiProcessCollector
+
+    registry = CollectorRegistry()
+    MultiProcessCollector(registry)
+    host, port = cfg.metrics.listen.rsplit(":", 1)
+    start_http_server(int(port), host, registry=registry)
 
 
 def cmd_generate(args: argparse.Namespace) -> int:
@@ -301,8 +400,9 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
-    "demo": cmd_demo, "serve": cmd_serve, "index-rebuild": cmd_index_rebuild, "migrate": cmd_migrate, "import": cmd_import,
-    "token": cmd_token, "schema": cmd_schema, "verify": cmd_verify, "generate": cmd_generate,
+    "demo": cmd_demo, "serve": cmd_serve, "index-rebuild": cmd_index_rebuild, "migrate": cmd_migrate,
+    "import": cmd_import, "token": cmd_token, "schema": cmd_schema, "persist": cmd_persist, "verify": cmd_verify,
+    "generate": cmd_generate,
 }
 
 

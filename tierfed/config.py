@@ -55,6 +55,23 @@ class AuthConfig:
 
 
 @dataclass(frozen=True)
+class MetricsConfig:
+    enabled: bool = True
+    # On the node's own address /metrics needs a token with this role; with
+    # ``listen`` it is served there instead, without a token, and not on the node's address.
+    role: str = "OPERATOR"
+    listen: str | None = None
+
+
+@dataclass(frozen=True)
+class TelemetryConfig:
+    # OTLP over HTTP, e.g. "http://127.0.0.1:4318/v1/traces"; without it no span is made.
+    otlp_endpoint: str | None = None
+    service_name: str | None = None
+    sample_ratio: float = 1.0
+
+
+@dataclass(frozen=True)
 class NodeConfig:
     name: str
     region: str
@@ -73,6 +90,9 @@ class NodeConfig:
     parent: ParentConfig | None = None
     # Seconds between reads of the children's person feeds and retries of telling the parent.
     index_sync_interval_s: float = 30.0
+    workers: int = 1
+    metrics: MetricsConfig = field(default_factory=MetricsConfig)
+    telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
 
     @property
     def host(self) -> str:
@@ -197,6 +217,9 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
     persisted_file = path(_get(http_t, "persisted_operations_file", str, "[http]"))
     if persisted_file and not Path(persisted_file).is_file():
         raise UserError(f"config [http].persisted_operations_file: {persisted_file} does not exist")
+    workers = _get(node, "workers", int, "[node]", 1)
+    if not 1 <= workers <= 64:
+        raise UserError(f"config [node].workers: expected 1 to 64 worker processes, got {workers}")
     return NodeConfig(
         name=name,
         region=region,
@@ -214,7 +237,36 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         check_children_at_start=_get(node, "check_children_at_start", bool, "[node]", True),
         parent=parent,
         index_sync_interval_s=interval,
+        workers=workers,
+        metrics=_metrics(data.get("metrics", {})),
+        telemetry=_telemetry(data.get("telemetry", {})),
     )
+
+
+def _metrics(t: Any) -> MetricsConfig:
+    from .auth import ROLES
+
+    if not isinstance(t, dict):
+        raise UserError("config [metrics]: expected a table")
+    role = _get(t, "role", str, "[metrics]", "OPERATOR")
+    if role not in ROLES:
+        raise UserError(f"config [metrics].role: expected one of {', '.join(ROLES)}, got {role!r}")
+    listen = _get(t, "listen", str, "[metrics]")
+    if listen is not None and (":" not in listen or not listen.rsplit(":", 1)[1].isdigit()):
+        raise UserError(f"config [metrics].listen: expected host:port, got {listen!r}")
+    return MetricsConfig(_get(t, "enabled", bool, "[metrics]", True), role, listen)
+
+
+def _telemetry(t: Any) -> TelemetryConfig:
+    if not isinstance(t, dict):
+        raise UserError("config [telemetry]: expected a table")
+    endpoint = _get(t, "otlp_endpoint", str, "[telemetry]")
+    if endpoint is not None and not endpoint.startswith(("http://", "https://")):
+        raise UserError(f"config [telemetry].otlp_endpoint: expected an http(s) URL, got {endpoint!r}")
+    ratio = float(_get(t, "sample_ratio", (int, float), "[telemetry]", 1.0))
+    if not 0 <= ratio <= 1:
+        raise UserError(f"config [telemetry].sample_ratio: expected 0 to 1, got {ratio}")
+    return TelemetryConfig(endpoint or None, _get(t, "service_name", str, "[telemetry]"), ratio)
 
 
 def load(path: str | None) -> NodeConfig:

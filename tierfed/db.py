@@ -9,8 +9,9 @@ from typing import Any
 
 import asyncpg
 
-from . import embedded
+from . import embedded, observe
 from .config import NodeConfig
+from .telemetry import sql_span
 
 SERVER_SETTINGS = {
     # A cached generic plan made for a small region is badly wrong for a large one.
@@ -38,6 +39,13 @@ class StatementCounter:
         self.count += 1
         if self.queries is not None:
             self.queries.append(record.query)
+        # asyncpg calls this with the context of the task that ran the statement.
+        req = observe.current.get()
+        if req is not None:
+            req.sql_statements += 1
+            req.sql_seconds += record.elapsed
+            if req.tracer is not None:
+                sql_span(req, record.query, record.elapsed)
 
 
 def database_url(cfg: NodeConfig) -> str:

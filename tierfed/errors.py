@@ -15,6 +15,8 @@ class Code(StrEnum):
     CONFLICT = "CONFLICT"
     TIER_UNAVAILABLE = "TIER_UNAVAILABLE"
     QUERY_TOO_COMPLEX = "QUERY_TOO_COMPLEX"
+    # The node's own PostgreSQL does not answer: retry after ``extensions.retryAfter`` seconds.
+    DATABASE_UNAVAILABLE = "DATABASE_UNAVAILABLE"
     # Not in the contract's table: what a masked internal error carries.
     INTERNAL_SERVER_ERROR = "INTERNAL_SERVER_ERROR"
 
@@ -41,3 +43,23 @@ def conflict(message: str, **extra: Any) -> TierfedError:
 
 class UserError(Exception):
     """A CLI-level error: printed as one line on stderr, exit status 2."""
+
+
+RETRY_AFTER_S = 5
+
+
+def database_down(exc: BaseException | None) -> bool:
+    """True when ``exc`` says the node's PostgreSQL cannot be reached or went away
+    (refused, shut down, starting up, a connection lost mid-way), not a bug of ours."""
+    import asyncpg
+
+    if isinstance(exc, (OSError, asyncpg.PostgresConnectionError, asyncpg.CannotConnectNowError,
+                        asyncpg.AdminShutdownError, asyncpg.CrashShutdownError, asyncpg.ConnectionDoesNotExistError)):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "connection" in str(exc) and "closed" in str(exc)
+
+
+def database_unavailable() -> TierfedError:
+    return TierfedError(Code.DATABASE_UNAVAILABLE,
+                        f"this node's database is not answering right now: retry in {RETRY_AFTER_S} s",
+                        retryAfter=RETRY_AFTER_S)

@@ -29,12 +29,13 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule, specified_rules
 
-from . import limits
+from . import limits, observe
 from .auth import Access, Caller
-from .errors import Code, TierfedError
+from .errors import Code, TierfedError, database_down, database_unavailable
 from .resolvers.context import Context, Loaders, SummaryLoader
 from .runtime import Runtime
 from .schema.root import schema
+from .telemetry import span
 from .tiers.employers import EmployerParts
 from .tiers.persons import PersonParts
 from .tiers.remote import LIVE, PLAN, Forwarded, RemoteCalls, wrap
@@ -104,14 +105,29 @@ def prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict
     Limits come before validation: they are linear in the document and bounded by
     the cost limit, while validation of a hostile document is not (see ``limits``).
     """
-    doc = _parse(query)
+    with span("graphql.parse_validate"):
+        return _prepare(rt, query, operation_name, variables)
+
+
+def _cached(cache: Any, name: str, *args: Any) -> Any:
+    """A call of an lru_cache'd function, its hit or miss recorded for the metrics."""
+    hits = cache.cache_info().hits
+    out = cache(*args)
+    req = observe.current.get()
+    if req is not None:
+        req.cache.append((name, "hit" if cache.cache_info().hits > hits else "miss"))
+    return out
+
+
+def _prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict[str, Any]) -> Prepared:
+    doc = _cached(_parse, "parse", query)
     if isinstance(doc, GraphQLError):
         raise RequestError([doc])
     op = _operation(doc, operation_name)
     frags = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
     try:
         limits.check(GRAPHQL_SCHEMA, op, frags, variables, rt.tree, rt.cfg.limits)
-        errors = _validate(query, rt.cfg.introspection)
+        errors = _cached(_validate, "validate", query, rt.cfg.introspection)
         if errors:
             raise RequestError(list(errors))
         coerced = get_variable_values(GRAPHQL_SCHEMA, op.variable_definitions or (), variables, max_errors=20)
@@ -177,13 +193,16 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
         return await res if asyncio.iscoroutine(res) or asyncio.isfuture(res) else res  # type: ignore[return-value]
 
     ctx = context()
-    result = await once(ctx)
+    with span("graphql.plan" if two_pass else "graphql.execute"):
+        result = await once(ctx)
     if two_pass:
         # The planning pass leaves out what no child is asked for (totals, byMonth):
         # run the operation again with the children's answers, or with none needed.
-        await remote.fetch_planned()
+        with span("graphql.children"):
+            await remote.fetch_planned()
         ctx = context()
-        result = await once(ctx)
+        with span("graphql.execute"):
+            result = await once(ctx)
     if remote.errors:
         result = ExecutionResult(result.data, [*(result.errors or []), *remote.errors])
     if ctx.pii_reads:
@@ -227,9 +246,17 @@ def format_error(err: GraphQLError) -> dict[str, Any]:
 
 
 def masked(exc: BaseException, path: list[str | int] | None = None) -> dict[str, Any]:
-    """An internal error as the client sees it: a code and a reference to the log entry, nothing else."""
+    """An internal error as the client sees it: a code and a reference to the log entry, nothing else.
+
+    A lost database is no bug: it gets its own retryable code (and no traceback in the log)."""
+    if database_down(exc):
+        log.warning("database unavailable at %s: %s", path, type(exc).__name__)
+        return {**database_unavailable().formatted, **({"path": path} if path else {})}
     ref = uuid.uuid4().hex[:12]
     log.error("internal error %s at %s", ref, path, exc_info=exc)
+    req = observe.info()
+    if req is not None:
+        req.error_refs.append(ref)
     out: dict[str, Any] = {"message": f"Internal server error (reference {ref})",
                            "extensions": {"code": Code.INTERNAL_SERVER_ERROR.value}}
     if path:

@@ -17,11 +17,13 @@ from typing import Any
 
 from graphql import GraphQLError, OperationType
 from starlette.requests import Request
-from starlette.responses import HTMLResponse, JSONResponse, Response
+from starlette.responses import JSONResponse, Response
 
+from . import observe
 from .auth import bearer
-from .errors import Code, TierfedError
+from .errors import RETRY_AFTER_S, Code, TierfedError, database_down
 from .execution import RequestError, format_error, masked, prepare, run
+from .graphiql import page as graphiql_page
 from .runtime import Runtime
 
 log = logging.getLogger("tierfed.http")
@@ -37,7 +39,15 @@ NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 
 
 def _respond(body: dict[str, Any], status: int, media: str, headers: dict[str, str] | None = None) -> Response:
-    return JSONResponse(body, status_code=status, media_type=media, headers={**NO_STORE, **(headers or {})})
+    headers = {**NO_STORE, **(headers or {})}
+    req = observe.current.get()
+    if req is not None:
+        req.outcome = observe.outcome_of(body)
+        if req.timing_wanted:
+            body.setdefault("extensions", {})["timing"] = req.timing()
+    if any((e.get("extensions") or {}).get("code") == Code.DATABASE_UNAVAILABLE for e in body.get("errors", ())):
+        headers["Retry-After"] = str(RETRY_AFTER_S)
+    return JSONResponse(body, status_code=status, media_type=media, headers=headers)
 
 
 def _accepts(request: Request) -> str:
@@ -138,7 +148,7 @@ async def graphql_endpoint(request: Request) -> Response:
     media = _accepts(request)
     if request.method == "GET" and not request.query_params.get("query") and \
             "text/html" in request.headers.get("accept", "") and rt.cfg.graphiql:
-        return HTMLResponse(graphiql_html(), headers={"Cache-Control": "no-store"})
+        return graphiql_page()
     try:
         params = await _read_params(request, rt)
     except _BadRequest as e:
@@ -150,6 +160,9 @@ async def graphql_endpoint(request: Request) -> Response:
         caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
     except TierfedError as e:
         return _respond(_error_body([e]), 401, media, {"WWW-Authenticate": "Bearer"})
+    req = observe.current.get()
+    if req is not None:
+        req.subject = observe.redact(caller.sub)
     try:
         query = _persisted(rt, params)
     except TierfedError as e:
@@ -164,6 +177,9 @@ async def graphql_endpoint(request: Request) -> Response:
         prepared = prepare(rt, query, op_name, variables)
     except RequestError as e:
         return _respond(_error_body(e.errors), request_error, media)
+    if req is not None and prepared.operation.name:
+        req.operation = observe.redact(prepared.operation.name.value)
+        req.metric_operation = rt.metrics.label(prepared.operation.name.value)
     if request.method != "POST" and prepared.operation.operation != OperationType.QUERY:
         return _bad("mutations must be sent with POST", 405, media, {"Allow": "POST"})
     if _has_nul(variables):
@@ -177,7 +193,7 @@ async def graphql_endpoint(request: Request) -> Response:
                            "ask for fewer regions, months or nested levels", limit="deadline_s")
         return _respond(_error_body([err]), 503 if media == GQL_RESPONSE else 200, media)
     except Exception as e:  # noqa: BLE001 - outside any field (the PII audit, a lost database): masked
-        return _respond({"errors": [masked(e)]}, 500, media)
+        return _respond({"errors": [masked(e)]}, 503 if database_down(e) else 500, media)
     body: dict[str, Any] = {}
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
@@ -185,9 +201,3 @@ async def graphql_endpoint(request: Request) -> Response:
     # failed): 200 under either media type, as the GraphQL-over-HTTP spec says.
     body["data"] = result.data
     return _respond(body, 200, media)
-
-
-def graphiql_html() -> str:
-    from strawberry.http.ides import get_graphql_ide_html
-
-    return get_graphql_ide_html(graphql_ide="graphiql")

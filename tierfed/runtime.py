@@ -6,7 +6,6 @@ Opened in the app's lifespan and exposed as typed state; nothing here is global.
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,10 +14,13 @@ from typing import Any
 import asyncpg
 import httpx
 
+from . import telemetry
 from .auth import Keys
 from .config import NodeConfig
 from .db import StatementCounter, create_pool, database_url
 from .errors import UserError
+from .metrics import Metrics, operation_names
+from .persisted import load as load_persisted
 from .tiers.node import Node
 from .tiers.personindex import PersonIndex
 from .tiers.remote import ChildClients
@@ -39,6 +41,10 @@ class Runtime:
     statements: StatementCounter
     persisted: dict[str, str] = field(default_factory=dict)
     requests: int = 0
+    metrics: Metrics = field(default_factory=lambda: Metrics(set()))
+    # None unless [telemetry].otlp_endpoint is set (or a test installs one): no spans at all then.
+    tracer: Any = None
+    tracer_provider: Any = None
     _listener: Any = None
     index: PersonIndex = field(init=False)
 
@@ -60,6 +66,8 @@ class Runtime:
             await self._listener.close()
         await self.clients.close()
         await self.pool.close()
+        if self.tracer_provider is not None:  # flushes the last spans: off the event loop
+            await asyncio.to_thread(self.tracer_provider.shutdown)
 
 
 async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: bool | None = None) -> Runtime:
@@ -81,35 +89,76 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
     persisted: dict[str, str] = {}
     if cfg.persisted_operations_file:
         try:
-            persisted = dict(json.loads(Path(cfg.persisted_operations_file).read_text("utf-8")))
+            persisted = load_persisted(Path(cfg.persisted_operations_file).read_text("utf-8"))
         except (ValueError, OSError) as e:
             await pool.close()
             raise UserError(f"persisted operations file {cfg.persisted_operations_file}: {e}") from None
-    rt = Runtime(cfg, pool, Store(pool), node, Keys(cfg.auth), ChildClients(node.children), counter, persisted)
+    rt = Runtime(cfg, pool, Store(pool), node, Keys(cfg.auth), ChildClients(node.children), counter, persisted,
+                 metrics=Metrics(operation_names(list(persisted.values()))))
+    rt.tracer_provider = telemetry.provider_for(cfg)
+    if rt.tracer_provider is not None:
+        rt.tracer = rt.tracer_provider.get_tracer("tierfed")
     if check_children if check_children is not None else cfg.check_children_at_start:
         try:
             await check_children_reachable(rt)
         except UserError:
             await rt.close()
             raise
-    listener = await pool.acquire()
-
-    def on_tree_change(*_: Any) -> None:
-        asyncio.get_running_loop().create_task(rt.reload_tree())
-
-    await listener.add_listener("tierfed_tree", on_tree_change)
-    rt._listener = _Released(pool, listener, on_tree_change)
+    rt._listener = TreeListener(rt)
+    await rt._listener.start()
     return rt
 
 
-class _Released:
-    def __init__(self, pool: asyncpg.Pool, con: asyncpg.Connection, callback: Any) -> None:
-        self.pool, self.con, self.callback = pool, con, callback
+class TreeListener:
+    """LISTEN for tree changes on a connection of its own; when the database goes away
+    the connection dies, so listen again once it is back and reload the tree (a change
+    may have been missed meanwhile)."""
+
+    RETRY_S = 1.0
+
+    def __init__(self, rt: Runtime) -> None:
+        self.rt = rt
+        self.con: asyncpg.Connection | None = None
+        self.closed = False
+        self.task: asyncio.Task[None] | None = None
+
+    def on_change(self, *_: Any) -> None:
+        asyncio.get_running_loop().create_task(self.rt.reload_tree())
+
+    def on_lost(self, *_: Any) -> None:
+        self.con = None
+        if not self.closed:
+            log.warning("database connection of the tree listener lost: listening again when the database is back")
+            self.task = asyncio.get_running_loop().create_task(self._again())
+
+    async def start(self) -> None:
+        con = await self.rt.pool.acquire()
+        con.add_termination_listener(self.on_lost)
+        await con.add_listener("tierfed_tree", self.on_change)
+        self.con = con
+
+    async def _again(self) -> None:
+        while not self.closed:
+            await asyncio.sleep(self.RETRY_S)
+            try:
+                await self.start()
+                await self.rt.reload_tree()
+                log.info("tree listener back")
+                return
+            except Exception:  # noqa: BLE001 - the database is still down: try again
+                continue
 
     async def close(self) -> None:
+        self.closed = True
+        if self.task is not None:
+            self.task.cancel()
+        con, self.con = self.con, None
+        if con is None:
+            return
         try:
-            await self.con.remove_listener("tierfed_tree", self.callback)
-            await self.pool.release(self.con)
+            con.remove_termination_listener(self.on_lost)
+            await con.remove_listener("tierfed_tree", self.on_change)
+            await self.rt.pool.release(con)
         except Exception:  # noqa: BLE001 - closing anyway
             pass
 

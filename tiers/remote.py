@@ -22,14 +22,17 @@ import asyncio
 import json
 import logging
 import re
+import time
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
 import httpx
 
+from tierfed import observe
 from tierfed.codes import month_str
 from tierfed.errors import Code, TierfedError
+from tierfed.telemetry import child_headers, span
 
 from .figures import Figures, Summary
 from .node import Child
@@ -92,18 +95,35 @@ class ChildClients:
 
     async def post(self, child: Child, token: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
         self.requests[child.name] += 1
-        r = await self.clients[child.name].post(
-            child.url,
-            json={"query": document, "variables": variables},
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-        )
+        req = observe.current.get()
+        started = time.perf_counter()
+        call = observe.ChildCall(child.name, "unreachable", 0.0)
         try:
-            body = r.json()
-        except ValueError:
-            raise ValueError(f"HTTP {r.status_code} with a body that is not JSON") from None
-        if not isinstance(body, dict) or ("data" not in body and "errors" not in body):
-            raise ValueError(f"HTTP {r.status_code} with a body that is not a GraphQL response")
-        return body
+            with span(f"child {child.name}", **{"tierfed.child": child.name, "tierfed.child.region": child.region}):
+                r = await self.clients[child.name].post(
+                    child.url,
+                    json={"query": document, "variables": variables},
+                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json", **child_headers(req)},
+                )
+            call.outcome = "garbage"
+            try:
+                body = r.json()
+            except ValueError:
+                raise ValueError(f"HTTP {r.status_code} with a body that is not JSON") from None
+            if not isinstance(body, dict) or ("data" not in body and "errors" not in body):
+                raise ValueError(f"HTTP {r.status_code} with a body that is not a GraphQL response")
+            call.outcome = "ok" if not body.get("errors") else "errors"
+            ext = body.get("extensions")
+            if isinstance(ext, dict) and isinstance(ext.get("timing"), dict):
+                call.timing = ext["timing"]
+            return body
+        except httpx.TimeoutException:
+            call.outcome = "timeout"
+            raise
+        finally:
+            call.seconds = time.perf_counter() - started
+            if req is not None:
+                req.children.append(call)
 
     async def close(self) -> None:
         await asyncio.gather(*(c.aclose() for c in self.clients.values()))

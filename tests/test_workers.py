@@ -1,0 +1,101 @@
+"""``tierfed serve --workers 2`` as a real process: both workers serve, /metrics (on its own
+address) adds up every worker's counts, the access log is one JSON line per request, and a
+tree change reaches every worker (each listens for it)."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import asyncpg
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.conftest import SECRET, token
+from tests.nodes import free_port
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
+
+
+async def test_serve_with_two_workers(fresh_db: str, tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f"""
+[node]
+name = "national"
+region = "000000"
+listen = "127.0.0.1:{port}"
+database_url = "{fresh_db}"
+workers = 2
+check_children_at_start = false
+
+[auth]
+jwt_secret = "{SECRET}"
+
+[metrics]
+listen = "127.0.0.1:{metrics_port}"
+""")
+    mp_dir = tmp_path / "metrics"
+    mp_dir.mkdir()
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(mp_dir)}
+    log = (tmp_path / "out.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tierfed.cli", "serve", "--config", str(cfg)], env=env,
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    tok = token()
+    query = '{ region(code: "440300") { name } }'
+    try:
+        async with httpx.AsyncClient(timeout=10) as c:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if (await c.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "out.log").read_text()
+                await asyncio.sleep(0.2)
+            n = 24
+
+            async def one() -> None:
+                async with httpx.AsyncClient(timeout=10) as fresh:  # a connection each: spread over workers
+                    r = await fresh.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
+                                         headers={"Authorization": f"Bearer {tok}"})
+                    assert r.json() == {"data": {"region": {"name": "深圳市"}}}
+
+            await asyncio.gather(*(one() for _ in range(n)))
+            assert (await c.get(f"http://127.0.0.1:{port}/metrics")).status_code == 404  # not on the node's address
+            text = (await c.get(f"http://127.0.0.1:{metrics_port}/metrics")).text
+            total = sum(s.value for f in text_string_to_metric_families(text) for s in f.samples
+                        if s.name == "tierfed_requests_total" and s.labels.get("outcome") == "ok")
+            assert total == n
+            # A tree change reaches both workers: rename a region, notify, then every answer has it.
+            con = await asyncpg.connect(fresh_db)
+            try:
+                await con.execute("update region set name = '深圳' where code = '440300'")
+                await con.execute("notify tierfed_tree")
+            finally:
+                await con.close()
+            await asyncio.sleep(1.0)
+            names = set()
+            for _ in range(12):
+                async with httpx.AsyncClient(timeout=10) as fresh:
+                    r = await fresh.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
+                                         headers={"Authorization": f"Bearer {tok}"})
+                    names.add(r.json()["data"]["region"]["name"])
+            assert names == {"深圳"}
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()
+    out = (tmp_path / "out.log").read_text()
+    pids = {p.stem.rsplit("_", 1)[1] for p in mp_dir.glob("counter_*.db")}
+    assert len(pids) >= 3, pids  # the parent's start-up check and two workers
+    lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
+    assert len([ln for ln in lines if ln["outcome"] == "ok"]) == n + 12
+    assert tok not in out

@@ -1,0 +1,114 @@
+"""Prometheus metrics of one node, served at ``/metrics``.
+
+One ``Metrics`` per runtime, each with its own registry (several in-process nodes in
+a test do not mix). With several workers (``tierfed serve --workers N``) the CLI sets
+``PROMETHEUS_MULTIPROC_DIR`` before anything imports prometheus_client: every worker
+writes its values to files there and a scrape of any worker adds them all up.
+
+Labels are bounded: an operation is labelled by its name only when that name is
+registered (the dashboard's operations, the node's persisted operations, the
+federation's own forward request); any other name counts as ``unregistered``.
+Outcomes are ``ok``, a contract error code, or ``partial:`` and a code.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import TYPE_CHECKING
+
+from graphql import OperationDefinitionNode, parse
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import multiprocess as mp
+from starlette.requests import Request
+from starlette.responses import PlainTextResponse, Response
+
+from . import observe
+from .auth import bearer
+from .errors import TierfedError
+
+if TYPE_CHECKING:
+    import asyncpg
+
+    from .runtime import Runtime
+
+CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
+DASHBOARD_OPERATIONS = ("Dashboard", "RegionDirectory", "PoolHistory", "Person")
+FORWARD_OPERATION = "TierfedForward"
+UNREGISTERED = "unregistered"
+DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
+
+
+def multiprocess() -> bool:
+    return bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+
+
+def operation_names(documents: list[str]) -> set[str]:
+    names = set()
+    for doc in documents:
+        try:
+            parsed = parse(doc)
+        except Exception:  # noqa: BLE001 - a bad stored document is refused when it is run
+            continue
+        names |= {d.name.value for d in parsed.definitions if isinstance(d, OperationDefinitionNode) and d.name}
+    return names
+
+
+class Metrics:
+    def __init__(self, registered: set[str]) -> None:
+        self.registered = frozenset(registered | set(DASHBOARD_OPERATIONS) | {FORWARD_OPERATION})
+        r = self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter("tierfed_requests", "GraphQL requests by operation and outcome",
+                                ["operation", "outcome"], registry=r)
+        self.duration = Histogram("tierfed_request_duration_seconds", "Time to answer a GraphQL request",
+                                  ["operation"], buckets=DURATION_BUCKETS, registry=r)
+        self.child_requests = Counter("tierfed_child_requests", "Requests to child nodes by child and outcome",
+                                      ["child", "outcome"], registry=r)
+        self.child_duration = Histogram("tierfed_child_request_duration_seconds", "Time a child node took to answer",
+                                        ["child"], buckets=DURATION_BUCKETS, registry=r)
+        self.sql_statements = Counter("tierfed_sql_statements", "SQL statements run for requests", registry=r)
+        self.sql_seconds = Counter("tierfed_sql_seconds", "Time spent in SQL statements for requests", registry=r)
+        self.cache = Counter("tierfed_cache_lookups", "Parse and validation cache lookups",
+                             ["cache", "result"], registry=r)
+        self.pool = Gauge("tierfed_db_pool_connections", "Database pool connections by state",
+                          ["state"], registry=r, multiprocess_mode="livesum")
+
+    def label(self, name: str | None) -> str:
+        return name if name in self.registered else UNREGISTERED
+
+    def request_done(self, req: observe.RequestInfo) -> None:
+        self.requests.labels(req.metric_operation, req.outcome).inc()
+        self.duration.labels(req.metric_operation).observe(req.elapsed())
+        if req.sql_statements:
+            self.sql_statements.inc(req.sql_statements)
+            self.sql_seconds.inc(req.sql_seconds)
+        for c in req.children:
+            self.child_requests.labels(c.child, c.outcome).inc()
+            self.child_duration.labels(c.child).observe(c.seconds)
+        for cache, result in req.cache:
+            self.cache.labels(cache, result).inc()
+
+    def pool_state(self, pool: asyncpg.Pool) -> None:
+        size, idle = pool.get_size(), pool.get_idle_size()
+        self.pool.labels("in_use").set(size - idle)
+        self.pool.labels("idle").set(idle)
+
+    def exposition(self) -> bytes:
+        if multiprocess():
+            registry = CollectorRegistry()
+            mp.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
+
+
+async def metrics_endpoint(request: Request) -> Response:
+    """``/metrics`` on the node's own address: a token with the configured role is needed."""
+    rt: Runtime = request.app.state.runtime
+    try:
+        caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+    except TierfedError as e:
+        return PlainTextResponse(e.message + "\n", 401, headers={"WWW-Authenticate": "Bearer"})
+    if not caller.has(rt.cfg.metrics.role):
+        return PlainTextResponse(f"/metrics needs a token with the {rt.cfg.metrics.role} role\n", 403)
+    rt.metrics.pool_state(rt.pool)
+    return Response(rt.metrics.exposition(), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
+
