@@ -124,7 +124,7 @@ async def test_hostile_documents_are_refused_fast_and_before_validation(client: 
     frags += ["fragment F40 on Query { nation { code } }", "fragment G40 on Query { nation { name } }"]
     bomb = "{ ...F0 ...G0 }\n" + "\n".join(frags)
     d = await client.data(bomb)
-    assert d == {"nation": {"code": "000000", "name": d["nation"]["name"]}}
+    assert d == {"nation": {"code": "000000", "name": "中华人民共和国"}}
     assert time.perf_counter() - started < 3.0
 
 
