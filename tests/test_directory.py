@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import asyncpg
 from tierfed.tiers.tree import Tree
 
@@ -81,3 +83,32 @@ async def test_directory_open_to_any_valid_token(client: Client) -> None:
     assert d["nation"]["name"] == "中华人民共和国"
     assert d["agency"]["tier"] == "PROVINCE"
     assert (await client.data('{ region(code: "449999") { name } }'))["region"] is None
+
+
+async def test_a_regions_import_that_moves_a_parent_is_served_from_the_new_tree(fresh_db: str, tmp_path: Any) -> None:
+    """The importer notifies; the node's listener reloads the tree in a task it keeps."""
+    import asyncio
+
+    from tierfed.importer import import_file
+
+    # children come from the node's in-memory tree (parent and ancestors from the database)
+    q = '{ region(code: "440305") { parent { code } ancestors { code } } gz: region(code: "440100") { children { code } } }'
+
+    def under_guangzhou(d: dict[str, Any]) -> bool:
+        return "440305" in [r["code"] for r in d["gz"]["children"]]
+
+    async with node_client(fresh_db, node_config("000000", "n")) as c:
+        first = await c.data(q)
+        assert first["region"]["parent"]["code"] == "440300" and not under_guangzhou(first)
+        f = tmp_path / "regions.csv"
+        f.write_text("code,name,tier,parent_code\n440305,南山区,county,440100\n", encoding="utf-8")
+        await import_file(c.runtime.pool, c.runtime.node, "regions", f, progress=False)
+        for _ in range(200):
+            got = await c.data(q)
+            if under_guangzhou(got):
+                break
+            await asyncio.sleep(0.05)
+        assert under_guangzhou(got)
+        assert got["region"] == {"parent": {"code": "440100"},
+                                 "ancestors": [{"code": "000000"}, {"code": "440000"}, {"code": "440100"}]}
+        assert c.runtime.node.child_for("440305") is None and c.runtime.tree.within("440305", "440100")

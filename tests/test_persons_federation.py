@@ -490,3 +490,23 @@ async def test_index_rebuild_command(fed: Fed, tmp_path: Path) -> None:
 async def test_internal_calls_refuse_what_they_must(fed: Fed, query: str, variables: Any, tok: str, code: str) -> None:
     body = await fed.ask("guangdong", query, variables, tok)
     assert body["errors"][0]["extensions"]["code"] == code, body
+
+
+async def test_a_child_refusing_the_token_is_reported_as_such(new_db: Any) -> None:
+    """A child node that trusts another issuer answers 401: the parent says so, not 'garbage'."""
+    port = free_port()
+    child = await start_node(node_config("510000", "sc-other", auth={"jwt_secret": "another-issuer-" + "y" * 32}),
+                             await new_db(), port)
+    parent = await start_node(node_config("000000", "c-other", [
+        {"region": "510000", "url": f"http://127.0.0.1:{port}/graphql", "name": "sc-other", "timeout_s": 3}]),
+        await new_db())
+    try:
+        body = await parent.post('{ rollup(region: "000000", period: {from: "2025-01", to: "2025-01"}) '
+                                 '{ complete missing { code } } }', None, NATIONAL)
+        assert body["data"]["rollup"] == {"complete": False, "missing": [{"code": "510000"}]}
+        err = body["errors"][0]
+        assert err["extensions"]["code"] == "TIER_UNAVAILABLE"
+        assert "refused the caller's token (UNAUTHENTICATED" in err["message"] and "garbage" not in err["message"]
+    finally:
+        await parent.stop()
+        await child.stop()

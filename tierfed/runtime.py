@@ -121,9 +121,31 @@ class TreeListener:
         self.con: asyncpg.Connection | None = None
         self.closed = False
         self.task: asyncio.Task[None] | None = None
+        self.reload: asyncio.Task[None] | None = None
+        self.pending = False
 
     def on_change(self, *_: Any) -> None:
-        asyncio.get_running_loop().create_task(self.rt.reload_tree())
+        """Reload in a task this listener keeps; changes arriving during a reload are folded
+        into one more reload after it."""
+        if self.reload is not None and not self.reload.done():
+            self.pending = True
+            return
+        self.reload = asyncio.get_running_loop().create_task(self._reload(), name="tree-reload")
+
+    async def _reload(self) -> None:
+        attempt = 0
+        while not self.closed:
+            self.pending = False
+            try:
+                await self.rt.reload_tree()
+            except Exception:  # noqa: BLE001 - logged, and tried again: the node must not stay on an old tree
+                attempt += 1
+                log.exception("division tree reload failed (attempt %d): trying again in %.0f s", attempt,
+                              self.RETRY_S * min(attempt, 30))
+                await asyncio.sleep(self.RETRY_S * min(attempt, 30))
+                continue
+            if not self.pending:
+                return
 
     def on_lost(self, *_: Any) -> None:
         self.con = None
@@ -150,8 +172,9 @@ class TreeListener:
 
     async def close(self) -> None:
         self.closed = True
-        if self.task is not None:
-            self.task.cancel()
+        for task in (self.task, self.reload):
+            if task is not None:
+                task.cancel()
         con, self.con = self.con, None
         if con is None:
             return
@@ -159,8 +182,9 @@ class TreeListener:
             con.remove_termination_listener(self.on_lost)
             await con.remove_listener("tierfed_tree", self.on_change)
             await self.rt.pool.release(con)
-        except Exception:  # noqa: BLE001 - closing anyway
-            pass
+        except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
+            # The connection is already gone (the database went away): nothing left to release.
+            log.debug("tree listener closed on a lost connection: %s", e)
 
 
 async def check_children_reachable(rt: Runtime) -> None:

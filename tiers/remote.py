@@ -276,9 +276,13 @@ class RemoteCalls:
                 ext = (err.get("extensions") or {}) if isinstance(err, dict) else {}
                 code = ext.get("code")
                 if code in (Code.UNAUTHENTICATED.value, Code.FORBIDDEN.value):
+                    # The child refused the caller's token: forwarded pieces carry its error as it is;
+                    # summaries and internal calls are lost, and say why (not "garbage").
                     for piece in doc.where:
                         answer.piece_errors[piece] = dict(err)
-                    answer.failure = None
+                    if needs.summaries or needs.calls:
+                        answer.failure = f"refused the caller's token ({code}: {err.get('message')})"
+                        return answer
                 else:
                     answer.failure = f"refused the request: {err.get('message') if isinstance(err, dict) else err}"
                     return answer
