@@ -101,6 +101,9 @@ async def test_a_three_tier_query_is_one_trace_with_spans_from_every_node(three_
     assert {"graphql.parse_validate", "graphql.execute"} <= names["shenzhen"]
     for node in names:  # each node read its summaries with SQL, each statement one span
         assert any(n.startswith("sql ") for n in names[node]), names[node]
+    # The cache checks are on the parse/validate spans (the child's forward request is new to it).
+    pv = [s for s in got if s.name == "graphql.parse_validate"]
+    assert all(s.attributes["tierfed.cache.parse"] in ("hit", "miss") for s in pv)
     sql = [s for s in got if s.name.startswith("sql ")]
     assert all("$1" in str(s.attributes["db.statement"]) or "$" not in str(s.attributes["db.statement"]) for s in sql)
     # No span per resolved field: a rollup of 5 schemes with 31 children stays a few dozen spans.
