@@ -7,6 +7,7 @@ three in-process nodes; each node's server span names its node.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
@@ -72,8 +73,12 @@ async def test_a_three_tier_query_is_one_trace_with_spans_from_every_node(three_
     r = await _post(three_tiers["central"], ROLLUP, {"r": "000000"}, NATIONAL,
                     traceparent=f"00-{trace_id}-{caller_span}-01")
     assert "errors" not in r.json(), r.json()
-    got: list[ReadableSpan] = list(spans.get_finished_spans())
-    assert got
+    # A server span ends once its answer is sent: wait for the three to be finished.
+    for _ in range(100):
+        got: list[ReadableSpan] = list(spans.get_finished_spans())
+        if sum(s.name == "POST /graphql" for s in got) == 3:
+            break
+        await asyncio.sleep(0.05)
     # One trace, the caller's: every span of every node continues it.
     assert {format(s.context.trace_id, "032x") for s in got} == {trace_id}
     by_id = {s.context.span_id: s for s in got}
