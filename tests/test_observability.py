@@ -208,7 +208,6 @@ async def test_metrics_can_be_switched_off(loaded_db: str) -> None:
 async def test_spans_are_exported_over_otlp_when_an_endpoint_is_configured(fresh_db: str) -> None:
     """The configured path, end to end: the node's own provider exports over OTLP/HTTP to a
     collector (here a local one that decodes what it receives)."""
-    import asyncio
 
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 
