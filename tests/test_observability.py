@@ -7,6 +7,7 @@ three in-process nodes; each node's server span names its node.
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
@@ -72,8 +73,12 @@ async def test_a_three_tier_query_is_one_trace_with_spans_from_every_node(three_
     r = await _post(three_tiers["central"], ROLLUP, {"r": "000000"}, NATIONAL,
                     traceparent=f"00-{trace_id}-{caller_span}-01")
     assert "errors" not in r.json(), r.json()
-    got: list[ReadableSpan] = list(spans.get_finished_spans())
-    assert got
+    # A server span ends once its answer is sent: wait for the three to be finished.
+    for _ in range(100):
+        got: list[ReadableSpan] = list(spans.get_finished_spans())
+        if sum(s.name == "POST /graphql" for s in got) == 3:
+            break
+        await asyncio.sleep(0.05)
     # One trace, the caller's: every span of every node continues it.
     assert {format(s.context.trace_id, "032x") for s in got} == {trace_id}
     by_id = {s.context.span_id: s for s in got}
@@ -101,6 +106,9 @@ async def test_a_three_tier_query_is_one_trace_with_spans_from_every_node(three_
     assert {"graphql.parse_validate", "graphql.execute"} <= names["shenzhen"]
     for node in names:  # each node read its summaries with SQL, each statement one span
         assert any(n.startswith("sql ") for n in names[node]), names[node]
+    # The cache checks are on the parse/validate spans (the child's forward request is new to it).
+    pv = [s for s in got if s.name == "graphql.parse_validate"]
+    assert all(s.attributes["tierfed.cache.parse"] in ("hit", "miss") for s in pv)
     sql = [s for s in got if s.name.startswith("sql ")]
     assert all("$1" in str(s.attributes["db.statement"]) or "$" not in str(s.attributes["db.statement"]) for s in sql)
     # No span per resolved field: a rollup of 5 schemes with 31 children stays a few dozen spans.
@@ -200,7 +208,6 @@ async def test_metrics_can_be_switched_off(loaded_db: str) -> None:
 async def test_spans_are_exported_over_otlp_when_an_endpoint_is_configured(fresh_db: str) -> None:
     """The configured path, end to end: the node's own provider exports over OTLP/HTTP to a
     collector (here a local one that decodes what it receives)."""
-    import asyncio
 
     from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 

@@ -81,13 +81,18 @@ listen = "127.0.0.1:{metrics_port}"
                 await con.execute("notify tierfed_tree")
             finally:
                 await con.close()
-            await asyncio.sleep(1.0)
-            names = set()
-            for _ in range(12):
-                async with httpx.AsyncClient(timeout=10) as fresh:
-                    r = await fresh.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
-                                         headers={"Authorization": f"Bearer {tok}"})
-                    names.add(r.json()["data"]["region"]["name"])
+            asked = 0
+            for _ in range(50):  # until a dozen answers in a row, spread over both workers, have it
+                names = set()
+                for _ in range(12):
+                    async with httpx.AsyncClient(timeout=10) as fresh:
+                        r = await fresh.post(f"http://127.0.0.1:{port}/graphql", json={"query": query},
+                                             headers={"Authorization": f"Bearer {tok}"})
+                        names.add(r.json()["data"]["region"]["name"])
+                        asked += 1
+                if names == {"深圳"}:
+                    break
+                await asyncio.sleep(0.2)
             assert names == {"深圳"}
     finally:
         proc.terminate()
@@ -97,5 +102,5 @@ listen = "127.0.0.1:{metrics_port}"
     pids = {p.stem.rsplit("_", 1)[1] for p in mp_dir.glob("counter_*.db")}
     assert len(pids) >= 3, pids  # the parent's start-up check and two workers
     lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
-    assert len([ln for ln in lines if ln["outcome"] == "ok"]) == n + 12
+    assert len([ln for ln in lines if ln["outcome"] == "ok"]) == n + asked
     assert tok not in out

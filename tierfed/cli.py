@@ -291,9 +291,21 @@ def cmd_serve(args: argparse.Namespace) -> int:
     if not 1 <= workers <= 64:
         raise UserError(f"--workers: expected 1 to 64, got {workers}")
     access_log()
+    made_dir = None
     if (workers > 1 or cfg.metrics.listen) and not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         # Before anything imports prometheus_client: every worker writes its values there.
-        os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tierfed-metrics-")
+        made_dir = os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="tierfed-metrics-")
+    try:
+        return _serve(cfg, workers, args.config)
+    finally:
+        if made_dir:
+            import shutil
+
+            shutil.rmtree(made_dir, ignore_errors=True)
+
+
+def _serve(cfg: NodeConfig, workers: int, config_path: str | None) -> int:
+    import os
 
     import uvicorn
 
@@ -320,7 +332,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
     _run(check())
     _metrics_listener(cfg)
-    os.environ["TIERFED_CONFIG"] = str(Path(args.config or os.environ["TIERFED_CONFIG"]).resolve())
+    os.environ["TIERFED_CONFIG"] = str(Path(config_path or os.environ["TIERFED_CONFIG"]).resolve())
     uvicorn.run("tierfed.app:from_environment", factory=True, host=cfg.host, port=cfg.port, workers=workers,
                 log_level="info", access_log=False)
     return 0

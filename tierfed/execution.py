@@ -35,7 +35,7 @@ from .errors import Code, TierfedError, database_down, database_unavailable
 from .resolvers.context import Context, Loaders, SummaryLoader
 from .runtime import Runtime
 from .schema.root import schema
-from .telemetry import span
+from .telemetry import current_span, span
 from .tiers.employers import EmployerParts
 from .tiers.persons import PersonParts
 from .tiers.remote import LIVE, PLAN, Forwarded, RemoteCalls, wrap
@@ -115,7 +115,10 @@ def _cached(cache: Any, name: str, *args: Any) -> Any:
     out = cache(*args)
     req = observe.current.get()
     if req is not None:
-        req.cache.append((name, "hit" if cache.cache_info().hits > hits else "miss"))
+        result = "hit" if cache.cache_info().hits > hits else "miss"
+        req.cache.append((name, result))
+        if req.tracer is not None:  # the cache check, on the parse/validate span
+            current_span().set_attribute(f"tierfed.cache.{name}", result)
     return out
 
 

@@ -148,6 +148,9 @@ async def graphql_endpoint(request: Request) -> Response:
     media = _accepts(request)
     if request.method == "GET" and not request.query_params.get("query") and \
             "text/html" in request.headers.get("accept", "") and rt.cfg.graphiql:
+        req = observe.current.get()
+        if req is not None:
+            req.outcome = "graphiql_page"
         return graphiql_page()
     try:
         params = await _read_params(request, rt)

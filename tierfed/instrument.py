@@ -28,11 +28,26 @@ class ObserveMiddleware:
         req = observe.RequestInfo(rt.cfg.name, tracer=rt.tracer,
                                   timing_wanted=headers.get(telemetry.TIMING_HEADER, "") not in ("", "0"))
         status = 500
+        done = False
+
+        def finish() -> None:
+            nonlocal done
+            if done:
+                return
+            done = True
+            rt.metrics.request_done(req)
+            rt.metrics.pool_state(rt.pool)
+            if observe.access_log.isEnabledFor(logging.INFO):
+                observe.access_log.info(req.log_line(status))
 
         async def send_status(message: Message) -> None:
             nonlocal status
             if message["type"] == "http.response.start":
                 status = message["status"]
+            elif message["type"] == "http.response.body" and not message.get("more_body"):
+                # Counted and logged before the answer's last byte leaves: a client that
+                # reads its answer and then scrapes /metrics finds the request counted.
+                finish()
             await send(message)
 
         token = observe.current.set(req)
@@ -43,10 +58,7 @@ class ObserveMiddleware:
                     _close(span, req, status)
         finally:
             observe.current.reset(token)
-            rt.metrics.request_done(req)
-            rt.metrics.pool_state(rt.pool)
-            if observe.access_log.isEnabledFor(logging.INFO):
-                observe.access_log.info(req.log_line(status))
+            finish()
 
 
 def _close(span: Any, req: observe.RequestInfo, status: int) -> None:

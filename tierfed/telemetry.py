@@ -60,6 +60,12 @@ def span(name: str, **attributes: Any) -> Any:
     return req.tracer.start_as_current_span(name, attributes=attributes or None)
 
 
+def current_span() -> Any:
+    from opentelemetry.trace import get_current_span
+
+    return get_current_span()
+
+
 def sql_span(req: observe.RequestInfo, query: str, elapsed: float) -> None:
     """One finished SQL statement as a span (called from asyncpg's query logger, in the request's context)."""
     assert req.tracer is not None
