@@ -179,7 +179,11 @@ LOOKUPS = (
 )
 ANALYZE_REGIONS = "analyze import_region"
 
-AMOUNT = "'^[0-9]{1,12}([.][0-9]{1,2})?$'"
+# An amount as codes.AMOUNT_RE has it (digits, at most 2 decimals, at most 12 integer digits),
+# spaces around allowed. Written for speed: PostgreSQL's regex engine is slow on bounded repeats.
+def _amount_ok(v: str) -> str:
+    return (f"(({v} ~ '^[0-9]+([.][0-9][0-9]?)?$' or btrim({v}, E' \\t') ~ '^[0-9]+([.][0-9][0-9]?)?$')"
+            f" and length(split_part(btrim({v}, E' \\t'), '.', 1)) <= 12)")
 
 
 @dataclass(frozen=True)
@@ -206,7 +210,7 @@ _SPLIT = """select row_number() over () + 1 as line, raw,
                    coalesce(cardinality(f), 0) as nf, f
             from (select raw, case when strpos(raw, '"') > 0 then tierfed_csv_fields(raw)
                                    else string_to_array(raw, ',') end as f
-                  from import_line) l"""
+                  from import_line offset 0) l"""
 
 CONTRIBUTIONS = RecordSql(
     columns=("id_number", "scheme", "month", "region_code", "employer_credit_code", "base", "employer_amount",
@@ -216,10 +220,10 @@ create temp table import_staging on commit drop as
 select line, case when problem is not null or unregistered or unknown_employer then raw end as raw,
        problem, unregistered, unknown_employer,
        id_number, scheme, month, region_code, nullif(employer, '') as employer_credit_code,
-       case when problem is null then btrim(base)::numeric end as base,
-       case when problem is null then btrim(e)::numeric end as employer_amount,
-       case when problem is null then btrim(i)::numeric end as individual_amount,
-       case when problem is null then btrim(a)::numeric end as individual_account_amount
+       case when problem is null then base::numeric end as base,
+       case when problem is null then e::numeric end as employer_amount,
+       case when problem is null then i::numeric end as individual_amount,
+       case when problem is null then a::numeric end as individual_account_amount
 from (
   select x.line, x.raw,
          case when x.nf < $10 then 0
@@ -228,11 +232,11 @@ from (
               when mo.m is null then 3
               when rg.code is null then 4
               when x.emp <> '' and em.credit_code is null and not tierfed_credit_code_ok(x.emp) then 5
-              when btrim(x.base) !~ {AMOUNT} then 6
-              when btrim(x.e) !~ {AMOUNT} then 7
-              when btrim(x.i) !~ {AMOUNT} then 8
-              when btrim(x.a) !~ {AMOUNT} then 9
-              when btrim(x.a)::numeric > btrim(x.i)::numeric then 10
+              when not {_amount_ok('x.base')} then 6
+              when not {_amount_ok('x.e')} then 7
+              when not {_amount_ok('x.i')} then 8
+              when not {_amount_ok('x.a')} then 9
+              when x.a::numeric > x.i::numeric then 10
          end as problem,
          p.id_number is null and not exists (select 1 from person q where q.id_number = upper(btrim(x.id_raw)))
              as unregistered,
@@ -243,12 +247,13 @@ from (
          x.base, x.e, x.i, x.a
   from (select line, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
                btrim(f[$5]) as emp, f[$6] as base, f[$7] as e, f[$8] as i, f[$9] as a
-        from ({_SPLIT}) s) x
+        from ({_SPLIT}) s offset 0) x
   left join person p on p.id_number = x.id_raw
   left join import_scheme sc on sc.v = x.scheme_raw
   left join import_month mo on mo.v = x.month_raw
   left join import_region rg on rg.code = x.region_raw
   left join employer em on em.credit_code = x.emp
+  offset 0
 ) c""",
     problems="""select line, raw, problem, unregistered, unknown_employer from import_staging
                 where problem is not null or unregistered or unknown_employer order by line limit 1000""",
@@ -293,7 +298,7 @@ create temp table import_staging on commit drop as
 select line, case when problem is not null or unregistered then raw end as raw,
        problem, unregistered, false as unknown_employer,
        id_number, scheme, month, region_code,
-       case when problem is null then btrim(amount)::numeric end as amount
+       case when problem is null then amount::numeric end as amount
 from (
   select x.line, x.raw,
          case when x.nf < $6 then 0
@@ -301,7 +306,7 @@ from (
               when sc.id is null then 2
               when mo.m is null then 3
               when rg.code is null then 4
-              when btrim(x.amount) !~ {AMOUNT} then 5
+              when not {_amount_ok('x.amount')} then 5
          end as problem,
          p.id_number is null and not exists (select 1 from person q where q.id_number = upper(btrim(x.id_raw)))
              as unregistered,
@@ -309,11 +314,12 @@ from (
          rg.code as region_code, x.amount
   from (select line, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
                f[$5] as amount
-        from ({_SPLIT}) s) x
+        from ({_SPLIT}) s offset 0) x
   left join person p on p.id_number = x.id_raw
   left join import_scheme sc on sc.v = x.scheme_raw
   left join import_month mo on mo.v = x.month_raw
   left join import_region rg on rg.code = x.region_raw
+  offset 0
 ) c""",
     problems="""select line, raw, problem, unregistered, unknown_employer from import_staging
                 where problem is not null or unregistered order by line limit 1000""",
