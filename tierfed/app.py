@@ -1,4 +1,4 @@
-"""The ASGI app of one node: /graphql, /healthz and /dashboard."""
+"""The ASGI app of one node: /graphql, /healthz, /dashboard and /imports."""
 
 from __future__ import annotations
 
@@ -25,6 +25,7 @@ async def healthz(request: Request) -> JSONResponse:
 def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: str | None = None) -> Starlette:
     """A node's app; ``runtime`` is opened in the lifespan unless one is given."""
     from tierfed.dashboard import routes as dashboard_routes
+    from tierfed.imports.http import routes as import_routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -44,6 +45,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         *dashboard_routes(),
+        *import_routes(),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     if runtime is not None:

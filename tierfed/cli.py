@@ -42,6 +42,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("kind", choices=IMPORT_KINDS)
     i.add_argument("file")
     i.add_argument("--config")
+    i.add_argument("--json", action="store_true", help="print the report as JSON")
 
     t = sub.add_parser("token", help="print a signed token")
     t.add_argument("--config")
@@ -109,7 +110,9 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .importer import import_file
+    import json
+
+    from .imports import ImportFailed, import_file
     from .runtime import open_runtime
 
     cfg = load(args.config)
@@ -121,8 +124,22 @@ def cmd_import(args: argparse.Namespace) -> int:
         finally:
             await rt.close()
 
-    rep = _run(go())
-    print(f"{rep.kind}: {rep.rows} rows, {rep.inserted} new, {rep.unchanged} already stored")
+    try:
+        rep = _run(go())
+    except ImportFailed as e:
+        if args.json and e.report is not None:
+            print(json.dumps(e.report.to_json(), ensure_ascii=False, indent=2))
+        raise
+    if args.json:
+        print(json.dumps(rep.to_json(), ensure_ascii=False, indent=2))
+        return 0
+    if rep.same_as is not None:
+        print(f"{rep.kind}: the same file as import {rep.same_as} ({rep.rows} rows): nothing changed")
+    else:
+        print(f"{rep.kind}: {rep.rows} rows, {rep.inserted} new, {rep.unchanged} already stored "
+              f"(import {rep.import_id}, {rep.seconds:.1f} s)")
+    for w in rep.warnings:
+        print(f"  warning: {w}")
     return 0
 
 

@@ -98,11 +98,16 @@ async def keyed(con: asyncpg.Connection, kind: str) -> tuple[list[RowError], int
     return errors, n
 
 
-async def apply(con: asyncpg.Connection, src: Source, kind: str, root: str, progress: Progress) -> int:
+async def apply(pool: asyncpg.Pool, con: asyncpg.Connection, src: Source, kind: str, root: str,
+                progress: Progress) -> int:
     """Insert the checked records and update the summaries; returns how many were new."""
     sql = store.RECORDS[kind]
     progress.phase = "writing"
-    await con.execute(store.PARTITIONS)
+    first, last = await con.fetchrow(store.MONTHS)
+    if first is not None:
+        # Empty month partitions, committed at once (they hold nothing if the import fails).
+        async with pool.acquire() as other:
+            await other.execute(store.PARTITIONS, first, last)
     await con.execute(store.SAVEPOINT)
     try:
         status = await con.execute(sql.insert)

@@ -71,5 +71,5 @@ class Progress:
     started: float = field(default_factory=time.time)
 
     def to_json(self) -> dict[str, Any]:
-        return {"phase": self.phase, "rowsRead": self.rows_read, "rowsChecked": self.rows_checked,
-                "rowsWritten": self.rows_written, "seconds": round(time.time() - self.started, 3)}
+        return {"phase": self.phase, "rows_read": self.rows_read, "rows_checked": self.rows_checked,
+                "rows_written": self.rows_written, "seconds": round(time.time() - self.started, 3)}

@@ -89,7 +89,7 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind: str, path: str | Pat
                         raise ImportFailed(src.name, errors, nbad)
                     rep.warnings = await notices.collect(con, kind)
                     if kind in store.RECORDS:
-                        rep.inserted = await records.apply(con, src, kind, node.region, job)
+                        rep.inserted = await records.apply(pool, con, src, kind, node.region, job)
                     else:
                         rep.inserted = await rows.apply(con, kind, node.region, job)
                     rep.unchanged = total - rep.inserted

@@ -355,7 +355,10 @@ COUNT_PROBLEMS = """select count(*) filter (where problem is not null),
                            count(*) filter (where problem is null and unknown_employer),
                            count(*)
                     from import_staging"""
-PARTITIONS = "select tierfed_ensure_month_partitions(min(month), max(month)) from import_staging"
+MONTHS = "select min(month), max(month) from import_staging"
+# Run in a transaction of its own, committed before the records are inserted: creating a
+# partition locks the whole table, and held until the import commits it would block readers.
+PARTITIONS = "select tierfed_ensure_month_partitions($1, $2)"
 SAVEPOINT = "savepoint import_insert"
 ROLLBACK_SAVEPOINT = "rollback to savepoint import_insert"
 RELEASE_SAVEPOINT = "release savepoint import_insert"
