@@ -20,6 +20,7 @@ from tierfed.resolvers import rollups as rol
 from tierfed.errors import bad_input
 
 from . import descriptions
+from . import imports as import_types
 from . import pooling as pooling_types
 from .scalars import Decimal
 from .types import (
@@ -48,7 +49,7 @@ class PiiRead:
 
 
 @strawberry.type
-class Query(pooling_types.PoolingQueries):
+class Query(pooling_types.PoolingQueries, import_types.ImportQueries):
     @strawberry.field
     async def nation(self, info: Info) -> Region:
         return await reg.nation(info)  # type: ignore[return-value]

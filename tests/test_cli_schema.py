@@ -141,6 +141,8 @@ EXPECTED_TABLES = {
     "person_presence": {"id_number", "seq"},
     "person_index": {"id_number", "child"},
     "person_index_sync": {"child", "seq", "synced_at"},
+    "import_run": {"id", "started_at", "finished_at", "caller", "scope", "via", "kind", "file_name", "sha256", "bytes",
+                   "rows", "inserted", "unchanged", "bad_rows", "outcome", "message", "warnings", "version", "same_as"},
     "schema_migrations": {"version", "name", "applied_at"},
 }
 

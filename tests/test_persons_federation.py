@@ -431,10 +431,14 @@ async def test_duplicate_warning_through_the_cli(fed: Fed, tmp_path: Path) -> No
     rc, out, err = await cli("contributions", records)
     assert rc == 0, err
     assert "2 new" in out  # the import still goes through: cleaning up is the agencies' decision
-    warned = [line for line in out.splitlines() if line.startswith("warning:")]
-    assert warned == [f"warning: person {codes.mask_id(p7)} has a PENSION record for 2025-03 here ({CD}) "
-                      f"and also in {SZ}: insured twice?"], out + err
+    warned = [line.strip() for line in out.splitlines() if line.strip().startswith("warning:")]
+    line = f"person {codes.mask_id(p7)} has a PENSION record for 2025-03 here ({CD}) and also in {SZ}: insured twice?"
+    assert warned == [f"warning: {line}"], out + err
     assert p7 not in out + err
+    # the history of the import keeps the warning
+    history = await fed.nodes["sichuan"].runtime.pool.fetchval(
+        "select warnings from import_run where kind = 'contributions' order by id desc limit 1")
+    assert line in history
     body = await fed.ask("central", DUPS, {"r": "000000"})
     assert (p7, "PENSION", "2025-03", [SZ, CD]) in [
         (d["person"]["idNumber"], d["scheme"], d["month"], [r["code"] for r in d["regions"]])

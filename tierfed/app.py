@@ -1,4 +1,4 @@
-"""The ASGI app of one node: /graphql, /healthz, /readyz, /metrics, /graphiql and /dashboard."""
+"""The ASGI app of one node: /graphql, /healthz, /readyz, /metrics, /graphiql, /dashboard and /imports."""
 
 from __future__ import annotations
 
@@ -22,6 +22,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
     """A node's app; ``runtime`` is opened in the lifespan unless one is given."""
     from tierfed.dashboard import routes as dashboard_routes
     from tierfed.graphiql import routes as graphiql_routes
+    from tierfed.imports.http import routes as import_routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -46,6 +47,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
         *([Route("/metrics", metrics_endpoint)] if cfg.metrics.enabled and not cfg.metrics.listen else []),
         *dashboard_routes(),
         *graphiql_routes(),
+        *import_routes(),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)
     if runtime is not None:

@@ -43,6 +43,7 @@ def _parser() -> argparse.ArgumentParser:
     i.add_argument("kind", choices=IMPORT_KINDS)
     i.add_argument("file")
     i.add_argument("--config")
+    i.add_argument("--json", action="store_true", help="print the report as JSON")
 
     t = sub.add_parser("token", help="print a signed token")
     t.add_argument("--config")
@@ -121,7 +122,10 @@ def cmd_migrate(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from .importer import import_file
+    import json
+
+    from .imports import ImportFailed, import_file
+    from .imports.federation import after_import
     from .runtime import open_runtime
 
     cfg = load(args.config)
@@ -130,63 +134,29 @@ def cmd_import(args: argparse.Namespace) -> int:
         rt = await open_runtime(cfg, check_children=False)
         try:
             rep = await import_file(rt.pool, rt.node, args.kind, args.file)
-            # The persons this subtree holds may have changed: done once every ancestor has read them.
-            problems = [await rt.index.tell_parent()]
-            found: list[str] = []
-            span = record_months(args.file) if args.kind == "contributions" else None
-            if span:
-                found, problem = await rt.index.duplicate_warnings(
-                    rt.store, *span, lambda ids: record_keys(args.file, ids))
-                problems.append(problem)
-            return rep, found, [p for p in problems if p]
+            for problem in await after_import(rt, rep, args.file):
+                print(f"warning: {problem}", file=sys.stderr)
+            return rep
         finally:
             await rt.close()
 
-    rep, found, problems = _run(go())
-    print(f"{rep.kind}: {rep.rows} rows, {rep.inserted} new, {rep.unchanged} already stored")
-    for line in found[:100]:
-        print(f"warning: {line}")
-    if len(found) > 100:
-        print(f"warning: {len(found) - 100} more records held elsewhere in the federation too")
-    for p in problems:
-        print(f"warning: {p}", file=sys.stderr)
-    return 0
-
-
-def _records(path: str) -> Any:
-    """The rows of an imported records file as dicts (streamed; .gz read as it is)."""
-    import csv
-    import gzip
-
-    opener: Any = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8", newline="") as f:
-        yield from csv.DictReader(f)
-
-
-def record_keys(path: str, ids: set[str]) -> set[tuple[str, int, Any]]:
-    """The (person, scheme number, month) keys of an imported records file, for some persons."""
-    from .tiers.figures import SCHEMES
-
-    return {(r["id_number"], SCHEMES.index(r["scheme"]) + 1, codes.month(r["month"]))
-            for r in _records(path) if r.get("id_number") in ids}
-
-
-def record_months(path: str) -> tuple[Any, Any] | None:
-    """The first and last month of an imported records file."""
-    from .errors import UserError
-
-    first = last = None
-    for row in _records(path):
-        m = row.get("month")
-        if m:
-            first = m if first is None or m < first else first
-            last = m if last is None or m > last else last
-    if first is None or last is None:
-        return None
     try:
-        return codes.month(first), codes.month(last)
-    except ValueError as e:
-        raise UserError(f"{path}: {e}") from None
+        rep = _run(go())
+    except ImportFailed as e:
+        if args.json and e.report is not None:
+            print(json.dumps(e.report.to_json(), ensure_ascii=False, indent=2))
+        raise
+    if args.json:
+        print(json.dumps(rep.to_json(), ensure_ascii=False, indent=2))
+        return 0
+    if rep.same_as is not None:
+        print(f"{rep.kind}: the same file as import {rep.same_as} ({rep.rows} rows): nothing changed")
+    else:
+        print(f"{rep.kind}: {rep.rows} rows, {rep.inserted} new, {rep.unchanged} already stored "
+              f"(import {rep.import_id}, {rep.seconds:.1f} s)")
+    for w in rep.warnings:
+        print(f"  warning: {w}")
+    return 0
 
 
 def cmd_token(args: argparse.Namespace) -> int:

@@ -41,6 +41,7 @@ class Limits:
     max_cost: int = 50_000
     max_body_bytes: int = 100_000
     deadline_s: float = 30.0
+    max_import_bytes: int = 10 * 2**30  # a file submitted to POST /imports/{kind}
 
 
 @dataclass(frozen=True)
@@ -209,6 +210,7 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         max_cost=_get(lim_t, "max_cost", int, "[limits]", defaults.max_cost),
         max_body_bytes=_get(lim_t, "max_body_bytes", int, "[limits]", defaults.max_body_bytes),
         deadline_s=float(_get(lim_t, "deadline_s", (int, float), "[limits]", defaults.deadline_s)),
+        max_import_bytes=_get(lim_t, "max_import_bytes", int, "[limits]", defaults.max_import_bytes),
     )
     for name_, value in vars(limits).items():
         if value <= 0:

@@ -1,0 +1,157 @@
+"""Contributions and benefits at the speed of COPY: the file's lines go to a staging
+table as they are (one COPY, nothing parsed in Python), every check of the row
+path runs as set-based SQL over it, and the reported rows are worded by the same
+Python checks as every other kind.
+
+Stages: read (COPY of the lines), check (one statement: split, look up, flag the
+first bad column of each row and the records' registrations), apply (insert,
+summaries). A key repeated in the file or already stored is found by the
+insert itself; only then do the slower checks that word it run.
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import asyncpg
+
+from tierfed import codes
+from tierfed.errors import UserError
+from tierfed.tiers.figures import SCHEME_ID
+
+from . import checks, store
+from .checks import Bad, Checker, Scope
+from .report import MAX_REPORTED, ImportFailed, Progress, RowError
+from .source import Source
+
+ROW_CHECK: dict[str, Callable[[Checker, list[str]], tuple]] = {
+    "contributions": checks.contribution, "benefits": checks.benefit}
+
+
+async def stage(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, progress: Progress,
+                tick: Callable[[], None] | None = None) -> int:
+    """COPY the file's data lines into ``import_line`` and build the lookups; returns the line count."""
+    _, chunks = src.body()
+    await con.execute(store.LINES)
+    await con.execute(store.LOOKUPS[0])
+    await con.copy_records_to_table("import_region", records=[(c,) for c in scope.record_regions()])
+    await con.execute(store.LOOKUPS[1], codes.MIN_MONTH, codes.MAX_MONTH)
+    await con.execute(store.LOOKUPS[2], list(SCHEME_ID), list(SCHEME_ID.values()))
+    for sql in (*store.LOOKUPS[3:], store.ANALYZE_REGIONS):
+        await con.execute(sql)
+    progress.phase = "reading"
+    last = {"byte": b"\n"}
+
+    async def lines() -> AsyncIterator[bytes]:
+        for block in chunks:
+            last["byte"] = block[-1:]
+            progress.rows_read = src.lines_read
+            if tick:
+                tick()
+            yield block
+
+    try:
+        status = await con.copy_to_table("import_line", source=lines(), columns=["raw"], format="csv",
+                                          delimiter="\x01", quote="\x02")
+    except asyncpg.DataError as e:  # e.g. carriage returns mixed with newlines as line ends
+        raise UserError(f"{src.name}: the file's lines cannot be read as CSV: {e.args[0] if e.args else e}"
+                        + (f" ({e.context})" if getattr(e, "context", None) else "")) from None
+    copied = int(status.rsplit(" ", 1)[1])
+    expected = src.lines_read + (0 if last["byte"] == b"\n" else 1)
+    if copied != expected:
+        raise UserError(f"{src.name}: {expected} data lines, of which only {copied} could be read: a line "
+                        "holding only '\\.', or carriage returns alone as line ends, stop the data; fix the file")
+    progress.rows_read = copied
+    return copied
+
+
+async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope,
+                progress: Progress) -> tuple[list[RowError], int, int]:
+    """Every check, set-based. Returns the first bad rows (by line), their count and the row count."""
+    sql = store.RECORDS[kind]
+    progress.phase = "checking"
+    index = src.index
+    await con.execute(sql.check, *[i + 1 for i in index], len(src.header))
+    fmt, unregistered, unknown_employer, total = await con.fetchrow(store.COUNT_PROBLEMS)
+    progress.rows_checked = total
+    nbad = fmt + unregistered + unknown_employer
+    errors: list[RowError] = []
+    if nbad:
+        errors = describe(await con.fetch(sql.problems), kind, index, len(src.header), scope)
+        more, n = await keyed(con, kind)
+        errors += more
+        nbad += n
+    return sorted(errors, key=lambda e: e.line)[:MAX_REPORTED], nbad, total
+
+
+async def keyed(con: asyncpg.Connection, kind: str) -> tuple[list[RowError], int]:
+    """Keys repeated in the file and records differing from stored ones under the same key."""
+    sql = store.RECORDS[kind]
+    errors: list[RowError] = []
+    n = 0
+    for q in (sql.repeated, sql.conflicting):
+        rows = await con.fetch(q)
+        errors += [RowError(r[0], r[1], r[2]) for r in rows]
+        n += rows[0][3] if rows else 0
+    return errors, n
+
+
+async def apply(pool: asyncpg.Pool, con: asyncpg.Connection, src: Source, kind: str, root: str,
+                progress: Progress) -> int:
+    """Insert the checked records and update the summaries; returns how many were new."""
+    sql = store.RECORDS[kind]
+    progress.phase = "writing"
+    first, last = await con.fetchrow(store.MONTHS)
+    if first is not None:
+        # Empty month partitions, committed at once (they hold nothing if the import fails).
+        async with pool.acquire() as other:
+            await other.execute(store.PARTITIONS, first, last)
+    await con.execute(store.SAVEPOINT)
+    try:
+        status = await con.execute(sql.insert)
+        await con.execute(store.RELEASE_SAVEPOINT)
+    except asyncpg.UniqueViolationError:
+        # Some keys are repeated in the file or already stored: word the first, or drop
+        # the records stored identically (importing a file again changes nothing).
+        await con.execute(store.ROLLBACK_SAVEPOINT)
+        errors, n = await keyed(con, kind)
+        if n:
+            raise ImportFailed(src.name, sorted(errors, key=lambda e: e.line)[:MAX_REPORTED], n) from None
+        await con.execute(sql.drop_stored)
+        status = await con.execute(sql.insert)
+    inserted = int(status.rsplit(" ", 1)[1])
+    progress.rows_written = inserted
+    await con.execute(sql.summarise, root)
+    return inserted
+
+
+def describe(rows: list[Any], kind: str, index: list[int], width: int, scope: Scope) -> list[RowError]:
+    """Word the rows the SQL flagged, with the row path's own checks (same column, same reason)."""
+    ck = Checker(scope)
+    columns = store.RECORDS[kind].columns
+    row_check = ROW_CHECK[kind]
+    out = []
+    for line, raw, problem, unregistered, unknown_employer in rows:
+        fields = next(csv.reader([raw]), []) if raw else []
+        if problem == 0:
+            out.append(RowError(line, "*", f"has {len(fields)} fields; the header has {width}"))
+            continue
+        values = [fields[i] for i in index]
+        if problem is not None:
+            try:
+                row_check(ck, values)
+                # The SQL and the row checks disagree: say which column, never pass the row.
+                col = columns[min(problem, len(columns)) - 1]
+                out.append(RowError(line, col, f"value {values[columns.index(col)]!r} is not accepted here"))
+            except Bad as b:
+                out.append(RowError(line, b.column, b.reason))
+            continue
+        if unregistered:
+            out.append(RowError(line, "id_number", f"person {codes.mask_id(values[0].strip().upper())} "
+                                                   "is not registered on this node: import persons first"))
+        if unknown_employer:
+            out.append(RowError(line, "employer_credit_code", f"employer {values[4].strip().upper()} "
+                                                              "is not registered on this node: import employers first"))
+    return out

@@ -1,0 +1,107 @@
+"""Regions, agencies, pools, employers and persons: every row checked in Python
+(these files are small next to the records), the checked rows streamed by COPY
+into a staging table while the next rows are being checked, then the checks that
+need the database as SQL over it, then the apply statements."""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import AsyncIterator, Callable
+
+import asyncpg
+
+from tierfed.tiers.store import rebuild_tree
+
+from . import checks, store
+from .checks import Bad, Checker, Scope
+from .report import MAX_REPORTED, Progress, RowError
+from .source import Source
+
+ROW_CHECK: dict[str, Callable[[Checker, list[str]], tuple]] = {
+    "regions": checks.region, "agencies": checks.agency, "pools": checks.pool,
+    "employers": checks.employer, "persons": checks.person,
+}
+CHUNK_ROWS = 50_000
+
+
+async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, progress: Progress,
+                tick: Callable[[], None] | None = None) -> tuple[list[RowError], int, int]:
+    """Stage the checked rows, then run the database checks; returns the first bad rows, their count
+    and the row count."""
+    index, rows = src.rows()
+    ck = Checker(scope)
+    parse = ROW_CHECK[kind]
+    need = max(index) + 1
+    errors: list[RowError] = []
+    counts = {"total": 0, "bad": 0}
+    await con.execute(store.STAGING[kind])
+    progress.phase = "reading"
+
+    async def staged() -> AsyncIterator[bytes]:
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator="\n")
+        pending = 0
+        for line, raw in rows:
+            counts["total"] += 1
+            if len(raw) < need:
+                counts["bad"] += 1
+                if len(errors) < MAX_REPORTED:
+                    errors.append(RowError(line, "*", f"has {len(raw)} fields; the header has {need}"))
+                continue
+            try:
+                out = parse(ck, [raw[i] for i in index])
+            except Bad as b:
+                counts["bad"] += 1
+                if len(errors) < MAX_REPORTED:
+                    errors.append(RowError(line, b.column, b.reason))
+                continue
+            writer.writerow((line, *out))
+            pending += 1
+            if pending >= CHUNK_ROWS:
+                progress.rows_read = progress.rows_checked = counts["total"]
+                if tick:
+                    tick()
+                yield buf.getvalue().encode("utf-8")
+                buf.seek(0)
+                buf.truncate()
+                pending = 0
+        if pending:
+            yield buf.getvalue().encode("utf-8")
+
+    await con.copy_to_table("staging", source=staged(), format="csv")
+    progress.rows_read = progress.rows_checked = counts["total"]
+    progress.phase = "checking"
+    await con.execute("analyze staging")
+    nbad = counts["bad"]
+    # The checks that need the database run over the rows that passed the row checks,
+    # so one run reports every bad row of both kinds.
+    for sql in store.CHECKS.get(kind, ()):
+        for r in await con.fetch(sql):
+            errors.append(RowError(r[0], r[1], r[2]))
+            nbad += 1
+    return sorted(errors, key=lambda e: e.line)[:MAX_REPORTED], nbad, counts["total"]
+
+
+async def apply(con: asyncpg.Connection, kind: str, root: str, progress: Progress) -> int:
+    """Apply the staged rows; returns how many rows were added."""
+    progress.phase = "writing"
+    before = int(await con.fetchval(store.COUNT[kind]))
+    if kind == "regions":
+        moved = await con.fetchval(store.REGIONS_MOVED)
+        for sql in store.APPLY[kind]:
+            await con.execute(sql)
+        await rebuild_tree(con)
+        if moved:
+            delete, *insert = store.RESUMMARISE
+            await con.execute(delete)
+            for sql in insert:
+                await con.execute(sql, root)
+        # missing agencies for new regions are not invented: import agencies for them
+        await con.execute(store.TREE_CHANGED)
+    else:
+        for sql in store.APPLY[kind]:
+            await con.execute(sql)
+    added = int(await con.fetchval(store.COUNT[kind])) - before
+    progress.rows_written = added
+    return added

@@ -1,0 +1,391 @@
+"""Every SQL statement of the importer, as constant text with ``$n`` parameters.
+
+Two paths share the staging idea: the directory and registration kinds stage
+rows checked in Python (``STAGING``, ``CHECKS``, ``APPLY``); contributions and
+benefits stage the file's lines as they are and check them in SQL
+(``RECORDS``). The history of imports is at the end.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+# One import at a time on a node: the checks and the insert see the same stored rows.
+LOCK = "select pg_advisory_xact_lock(7366042)"
+WORK_MEM = "set local work_mem = '256MB'"
+
+# ---------------------------------------------------------------- rows checked in Python
+
+STAGING = {
+    "regions": "create temp table staging (line int, code text, name text, tier smallint, parent_code text) "
+               "on commit drop",
+    "agencies": "create temp table staging (line int, code text, name text, department smallint, kind smallint, "
+                "region_code text, parent_code text, vertically_managed boolean) on commit drop",
+    "pools": "create temp table staging (line int, scheme smallint, region_code text, opened_from date, "
+             "opening_balance numeric) on commit drop",
+    "employers": "create temp table staging (line int, credit_code text, name text, region_code text, "
+                 "industry_risk_class smallint) on commit drop",
+    "persons": "create temp table staging (line int, id_number text, name text, region_code text) on commit drop",
+}
+
+# Each check returns rows of (line, column, reason), the first thousand by line.
+CHECKS: dict[str, tuple[str, ...]] = {
+    "persons": (
+        """select s.line, 'id_number', 'repeats the id_number of line ' || d.first
+           from staging s join (select id_number, min(line) as first from staging group by 1 having count(*) > 1) d
+             using (id_number) where s.line <> d.first order by s.line limit 1000""",
+        """select s.line, 'name', 'a different registration of this person is already stored'
+           from staging s join person p on p.id_number = s.id_number
+           where (p.name, p.region_code) is distinct from (s.name, s.region_code) order by s.line limit 1000""",
+    ),
+    "employers": (
+        """select s.line, 'credit_code', 'repeats the credit_code of line ' || d.first
+           from staging s join (select credit_code, min(line) as first from staging group by 1 having count(*) > 1) d
+             using (credit_code) where s.line <> d.first order by s.line limit 1000""",
+        """select s.line, 'name', 'a different registration of this employer is already stored'
+           from staging s join employer e on e.credit_code = s.credit_code
+           where (e.name, e.region_code, e.industry_risk_class)
+                 is distinct from (s.name, s.region_code, s.industry_risk_class) order by s.line limit 1000""",
+    ),
+    "regions": (
+        """select s.line, 'code', 'repeats the code of line ' || d.first
+           from staging s join (select code, min(line) as first from staging group by 1 having count(*) > 1) d
+             using (code) where s.line <> d.first order by s.line limit 1000""",
+        """select s.line, 'parent_code', 'parent ' || s.parent_code || ' is neither in the file nor stored'
+           from staging s where s.parent_code <> ''
+             and not exists (select 1 from staging p where p.code = s.parent_code)
+             and not exists (select 1 from region r where r.code = s.parent_code) order by s.line limit 1000""",
+        """select s.line, 'tier', 'a ' || (array['central','province','city','county'])[s.tier + 1]
+                  || ' cannot sit under a ' || (array['central','province','city','county'])[coalesce(p.tier, r.tier) + 1]
+           from staging s left join staging p on p.code = s.parent_code left join region r on r.code = s.parent_code
+           where s.parent_code <> '' and not (
+                 (s.tier = 1 and coalesce(p.tier, r.tier) = 0) or (s.tier = 2 and coalesce(p.tier, r.tier) = 1)
+              or (s.tier = 3 and coalesce(p.tier, r.tier) in (1, 2)))
+           order by s.line limit 1000""",
+        """select s.line, 'tier', 'region ' || s.code || ' is stored as a '
+                  || (array['central','province','city','county'])[r.tier + 1] || ': a tier cannot change'
+           from staging s join region r on r.code = s.code where r.tier <> s.tier order by s.line limit 1000""",
+    ),
+    "agencies": (
+        """select s.line, 'code', 'repeats the code of line ' || d.first
+           from staging s join (select code, min(line) as first from staging group by 1 having count(*) > 1) d
+             using (code) where s.line <> d.first order by s.line limit 1000""",
+        """select s.line, 'parent_code', 'parent agency ' || s.parent_code || ' is neither in the file nor stored'
+           from staging s where s.parent_code <> ''
+             and not exists (select 1 from staging p where p.code = s.parent_code)
+             and not exists (select 1 from agency a where a.code = s.parent_code) order by s.line limit 1000""",
+    ),
+    "pools": (
+        """select s.line, 'region_code', 'repeats the pool of line ' || d.first
+           from staging s join (select scheme, region_code, opened_from, min(line) as first from staging
+                                group by 1, 2, 3 having count(*) > 1) d using (scheme, region_code, opened_from)
+           where s.line <> d.first order by s.line limit 1000""",
+        """select s.line, 'region_code', 'overlaps pool of line ' || o.line || ' (same scheme, nested regions)'
+           from staging s join staging o on o.scheme = s.scheme and o.line < s.line
+           join region_closure rc on (rc.ancestor = s.region_code and rc.descendant = o.region_code)
+                                  or (rc.ancestor = o.region_code and rc.descendant = s.region_code)
+           order by s.line limit 1000""",
+        """select s.line, 'region_code', 'overlaps stored pool ' || p.id || ' (same scheme, nested regions, '
+                  || 'open months overlap)'
+           from staging s join pool p on p.scheme = s.scheme
+           join region_closure rc on (rc.ancestor = s.region_code and rc.descendant = p.region_code)
+                                  or (rc.ancestor = p.region_code and rc.descendant = s.region_code)
+           where not (p.region_code = s.region_code and p.opened_from = s.opened_from
+                      and p.opening_balance = s.opening_balance)
+             and (p.closed_after is null or p.closed_after >= s.opened_from)
+           order by s.line limit 1000""",
+    ),
+}
+
+APPLY: dict[str, tuple[str, ...]] = {
+    "persons": ("insert into person select id_number, name, region_code from staging on conflict do nothing",),
+    "employers": ("insert into employer select credit_code, name, region_code, industry_risk_class from staging "
+                  "on conflict do nothing",),
+    "agencies": (
+        """insert into agency (code, name, department, kind, region_code, parent_code, vertically_managed)
+           select code, name, department, kind, region_code, nullif(parent_code, ''), vertically_managed from staging
+           on conflict (code) do update set name = excluded.name, department = excluded.department,
+               kind = excluded.kind, region_code = excluded.region_code, parent_code = excluded.parent_code,
+               vertically_managed = excluded.vertically_managed
+           where (agency.name, agency.department, agency.kind, agency.region_code, agency.parent_code,
+                  agency.vertically_managed) is distinct from
+                 (excluded.name, excluded.department, excluded.kind, excluded.region_code, excluded.parent_code,
+                  excluded.vertically_managed)""",
+    ),
+    "pools": (
+        """insert into pool (id, scheme, region_code, opened_from, opening_balance)
+           select s.region_code || '-' || (array['PENSION','MEDICAL','WORK_INJURY','UNEMPLOYMENT','MATERNITY'])[s.scheme]
+                  || '-' || to_char(s.opened_from, 'YYYYMM'), s.scheme, s.region_code, s.opened_from, s.opening_balance
+           from staging s on conflict (id) do nothing""",
+    ),
+    "regions": (
+        """insert into region (code, name, tier, parent_code)
+           select code, name, tier, nullif(parent_code, '') from staging order by tier
+           on conflict (code) do update set name = excluded.name, parent_code = excluded.parent_code
+           where (region.name, region.parent_code) is distinct from (excluded.name, excluded.parent_code)""",
+    ),
+}
+
+COUNT = {
+    "persons": "select count(*) from person", "employers": "select count(*) from employer",
+    "regions": "select count(*) from region", "agencies": "select count(*) from agency",
+    "pools": "select count(*) from pool",
+}
+
+REGIONS_MOVED = """select count(*) from staging s join region r on r.code = s.code
+                   where r.parent_code is distinct from nullif(s.parent_code, '')"""
+TREE_CHANGED = "notify tierfed_tree"
+
+SUMMARY_UPSERT_SET = """
+on conflict (region_code, month, scheme) do update set
+    contributions = summary.contributions + excluded.contributions,
+    employer = summary.employer + excluded.employer,
+    individual = summary.individual + excluded.individual,
+    individual_account = summary.individual_account + excluded.individual_account,
+    base = summary.base + excluded.base,
+    benefits = summary.benefits + excluded.benefits,
+    benefits_paid = summary.benefits_paid + excluded.benefits_paid
+"""
+
+# After regions moved under another parent, every summary is recomputed from the records
+# ($1: the node's root region).
+RESUMMARISE = (
+    "delete from summary",
+    """insert into summary (region_code, month, scheme, contributions, employer, individual, individual_account, base)
+       select rc.ancestor, c.month, c.scheme, count(*), sum(employer_amount), sum(individual_amount),
+              sum(individual_account_amount), sum(c.base)
+       from contribution c join region_closure rc on rc.descendant = c.region_code
+       join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+       group by 1, 2, 3""",
+    """insert into summary (region_code, month, scheme, benefits, benefits_paid)
+       select rc.ancestor, b.month, b.scheme, count(*), sum(amount)
+       from benefit b join region_closure rc on rc.descendant = b.region_code
+       join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+       group by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+)
+
+# ---------------------------------------------------------------- records: lines staged as they are, checked in SQL
+
+LINES = "create temp table import_line (raw text) on commit drop"
+# What a record may name, made by the importer for this import (regions: the node's
+# subtree not held by children, within the caller's scope; months; schemes).
+LOOKUPS = (
+    "create temp table import_region (code text collate \"C\" primary key) on commit drop",
+    """create temp table import_month on commit drop as
+       select to_char(d, 'YYYY-MM') as v, d::date as m from generate_series($1::date, $2::date, '1 month') d""",
+    "create temp table import_scheme on commit drop as select * from unnest($1::text[], $2::smallint[]) s (v, id)",
+    "analyze import_month",
+    "analyze import_scheme",
+)
+ANALYZE_REGIONS = "analyze import_region"
+
+# An amount as codes.AMOUNT_RE has it (digits, at most 2 decimals, at most 12 integer digits),
+# spaces around allowed. Written for speed: PostgreSQL's regex engine is slow on bounded repeats.
+def _amount_ok(v: str) -> str:
+    return (f"(({v} ~ '^[0-9]+([.][0-9][0-9]?)?$' or btrim({v}, E' \\t') ~ '^[0-9]+([.][0-9][0-9]?)?$')"
+            f" and length(split_part(btrim({v}, E' \\t'), '.', 1)) <= 12)")
+
+
+@dataclass(frozen=True)
+class RecordSql:
+    """The statements of one record kind. ``check`` takes the 1-based positions of the
+    kind's columns in the file ($1..$n) and the number of header columns ($n+1)."""
+
+    check: str
+    problems: str
+    repeated: str
+    conflicting: str
+    drop_stored: str
+    insert: str
+    summarise: str
+    columns: tuple[str, ...]
+
+
+# A line is split with string_to_array, or with tierfed_csv_fields when it holds a quote.
+# ``problem`` is the first bad column in the kind's column order (0: the field count;
+# the last: the individual account above the individual part), as the row checks order them.
+# An ID number or credit code is checked (check character and all) only when it is not
+# found registered as it stands: a registered one passed those checks when it was registered.
+_SPLIT = """select row_number() over () + 1 as line, raw,
+                   coalesce(cardinality(f), 0) as nf, f
+            from (select raw, case when strpos(raw, '"') > 0 then tierfed_csv_fields(raw)
+                                   else string_to_array(raw, ',') end as f
+                  from import_line offset 0) l"""
+
+CONTRIBUTIONS = RecordSql(
+    columns=("id_number", "scheme", "month", "region_code", "employer_credit_code", "base", "employer_amount",
+             "individual_amount", "individual_account_amount"),
+    check=f"""
+create temp table import_staging on commit drop as
+select line, case when problem is not null or unregistered or unknown_employer then raw end as raw,
+       problem, unregistered, unknown_employer,
+       id_number, scheme, month, region_code, nullif(employer, '') as employer_credit_code,
+       case when problem is null then base::numeric end as base,
+       case when problem is null then e::numeric end as employer_amount,
+       case when problem is null then i::numeric end as individual_amount,
+       case when problem is null then a::numeric end as individual_account_amount
+from (
+  select x.line, x.raw,
+         case when x.nf < $10 then 0
+              when p.id_number is null and not tierfed_id_number_ok(x.id_raw) then 1
+              when sc.id is null then 2
+              when mo.m is null then 3
+              when rg.code is null then 4
+              when x.emp <> '' and em.credit_code is null and not tierfed_credit_code_ok(x.emp) then 5
+              when not {_amount_ok('x.base')} then 6
+              when not {_amount_ok('x.e')} then 7
+              when not {_amount_ok('x.i')} then 8
+              when not {_amount_ok('x.a')} then 9
+              when x.a::numeric > x.i::numeric then 10
+         end as problem,
+         p.id_number is null and not exists (select 1 from person q where q.id_number = upper(btrim(x.id_raw)))
+             as unregistered,
+         x.emp <> '' and em.credit_code is null
+             and not exists (select 1 from employer q where q.credit_code = upper(x.emp)) as unknown_employer,
+         coalesce(p.id_number, upper(btrim(x.id_raw))) as id_number, sc.id as scheme, mo.m as month,
+         rg.code as region_code, coalesce(em.credit_code, upper(x.emp)) as employer,
+         x.base, x.e, x.i, x.a
+  from (select line, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
+               btrim(f[$5]) as emp, f[$6] as base, f[$7] as e, f[$8] as i, f[$9] as a
+        from ({_SPLIT}) s offset 0) x
+  left join person p on p.id_number = x.id_raw
+  left join import_scheme sc on sc.v = x.scheme_raw
+  left join import_month mo on mo.v = x.month_raw
+  left join import_region rg on rg.code = x.region_raw
+  left join employer em on em.credit_code = x.emp
+  offset 0
+) c""",
+    problems="""select line, raw, problem, unregistered, unknown_employer from import_staging
+                where problem is not null or unregistered or unknown_employer order by line limit 1000""",
+    repeated="""select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first,
+                       count(*) over ()
+                from import_staging s
+                join (select id_number, scheme, month, min(line) as first from import_staging where problem is null
+                      group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
+                where s.problem is null and s.line <> d.first order by s.line limit 1000""",
+    conflicting="""select s.line, 'id_number', 'a different record for this person, scheme and month is already stored',
+                          count(*) over ()
+                   from import_staging s join contribution c
+                     on c.id_number = s.id_number and c.scheme = s.scheme and c.month = s.month
+                   where s.problem is null and (c.region_code, coalesce(c.employer_credit_code, ''), c.base,
+                          c.employer_amount, c.individual_amount, c.individual_account_amount)
+                         is distinct from (s.region_code, coalesce(s.employer_credit_code, ''), s.base,
+                          s.employer_amount, s.individual_amount, s.individual_account_amount)
+                   order by s.line limit 1000""",
+    drop_stored="""delete from import_staging s using contribution c
+                   where c.id_number = s.id_number and c.scheme = s.scheme and c.month = s.month""",
+    insert="""insert into contribution (id_number, scheme, month, region_code, employer_credit_code, base,
+                                        employer_amount, individual_amount, individual_account_amount)
+              select id_number, scheme, month, region_code, employer_credit_code, base,
+                     employer_amount, individual_amount, individual_account_amount
+              from import_staging""",
+    # $1: the node's root region: summaries for the record's region and every ancestor up to it.
+    summarise="""insert into summary (region_code, month, scheme, contributions, employer, individual,
+                                      individual_account, base)
+                 select rc.ancestor, a.month, a.scheme, sum(a.n), sum(a.e), sum(a.i), sum(a.ia), sum(a.b)
+                 from (select region_code, month, scheme, count(*) as n, sum(employer_amount) as e,
+                              sum(individual_amount) as i, sum(individual_account_amount) as ia, sum(base) as b
+                       from import_staging group by 1, 2, 3) a
+                 join region_closure rc on rc.descendant = a.region_code
+                 join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+                 group by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+)
+
+BENEFITS = RecordSql(
+    columns=("id_number", "scheme", "month", "region_code", "amount"),
+    check=f"""
+create temp table import_staging on commit drop as
+select line, case when problem is not null or unregistered then raw end as raw,
+       problem, unregistered, false as unknown_employer,
+       id_number, scheme, month, region_code,
+       case when problem is null then amount::numeric end as amount
+from (
+  select x.line, x.raw,
+         case when x.nf < $6 then 0
+              when p.id_number is null and not tierfed_id_number_ok(x.id_raw) then 1
+              when sc.id is null then 2
+              when mo.m is null then 3
+              when rg.code is null then 4
+              when not {_amount_ok('x.amount')} then 5
+         end as problem,
+         p.id_number is null and not exists (select 1 from person q where q.id_number = upper(btrim(x.id_raw)))
+             as unregistered,
+         coalesce(p.id_number, upper(btrim(x.id_raw))) as id_number, sc.id as scheme, mo.m as month,
+         rg.code as region_code, x.amount
+  from (select line, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
+               f[$5] as amount
+        from ({_SPLIT}) s offset 0) x
+  left join person p on p.id_number = x.id_raw
+  left join import_scheme sc on sc.v = x.scheme_raw
+  left join import_month mo on mo.v = x.month_raw
+  left join import_region rg on rg.code = x.region_raw
+  offset 0
+) c""",
+    problems="""select line, raw, problem, unregistered, unknown_employer from import_staging
+                where problem is not null or unregistered order by line limit 1000""",
+    repeated="""select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first,
+                       count(*) over ()
+                from import_staging s
+                join (select id_number, scheme, month, min(line) as first from import_staging where problem is null
+                      group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
+                where s.problem is null and s.line <> d.first order by s.line limit 1000""",
+    conflicting="""select s.line, 'id_number', 'a different benefit record for this person, scheme and month is already stored',
+                          count(*) over ()
+                   from import_staging s join benefit b
+                     on b.id_number = s.id_number and b.scheme = s.scheme and b.month = s.month
+                   where s.problem is null and (b.region_code, b.amount) is distinct from (s.region_code, s.amount)
+                   order by s.line limit 1000""",
+    drop_stored="""delete from import_staging s using benefit b
+                   where b.id_number = s.id_number and b.scheme = s.scheme and b.month = s.month""",
+    insert="""insert into benefit (id_number, scheme, month, region_code, amount)
+              select id_number, scheme, month, region_code, amount from import_staging""",
+    summarise="""insert into summary (region_code, month, scheme, benefits, benefits_paid)
+                 select rc.ancestor, a.month, a.scheme, sum(a.n), sum(a.p)
+                 from (select region_code, month, scheme, count(*) as n, sum(amount) as p
+                       from import_staging group by 1, 2, 3) a
+                 join region_closure rc on rc.descendant = a.region_code
+                 join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+                 group by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+)
+
+RECORDS = {"contributions": CONTRIBUTIONS, "benefits": BENEFITS}
+
+COUNT_PROBLEMS = """select count(*) filter (where problem is not null),
+                           count(*) filter (where problem is null and unregistered),
+                           count(*) filter (where problem is null and unknown_employer),
+                           count(*)
+                    from import_staging"""
+MONTHS = "select min(month), max(month) from import_staging"
+# Run in a transaction of its own, committed before the records are inserted: creating a
+# partition locks the whole table, and held until the import commits it would block readers.
+PARTITIONS = "select tierfed_ensure_month_partitions($1, $2)"
+SAVEPOINT = "savepoint import_insert"
+ROLLBACK_SAVEPOINT = "rollback to savepoint import_insert"
+RELEASE_SAVEPOINT = "release savepoint import_insert"
+
+# ---------------------------------------------------------------- history
+
+# Kinds whose rows are never changed by a later import of the same kind: a file seen
+# before (same kind, same SHA-256, imported or found unchanged) changes nothing again.
+SEEN_ANY = """select id, rows from import_run where kind = $1 and sha256 = $2 and outcome in ('imported', 'unchanged')
+              order by id limit 1"""
+# Regions and agencies can be renamed by a later file: the same file is a no-op only when
+# it is also the last file of its kind that was imported.
+SEEN_LAST = """select id, rows from import_run
+               where kind = $1 and outcome = 'imported' and sha256 = $2
+                 and id = (select max(id) from import_run where kind = $1 and outcome = 'imported')"""
+
+RECORD_RUN = """insert into import_run (started_at, caller, scope, via, kind, file_name, sha256, bytes, rows, inserted,
+                                        unchanged, bad_rows, outcome, message, warnings, same_as)
+                values ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15::jsonb, $16)
+                returning id"""
+SET_VERSION = "update import_run set version = id where id = $1"
+
+# The history inside a scope's subtree, newest first ($1 scope, $2 kind or null, $3 limit).
+HISTORY = """select i.* from import_run i
+             join region_closure rc on rc.ancestor = $1 and rc.descendant = i.scope
+             where ($2::text is null or i.kind = $2)
+             order by i.id desc limit $3"""
+
+# Warnings found after the commit (records held elsewhere in the federation), added to the run's history.
+ADD_WARNINGS = "update import_run set warnings = warnings || $2::jsonb where id = $1"
