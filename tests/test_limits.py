@@ -125,7 +125,9 @@ async def test_hostile_documents_are_refused_fast_and_before_validation(client: 
     bomb = "{ ...F0 ...G0 }\n" + "\n".join(frags)
     d = await client.data(bomb)
     assert d == {"nation": {"code": "000000", "name": "中华人民共和国"}}
-    assert time.perf_counter() - started < 3.0
+    # Expanded naively either document takes hours; refused or answered as written, well under a
+    # second on an idle machine. The bound only tells the two apart (a shared CI machine is slow).
+    assert time.perf_counter() - started < 30.0
 
 
 async def test_variables_of_any_shape_do_not_break_the_cost_estimate(client: Client) -> None:
