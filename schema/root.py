@@ -18,6 +18,7 @@ from tierfed.resolvers import rollups as rol
 
 from tierfed.errors import bad_input
 
+from . import changes as change_types
 from . import pooling as pooling_types
 from .scalars import Decimal
 from .types import (
@@ -45,7 +46,7 @@ class PiiRead:
 
 
 @strawberry.type
-class Query(pooling_types.PoolingQueries):
+class Query(pooling_types.PoolingQueries, change_types.ChangeQueries):
     @strawberry.field
     async def nation(self, info: Info) -> Region:
         return await reg.nation(info)  # type: ignore[return-value]

@@ -112,6 +112,15 @@ EXPECTED_TABLES = {
     "pii_audit": {"id", "at", "caller", "scope", "id_number", "operation"},
     "schema_migrations": {"version", "name", "applied_at"},
 }
+# 0006: changes across nodes (issue 11)
+EXPECTED_TABLES.update({
+    "change": {"id", "kind", "role", "parent_node", "state", "idempotency_key", "input", "plan", "result", "caller",
+               "started_at", "decided_at"},
+    "change_participant": {"change_id", "node", "region", "state"},
+    "change_reservation": {"change_id", "scheme", "region_code", "id_number"},
+    "pool_remote_predecessor": {"predecessor_id", "successor_id", "node", "scheme", "region_code", "opened_from",
+                                "closed_after", "opening_balance"},
+})
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:
@@ -123,7 +132,8 @@ async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) ->
     con = await asyncpg.connect(url)
     try:
         applied = await migrate(con)
-        assert applied == ["0001_directory_and_records.sql", "0002_pools_and_audit.sql", "0003_employer_records.sql"]
+        assert applied == ["0001_directory_and_records.sql", "0002_pools_and_audit.sql", "0003_employer_records.sql",
+                           "0006_changes.sql"]
         rows = await con.fetch("select table_name, column_name from information_schema.columns "
                                "where table_schema = 'public' and table_name not like '%\\_20%'")
         got: dict[str, set[str]] = {}

@@ -12,6 +12,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
+from .changes_http import changes_endpoint
 from .config import NodeConfig
 from .http import graphql_endpoint
 from .runtime import Runtime, open_runtime
@@ -43,6 +44,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz),
+        Route("/internal/changes", changes_endpoint, methods=["POST"]),
         *dashboard_routes(),
     ]
     app = Starlette(routes=routes, middleware=middleware, lifespan=lifespan)

@@ -23,6 +23,18 @@ class ChildConfig:
     url: str
     timeout_s: float = 5.0
     name: str = ""
+    # The child's node key (verifies the child's questions about changes it takes part in).
+    public_key_file: str | None = None
+
+
+@dataclass(frozen=True)
+class ParentConfig:
+    """The node this node answers to: the only one whose signed change steps it accepts."""
+
+    name: str
+    url: str
+    public_key_file: str
+    timeout_s: float = 5.0
 
 
 @dataclass(frozen=True)
@@ -62,6 +74,10 @@ class NodeConfig:
     persisted_only: bool = False
     persisted_operations_file: str | None = None
     check_children_at_start: bool = True
+    # The node's own identity (Ed25519 PEM): signs change steps sent to children and parent.
+    private_key_file: str | None = None
+    parent: ParentConfig | None = None
+    recovery_interval_s: float = 5.0
 
     @property
     def host(self) -> str:
@@ -151,7 +167,10 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         timeout = float(_get(c, "timeout_s", (int, float), where, 5.0))
         if not 0 < timeout <= 120:
             raise UserError(f"config {where}.timeout_s: expected 0 < timeout_s <= 120, got {timeout}")
-        children.append(ChildConfig(creg, url, timeout, _get(c, "name", str, where, "") or creg))
+        child_key = path(_get(c, "public_key_file", str, where))
+        if child_key and not Path(child_key).is_file():
+            raise UserError(f"config {where}.public_key_file: {child_key} does not exist")
+        children.append(ChildConfig(creg, url, timeout, _get(c, "name", str, where, "") or creg, child_key))
 
     lim_t = data.get("limits", {})
     defaults = Limits()
@@ -166,6 +185,28 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
     for name_, value in vars(limits).items():
         if value <= 0:
             raise UserError(f"config [limits].{name_}: must be positive, got {value}")
+    private_key = path(_get(node, "private_key_file", str, "[node]"))
+    if private_key and not Path(private_key).is_file():
+        raise UserError(f"config [node].private_key_file: {private_key} does not exist")
+    recovery = float(_get(node, "recovery_interval_s", (int, float), "[node]", 5.0))
+    if not 0 < recovery <= 3600:
+        raise UserError(f"config [node].recovery_interval_s: expected 0 < value <= 3600, got {recovery}")
+    parent = None
+    parent_t = data.get("parent")
+    if parent_t is not None:
+        if not isinstance(parent_t, dict):
+            raise UserError("config [parent]: expected a table with name, url and public_key_file")
+        p_name = _get(parent_t, "name", str, "[parent]")
+        p_url = _get(parent_t, "url", str, "[parent]")
+        p_key = path(_get(parent_t, "public_key_file", str, "[parent]"))
+        if not p_name or not p_url or not p_key:
+            raise UserError("config [parent]: needs name, url (the parent's /graphql) and public_key_file")
+        if not p_url.startswith(("http://", "https://")):
+            raise UserError(f"config [parent].url: expected an http(s) URL, got {p_url!r}")
+        if not Path(p_key).is_file():
+            raise UserError(f"config [parent].public_key_file: {p_key} does not exist")
+        p_timeout = float(_get(parent_t, "timeout_s", (int, float), "[parent]", 5.0))
+        parent = ParentConfig(p_name, p_url, p_key, p_timeout)
     http_t = data.get("http", {})
     persisted_file = path(_get(http_t, "persisted_operations_file", str, "[http]"))
     if persisted_file and not Path(persisted_file).is_file():
@@ -185,6 +226,9 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         persisted_only=_get(http_t, "persisted_only", bool, "[http]", False),
         persisted_operations_file=persisted_file,
         check_children_at_start=_get(node, "check_children_at_start", bool, "[node]", True),
+        private_key_file=private_key,
+        parent=parent,
+        recovery_interval_s=recovery,
     )
 
 

@@ -252,9 +252,9 @@ def _pool(ck: Checker, r: list[str]) -> tuple:
         raise Bad("region_code", f"region {region!r} is not a region of this node's subtree {ck.node.region}")
     if ck.node.tree.by_code[region].tier == 0:
         raise Bad("region_code", "pools are at county, city or province level")
-    if not ck.node.holds_whole(region):
-        raise Bad("region_code", f"region {region}'s subtree is held partly by child nodes: import the pool "
-                                 "on the node that holds all of it")
+    owner = ck.node.child_for(region)
+    if owner is not None:  # a pool lives on the node of its region, even when children hold parts of its subtree
+        raise Bad("region_code", f"region {region} is held by child node '{owner.name}': import the pool there")
     opened = ck.month(r[2], "opened_from")
     return (scheme, region, opened, yuan(fen(r[3], "opening_balance")))
 

@@ -39,6 +39,7 @@ class Runtime:
     persisted: dict[str, str] = field(default_factory=dict)
     requests: int = 0
     _listener: Any = None
+    changes: Any = None  # tiers.changes.Changes: this node's side of changes across nodes
 
     @property
     def tree(self) -> Tree:
@@ -49,6 +50,8 @@ class Runtime:
         log.info("division tree reloaded: %d regions", len(self.node.tree))
 
     async def close(self) -> None:
+        if self.changes is not None:
+            await self.changes.close()
         if self._listener is not None:
             await self._listener.close()
         await self.clients.close()
@@ -85,6 +88,14 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
         except UserError:
             await rt.close()
             raise
+    from .tiers.changes import Changes
+
+    try:
+        rt.changes = Changes(rt, await create_pool(url, None, min_size=0, max_size=4))
+    except UserError:
+        await rt.close()
+        raise
+    rt.changes.start()
     listener = await pool.acquire()
 
     def on_tree_change(*_: Any) -> None:

@@ -52,6 +52,8 @@ class PoolRec:
     # fixed and its predecessors are carried along.
     virtual: bool = False
     predecessor_recs: tuple[PoolRec, ...] = ()
+    # The child node holding a pool this node knows of only as a predecessor (tiers/changes.py).
+    held_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
