@@ -62,3 +62,26 @@ create index pool_remote_predecessor_successor on pool_remote_predecessor (succe
 
 -- A pool closed by a change across nodes names a successor held by its parent node.
 alter table pool drop constraint pool_successor_id_fkey;
+
+-- Insurance transfers (transferInsurance): this node's side of each committed one.
+-- direction 'out': the person's insurance left a region of this node; 'in': it
+-- arrived in one. schemes: one entry per scheme the person had at the origin,
+-- [{"scheme": 1, "individualAccount": "...", "pooledFund": "..."}].
+create table insurance_transfer (
+    id             text collate "C" not null,
+    direction      text not null check (direction in ('out', 'in')),
+    id_number      text collate "C" not null,
+    name           text not null,
+    from_region    text collate "C" not null references region (code),
+    to_region      text collate "C" not null references region (code),
+    effective_from date not null check (extract(day from effective_from) = 1),
+    schemes        jsonb not null,
+    created_at     timestamptz not null default now(),
+    primary key (id, direction)
+);
+create index insurance_transfer_person on insurance_transfer (id_number, effective_from);
+
+-- Pooled funds moved by transfers, booked like the records: for the region and
+-- every ancestor up to the node's root, in the month the transfer takes effect.
+alter table summary add column transfers_in numeric not null default 0,
+                    add column transfers_out numeric not null default 0;

@@ -39,7 +39,7 @@ async def raise_across(info: Info, inp: tp.RaiseInput) -> tp.RaiseOutcome:
 
 
 def _flow(summary: Any, scheme: int) -> Decimal:
-    return sum((f.pooled - f.benefits_paid for (_, sc), f in summary.rows.items() if sc == scheme), Decimal("0.00"))
+    return sum((f.fund_flow for (_, sc), f in summary.rows.items() if sc == scheme), Decimal("0.00"))
 
 
 async def _ask_child_pool(info: Info, region: str, pool_id: str, selection: str) -> dict[str, Any] | None:

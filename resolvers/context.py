@@ -16,7 +16,7 @@ from typing import Any
 
 from aiodataloader import DataLoader
 from strawberry.types import Info
-from tierfed.tiers import changestore
+from tierfed.tiers import changestore, transferstore
 from tierfed.tiers.figures import Summary
 from tierfed.tiers.node import Node
 from tierfed.tiers.remote import RemoteCalls
@@ -66,6 +66,7 @@ LOADERS: dict[str, Callable[[Store], DataLoader]] = {
     "pool_opening": lambda s: by_key(s.pool_openings),
     "pool_chain": lambda s: by_key(lambda ids: changestore.chains(s.pool, list(ids)), []),
     "pool_remote_predecessors": lambda s: by_key(lambda ids: changestore.remote_predecessors_of(s.pool, list(ids)), []),
+    "transfers": lambda s: by_key(lambda ids: transferstore.of_persons(s.pool, list(ids)), []),
     "employer": lambda s: by_key(lambda codes: employers(s.pool, codes)),
     "employer_totals": lambda s: by_key(lambda keys: employer_totals(s.pool, keys)),
 }

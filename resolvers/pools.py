@@ -96,7 +96,7 @@ async def balance(root: PoolRec, info: Info, as_of: object | None) -> Decimal:
     if last < root.opened_from:
         return opening
     s = await ctx(info).summary.load((root.region_code, root.opened_from, last, True))
-    flow = sum((f.pooled - f.benefits_paid for (m, sc), f in s.rows.items() if sc == root.scheme), Decimal("0.00"))
+    flow = sum((f.fund_flow for (m, sc), f in s.rows.items() if sc == root.scheme), Decimal("0.00"))
     return opening + flow
 
 

@@ -20,6 +20,7 @@ from tierfed.errors import bad_input
 
 from . import changes as change_types
 from . import pooling as pooling_types
+from . import transfers as transfer_types
 from .scalars import Decimal
 from .types import (
     Agency,
@@ -94,7 +95,7 @@ class Query(pooling_types.PoolingQueries, change_types.ChangeQueries):
 
 
 @strawberry.type
-class Mutation(pooling_types.PoolingMutations):
+class Mutation(pooling_types.PoolingMutations, transfer_types.TransferMutations):
     pass
 
 

@@ -27,9 +27,10 @@ from tierfed.tiers.tree import Tree
 
 from tests.conftest import SECRET, load_dataset, token
 from tests.nodes import RunningNode, free_port, start_node
+from tierfed.codes import id_check_char
 from tierfed.config import NodeConfig, parse
 from tierfed.generator import Options, generate
-from tierfed.importer import import_file
+from tierfed.importer import ImportFailed, import_file
 
 pytestmark = pytest.mark.federation
 
@@ -201,6 +202,141 @@ async def test_deeper_raise_province_over_a_city_node(fed: Fed) -> None:
     sz = await fed.nodes["shenzhen"].runtime.pool.fetchrow("select closed_after, successor_id from pool "
                                                           "where id = '440300-MEDICAL-202401'")
     assert (sz["closed_after"], sz["successor_id"]) == (date(2025, 3, 1), "440000-MEDICAL-202504")
+
+
+SC_OP = token("510000", ("VIEWER", "OPERATOR"), sub="op-sc")
+TRANSFER = """mutation($in: TransferInsuranceInput!) { transferInsurance(input: $in) {
+  replayed dryRun transfer { id state from { code } to { code } effectiveFrom person { idNumber name region { code } }
+    schemes { scheme individualAccount pooledFund fromPool { id } toPool { id } } } } }"""
+TO = "510104"
+UNKNOWN_ID = "11010119000101999" + id_check_char("11010119000101999")
+
+
+async def _gd_person(fed: Fed) -> str:
+    return str(await fed.nodes["guangdong"].runtime.pool.fetchval(
+        "select p.id_number from person p where p.region_code like '4401%' and exists (select 1 from contribution c "
+        "where c.id_number = p.id_number and c.scheme = 1) order by 1 limit 1"))
+
+
+async def _state(fed: Fed) -> Any:
+    out = {}
+    for n, rn in fed.nodes.items():
+        con = rn.runtime.pool
+        out[n] = (await con.fetch("select * from person where id_number like '4%' order by id_number"),
+                  await con.fetchval("select count(*) from insurance_transfer"),
+                  await con.fetchval("select sum(transfers_in) + sum(transfers_out) from summary"),
+                  await con.fetchval("select count(*) from change_reservation"))
+    return out
+
+
+async def test_transfer_refusals_change_nothing_anywhere(fed: Fed) -> None:
+    person = await _gd_person(fed)
+    before = await _state(fed)
+
+    def tin(**over: Any) -> dict[str, Any]:
+        return {"in": {"idNumber": person, "to": TO, "effectiveFrom": "2025-07", "idempotencyKey": "t-bad", **over}}
+
+    cases = [
+        (tin(effectiveFrom="2025-03"), SC_OP, "BAD_USER_INPUT", "last record at the origin"),
+        (tin(idNumber=person[:6] + "********" + person[-4:]), SC_OP, "BAD_USER_INPUT", "masked"),
+        (tin(idNumber=UNKNOWN_ID), SC_OP, "BAD_USER_INPUT", "no person with ID number"),
+        (tin(to="510100"), SC_OP, "BAD_USER_INPUT", "county, or a city without counties"),
+        (tin(to="440106"), SC_OP, "FORBIDDEN", "outside your token's scope"),
+        (tin(to="999999"), SC_OP, "BAD_USER_INPUT", "names no region"),
+        (tin(), token("510000", ("VIEWER",)), "FORBIDDEN", "OPERATOR"),
+    ]
+    for variables, tok, code, words in cases:
+        got = await fed.ask("central", TRANSFER, variables, tok)
+        assert got["errors"][0]["extensions"]["code"] == code, (variables, got)
+        assert words in got["errors"][0]["message"], got
+    own = await fed.nodes["guangdong"].runtime.pool.fetchval("select region_code from person where id_number = $1", person)
+    got = await fed.ask("central", TRANSFER, tin(to=own), NATIONAL_OP)
+    assert got["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "already registered" in got["errors"][0]["message"]
+    assert await _state(fed) == before
+
+
+async def test_transfer_from_guangdong_to_sichuan(fed: Fed, tmp_path: Path) -> None:
+    person = await _gd_person(fed)
+    gd = fed.nodes["guangdong"].runtime.pool
+    bases, account, med_account, origin = await gd.fetchrow(
+        "select sum(base) filter (where scheme = 1), sum(individual_account_amount) filter (where scheme = 1), "
+        "sum(individual_account_amount) filter (where scheme = 2), min(region_code) from contribution where id_number = $1",
+        person)
+    pooled = (bases * Decimal("0.12")).quantize(Decimal("0.01"))
+    q = """{ g: pool(id: "440000-PENSION-202401") { balance(asOf: "2025-07") transfersOut(asOf: "2025-07") }
+             s: pool(id: "510000-PENSION-202401") { balance(asOf: "2025-07") transfersIn(asOf: "2025-07") } }"""
+    b0 = (await fed.ask("central", q))["data"]
+    before = await _state(fed)
+    inp = {"in": {"idNumber": person, "to": TO, "effectiveFrom": "2025-07", "idempotencyKey": "t-1"}}
+    dry = await fed.ask("central", TRANSFER, {"in": {**inp["in"], "dryRun": True}}, SC_OP)
+    assert "errors" not in dry, dry
+    assert await _state(fed) == before  # a dry run changes nothing anywhere
+
+    got = await fed.ask("central", TRANSFER, inp, SC_OP)
+    assert "errors" not in got, got
+    t = got["data"]["transferInsurance"]["transfer"]
+    assert t["state"] == "COMMITTED" and t["from"]["code"] == origin and t["to"]["code"] == TO
+    assert t["person"]["region"]["code"] == TO and "*" in t["person"]["idNumber"]
+    by = {s["scheme"]: s for s in t["schemes"]}
+    assert by["PENSION"]["pooledFund"] == f"{pooled:.2f}" and by["PENSION"]["individualAccount"] == f"{account:.2f}"
+    assert by["MEDICAL"]["individualAccount"] == f"{med_account:.2f}" and by["MEDICAL"]["pooledFund"] == "0.00"
+    assert all(s["individualAccount"] == s["pooledFund"] == "0.00" for n, s in by.items() if n not in ("PENSION", "MEDICAL"))
+    # the caller sees the destination's pool, not the origin's
+    assert by["PENSION"]["fromPool"] is None and by["PENSION"]["toPool"] == {"id": "510000-PENSION-202401"}
+    assert dry["data"]["transferInsurance"]["transfer"]["schemes"] == t["schemes"]
+
+    b1 = (await fed.ask("central", q))["data"]
+    assert _d(b0["g"]["balance"]) - _d(b1["g"]["balance"]) == pooled
+    assert _d(b1["s"]["balance"]) - _d(b0["s"]["balance"]) == pooled
+    assert _d(b1["g"]["transfersOut"]) - _d(b0["g"]["transfersOut"]) == pooled
+    assert _d(b1["s"]["transfersIn"]) - _d(b0["s"]["transfersIn"]) == pooled
+
+    # both sides show the person where they are registered now, with the transfer
+    pq = 'query($id: String!) { person(idNumber: $id) { region { code } transfers { id from { code } to { code } effectiveFrom } } }'
+    for node in ("central", "sichuan", "guangdong"):
+        p = await fed.ask(node, pq, {"id": person})
+        assert "errors" not in p, (node, p)
+        assert p["data"]["person"]["region"]["code"] == TO
+        assert [x["id"] for x in p["data"]["person"]["transfers"]] == [t["id"]]
+
+    again = await fed.ask("central", TRANSFER, inp, SC_OP)
+    assert again["data"]["transferInsurance"]["replayed"] is True
+    assert again["data"]["transferInsurance"]["transfer"]["id"] == t["id"]
+    other = await fed.ask("central", TRANSFER, {"in": {**inp["in"], "effectiveFrom": "2025-08"}}, SC_OP)
+    assert other["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+    # records from 2025-07 on: refused at the origin (naming the transfer), accepted at the destination
+    def late(region: str) -> Path:
+        f = tmp_path / f"rec-{region}.csv"
+        f.write_text("id_number,scheme,month,region_code,employer_credit_code,base,employer_amount,individual_amount,"
+                     f"individual_account_amount\n{person},PENSION,2025-07,{region},,5000.00,800.00,400.00,400.00\n")
+        return f
+
+    with pytest.raises(ImportFailed) as refused:
+        await import_file(gd, fed.nodes["guangdong"].runtime.node, "contributions", late(origin), progress=False)
+    reason = refused.value.errors[0]
+    assert reason.column == "month" and t["id"] in reason.reason and "at the destination" in reason.reason
+    sc = fed.nodes["sichuan"].runtime
+    await import_file(sc.pool, sc.node, "contributions", late(TO), progress=False)
+
+
+async def test_a_change_that_holds_a_person_conflicts(fed: Fed) -> None:
+    """A raise in progress over Sichuan (its part reserved there) makes a transfer into Sichuan a CONFLICT."""
+    sc = fed.nodes["sichuan"].runtime
+    async with sc.pool.acquire() as con, con.transaction():
+        await con.execute("insert into change (id, kind, role, idempotency_key, input, caller) "
+                          "values ('held', 'raisePoolingLevel', 'participant', 'held', '{}', 'test')")
+        await con.execute("insert into change_reservation (change_id, scheme, region_code) values ('held', 2, '510000')")
+    try:
+        person = await _gd_person(fed)
+        got = await fed.ask("central", TRANSFER, {"in": {"idNumber": person, "to": "510105", "effectiveFrom": "2025-09",
+                                                         "idempotencyKey": "t-held"}}, SC_OP)
+        assert got["errors"][0]["extensions"]["code"] == "CONFLICT", got
+        assert "sichuan" in got["errors"][0]["extensions"]["nodes"]
+    finally:
+        async with sc.pool.acquire() as con, con.transaction():
+            await con.execute("delete from change_reservation where change_id = 'held'")
+            await con.execute("update change set state = 'ABORTED' where id = 'held'")
 
 
 async def test_national_raise_across_nodes(fed: Fed) -> None:

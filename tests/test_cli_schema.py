@@ -120,7 +120,10 @@ EXPECTED_TABLES.update({
     "change_reservation": {"change_id", "scheme", "region_code", "id_number"},
     "pool_remote_predecessor": {"predecessor_id", "successor_id", "node", "scheme", "region_code", "opened_from",
                                 "closed_after", "opening_balance"},
+    "insurance_transfer": {"id", "direction", "id_number", "name", "from_region", "to_region", "effective_from",
+                           "schemes", "created_at"},
 })
+EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {"transfers_in", "transfers_out"}
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:

@@ -26,6 +26,7 @@ from .errors import UserError
 from .tiers.figures import SCHEME_ID
 from .tiers.node import Node
 from .tiers.store import rebuild_tree
+from .tiers.transferstore import RESUMMARISE_TRANSFERS, TRANSFERRED_OUT
 
 CHUNK = 50_000
 MAX_REPORTED = 1000
@@ -302,6 +303,7 @@ CHECKS: dict[str, list[str]] = {
     "contributions": [
         REPEATED_RECORD_KEY,
         UNREGISTERED_PERSON,
+        TRANSFERRED_OUT,
         """select s.line, 'employer_credit_code', 'employer ' || s.employer_credit_code
                   || ' is not registered on this node: import employers first'
            from staging s where s.employer_credit_code <> ''
@@ -319,6 +321,7 @@ CHECKS: dict[str, list[str]] = {
     "benefits": [
         REPEATED_RECORD_KEY,
         UNREGISTERED_PERSON,
+        TRANSFERRED_OUT,
         """select s.line, 'id_number', 'a different benefit record for this person, scheme and month is already stored'
            from staging s join benefit b
              on b.id_number = s.id_number and b.scheme = s.scheme and b.month = s.month
@@ -485,6 +488,7 @@ RESUMMARISE = [
        from benefit b join region_closure rc on rc.descendant = b.region_code
        join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
        group by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+    RESUMMARISE_TRANSFERS,  # after the records: pooled funds moved by transfers
 ]
 
 

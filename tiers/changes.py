@@ -39,6 +39,7 @@ from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, conflict
 
 from . import changestore as cs
+from . import transfers
 from .faults import crash_point
 from .figures import SCHEMES
 from .identity import NodeIdentity
@@ -61,6 +62,7 @@ from .store import POOL_COLUMNS, PoolRec, _pool
 log = logging.getLogger("tierfed.changes")
 
 RAISE = "raisePoolingLevel"
+TRANSFER = transfers.TRANSFER
 
 # (opening balance, balance) of each pool at a month, computed by the caller's
 # resolvers so that pools spanning nodes add their children's flows exactly.
@@ -181,6 +183,8 @@ class Changes:
                 return await self._finish(change_id, "COMMITTED")
             if op == "abort":
                 return await self._finish(change_id, "ABORTED")
+            if op == "locate":
+                return await transfers.locate_here_or_below(self, str(msg.get("idNumber", "")))
             if op == "status":
                 row = await cs.by_id(self.pool, change_id)
                 return {"ok": True, "state": row.state if row else "UNKNOWN"}
@@ -193,15 +197,21 @@ class Changes:
     async def _prepare(self, msg: dict[str, Any], parent: str) -> dict[str, Any]:
         change_id = str(msg["change"])
         dry = bool(msg.get("dryRun"))
-        if msg.get("kind") != RAISE:
+        if msg.get("kind") not in (RAISE, TRANSFER):
             raise bad_input(f"unknown kind of change {msg.get('kind')!r}")
         if not dry:
             prior = await cs.by_id(self.pool, change_id)
-            if prior is not None:
+            if prior is not None:  # the same step again (a retry): the same answer
                 if prior.state == "ABORTED":
                     raise conflict(f"change {change_id} was aborted here")
-                return {"ok": True, "pools": prior.plan.get("pools", [])}
+                return prior.plan.get("answer") or {"ok": True, "pools": prior.plan.get("pools", [])}
             crash_point("participant-before-reserve")
+        if msg["kind"] == TRANSFER:
+            return await transfers.prepare(self, msg, parent, dry)
+        return await self._prepare_raise(msg, parent, dry)
+
+    async def _prepare_raise(self, msg: dict[str, Any], parent: str, dry: bool) -> dict[str, Any]:
+        change_id = str(msg["change"])
         inp = msg["input"]
         scheme, raised, eff = int(inp["scheme"]), str(inp["region"]), codes.month(inp["effectiveFrom"])
         tree, root = self.node.tree, self.node.region
@@ -289,7 +299,9 @@ class Changes:
 
     async def _apply(self, con: asyncpg.Connection, row: cs.ChangeRow) -> None:
         plan = row.plan
-        if row.kind == RAISE:
+        if row.kind == TRANSFER:
+            await transfers.apply(con, row.id, plan, self.node.region)
+        elif row.kind == RAISE:
             await con.execute(CLOSE, plan["replaced"], codes.month(plan["before"]), plan["successor"])
             if plan.get("vertical"):
                 await con.execute(VERTICAL, plan["raised"], SCHEME_DEPARTMENT[int(plan["scheme"])])

@@ -40,9 +40,11 @@ where p.scheme = $1
 order by p.region_code, p.opened_from
 """
 
-# Pooled contributions minus benefits of open pools' regions from their first month to $4.
+# Pooled contributions minus benefits, plus transfers in minus out, of open pools' regions
+# from their first month to $4.
 FLOWS = """
-select coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid), 0)
+select coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid
+                    + s.transfers_in - s.transfers_out), 0)
 from unnest($1::text[], $2::date[]) as k (region, first)
 join summary s on s.region_code = k.region and s.scheme = $3 and s.month between k.first and $4
 """
