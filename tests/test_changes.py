@@ -105,9 +105,9 @@ class Fed:
 @pytest.fixture(scope="module")
 async def fed(tmp_path_factory: pytest.TempPathFactory, tree: Tree, new_db: Any, loaded_db: str) -> AsyncIterator[Fed]:
     keys = make_keys(tmp_path_factory.mktemp("keys"))
-    ports = {n: free_port() for n in NODES}
+    dbs = await load_split(tree, new_db, tmp_path_factory.mktemp("split"), configs(keys, {n: i + 1 for i, n in enumerate(NODES)}))
+    ports = {n: free_port() for n in NODES}  # chosen once the data are loaded: less time for another run to take them
     cfgs = configs(keys, ports)
-    dbs = await load_split(tree, new_db, tmp_path_factory.mktemp("split"), cfgs)
     nodes = {}
     for n in ("shenzhen", "guangdong", "sichuan", "central"):
         nodes[n] = await start_node(cfgs[n], dbs[n], ports[n])

@@ -156,9 +156,14 @@ class Changes:
             sig = self.identity.sign(body, peer.name)
         except PermissionError as e:
             raise Unreachable(str(e)) from None
+        headers = {"Authorization": f"Node {sig}", "Content-Type": "application/json"}
         try:
-            r = await self.client.post(peer.url, content=body, timeout=peer.timeout_s,
-                                       headers={"Authorization": f"Node {sig}", "Content-Type": "application/json"})
+            try:
+                r = await self.client.post(peer.url, content=body, timeout=peer.timeout_s, headers=headers)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # A kept-alive connection the peer closed as we reused it: every step is
+                # idempotent, so send it once more on a new connection.
+                r = await self.client.post(peer.url, content=body, timeout=peer.timeout_s, headers=headers)
             out = r.json()
         except httpx.TimeoutException:
             raise Unreachable(f"did not answer within {peer.timeout_s:g} s") from None
