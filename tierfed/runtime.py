@@ -91,7 +91,7 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
     from .tiers.changes import Changes
 
     try:
-        rt.changes = Changes(rt, await create_pool(url, None, min_size=0, max_size=4))
+        rt.changes = Changes(rt, await create_pool(url, None, min_size=0, max_size=10))
     except UserError:
         await rt.close()
         raise

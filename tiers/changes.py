@@ -62,6 +62,7 @@ from .store import POOL_COLUMNS, PoolRec, _pool
 log = logging.getLogger("tierfed.changes")
 
 RAISE = "raisePoolingLevel"
+ASYNC_COMMIT = "set local synchronous_commit = off"
 TRANSFER = transfers.TRANSFER
 
 # (opening balance, balance) of each pool at a month, computed by the caller's
@@ -96,7 +97,7 @@ class Changes:
 
     def __init__(self, rt: Any, pool: asyncpg.Pool) -> None:
         self.rt = rt
-        self.pool = pool  # a small pool of its own: change steps are not statements of an operation
+        self.pool = pool  # a pool of its own: change steps are not statements of an operation
         cfg = rt.cfg
         self.identity = NodeIdentity(
             cfg.name, cfg.private_key_file,
@@ -234,6 +235,13 @@ class Changes:
                 if problems:
                     raise bad_input(f"node '{self.node.name}': " + "; ".join(problems), problems=problems)
                 mine = [_pool_json(p, self.node.name) for p in replaced]
+                if not kids:
+                    # A node without children holds every record its pools cover: it gives their
+                    # figures at the month before, saving the coordinator a question per pool.
+                    before = codes.add_months(eff, -1)
+                    figures = await cs.pool_figures(con, replaced, scheme, before)
+                    for p, j in zip(replaced, mine):
+                        j["liveOpening"], j["balance"] = (str(x) for x in figures[p.id])
                 if not dry:
                     plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(codes.add_months(eff, -1)),
                             "successor": inp["successor"], "vertical": bool(inp.get("vertical")),
@@ -297,6 +305,9 @@ class Changes:
         if state == "COMMITTED":
             crash_point("participant-before-apply")
         async with self.pool.acquire() as con, con.transaction():
+            # Not flushed before the answer: lost in a crash, the part is PENDING again and
+            # recovery asks the parent and applies it again (the decision is durable there).
+            await con.execute(ASYNC_COMMIT)
             if await cs.decide(con, change_id, state) and state == "COMMITTED":
                 await self._apply(con, row)
         await self._tell(change_id, state)
@@ -396,6 +407,9 @@ class Changes:
                 tr = con.transaction()
                 await tr.start()
                 try:
+                    # The intent need not be flushed: lost in a crash, the participants asking
+                    # about the change hear UNKNOWN and release (no decision can have been made).
+                    await con.execute(ASYNC_COMMIT)
                     await _lock(con, tree, scheme, region)
                     await check_not_reserved(con, scheme, region)
                     rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, region)
@@ -436,7 +450,9 @@ class Changes:
             remote = [PoolRec(p["id"], int(p["scheme"]), p["region"], date.fromisoformat(p["openedFrom"]), None,
                               Decimal(p["openingBalance"]), None, held_by=self._holder(p["region"]))
                       for _, a in answers for p in a.get("pools", [])]
-            figures = await balances([*local, *remote], before)
+            reported = {p["id"]: (Decimal(p["liveOpening"]), Decimal(p["balance"]))
+                        for _, a in answers for p in a.get("pools", []) if "balance" in p}
+            figures = {**reported, **await balances([*local, *(p for p in remote if p.id not in reported)], before)}
             transferred = sum((figures[p.id][1] for p in [*local, *remote]), Decimal("0.00"))
             closed_local = [replace(p, closed_after=before, successor_id=new_id) for p in local]
             # Pools held by children, as of the decision: figures fixed, so that the answer

@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from .store import POOL_OPENINGS
+
 INSERT_CHANGE = """
 insert into change (id, kind, role, parent_node, idempotency_key, input, plan, caller)
 values ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8)
@@ -253,3 +255,23 @@ async def remote_predecessors_of(pool: asyncpg.Pool, ids: list[str]) -> dict[str
     for r in await remote_predecessors(pool, ids):
         out[r["successor_id"]].append(r)
     return out
+
+
+# Per pool: pooled contributions less benefits plus transfers in less out, from its first month to $3.
+POOL_FLOWS = """
+select k.id, coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid
+                          + s.transfers_in - s.transfers_out), 0) as flow
+from unnest($1::text[], $2::text[], $3::date[]) as k (id, region, first)
+left join summary s on s.region_code = k.region and s.scheme = $4 and s.month between k.first and $5
+group by k.id
+"""
+
+
+async def pool_figures(con: asyncpg.Connection, pools: list[Any], scheme: int, at: date) -> dict[str, tuple[Decimal, Decimal]]:
+    """(live opening balance, balance at ``at``) of pools whose records are all held here."""
+    if not pools:
+        return {}
+    openings = {r["root"]: r["opening"] for r in await con.fetch(POOL_OPENINGS, [p.id for p in pools])}
+    flows = {r["id"]: r["flow"] for r in await con.fetch(POOL_FLOWS, [p.id for p in pools], [p.region_code for p in pools],
+                                                          [p.opened_from for p in pools], scheme, at)}
+    return {p.id: (openings[p.id], openings[p.id] + flows[p.id]) for p in pools}

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from .changes import Changes
 
 TRANSFER = "transferInsurance"
+ASYNC_COMMIT = "set local synchronous_commit = off"
 POOLED_RATE = Decimal("0.12")
 ACCOUNT_SCHEMES = (1, 2)  # PENSION and MEDICAL carry individual accounts
 CENT = Decimal("0.01")
@@ -243,6 +244,7 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
             tr = con.transaction()
             await tr.start()
             try:
+                await con.execute(ASYNC_COMMIT)  # the intent: see tiers/changes.py
                 if origin is None:
                     local["out"] = await check_side(con, "out", base, node.name)
                 if dest is None:
