@@ -15,6 +15,7 @@ from tierfed.tiers.store import PoolRec
 from tierfed import codes
 from tierfed.errors import bad_input
 
+from . import changes as cross
 from .common import as_month, subtree_region
 from .context import ctx
 
@@ -28,17 +29,14 @@ async def raise_pooling_level(info: Info, scheme: str, region: str, effective_fr
     if not idempotency_key or len(idempotency_key) > 200:
         raise bad_input("idempotencyKey must be 1 to 200 characters", argument="idempotencyKey")
     eff = as_month(effective_from, "effectiveFrom")
-    if not c.node.holds_whole(code):
-        owner = c.node.child_for(code)
-        if owner is not None:
-            raise bad_input(f"region {code} is held by node '{owner.name}', not by this node '{c.node.name}': "
-                            f"send the raise to {owner.url}", nodes=[owner.name])
-        nodes = [ch.name for ch in c.node.children_within(code)]
-        raise bad_input(
-            f"region {code}'s subtree spans nodes {', '.join(nodes)} besides this node '{c.node.name}': "
-            "a raise runs only on a node that holds the whole subtree (see the README, cross-node raises)",
-            nodes=nodes)
+    owner = c.node.child_for(code)
+    if owner is not None:
+        raise bad_input(f"region {code} is held by node '{owner.name}', not by this node '{c.node.name}': "
+                        f"send the raise to {owner.url}", nodes=[owner.name])
     inp = tp.RaiseInput(SCHEME_ID[scheme], code, eff, idempotency_key, dry_run, vertical_management)
+    if not c.node.holds_whole(code):
+        # The subtree spans child nodes: this node coordinates a change across them.
+        return await cross.raise_across(info, inp)
     return await tp.raise_level(c.store.pool, c.node.tree, inp, c.caller.sub)
 
 

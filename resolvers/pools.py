@@ -15,6 +15,7 @@ from tierfed.tiers.tree import RegionRec
 from tierfed import codes
 from tierfed.errors import bad_input
 
+from . import changes
 from .common import as_month, forward, region_code
 from .context import ctx
 
@@ -82,7 +83,10 @@ async def pool_region(root: PoolRec, info: Info) -> RegionRec:
 async def opening_balance(root: PoolRec, info: Info) -> Decimal:
     if root.virtual:
         return root.opening_balance
-    return await ctx(info).loaders.pool_opening.load(root.id)
+    if root.held_by is not None:
+        return await changes.remote_opening(info, root)
+    local: Decimal = await ctx(info).loaders.pool_opening.load(root.id)
+    return local + await changes.opening_beyond_node(info, root)
 
 
 async def balance(root: PoolRec, info: Info, as_of: object | None) -> Decimal:
@@ -92,11 +96,14 @@ async def balance(root: PoolRec, info: Info, as_of: object | None) -> Decimal:
     if last < root.opened_from:
         return opening
     s = await ctx(info).summary.load((root.region_code, root.opened_from, last, True))
-    flow = sum((f.pooled - f.benefits_paid for (m, sc), f in s.rows.items() if sc == root.scheme), Decimal("0.00"))
+    flow = sum((f.fund_flow for (m, sc), f in s.rows.items() if sc == root.scheme), Decimal("0.00"))
     return opening + flow
 
 
 async def predecessors(root: PoolRec, info: Info) -> list[PoolRec]:
     if root.virtual:
         return list(root.predecessor_recs)
-    return await ctx(info).loaders.pool_predecessors.load(root.id)
+    if root.held_by is not None:
+        return []  # asked of the node that holds it: pool(id: ...) { predecessors }
+    local: list[PoolRec] = await ctx(info).loaders.pool_predecessors.load(root.id)
+    return local + await changes.remote_predecessors(info, root)

@@ -7,6 +7,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 from tierfed.resolvers import pooling as rp
 
+from .changes import ChangeState
 from .scalars import Decimal, Month
 from .types import Pool, Region, Scheme, Tier
 
@@ -37,6 +38,8 @@ class RaisePoolingLevelResult:
     dry_run: bool = strawberry.field(description="True when nothing was changed.")
     replayed: bool = strawberry.field(
         description="True when this is the stored first result of an earlier call with the same key.")
+    state: ChangeState | None = strawberry.field(description=(
+        "COMMITTED when applied (for a raise across nodes: when decided); null for a dry run."))
 
 
 @strawberry.type
@@ -98,4 +101,5 @@ class PoolingMutations:
             info, input.scheme.value, str(input.region), input.effective_from, input.idempotency_key,
             bool(input.dry_run), bool(input.vertical_management))
         return RaisePoolingLevelResult(pool=out.pool, closed=out.closed, transferred=out.transferred,  # type: ignore
-                                       dry_run=out.dry_run, replayed=out.replayed)
+                                       dry_run=out.dry_run, replayed=out.replayed,
+                                       state=ChangeState(out.state) if out.state else None)

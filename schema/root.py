@@ -19,9 +19,11 @@ from tierfed.resolvers import rollups as rol
 
 from tierfed.errors import bad_input
 
+from . import changes as change_types
 from . import descriptions
 from . import imports as import_types
 from . import pooling as pooling_types
+from . import transfers as transfer_types
 from .scalars import Decimal
 from .types import (
     Agency,
@@ -49,7 +51,7 @@ class PiiRead:
 
 
 @strawberry.type
-class Query(pooling_types.PoolingQueries, import_types.ImportQueries):
+class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_types.ChangeQueries):
     @strawberry.field
     async def nation(self, info: Info) -> Region:
         return await reg.nation(info)  # type: ignore[return-value]
@@ -111,7 +113,7 @@ class Query(pooling_types.PoolingQueries, import_types.ImportQueries):
 
 
 @strawberry.type
-class Mutation(pooling_types.PoolingMutations):
+class Mutation(pooling_types.PoolingMutations, transfer_types.TransferMutations):
     @strawberry.mutation(name="_tierPersonsChanged", description=(
         "Internal, child node to parent, with the child's NODE token: the persons the child holds changed. "
         "True once this node and every ancestor have read them."))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import Enum
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -13,12 +14,16 @@ from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
+from tierfed.resolvers import transfers as trn
 from tierfed.resolvers.context import ctx
 from tierfed.tiers.remote import Forwarded
 from tierfed.tiers.store import AGENCY_KINDS, DEPARTMENTS, AgencyRec, PoolRec
 from tierfed.tiers.tree import TIER_NAMES, RegionRec
 
 from .scalars import Decimal, Month
+
+if TYPE_CHECKING:
+    from .transfers import InsuranceTransfer
 
 
 @strawberry.enum
@@ -193,6 +198,16 @@ class Pool:
     async def predecessors(self, info: Info) -> list[Pool]:
         return await pol.predecessors(self, info)  # type: ignore[arg-type,return-value]
 
+    @strawberry.field(description=(
+        "Pooled funds moved into this pool by insurance transfers effective from openedFrom to asOf; part of balance."))
+    async def transfers_in(self, info: Info, as_of: Month | None = None) -> Decimal:
+        return await trn.pool_transfers(self, info, as_of, "in")  # type: ignore[arg-type]
+
+    @strawberry.field(description=(
+        "Pooled funds moved out of this pool by insurance transfers effective from openedFrom to asOf; part of balance."))
+    async def transfers_out(self, info: Info, as_of: Month | None = None) -> Decimal:
+        return await trn.pool_transfers(self, info, as_of, "out")  # type: ignore[arg-type]
+
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
         return isinstance(obj, (PoolRec, Forwarded))
@@ -328,6 +343,10 @@ class Person:
         "Regions of the child nodes that hold part of this person and did not answer."))
     async def missing_regions(self, info: Info) -> list[Region]:
         return await per.missing_regions(info, self.missing)  # type: ignore[attr-defined,return-value]
+
+    @strawberry.field(description="Insurance transfers of this person, oldest first.")
+    async def transfers(self, info: Info) -> list[Annotated[InsuranceTransfer, strawberry.lazy("tierfed.schema.transfers")]]:
+        return await trn.person_transfers(self, info)  # type: ignore[arg-type,return-value]
 
 
 @strawberry.type(description="One scheme's contributions paid through one employer over a period.")

@@ -145,6 +145,18 @@ EXPECTED_TABLES = {
                    "rows", "inserted", "unchanged", "bad_rows", "outcome", "message", "warnings", "version", "same_as"},
     "schema_migrations": {"version", "name", "applied_at"},
 }
+# 0006: changes across nodes (issue 11)
+EXPECTED_TABLES.update({
+    "change": {"id", "kind", "role", "parent_node", "state", "idempotency_key", "input", "plan", "result", "caller",
+               "started_at", "decided_at"},
+    "change_participant": {"change_id", "node", "region", "state"},
+    "change_reservation": {"change_id", "scheme", "region_code", "id_number"},
+    "pool_remote_predecessor": {"predecessor_id", "successor_id", "node", "scheme", "region_code", "opened_from",
+                                "closed_after", "opening_balance"},
+    "insurance_transfer": {"id", "direction", "id_number", "name", "from_region", "to_region", "effective_from",
+                           "schemes", "created_at"},
+})
+EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {"transfers_in", "transfers_out"}
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:

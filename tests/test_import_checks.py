@@ -195,8 +195,8 @@ DIRECTORY_CASES = {
         ("MEDICAL,440100,2024-13,1.00", (4, "opened_from", "month '2024-13' is malformed: expected YYYY-MM, e.g. 2025-01")),
         ("MEDICAL,440100,2024-01,1e3", (5, "opening_balance", "amount '1e3' is malformed: expected a non-negative number "
                                         "of yuan with at most 2 decimals, e.g. 1234.50")),
-        ("PENSION,440000,2024-01,1.00", (6, "region_code", "region 440000's subtree is held partly by child nodes: "
-                                         "import the pool on the node that holds all of it")),
+        ("PENSION,440300,2024-01,1.00", (6, "region_code", "region 440300 is held by child node 'shenzhen': "
+                                         "import the pool there")),
         ("PENSION,440100,2024-01,1.00", None),
         ("PENSION,440106,2024-01,1.00", (8, "region_code", "overlaps pool of line 7 (same scheme, nested regions)")),
     ]),

@@ -10,6 +10,7 @@ from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
 from starlette.routing import Route
 
+from .changes_http import changes_endpoint
 from .config import NodeConfig
 from .health import healthz, readyz
 from .http import graphql_endpoint
@@ -45,6 +46,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *([Route("/metrics", metrics_endpoint)] if cfg.metrics.enabled and not cfg.metrics.listen else []),
+        Route("/internal/changes", changes_endpoint, methods=["POST"]),
         *dashboard_routes(),
         *graphiql_routes(),
         *import_routes(),

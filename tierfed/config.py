@@ -23,13 +23,18 @@ class ChildConfig:
     url: str
     timeout_s: float = 5.0
     name: str = ""
+    # The child's node key (verifies the child's questions about changes it takes part in).
+    public_key_file: str | None = None
 
 
 @dataclass(frozen=True)
 class ParentConfig:
-    """The node this one is a child of: told when the persons this subtree holds change."""
+    """The node this node answers to: told when the persons this subtree holds change, and
+    (with its public key) the only one whose signed change steps this node accepts."""
 
+    name: str
     url: str
+    public_key_file: str | None = None
     timeout_s: float = 5.0
 
 
@@ -94,6 +99,8 @@ class NodeConfig:
     workers: int = 1
     metrics: MetricsConfig = field(default_factory=MetricsConfig)
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
+    private_key_file: str | None = None
+    recovery_interval_s: float = 5.0
 
     @property
     def host(self) -> str:
@@ -183,20 +190,11 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         timeout = float(_get(c, "timeout_s", (int, float), where, 5.0))
         if not 0 < timeout <= 120:
             raise UserError(f"config {where}.timeout_s: expected 0 < timeout_s <= 120, got {timeout}")
-        children.append(ChildConfig(creg, url, timeout, _get(c, "name", str, where, "") or creg))
+        child_key = path(_get(c, "public_key_file", str, where))
+        if child_key and not Path(child_key).is_file():
+            raise UserError(f"config {where}.public_key_file: {child_key} does not exist")
+        children.append(ChildConfig(creg, url, timeout, _get(c, "name", str, where, "") or creg, child_key))
 
-    parent = None
-    parent_t = data.get("parent")
-    if parent_t is not None:
-        if not isinstance(parent_t, dict):
-            raise UserError("config [parent]: expected a table with url")
-        purl = _get(parent_t, "url", str, "[parent]")
-        if not purl or not purl.startswith(("http://", "https://")):
-            raise UserError(f"config [parent].url: expected the parent node's http(s) GraphQL URL, got {purl!r}")
-        ptimeout = float(_get(parent_t, "timeout_s", (int, float), "[parent]", 5.0))
-        if not 0 < ptimeout <= 120:
-            raise UserError(f"config [parent].timeout_s: expected 0 < timeout_s <= 120, got {ptimeout}")
-        parent = ParentConfig(purl, ptimeout)
     interval = float(_get(node, "index_sync_interval_s", (int, float), "[node]", 30.0))
     if not 0 < interval <= 3600:
         raise UserError(f"config [node].index_sync_interval_s: expected 0 < seconds <= 3600, got {interval}")
@@ -215,6 +213,30 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
     for name_, value in vars(limits).items():
         if value <= 0:
             raise UserError(f"config [limits].{name_}: must be positive, got {value}")
+    private_key = path(_get(node, "private_key_file", str, "[node]"))
+    if private_key and not Path(private_key).is_file():
+        raise UserError(f"config [node].private_key_file: {private_key} does not exist")
+    recovery = float(_get(node, "recovery_interval_s", (int, float), "[node]", 5.0))
+    if not 0 < recovery <= 3600:
+        raise UserError(f"config [node].recovery_interval_s: expected 0 < value <= 3600, got {recovery}")
+    parent = None
+    parent_t = data.get("parent")
+    if parent_t is not None:
+        if not isinstance(parent_t, dict):
+            raise UserError("config [parent]: expected a table with url (and name, public_key_file)")
+        p_name = _get(parent_t, "name", str, "[parent]", "parent")
+        p_url = _get(parent_t, "url", str, "[parent]")
+        p_key = path(_get(parent_t, "public_key_file", str, "[parent]"))
+        if not p_name or not p_url:
+            raise UserError("config [parent]: needs url, the parent node's /graphql address")
+        if not p_url.startswith(("http://", "https://")):
+            raise UserError(f"config [parent].url: expected an http(s) URL, got {p_url!r}")
+        if p_key and not Path(p_key).is_file():
+            raise UserError(f"config [parent].public_key_file: {p_key} does not exist")
+        p_timeout = float(_get(parent_t, "timeout_s", (int, float), "[parent]", 5.0))
+        if not 0 < p_timeout <= 120:
+            raise UserError(f"config [parent].timeout_s: expected 0 < timeout_s <= 120, got {p_timeout}")
+        parent = ParentConfig(p_name, p_url, p_key, p_timeout)
     http_t = data.get("http", {})
     persisted_file = path(_get(http_t, "persisted_operations_file", str, "[http]"))
     if persisted_file and not Path(persisted_file).is_file():
@@ -242,6 +264,8 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         workers=workers,
         metrics=_metrics(data.get("metrics", {})),
         telemetry=_telemetry(data.get("telemetry", {})),
+        private_key_file=private_key,
+        recovery_interval_s=recovery,
     )
 
 

@@ -23,6 +23,7 @@ from .db import create_pool, migrate
 from .generator import Options, generate
 from .importer import import_file
 from .runtime import Runtime, open_runtime
+from .tiers.identity import generate_key_pair
 from .tiers.node import Node
 from .tiers.store import load_tree
 from .tiers.tree import Tree
@@ -37,18 +38,32 @@ class DemoNode:
     url: str
 
 
+def node_keys(data_dir: Path, names: list[str]) -> Path:
+    """A key pair per demo node (its identity for changes across nodes), made once."""
+    keys = data_dir / "node-keys"
+    keys.mkdir(parents=True, exist_ok=True)
+    for n in names:
+        if not (keys / f"{n}.key").exists():
+            generate_key_pair(keys / f"{n}.key", keys / f"{n}.pub")
+    return keys
+
+
 def configs(port: int, secret: str, data_dir: Path) -> list[NodeConfig]:
     auth = {"jwt_secret": secret}
+    keys = node_keys(data_dir, ["central", *(name for name, _, _ in PROVINCE_NODES)])
+    central_url = f"http://127.0.0.1:{port}/graphql"
     provinces = [
         parse({"node": {"name": name, "region": region, "listen": f"127.0.0.1:{port + i + 1}",
-                        "data_dir": str(data_dir)}, "auth": auth,
-               "parent": {"url": f"http://127.0.0.1:{port}/graphql"}})
+                        "data_dir": str(data_dir), "private_key_file": str(keys / f"{name}.key")}, "auth": auth,
+               "parent": {"name": "central", "url": central_url, "public_key_file": str(keys / "central.pub")}})
         for i, (name, region, _) in enumerate(PROVINCE_NODES)
     ]
     central = parse({
-        "node": {"name": "central", "region": "000000", "listen": f"127.0.0.1:{port}", "data_dir": str(data_dir)},
+        "node": {"name": "central", "region": "000000", "listen": f"127.0.0.1:{port}", "data_dir": str(data_dir),
+                 "private_key_file": str(keys / "central.key")},
         "auth": auth,
-        "children": [{"name": p.name, "region": p.region, "url": f"http://{p.listen}/graphql", "timeout_s": 10}
+        "children": [{"name": p.name, "region": p.region, "url": f"http://{p.listen}/graphql", "timeout_s": 10,
+                      "public_key_file": str(keys / f"{p.name}.pub")}
                      for p in provinces],
     })
     return [central, *provinces]
@@ -137,6 +152,7 @@ async def run_demo(port: int, persons: int, data_dir: Path) -> None:
                                                                      ["VIEWER", "OPERATOR", "PII_READER", "AUDITOR"], day),
         "national viewer (IDs masked)": keys.sign("demo-viewer", "000000", ["VIEWER"], day),
         "Guangdong (VIEWER, OPERATOR)": keys.sign("demo-guangdong", "440000", ["VIEWER", "OPERATOR"], day),
+        "Sichuan (VIEWER, OPERATOR)": keys.sign("demo-sichuan", "510000", ["VIEWER", "OPERATOR"], day),
     }
     print("\ntierfed demo is running (Ctrl-C stops everything)\n")
     for c in cfgs:

@@ -50,6 +50,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.index = PersonIndex(self.cfg, self.pool, self.node, self.clients, self.keys)
+    changes: Any = None  # tiers.changes.Changes: this node's side of changes across nodes
 
     @property
     def tree(self) -> Tree:
@@ -62,6 +63,8 @@ class Runtime:
 
     async def close(self) -> None:
         await self.index.stop()
+        if self.changes is not None:
+            await self.changes.close()
         if self._listener is not None:
             await self._listener.close()
         await self.clients.close()
@@ -104,6 +107,14 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
         except UserError:
             await rt.close()
             raise
+    from .tiers.changes import Changes
+
+    try:
+        rt.changes = Changes(rt, await create_pool(url, None, min_size=0, max_size=10))
+    except UserError:
+        await rt.close()
+        raise
+    rt.changes.start()
     rt._listener = TreeListener(rt)
     await rt._listener.start()
     return rt

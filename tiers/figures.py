@@ -26,6 +26,9 @@ class Figures:
     base: Decimal = ZERO
     benefits: int = 0
     benefits_paid: Decimal = ZERO
+    # Pooled funds moved by insurance transfers effective in the month (tiers/transfers.py).
+    transfers_in: Decimal = ZERO
+    transfers_out: Decimal = ZERO
 
     def add(self, other: Figures) -> None:
         self.contributions += other.contributions
@@ -35,18 +38,27 @@ class Figures:
         self.base += other.base
         self.benefits += other.benefits
         self.benefits_paid += other.benefits_paid
+        self.transfers_in += other.transfers_in
+        self.transfers_out += other.transfers_out
 
     @property
     def pooled(self) -> Decimal:
         return self.employer + self.individual - self.individual_account
 
+    @property
+    def fund_flow(self) -> Decimal:
+        """What the month adds to a pooled fund: pooled contributions less benefits, plus transfers in less out."""
+        return self.pooled - self.benefits_paid + self.transfers_in - self.transfers_out
+
     def to_json(self) -> list:
         return [self.contributions, str(self.employer), str(self.individual), str(self.individual_account),
-                str(self.base), self.benefits, str(self.benefits_paid)]
+                str(self.base), self.benefits, str(self.benefits_paid), str(self.transfers_in), str(self.transfers_out)]
 
     @classmethod
     def from_json(cls, v: list) -> Figures:
-        return cls(int(v[0]), Decimal(v[1]), Decimal(v[2]), Decimal(v[3]), Decimal(v[4]), int(v[5]), Decimal(v[6]))
+        moved = (Decimal(v[7]), Decimal(v[8])) if len(v) > 8 else (ZERO, ZERO)
+        return cls(int(v[0]), Decimal(v[1]), Decimal(v[2]), Decimal(v[3]), Decimal(v[4]), int(v[5]), Decimal(v[6]),
+                   *moved)
 
 
 
@@ -64,7 +76,7 @@ class Summary:
         if cur is None:
             self.rows[(month, scheme)] = Figures(figs.contributions, figs.employer, figs.individual,
                                                  figs.individual_account, figs.base, figs.benefits,
-                                                 figs.benefits_paid)
+                                                 figs.benefits_paid, figs.transfers_in, figs.transfers_out)
         else:
             cur.add(figs)
 

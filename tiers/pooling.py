@@ -22,6 +22,7 @@ import asyncpg
 from tierfed import codes
 from tierfed.errors import bad_input, conflict
 
+from . import changestore
 from .figures import SCHEMES
 from .store import POOL_COLUMNS, POOL_OPENINGS, PoolRec, _pool
 from .tree import TIER_NAMES, Tree
@@ -39,9 +40,11 @@ where p.scheme = $1
 order by p.region_code, p.opened_from
 """
 
-# Pooled contributions minus benefits of open pools' regions from their first month to $4.
+# Pooled contributions minus benefits, plus transfers in minus out, of open pools' regions
+# from their first month to $4.
 FLOWS = """
-select coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid), 0)
+select coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid
+                    + s.transfers_in - s.transfers_out), 0)
 from unnest($1::text[], $2::date[]) as k (region, first)
 join summary s on s.region_code = k.region and s.scheme = $3 and s.month between k.first and $4
 """
@@ -99,6 +102,8 @@ class RaiseOutcome:
     transferred: Decimal
     dry_run: bool
     replayed: bool
+    # COMMITTED when applied (across nodes: when decided); None for a dry run.
+    state: str | None = None
 
 
 class _DryRun(Exception):
@@ -158,22 +163,20 @@ async def _replay(con: asyncpg.Connection, inp: RaiseInput, prior: asyncpg.Recor
     recs = {r["id"]: _pool(r) for r in await con.fetch(
         f"select {POOL_COLUMNS} from pool p where p.id = any($1::text[])", [result["pool"], *result["closed"]])}
     return RaiseOutcome(recs[result["pool"]], [recs[i] for i in result["closed"]],
-                        Decimal(result["transferred"]), False, True)
+                        Decimal(result["transferred"]), False, True, "COMMITTED")
 
 
-async def _raise(con: asyncpg.Connection, tree: Tree, inp: RaiseInput, caller: str) -> RaiseOutcome:
-    await _lock(con, tree, inp.scheme, inp.region)
-    eff = inp.effective_from
-    before = codes.add_months(eff, -1)
-    region_tier = tree.by_code[inp.region].tier
-    rows = await con.fetch(POOLS_OF_SCHEME_NEAR, inp.scheme, inp.region)
+def plan_replaced(tree: Tree, rows: list[asyncpg.Record], region: str, region_tier: int,
+                  eff: date) -> tuple[list[PoolRec], list[str]]:
+    """The open pools a raise to a region at ``region_tier`` replaces among ``rows`` (the pools of
+    the scheme in ``region``'s subtree and above it), and every reason it cannot."""
     replaced: list[PoolRec] = []
     problems: list[str] = []
     for r in rows:
         p = _pool(r)
         if r["above"]:
             if p.closed_after is None or p.closed_after >= eff:
-                problems.append(f"{inp.region} is already pooled at {TIER_NAMES[tree.by_code[p.region_code].tier]} "
+                problems.append(f"{region} is already pooled at {TIER_NAMES[tree.by_code[p.region_code].tier]} "
                                 f"level by pool {p.id}")
             continue
         if p.closed_after is None:
@@ -188,6 +191,26 @@ async def _raise(con: asyncpg.Connection, tree: Tree, inp: RaiseInput, caller: s
         elif p.closed_after >= eff:
             problems.append(f"pool {p.id} covers months up to {codes.month_str(p.closed_after)}, "
                             f"overlapping effectiveFrom {codes.month_str(eff)}")
+    return replaced, problems
+
+
+async def check_not_reserved(con: asyncpg.Connection, scheme: int, region: str) -> None:
+    """CONFLICT when a change across nodes in progress holds pools of the scheme overlapping ``region``."""
+    held = await changestore.overlapping(con, scheme, region)
+    if held is not None:
+        raise conflict(f"change {held['id']} ({held['kind']}, key {held['idempotency_key']!r}) in progress holds "
+                       f"{SCHEMES[scheme - 1]} pools overlapping {region}; try again when it has finished",
+                       change=held["id"])
+
+
+async def _raise(con: asyncpg.Connection, tree: Tree, inp: RaiseInput, caller: str) -> RaiseOutcome:
+    await _lock(con, tree, inp.scheme, inp.region)
+    await check_not_reserved(con, inp.scheme, inp.region)
+    eff = inp.effective_from
+    before = codes.add_months(eff, -1)
+    region_tier = tree.by_code[inp.region].tier
+    rows = await con.fetch(POOLS_OF_SCHEME_NEAR, inp.scheme, inp.region)
+    replaced, problems = plan_replaced(tree, rows, inp.region, region_tier, eff)
     if problems:
         raise bad_input("raisePoolingLevel refused, nothing changed: " + "; ".join(problems), problems=problems)
     transferred = await balances_at(con, replaced, inp.scheme, before)
@@ -205,7 +228,7 @@ async def _raise(con: asyncpg.Connection, tree: Tree, inp: RaiseInput, caller: s
         await con.execute(RECORD_CHANGE, inp.idempotency_key, json.dumps(inp.to_json()),
                           json.dumps({"pool": new_id, "closed": [p.id for p in closed],
                                       "transferred": str(transferred)}), caller)
-    return RaiseOutcome(new, closed, transferred, inp.dry_run, False)
+    return RaiseOutcome(new, closed, transferred, inp.dry_run, False, None if inp.dry_run else "COMMITTED")
 
 
 async def changes(pool: asyncpg.Pool, region: str | None, limit: int) -> list[asyncpg.Record]:

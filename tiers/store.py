@@ -52,6 +52,8 @@ class PoolRec:
     # fixed and its predecessors are carried along.
     virtual: bool = False
     predecessor_recs: tuple[PoolRec, ...] = ()
+    # The child node holding a pool this node knows of only as a predecessor (tiers/changes.py).
+    held_by: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -125,7 +127,7 @@ from agency where parent_code = any($1::text[]) order by code
 
 SUMMARIES = """
 select k.i, s.month, s.scheme, s.contributions, s.employer, s.individual,
-       s.individual_account, s.base, s.benefits, s.benefits_paid
+       s.individual_account, s.base, s.benefits, s.benefits_paid, s.transfers_in, s.transfers_out
 from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (region, first, last, i)
 join summary s on s.region_code = k.region and s.month between k.first and k.last
 """
@@ -136,7 +138,7 @@ join summary s on s.region_code = k.region and s.month between k.first and k.las
 SUMMARIES_COMPACT = """
 select k.i, case when s.month = k.last then k.last else k.first end as month, s.scheme,
        sum(s.contributions)::bigint, sum(s.employer), sum(s.individual), sum(s.individual_account),
-       sum(s.base), sum(s.benefits)::bigint, sum(s.benefits_paid)
+       sum(s.base), sum(s.benefits)::bigint, sum(s.benefits_paid), sum(s.transfers_in), sum(s.transfers_out)
 from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (region, first, last, i)
 join summary s on s.region_code = k.region and s.month between k.first and k.last
 group by k.i, 2, s.scheme
@@ -200,7 +202,8 @@ select m.root,
        + coalesce(sum(f.flow) filter (where m.is_predecessor), 0) as opening
 from members m
 left join lateral (
-    select sum(s.employer + s.individual - s.individual_account - s.benefits_paid) as flow
+    select sum(s.employer + s.individual - s.individual_account - s.benefits_paid
+               + s.transfers_in - s.transfers_out) as flow
     from summary s
     where m.is_predecessor and s.region_code = m.region_code and s.scheme = m.scheme
       and s.month between m.opened_from and m.closed_after
@@ -256,8 +259,8 @@ class Store:
             rows = await self.pool.fetch(sql, [keys[i][0] for i in idx], [keys[i][1] for i in idx],
                                          [keys[i][2] for i in idx])
             # (key, month, scheme) is unique in the answer: every row is new to its Summary.
-            for i, month, scheme, c, e, ind, acc, base, b, paid in rows:
-                out[idx[i - 1]].rows[(month, scheme)] = Figures(c, e, ind, acc, base, b, paid)
+            for i, month, scheme, c, e, ind, acc, base, b, paid, t_in, t_out in rows:
+                out[idx[i - 1]].rows[(month, scheme)] = Figures(c, e, ind, acc, base, b, paid, t_in, t_out)
         return out
 
     async def persons(self, ids: Sequence[str]) -> dict[str, PersonRec]:

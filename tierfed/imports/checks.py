@@ -254,9 +254,9 @@ def pool(ck: Checker, r: list[str]) -> tuple:
         raise Bad("region_code", f"region {region!r} is not a region of this node's subtree {node.region}")
     if node.tree.by_code[region].tier == 0:
         raise Bad("region_code", "pools are at county, city or province level")
-    if not node.holds_whole(region):
-        raise Bad("region_code", f"region {region}'s subtree is held partly by child nodes: import the pool "
-                                 "on the node that holds all of it")
+    owner = node.child_for(region)
+    if owner is not None:  # a pool lives on the node of its region, even when children hold parts of its subtree
+        raise Bad("region_code", f"region {region} is held by child node '{owner.name}': import the pool there")
     if ck.scope.caller_scope is not None and not node.tree.within(region, ck.scope.caller_scope):
         raise Bad("region_code", f"region {region} is outside your token's scope {ck.scope.caller_scope}")
     opened = ck.month(r[2], "opened_from")

@@ -83,15 +83,21 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope,
         more, n = await keyed(con, kind)
         errors += more
         nbad += n
+    else:
+        # A transfer out refuses the person's later months here whether or not the key is new.
+        rows = await con.fetch(store.TRANSFERRED_OUT)
+        errors = [RowError(r[0], r[1], r[2]) for r in rows]
+        nbad = rows[0][3] if rows else 0
     return sorted(errors, key=lambda e: e.line)[:MAX_REPORTED], nbad, total
 
 
 async def keyed(con: asyncpg.Connection, kind: str) -> tuple[list[RowError], int]:
-    """Keys repeated in the file and records differing from stored ones under the same key."""
+    """Keys repeated in the file, records differing from stored ones under the same key, and
+    records of months after the person moved out by an insurance transfer."""
     sql = store.RECORDS[kind]
     errors: list[RowError] = []
     n = 0
-    for q in (sql.repeated, sql.conflicting):
+    for q in (sql.repeated, sql.conflicting, store.TRANSFERRED_OUT):
         rows = await con.fetch(q)
         errors += [RowError(r[0], r[1], r[2]) for r in rows]
         n += rows[0][3] if rows else 0

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tierfed.tiers.transferstore import RESUMMARISE_TRANSFERS
+
 # One import at a time on a node: the checks and the insert see the same stored rows.
 LOCK = "select pg_advisory_xact_lock(7366042)"
 WORK_MEM = "set local work_mem = '256MB'"
@@ -162,6 +164,7 @@ RESUMMARISE = (
        from benefit b join region_closure rc on rc.descendant = b.region_code
        join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
        group by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+    RESUMMARISE_TRANSFERS,  # after the records: pooled funds moved by insurance transfers
 )
 
 # ---------------------------------------------------------------- records: lines staged as they are, checked in SQL
@@ -389,3 +392,17 @@ HISTORY = """select i.* from import_run i
 
 # Warnings found after the commit (records held elsewhere in the federation), added to the run's history.
 ADD_WARNINGS = "update import_run set warnings = warnings || $2::jsonb where id = $1"
+
+# Records of a person for months after they moved out by an insurance transfer (tiers/transfers.py):
+# those belong to the destination. A later transfer back in makes them acceptable again.
+TRANSFERRED_OUT = """
+select s.line, 'month', 'person ' || left(s.id_number, 6) || '********' || right(s.id_number, 4)
+       || ' moved to region ' || t.to_region || ' from ' || to_char(t.effective_from, 'YYYY-MM')
+       || ' (transfer ' || t.id || '): import records of that month and later at the destination',
+       count(*) over ()
+from import_staging s join insurance_transfer t
+  on t.id_number = s.id_number and t.direction = 'out' and s.month >= t.effective_from
+where s.problem is null
+  and not exists (select 1 from insurance_transfer b where b.id_number = s.id_number and b.direction = 'in'
+                  and b.effective_from > t.effective_from and b.effective_from <= s.month)
+order by s.line limit 1000"""

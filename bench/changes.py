@@ -1,0 +1,294 @@
+"""``python -m bench.changes [--persons N]``: changes across nodes (issue 11).
+
+- A national PENSION (then UNEMPLOYMENT) raise, province pools to one national pool,
+  on three topologies holding the same records: one national node (the baseline,
+  measured in the same run), the demo topology (central + Guangdong, Sichuan,
+  Zhejiang) and central + eight province nodes. Time of each applied raise, the
+  median of ten dry runs, and the requests the coordinator sends each child.
+- Transfers per second from Guangdong to Sichuan, coordinated by the central node of
+  the demo topology, eight clients at once, with p50 and p99; the same transfers on the
+  one national node as the baseline.
+
+Province nodes run as ``tierfed serve`` processes; the coordinator (and the single
+node) run in this process so that their counters can be read. Everything runs on a
+private embedded PostgreSQL in a temporary directory.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable
+from datetime import date
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+import httpx
+import uvicorn
+from tierfed.tiers.identity import generate_key_pair
+from tierfed.tiers.store import load_tree
+from tierfed.tiers.tree import Tree
+
+from tierfed.app import create_app
+from tierfed.auth import Keys
+from tierfed.config import AuthConfig, NodeConfig, parse
+from tierfed.db import migrate
+from tierfed.generator import Options, generate
+from tierfed.importer import import_file
+from tierfed.runtime import Runtime, open_runtime
+
+from .cluster import with_db
+from .topology import free_port
+
+SECRET = "bench-changes-" + "x" * 32
+EIGHT = ("440000", "510000", "330000", "320000", "370000", "410000", "420000", "430000")
+DEMO = ("440000", "510000", "330000")
+KINDS = ("pools", "employers", "persons", "contributions", "benefits")
+RAISE = """mutation($in: RaisePoolingLevelInput!) { raisePoolingLevel(input: $in) { state transferred
+  closed { id } pool { openingBalance } } }"""
+TRANSFER = "mutation($in: TransferInsuranceInput!) { transferInsurance(input: $in) { transfer { state } } }"
+LIMITS = {"max_aliases": 5000, "max_root_fields": 5000, "max_cost": 100_000_000}
+
+
+def node_data(name: str, region: str, port: int, db: str, keys: Path, parent: int | None,
+              children: list[tuple[str, str, int]]) -> dict[str, Any]:
+    data: dict[str, Any] = {
+        "node": {"name": name, "region": region, "listen": f"127.0.0.1:{port}", "database_url": db,
+                 "check_children_at_start": False, "private_key_file": str(keys / f"{name}.key")},
+        "auth": {"jwt_secret": SECRET}, "limits": LIMITS,
+        "children": [{"name": n, "region": r, "url": f"http://127.0.0.1:{p}/graphql", "timeout_s": 30,
+                      "public_key_file": str(keys / f"{n}.pub")} for n, r, p in children]}
+    if parent is not None:
+        data["parent"] = {"name": "central", "url": f"http://127.0.0.1:{parent}/graphql",
+                          "public_key_file": str(keys / "central.pub"), "timeout_s": 30}
+    return data
+
+
+def toml(data: dict[str, Any]) -> str:
+    def v(x: Any) -> str:
+        return json.dumps(x) if not isinstance(x, bool) else str(x).lower()
+
+    out = []
+    for table in ("node", "auth", "limits", "parent"):
+        if table in data:
+            out += [f"[{table}]"] + [f"{k} = {v(x)}" for k, x in data[table].items()] + [""]
+    for c in data["children"]:
+        out += ["[[children]]"] + [f"{k} = {v(x)}" for k, x in c.items()] + [""]
+    return "\n".join(out)
+
+
+class InProcess:
+    def __init__(self, cfg: NodeConfig, rt: Runtime, server: uvicorn.Server, task: asyncio.Task[Any]) -> None:
+        self.cfg, self.rt, self.server, self.task = cfg, rt, server, task
+
+    @classmethod
+    async def start(cls, cfg: NodeConfig, db: str) -> InProcess:
+        rt = await open_runtime(cfg, db, check_children=False)
+        server = uvicorn.Server(uvicorn.Config(create_app(cfg, rt), host="127.0.0.1", port=cfg.port,
+                                               log_level="warning", access_log=False))
+        server.install_signal_handlers = lambda: None  # type: ignore[method-assign]
+        task = asyncio.get_running_loop().create_task(server.serve())
+        while not server.started:
+            await asyncio.sleep(0.02)
+        return cls(cfg, rt, server, task)
+
+    async def stop(self) -> None:
+        self.server.should_exit = True
+        await self.task
+        await self.rt.close()
+
+
+class Topology:
+    """A coordinator in this process over province nodes as processes (none: one national node)."""
+
+    def __init__(self, name: str, provinces: tuple[str, ...]) -> None:
+        self.name, self.provinces = name, provinces
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.central: InProcess | None = None
+        self.dbs: dict[str, str] = {}
+
+    def owner(self, tree: Tree) -> Callable[[str], str]:
+        def split(region: str) -> str:
+            return next((p for p in self.provinces if tree.within(region, p)), "central")
+
+        return split
+
+    async def start(self, keys: Path, base: Path) -> None:
+        ports = {p: free_port() for p in self.provinces}
+        central_port = free_port()
+        for p in self.provinces:
+            cfg = base / f"{self.name}-{p}.toml"
+            cfg.write_text(toml(node_data(p, p, ports[p], self.dbs[p], keys, central_port, [])))
+            self.procs.append(subprocess.Popen([str(Path(sys.executable).parent / "tierfed"), "serve", "--config",
+                                                str(cfg)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        async with httpx.AsyncClient() as c:
+            for p in self.provinces:
+                for _ in range(300):
+                    try:
+                        await c.get(f"http://127.0.0.1:{ports[p]}/healthz")
+                        break
+                    except httpx.HTTPError:
+                        await asyncio.sleep(0.1)
+        cfg = parse(node_data("central", "000000", central_port, self.dbs["central"], keys, None,
+                              [(p, p, ports[p]) for p in self.provinces]))
+        self.central = await InProcess.start(cfg, self.dbs["central"])
+
+    async def stop(self) -> None:
+        if self.central:
+            await self.central.stop()
+        for p in self.procs:
+            p.terminate()
+            p.wait(10)
+
+
+async def post(client: httpx.AsyncClient, port: int, query: str, variables: dict[str, Any], tok: str) -> dict[str, Any]:
+    r = await client.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables},
+                          headers={"Authorization": f"Bearer {tok}"})
+    return r.json()  # type: ignore[no-any-return]
+
+
+def pct(xs: list[float], q: float) -> float:
+    xs = sorted(xs)
+    return xs[min(len(xs) - 1, int(q * len(xs)))]
+
+
+async def raises(t: Topology, tok: str) -> dict[str, Any]:
+    assert t.central is not None
+    rt, port = t.central.rt, t.central.cfg.port
+    out: dict[str, Any] = {"dry_ms": [], "applied_ms": [], "requests_per_child": {}}
+    async with httpx.AsyncClient(timeout=120) as c:
+        for i in range(10):
+            inp = {"scheme": "PENSION", "region": "000000", "effectiveFrom": "2025-04", "idempotencyKey": f"d{i}",
+                   "dryRun": True}
+            t0 = time.perf_counter()
+            got = await post(c, port, RAISE, {"in": inp}, tok)
+            out["dry_ms"].append((time.perf_counter() - t0) * 1e3)
+            assert "errors" not in got, got
+        sent0 = dict(rt.changes.sent)
+        gql0 = dict(rt.clients.requests)
+        for scheme in ("PENSION", "UNEMPLOYMENT"):
+            inp = {"scheme": scheme, "region": "000000", "effectiveFrom": "2025-04", "idempotencyKey": f"a-{scheme}"}
+            t0 = time.perf_counter()
+            got = await post(c, port, RAISE, {"in": inp}, tok)
+            out["applied_ms"].append((time.perf_counter() - t0) * 1e3)
+            assert "errors" not in got and got["data"]["raisePoolingLevel"]["state"] == "COMMITTED", got
+            out.setdefault("transferred", {})[scheme] = got["data"]["raisePoolingLevel"]["transferred"]
+            out["closed"] = len(got["data"]["raisePoolingLevel"]["closed"])
+        for p in t.provinces:
+            out["requests_per_child"][p] = {
+                "change_steps": (rt.changes.sent.get(p, 0) - sent0.get(p, 0)) / 2,
+                "graphql": (rt.clients.requests.get(p, 0) - gql0.get(p, 0)) / 2}
+    return out
+
+
+async def transfers(port: int, tok: str, persons: list[str], to: str, clients: int = 8) -> dict[str, Any]:
+    lat: list[float] = []
+    failed = 0
+    queue = list(persons)
+
+    async def worker(c: httpx.AsyncClient) -> None:
+        nonlocal failed
+        while queue:
+            idn = queue.pop()
+            t0 = time.perf_counter()
+            got = await post(c, port, TRANSFER, {"in": {"idNumber": idn, "to": to, "effectiveFrom": "2025-07",
+                                                          "idempotencyKey": f"t-{idn}"}}, tok)
+            lat.append((time.perf_counter() - t0) * 1e3)
+            if "errors" in got:
+                failed += 1
+
+    async with httpx.AsyncClient(timeout=60) as c:
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker(c) for _ in range(clients)))
+        wall = time.perf_counter() - t0
+    return {"transfers": len(lat), "failed": failed, "per_s": len(lat) / wall, "p50_ms": pct(lat, 0.5),
+            "p99_ms": pct(lat, 0.99)}
+
+
+async def main(persons: int) -> None:
+    import pgserver
+
+    base = Path(tempfile.mkdtemp(prefix="tierfed-bench-changes-"))
+    srv = pgserver.get_server(base / "pg", cleanup_mode="delete")
+    admin = srv.get_uri("postgres")
+
+    async def create(name: str, template: str | None = None) -> str:
+        con = await asyncpg.connect(admin)
+        await con.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
+        await con.close()
+        return with_db(admin, name)
+
+    tmpl = await create("tmpl")
+    con = await asyncpg.connect(tmpl)
+    await migrate(con)
+    tree = Tree(await load_tree(con))
+    await con.close()
+    keys = base / "keys"
+    keys.mkdir()
+    for n in ("central", *EIGHT):
+        generate_key_pair(keys / f"{n}.key", keys / f"{n}.pub")
+    tops = [Topology("single", ()), Topology("demo", DEMO), Topology("eight", EIGHT)]
+    t0 = time.monotonic()
+    for t in tops:
+        data = base / f"data-{t.name}"
+        generate(tree, data, Options(persons=persons, first=date(2025, 1, 1), last=date(2025, 6, 1), seed=11),
+                 split=t.owner(tree))
+        for n in ("central", *t.provinces):
+            t.dbs[n] = await create(f"{t.name}_{n}", "tmpl")
+            cfg = parse(node_data(n, "000000" if n == "central" else n, 1, t.dbs[n], keys, None,
+                                  [(p, p, 2 + i) for i, p in enumerate(t.provinces)] if n == "central" else []))
+            rt = await open_runtime(cfg, t.dbs[n], check_children=False)
+            for kind in KINDS:
+                f = data / n / f"{kind}.csv"
+                if f.exists():
+                    await import_file(rt.pool, rt.node, kind, f, progress=False)
+            await rt.close()
+    print(f"data: {persons} persons x 6 months, loaded into 3 topologies in {time.monotonic() - t0:.0f} s", flush=True)
+    tok = Keys(AuthConfig(jwt_secret=SECRET)).sign("bench", "000000", ["VIEWER", "OPERATOR"], 3600)
+    results: dict[str, Any] = {"persons": persons, "nproc": os.cpu_count()}
+    for t in tops:
+        await t.start(keys, base)
+        results[t.name] = await raises(t, tok)
+        if t.name in ("single", "demo"):
+            con = await asyncpg.connect(t.dbs["440000" if t.provinces else "central"])
+            ids = [r[0] for r in await con.fetch(
+                "select id_number from person where region_code like '44%' order by id_number limit 600")]
+            await con.close()
+            assert t.central is not None
+            results[t.name]["transfers"] = await transfers(t.central.cfg.port, tok, ids, "510104")
+        await t.stop()
+    single = statistics.median(results["single"]["applied_ms"])
+    for t in tops:
+        r = results[t.name]
+        r["applied_median_ms"] = statistics.median(r["applied_ms"])
+        r["dry_median_ms"] = statistics.median(r["dry_ms"])
+        r["ratio_to_single"] = r["applied_median_ms"] / single
+        print(f"raise, {t.name:6} ({len(t.provinces)} province nodes): applied {r['applied_median_ms']:.0f} ms "
+              f"({r['ratio_to_single']:.2f}x one node), dry run {r['dry_median_ms']:.0f} ms, "
+              f"closed {r['closed']} pools, requests per child {r['requests_per_child']}")
+        if "transfers" in r:
+            x = r["transfers"]
+            print(f"transfers on {t.name}: {x['per_s']:.0f}/s, p50 {x['p50_ms']:.0f} ms, p99 {x['p99_ms']:.0f} ms, "
+                  f"{x['transfers']} sent, {x['failed']} failed")
+    same = {results[t.name]["transferred"]["PENSION"] for t in tops}
+    print(f"the same transferred amount on every topology: {same}")
+    assert len(same) == 1, "the raise moved different amounts on different topologies"
+    out = Path(__file__).resolve().parent / "results"
+    out.mkdir(exist_ok=True)
+    path = out / f"changes-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path.write_text(json.dumps(results, indent=1))
+    print(f"written {path}")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--persons", type=int, default=20_000)
+    asyncio.run(main(ap.parse_args().persons))

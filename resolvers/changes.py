@@ -1,0 +1,132 @@
+"""Changes across nodes as the API shows them: raises over subtrees spanning child
+nodes, pools whose predecessors live on child nodes, and the ``changes`` list."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+from strawberry.types import Info
+from tierfed.tiers import changestore as cs
+from tierfed.tiers import pooling as tp
+from tierfed.tiers.store import PoolRec
+
+from tierfed import codes
+from tierfed.errors import Code, TierfedError, bad_input
+
+from .context import ctx
+
+STATES = ("PENDING", "COMMITTED", "ABORTED")
+
+
+async def raise_across(info: Info, inp: tp.RaiseInput) -> tp.RaiseOutcome:
+    """raisePoolingLevel over a subtree that spans child nodes: this node coordinates."""
+    from . import pools
+
+    c = ctx(info)
+
+    async def balances(recs: list[PoolRec], at: date) -> dict[str, tuple[Decimal, Decimal]]:
+        async def one(p: PoolRec) -> tuple[Decimal, Decimal]:
+            return await pools.opening_balance(p, info), await pools.balance(p, info, at)
+
+        got = await asyncio.gather(*(one(p) for p in recs))
+        return {p.id: g for p, g in zip(recs, got)}
+
+    return await c.runtime.changes.raise_across(inp, c.caller.sub, balances)  # type: ignore[no-any-return]
+
+
+def _flow(summary: Any, scheme: int) -> Decimal:
+    return sum((f.fund_flow for (_, sc), f in summary.rows.items() if sc == scheme), Decimal("0.00"))
+
+
+async def _ask_child_pool(info: Info, region: str, pool_id: str, selection: str) -> dict[str, Any] | None:
+    c = ctx(info)
+    owner = c.node.child_for(region)
+    if owner is None:
+        raise TierfedError(Code.TIER_UNAVAILABLE, f"pool {pool_id}'s region {region} is held by no child node")
+    got = await c.remote.forward(owner, f'pool(id: "{pool_id}") {{ {selection} }}', set(), raw=True)
+    if got is None and c.remote.mode != "plan":
+        raise TierfedError(Code.TIER_UNAVAILABLE, f"child node '{owner.name}' does not know pool {pool_id}",
+                           node=owner.name)
+    return got  # type: ignore[no-any-return]
+
+
+async def remote_opening(info: Info, root: PoolRec) -> Decimal:
+    """The live opening balance of a pool held by a child node, asked of that node."""
+    got = await _ask_child_pool(info, root.region_code, root.id, "openingBalance")
+    return Decimal(got["openingBalance"]) if got else Decimal("0.00")
+
+
+async def opening_beyond_node(info: Info, root: PoolRec) -> Decimal:
+    """What a pool's opening balance holds beyond this node's own records: its chain's
+    predecessors held by child nodes (their balances at closing, asked of the child),
+    and the children's flows under local predecessors whose region spans child nodes."""
+    c = ctx(info)
+    if not c.node.children:
+        return Decimal("0.00")
+    members: list[cs.ChainMember] = await c.loaders.pool_chain.load(root.id)
+
+    async def part(m: cs.ChainMember) -> Decimal:
+        if m.remote:
+            got = await _ask_child_pool(info, m.region_code, m.id, f'balance(asOf: "{codes.month_str(m.closed_after)}")')
+            return Decimal(got["balance"]) if got else Decimal("0.00")
+        kids = c.node.children_within(m.region_code)
+        sums = await asyncio.gather(*(c.summary.load((ch.region, m.opened_from, m.closed_after, True)) for ch in kids))
+        return sum((_flow(s, m.scheme) for s in sums), Decimal("0.00"))
+
+    return sum(await asyncio.gather(*(part(m) for m in members)), Decimal("0.00"))
+
+
+async def remote_predecessors(info: Info, root: PoolRec) -> list[PoolRec]:
+    c = ctx(info)
+    if not c.node.children:
+        return []
+    rows = await c.loaders.pool_remote_predecessors.load(root.id)
+    return [PoolRec(r["predecessor_id"], r["scheme"], r["region_code"], r["opened_from"], r["closed_after"],
+                    r["opening_balance"], r["successor_id"], held_by=r["node"]) for r in rows]
+
+
+# ---------------------------------------------------------------- changes(state:, first:)
+
+@dataclass(frozen=True)
+class ParticipantView:
+    node: str
+    region_code: str
+    state: str
+
+
+@dataclass(frozen=True)
+class ChangeView:
+    id: str
+    kind: str
+    state: str
+    idempotency_key: str
+    started_at: str
+    decided_at: str | None
+    participants: list[ParticipantView]
+
+
+async def changes(info: Info, state: str | None, first: int) -> list[ChangeView]:
+    """Changes this node coordinates or takes part in, newest first (OPERATOR or AUDITOR)."""
+    c = ctx(info)
+    if not (c.caller.has("OPERATOR") or c.caller.has("AUDITOR")):
+        c.access.role("AUDITOR", "reading changes")
+    c.access.region(c.node.region, "changes")
+    if not 1 <= first <= 1000:
+        raise bad_input("first must be 1 to 1000", argument="first")
+    if state is not None and state not in STATES:
+        raise bad_input(f"state must be one of {', '.join(STATES)}", argument="state")
+    pool = c.runtime.changes.pool
+    rows = await cs.listing(pool, state, first)
+    parts: dict[str, list[ParticipantView]] = {}
+    for p in await cs.participants(pool, [r.id for r in rows]):
+        parts.setdefault(p.change_id, []).append(ParticipantView(p.node, p.region, p.state))
+    out = []
+    for r in rows:
+        here = ParticipantView(c.node.name, c.node.region, r.state)
+        out.append(ChangeView(r.id, r.kind, r.state, r.idempotency_key, r.started_at.isoformat(),
+                              r.decided_at.isoformat() if r.decided_at else None, [here, *parts.get(r.id, [])]))
+    return out

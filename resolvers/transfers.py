@@ -1,0 +1,106 @@
+"""transferInsurance, a person's transfers and the transfer flows of pools."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+
+from strawberry.types import Info
+from tierfed.tiers import transfers as tt
+from tierfed.tiers import transferstore as ts
+from tierfed.tiers.figures import SCHEMES
+from tierfed.tiers.store import PersonRec, PoolRec
+
+from tierfed import codes
+from tierfed.errors import bad_input
+
+from .common import as_month, subtree_region
+from .context import ctx
+
+
+@dataclass(frozen=True)
+class SchemeMoved:
+    """One scheme's part of a transfer, with the regions and month its pools are found by."""
+
+    scheme: int
+    individual_account: Decimal
+    pooled_fund: Decimal
+    from_region: str
+    to_region: str
+    month: date
+
+
+async def transfer_insurance(info: Info, id_number: str, to: str, effective_from: object, idempotency_key: str,
+                             dry_run: bool) -> tt.TransferOutcome:
+    c = ctx(info)
+    c.access.role("OPERATOR", "transferInsurance")
+    if "*" in id_number:
+        raise bad_input("idNumber is masked: send the person's full ID number", argument="idNumber")
+    try:
+        idn = codes.id_number(id_number)
+    except ValueError as e:
+        raise bad_input(str(e), argument="idNumber") from None
+    code = subtree_region(info, to)
+    region = c.node.tree.by_code[code]
+    if not (region.tier == 3 or (region.tier == 2 and not c.node.tree.kids(code))):
+        raise bad_input(f"to must be a county, or a city without counties; {code} is a "
+                        f"{c.node.tree.tier_name(code).lower()}", argument="to")
+    c.access.region(code, "transfers")
+    if not idempotency_key or len(idempotency_key) > 200:
+        raise bad_input("idempotencyKey must be 1 to 200 characters", argument="idempotencyKey")
+    eff = as_month(effective_from, "effectiveFrom")
+    inp = tt.TransferInput(idn, code, eff, idempotency_key, dry_run)
+    return await tt.transfer(c.runtime.changes, inp, c.caller.sub)
+
+
+def person_of(t: ts.TransferRec) -> PersonRec:
+    return PersonRec(t.id_number, t.name, t.to_region)
+
+
+def schemes_of(t: ts.TransferRec) -> list[SchemeMoved]:
+    return [SchemeMoved(int(s["scheme"]), Decimal(s["individualAccount"]), Decimal(s["pooledFund"]),
+                        t.from_region, t.to_region, t.effective_from) for s in t.schemes]
+
+
+def scheme_name(root: SchemeMoved) -> str:
+    return SCHEMES[root.scheme - 1]
+
+
+async def pool_at(info: Info, region: str, scheme: int, month: date) -> PoolRec | None:
+    """The pool covering ``region`` for the scheme in the month, when the caller may see it; else null
+    (the origin releases the person's figures, not its pools)."""
+    c = ctx(info)
+    if not c.node.in_subtree(region) or not c.node.tree.within(region, c.caller.scope):
+        return None
+    owner = c.node.child_for(region)
+    if owner is None:
+        rec: PoolRec | None = await c.loaders.pool_covering.load((region, scheme, month))
+    else:
+        piece = (f'region(code: "{region}") {{ pool(scheme: {SCHEMES[scheme - 1]}, asOf: "{codes.month_str(month)}") '
+                 "{ id region { code } openedFrom closedAfter openingBalance } }")
+        got = await c.remote.forward(owner, piece, set(), raw=True)
+        p = (got or {}).get("pool")
+        rec = None if not p else PoolRec(
+            p["id"], scheme, p["region"]["code"], codes.month(p["openedFrom"]),
+            codes.month(p["closedAfter"]) if p["closedAfter"] else None, Decimal(p["openingBalance"]), None,
+            held_by=owner.name)
+    if rec is None or not c.node.tree.within(rec.region_code, c.caller.scope):
+        return None
+    return rec
+
+
+async def person_transfers(root: PersonRec, info: Info) -> list[ts.TransferRec]:
+    found: list[ts.TransferRec] = await ctx(info).loaders.transfers.load(root.id_number)
+    return found
+
+
+async def pool_transfers(root: PoolRec, info: Info, as_of: object | None, direction: str) -> Decimal:
+    """Pooled funds moved in (or out) of the pool by transfers effective from openedFrom to asOf."""
+    at = as_month(as_of, "asOf") if as_of is not None else codes.current_month()
+    last = min(at, root.closed_after) if root.closed_after else at
+    if last < root.opened_from:
+        return Decimal("0.00")
+    s = await ctx(info).summary.load((root.region_code, root.opened_from, last, True))
+    return sum((f.transfers_in if direction == "in" else f.transfers_out
+                for (_, sc), f in s.rows.items() if sc == root.scheme), Decimal("0.00"))

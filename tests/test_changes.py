@@ -1,0 +1,418 @@
+"""Changes across nodes with real nodes over HTTP, three tiers deep: raises over
+subtrees that span child nodes, checked figure by figure against the same raise
+previewed on one node holding all the data, with nothing changed anywhere when
+a participant refuses or is down.
+
+Topology: central (000000) with Guangdong (440000) and Sichuan (510000) as
+child nodes and Shenzhen (440300) as a child of Guangdong; every node has a key
+pair and trusts its parent's. The tests of this module run in order on one
+federation (each leaves what the next expects).
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from tierfed.tiers.identity import generate_key_pair
+from tierfed.tiers.tree import Tree
+
+from tests.conftest import SECRET, load_dataset, token
+from tests.nodes import RunningNode, free_port, start_node
+from tierfed.codes import id_check_char
+from tierfed.config import NodeConfig, parse
+from tierfed.generator import Options, generate
+from tierfed.importer import ImportFailed, import_file
+
+pytestmark = pytest.mark.federation
+
+NATIONAL_OP = token("000000", ("VIEWER", "OPERATOR", "AUDITOR"), sub="op-national")
+GD_OP = token("440000", ("VIEWER", "OPERATOR"), sub="op-gd")
+RAISE = """mutation($in: RaisePoolingLevelInput!) { raisePoolingLevel(input: $in) {
+  pool { id level openedFrom openingBalance balance(asOf: "2025-06") predecessors { id } }
+  closed { id level closedAfter balance(asOf: "2025-06") } transferred dryRun replayed state } }"""
+NODES = ("central", "guangdong", "shenzhen", "sichuan")
+REGIONS = {"central": "000000", "guangdong": "440000", "shenzhen": "440300", "sichuan": "510000"}
+PARENT = {"guangdong": "central", "sichuan": "central", "shenzhen": "guangdong"}
+
+
+def owner_of(tree: Tree, region: str) -> str:
+    for root, name in (("440300", "shenzhen"), ("440000", "guangdong"), ("510000", "sichuan")):
+        if tree.within(region, root):
+            return name
+    return "central"
+
+
+def configs(keys: Path, ports: dict[str, int], **node_extra: Any) -> dict[str, NodeConfig]:
+    """The four nodes' configurations, with node keys and parents."""
+    def url(n: str) -> str:
+        return f"http://127.0.0.1:{ports[n]}/graphql"
+
+    out = {}
+    for n in NODES:
+        kids = [{"region": REGIONS[k], "url": url(k), "name": k, "timeout_s": 3,
+                 "public_key_file": str(keys / f"{k}.pub")} for k, p in PARENT.items() if p == n]
+        data: dict[str, Any] = {
+            "node": {"name": n, "region": REGIONS[n], "listen": f"127.0.0.1:{ports[n]}",
+                     "check_children_at_start": False, "private_key_file": str(keys / f"{n}.key"),
+                     "recovery_interval_s": 0.5, **node_extra},
+            "auth": {"jwt_secret": SECRET}, "children": kids}
+        if n in PARENT:
+            data["parent"] = {"name": PARENT[n], "url": url(PARENT[n]), "public_key_file": str(keys / f"{PARENT[n]}.pub")}
+        out[n] = parse(data)
+    return out
+
+
+def make_keys(directory: Path) -> Path:
+    for n in NODES:
+        generate_key_pair(directory / f"{n}.key", directory / f"{n}.pub")
+    return directory
+
+
+async def load_split(tree: Tree, new_db: Any, out: Path, cfgs: dict[str, NodeConfig]) -> dict[str, str]:
+    generate(tree, out, Options(persons=2000, first=date(2025, 1, 1), last=date(2025, 6, 1), seed=7),
+             split=lambda region: owner_of(tree, region))
+    dbs = {}
+    for n in NODES:
+        dbs[n] = await new_db()
+        await load_dataset(dbs[n], cfgs[n], out / n)
+    return dbs
+
+
+@dataclass
+class Fed:
+    nodes: dict[str, RunningNode]
+    dbs: dict[str, str]
+    single: RunningNode
+    cfgs: dict[str, NodeConfig]
+
+    async def ask(self, node: str, query: str, variables: dict[str, Any] | None = None, tok: str = NATIONAL_OP) -> Any:
+        return await self.nodes[node].post(query, variables, tok)
+
+    async def pools(self) -> dict[str, list[tuple[Any, ...]]]:
+        return {n: [tuple(r) for r in await rn.runtime.pool.fetch(
+            "select id, closed_after, successor_id from pool order by id")] for n, rn in self.nodes.items()}
+
+
+@pytest.fixture(scope="module")
+async def fed(tmp_path_factory: pytest.TempPathFactory, tree: Tree, new_db: Any, loaded_db: str) -> AsyncIterator[Fed]:
+    keys = make_keys(tmp_path_factory.mktemp("keys"))
+    dbs = await load_split(tree, new_db, tmp_path_factory.mktemp("split"), configs(keys, {n: i + 1 for i, n in enumerate(NODES)}))
+    ports = {n: free_port() for n in NODES}  # chosen once the data are loaded: less time for another run to take them
+    cfgs = configs(keys, ports)
+    nodes = {}
+    for n in ("shenzhen", "guangdong", "sichuan", "central"):
+        nodes[n] = await start_node(cfgs[n], dbs[n], ports[n])
+    single = await start_node(parse({"node": {"name": "single", "region": "000000", "check_children_at_start": False},
+                                     "auth": {"jwt_secret": SECRET}}), loaded_db)
+    yield Fed(nodes, dbs, single, cfgs)
+    for rn in [single, *nodes.values()]:
+        try:
+            await rn.stop()
+        except Exception:  # noqa: BLE001 - a test may have stopped it
+            pass
+
+
+def _raise_in(**over: Any) -> dict[str, Any]:
+    return {"in": {"scheme": "PENSION", "region": "000000", "effectiveFrom": "2025-04",
+                   "idempotencyKey": "nation-pension-2025-04", **over}}
+
+
+def _d(s: str) -> Decimal:
+    return Decimal(s)
+
+
+async def test_province_pool_spanning_a_child_node_is_imported_and_adds_the_childs_flows(fed: Fed) -> None:
+    """Guangdong holds 440000's PENSION pool although Shenzhen holds 440300: its balance is the one-node figure."""
+    q = '{ pool(id: "440000-PENSION-202401") { id openingBalance balance(asOf: "2025-06") } }'
+    got = await fed.ask("guangdong", q)
+    assert "errors" not in got, got
+    assert got["data"] == (await fed.single.post(q, None, NATIONAL_OP))["data"]
+    assert got == await fed.ask("central", q)
+
+
+async def test_dry_run_across_nodes_matches_one_node_and_changes_nothing(fed: Fed) -> None:
+    before = await fed.pools()
+    got = await fed.ask("central", RAISE, _raise_in(dryRun=True))
+    assert "errors" not in got, got
+    want = await fed.single.post(RAISE, _raise_in(dryRun=True), NATIONAL_OP)
+    assert "errors" not in want, want
+    r, w = got["data"]["raisePoolingLevel"], want["data"]["raisePoolingLevel"]
+    assert r["dryRun"] is True and r["state"] is None
+    assert len(r["closed"]) == 31  # 28 provinces at central, Guangdong's and Sichuan's on their nodes
+    assert sorted(r["closed"], key=lambda p: p["id"]) == sorted(w["closed"], key=lambda p: p["id"])
+    assert r["transferred"] == w["transferred"]
+    assert r["pool"]["openingBalance"] == w["pool"]["openingBalance"] == r["transferred"]
+    assert r["pool"]["balance"] == w["pool"]["balance"]
+    assert await fed.pools() == before
+
+
+async def test_a_participant_down_before_the_decision_changes_nothing_anywhere(fed: Fed) -> None:
+    before = await fed.pools()
+    sichuan = fed.nodes["sichuan"]
+    await sichuan.stop()
+    try:
+        got = await fed.ask("central", RAISE, _raise_in(idempotencyKey="down-1"))
+        err = got["errors"][0]
+        assert err["extensions"]["code"] == "TIER_UNAVAILABLE" and "sichuan" in err["message"]
+        assert "sichuan" in err["extensions"]["nodes"]
+    finally:
+        fed.nodes["sichuan"] = await start_node(sichuan.cfg, fed.dbs["sichuan"], sichuan.port)
+    assert await fed.pools() == before
+    # Guangdong (and Shenzhen below it) had reserved: released by the abort
+    for n in ("central", "guangdong", "shenzhen"):
+        assert await fed.nodes[n].runtime.pool.fetchval("select count(*) from change_reservation") == 0
+    ch = await fed.ask("central", '{ changes(state: ABORTED) { kind state idempotencyKey participants { node state } } }')
+    assert ch["data"]["changes"][0]["idempotencyKey"] == "down-1"
+
+
+async def test_a_participant_that_refuses_makes_it_a_clear_error(fed: Fed) -> None:
+    before = await fed.pools()
+    # MEDICAL is pooled by city: raising it to the nation from before the pools opened is refused on each node
+    got = await fed.ask("central", RAISE, _raise_in(scheme="MEDICAL", effectiveFrom="2024-01", idempotencyKey="bad-1"))
+    err = got["errors"][0]
+    assert err["extensions"]["code"] == "BAD_USER_INPUT" and "effectiveFrom 2024-01" in err["message"]
+    assert await fed.pools() == before
+
+
+async def test_deeper_raise_province_over_a_city_node(fed: Fed) -> None:
+    """Guangdong raises MEDICAL to the province over Shenzhen's node: the one-node figures."""
+    inp = {"in": {"scheme": "MEDICAL", "region": "440000", "effectiveFrom": "2025-04", "idempotencyKey": "gd-med"}}
+    want = (await fed.single.post(RAISE, {"in": {**inp["in"], "dryRun": True}}, GD_OP))["data"]["raisePoolingLevel"]
+    got = await fed.ask("guangdong", RAISE, inp, GD_OP)
+    assert "errors" not in got, got
+    r = got["data"]["raisePoolingLevel"]
+    assert r["state"] == "COMMITTED" and r["dryRun"] is False
+    assert r["transferred"] == want["transferred"] and len(r["closed"]) == len(want["closed"]) == 21
+    # afterwards, read from the top: the same figures
+    q = '{ pool(id: "440000-MEDICAL-202504") { openingBalance balance(asOf: "2025-06") predecessors { id } } }'
+    top = await fed.ask("central", q, tok=GD_OP)
+    assert "errors" not in top, top
+    assert top["data"]["pool"]["openingBalance"] == want["pool"]["openingBalance"]
+    assert top["data"]["pool"]["balance"] == want["pool"]["balance"]
+    assert "440300-MEDICAL-202401" in {p["id"] for p in top["data"]["pool"]["predecessors"]}
+    sz = await fed.nodes["shenzhen"].runtime.pool.fetchrow("select closed_after, successor_id from pool "
+                                                          "where id = '440300-MEDICAL-202401'")
+    assert (sz["closed_after"], sz["successor_id"]) == (date(2025, 3, 1), "440000-MEDICAL-202504")
+
+
+SC_OP = token("510000", ("VIEWER", "OPERATOR"), sub="op-sc")
+TRANSFER = """mutation($in: TransferInsuranceInput!) { transferInsurance(input: $in) {
+  replayed dryRun transfer { id state from { code } to { code } effectiveFrom person { idNumber name region { code } }
+    schemes { scheme individualAccount pooledFund fromPool { id } toPool { id } } } } }"""
+TO = "510104"
+UNKNOWN_ID = "11010119000101999" + id_check_char("11010119000101999")
+
+
+async def _gd_person(fed: Fed) -> str:
+    return str(await fed.nodes["guangdong"].runtime.pool.fetchval(
+        "select p.id_number from person p where p.region_code like '4401%' and exists (select 1 from contribution c "
+        "where c.id_number = p.id_number and c.scheme = 1) order by 1 limit 1"))
+
+
+async def _state(fed: Fed) -> Any:
+    out = {}
+    for n, rn in fed.nodes.items():
+        con = rn.runtime.pool
+        out[n] = (await con.fetch("select * from person where id_number like '4%' order by id_number"),
+                  await con.fetchval("select count(*) from insurance_transfer"),
+                  await con.fetchval("select sum(transfers_in) + sum(transfers_out) from summary"),
+                  await con.fetchval("select count(*) from change_reservation"))
+    return out
+
+
+async def test_transfer_refusals_change_nothing_anywhere(fed: Fed) -> None:
+    person = await _gd_person(fed)
+    before = await _state(fed)
+
+    def tin(**over: Any) -> dict[str, Any]:
+        return {"in": {"idNumber": person, "to": TO, "effectiveFrom": "2025-07", "idempotencyKey": "t-bad", **over}}
+
+    cases = [
+        (tin(effectiveFrom="2025-03"), SC_OP, "BAD_USER_INPUT", "last record at the origin"),
+        (tin(idNumber=person[:6] + "********" + person[-4:]), SC_OP, "BAD_USER_INPUT", "masked"),
+        (tin(idNumber=UNKNOWN_ID), SC_OP, "BAD_USER_INPUT", "no person with ID number"),
+        (tin(to="510100"), SC_OP, "BAD_USER_INPUT", "county, or a city without counties"),
+        (tin(to="440106"), SC_OP, "FORBIDDEN", "outside your token's scope"),
+        (tin(to="999999"), SC_OP, "BAD_USER_INPUT", "names no region"),
+        (tin(), token("510000", ("VIEWER",)), "FORBIDDEN", "OPERATOR"),
+    ]
+    for variables, tok, code, words in cases:
+        got = await fed.ask("central", TRANSFER, variables, tok)
+        assert got["errors"][0]["extensions"]["code"] == code, (variables, got)
+        assert words in got["errors"][0]["message"], got
+    own = await fed.nodes["guangdong"].runtime.pool.fetchval("select region_code from person where id_number = $1", person)
+    got = await fed.ask("central", TRANSFER, tin(to=own), NATIONAL_OP)
+    assert got["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "already registered" in got["errors"][0]["message"]
+    assert await _state(fed) == before
+
+
+async def test_transfer_from_guangdong_to_sichuan(fed: Fed, tmp_path: Path) -> None:
+    person = await _gd_person(fed)
+    gd = fed.nodes["guangdong"].runtime.pool
+    bases, account, med_account, origin = await gd.fetchrow(
+        "select sum(base) filter (where scheme = 1), sum(individual_account_amount) filter (where scheme = 1), "
+        "sum(individual_account_amount) filter (where scheme = 2), min(region_code) from contribution where id_number = $1",
+        person)
+    pooled = (bases * Decimal("0.12")).quantize(Decimal("0.01"))
+    q = """{ g: pool(id: "440000-PENSION-202401") { balance(asOf: "2025-07") transfersOut(asOf: "2025-07") }
+             s: pool(id: "510000-PENSION-202401") { balance(asOf: "2025-07") transfersIn(asOf: "2025-07") } }"""
+    b0 = (await fed.ask("central", q))["data"]
+    before = await _state(fed)
+    inp = {"in": {"idNumber": person, "to": TO, "effectiveFrom": "2025-07", "idempotencyKey": "t-1"}}
+    dry = await fed.ask("central", TRANSFER, {"in": {**inp["in"], "dryRun": True}}, SC_OP)
+    assert "errors" not in dry, dry
+    assert await _state(fed) == before  # a dry run changes nothing anywhere
+
+    got = await fed.ask("central", TRANSFER, inp, SC_OP)
+    assert "errors" not in got, got
+    t = got["data"]["transferInsurance"]["transfer"]
+    assert t["state"] == "COMMITTED" and t["from"]["code"] == origin and t["to"]["code"] == TO
+    assert t["person"]["region"]["code"] == TO and "*" in t["person"]["idNumber"]
+    by = {s["scheme"]: s for s in t["schemes"]}
+    assert by["PENSION"]["pooledFund"] == f"{pooled:.2f}" and by["PENSION"]["individualAccount"] == f"{account:.2f}"
+    assert by["MEDICAL"]["individualAccount"] == f"{med_account:.2f}" and by["MEDICAL"]["pooledFund"] == "0.00"
+    assert all(s["individualAccount"] == s["pooledFund"] == "0.00" for n, s in by.items() if n not in ("PENSION", "MEDICAL"))
+    # the caller sees the destination's pool, not the origin's
+    assert by["PENSION"]["fromPool"] is None and by["PENSION"]["toPool"] == {"id": "510000-PENSION-202401"}
+    assert dry["data"]["transferInsurance"]["transfer"]["schemes"] == t["schemes"]
+
+    b1 = (await fed.ask("central", q))["data"]
+    assert _d(b0["g"]["balance"]) - _d(b1["g"]["balance"]) == pooled
+    assert _d(b1["s"]["balance"]) - _d(b0["s"]["balance"]) == pooled
+    assert _d(b1["g"]["transfersOut"]) - _d(b0["g"]["transfersOut"]) == pooled
+    assert _d(b1["s"]["transfersIn"]) - _d(b0["s"]["transfersIn"]) == pooled
+
+    # both sides show the person where they are registered now, with the transfer
+    pq = 'query($id: String!) { person(idNumber: $id) { region { code } transfers { id from { code } to { code } effectiveFrom } } }'
+    for node in ("central", "sichuan", "guangdong"):
+        p = await fed.ask(node, pq, {"id": person})
+        assert "errors" not in p, (node, p)
+        assert p["data"]["person"]["region"]["code"] == TO
+        assert [x["id"] for x in p["data"]["person"]["transfers"]] == [t["id"]]
+
+    again = await fed.ask("central", TRANSFER, inp, SC_OP)
+    assert again["data"]["transferInsurance"]["replayed"] is True
+    assert again["data"]["transferInsurance"]["transfer"]["id"] == t["id"]
+    other = await fed.ask("central", TRANSFER, {"in": {**inp["in"], "effectiveFrom": "2025-08"}}, SC_OP)
+    assert other["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+    # records from 2025-07 on: refused at the origin (naming the transfer), accepted at the destination
+    def late(region: str) -> Path:
+        f = tmp_path / f"rec-{region}.csv"
+        f.write_text("id_number,scheme,month,region_code,employer_credit_code,base,employer_amount,individual_amount,"
+                     f"individual_account_amount\n{person},PENSION,2025-07,{region},,5000.00,800.00,400.00,400.00\n")
+        return f
+
+    with pytest.raises(ImportFailed) as refused:
+        await import_file(gd, fed.nodes["guangdong"].runtime.node, "contributions", late(origin), progress=False)
+    reason = refused.value.errors[0]
+    assert reason.column == "month" and t["id"] in reason.reason and "at the destination" in reason.reason
+    sc = fed.nodes["sichuan"].runtime
+    await import_file(sc.pool, sc.node, "contributions", late(TO), progress=False)
+
+
+async def test_a_change_that_holds_a_person_conflicts(fed: Fed) -> None:
+    """A raise in progress over Sichuan (its part reserved there) makes a transfer into Sichuan a CONFLICT."""
+    sc = fed.nodes["sichuan"].runtime
+    async with sc.pool.acquire() as con, con.transaction():
+        await con.execute("insert into change (id, kind, role, idempotency_key, input, caller) "
+                          "values ('held', 'raisePoolingLevel', 'participant', 'held', '{}', 'test')")
+        await con.execute("insert into change_reservation (change_id, scheme, region_code) values ('held', 2, '510000')")
+    try:
+        person = await _gd_person(fed)
+        got = await fed.ask("central", TRANSFER, {"in": {"idNumber": person, "to": "510105", "effectiveFrom": "2025-09",
+                                                         "idempotencyKey": "t-held"}}, SC_OP)
+        assert got["errors"][0]["extensions"]["code"] == "CONFLICT", got
+        assert "sichuan" in got["errors"][0]["extensions"]["nodes"]
+    finally:
+        async with sc.pool.acquire() as con, con.transaction():
+            await con.execute("delete from change_reservation where change_id = 'held'")
+            await con.execute("update change set state = 'ABORTED' where id = 'held'")
+
+
+async def test_national_raise_across_nodes(fed: Fed) -> None:
+    want = (await fed.single.post(RAISE, _raise_in(dryRun=True), NATIONAL_OP))["data"]["raisePoolingLevel"]
+    got = await fed.ask("central", RAISE, _raise_in())
+    assert "errors" not in got, got
+    r = got["data"]["raisePoolingLevel"]
+    assert r["state"] == "COMMITTED" and r["replayed"] is False
+    assert r["transferred"] == want["transferred"]
+    assert r["pool"]["openingBalance"] == want["pool"]["openingBalance"]
+    assert r["pool"]["balance"] == want["pool"]["balance"]
+    assert len(r["pool"]["predecessors"]) == 31
+    for n, pid in (("guangdong", "440000-PENSION-202401"), ("sichuan", "510000-PENSION-202401"),
+                   ("central", "110000-PENSION-202401")):
+        row = await fed.nodes[n].runtime.pool.fetchrow("select closed_after, successor_id from pool where id = $1", pid)
+        assert (row["closed_after"], row["successor_id"]) == (date(2025, 3, 1), "000000-PENSION-202504")
+    ch = await fed.ask("central", '{ changes(first: 1) { kind state decidedAt participants { node state region { code } } } }')
+    c = ch["data"]["changes"][0]
+    assert c["kind"] == "raisePoolingLevel" and c["state"] == "COMMITTED" and c["decidedAt"]
+    assert {p["node"]: p["state"] for p in c["participants"]} == {"central": "COMMITTED", "guangdong": "COMMITTED",
+                                                                  "sichuan": "COMMITTED"}
+    # the same key and input: the first result; other input: CONFLICT
+    again = (await fed.ask("central", RAISE, _raise_in()))["data"]["raisePoolingLevel"]
+    assert again["replayed"] is True and again["transferred"] == r["transferred"]
+    assert {p["id"] for p in again["closed"]} == {p["id"] for p in r["closed"]}
+    other = await fed.ask("central", RAISE, _raise_in(effectiveFrom="2025-05"))
+    assert other["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+
+async def test_late_record_on_a_child_moves_the_successor_on_another_node(fed: Fed, tmp_path: Path) -> None:
+    q = """{ n: pool(id: "000000-PENSION-202504") { openingBalance balance(asOf: "2025-06") }
+             g: pool(id: "440000-PENSION-202401") { balance(asOf: "2025-06") } }"""
+    before = (await fed.ask("central", q))["data"]
+    gd = fed.nodes["guangdong"].runtime
+    person = await gd.pool.fetchval("select id_number from person where region_code like '4401%' order by 1 limit 1")
+    late = tmp_path / "late.csv"
+    with late.open("w", newline="", encoding="utf-8") as fh:
+        w = csv.writer(fh)
+        w.writerow(["id_number", "scheme", "month", "region_code", "employer_credit_code", "base", "employer_amount",
+                    "individual_amount", "individual_account_amount"])
+        w.writerow([person, "PENSION", "2024-12", "440106", "", "5000.00", "800.00", "400.00", "400.00"])
+    await import_file(gd.pool, gd.node, "contributions", late, progress=False)
+    after = (await fed.ask("central", q))["data"]
+    pooled = Decimal("800.00")  # employer part: the individual part goes to the individual account
+    assert _d(after["g"]["balance"]) - _d(before["g"]["balance"]) == pooled
+    assert _d(after["n"]["openingBalance"]) - _d(before["n"]["openingBalance"]) == pooled
+    assert _d(after["n"]["balance"]) - _d(before["n"]["balance"]) == pooled
+
+
+async def test_change_steps_need_the_parents_signature(fed: Fed, tmp_path: Path) -> None:
+    url = fed.nodes["sichuan"].url.rsplit("/", 1)[0] + "/internal/changes"
+    body = json.dumps({"op": "commit", "change": "x"}).encode()
+    from tierfed.tiers.identity import NodeIdentity
+
+    generate_key_pair(tmp_path / "rogue.key", tmp_path / "rogue.pub")
+    rogue = NodeIdentity("central", str(tmp_path / "rogue.key"), None, {})
+    # guangdong's own key is a real node key, but guangdong is not sichuan's parent
+    sibling = NodeIdentity("guangdong", fed.cfgs["guangdong"].private_key_file, None, {})
+    async with httpx.AsyncClient() as c:
+        for headers in ({}, {"Authorization": "Bearer " + NATIONAL_OP},
+                        {"Authorization": "Node " + rogue.sign(body, "sichuan")},
+                        {"Authorization": "Node " + sibling.sign(body, "sichuan")}):
+            r = await c.post(url, content=body, headers=headers)
+            assert r.status_code == 403 and r.json()["code"] == "FORBIDDEN", r.text
+        ok = await c.post(url, content=body, headers={
+            "Authorization": "Node " + NodeIdentity("central", fed.cfgs["central"].private_key_file, None, {}).sign(
+                body, "sichuan")})
+        assert ok.status_code == 200 and ok.json()["state"] == "UNKNOWN"
+        # a signature over another body is refused
+        other = json.dumps({"op": "abort", "change": "x"}).encode()
+        central = NodeIdentity("central", fed.cfgs["central"].private_key_file, None, {})
+        r = await c.post(url, content=other, headers={"Authorization": "Node " + central.sign(body, "sichuan")})
+        assert r.status_code == 403
+
+
+async def test_changes_needs_operator_or_auditor(fed: Fed) -> None:
+    viewer = token("000000", ("VIEWER",))
+    got = await fed.ask("central", "{ changes { id } }", tok=viewer)
+    assert got["errors"][0]["extensions"]["code"] == "FORBIDDEN"

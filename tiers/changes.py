@@ -1,0 +1,530 @@
+"""Changes that span nodes: reservations, one durable decision, apply on the decision.
+
+The node a mutation is sent to coordinates. In order (docs/CHANGES.md has the
+states, messages and what each crash point leaves):
+
+1. *Intent*: in one transaction the coordinator checks its own part, reserves
+   it and records the change (PENDING) with the children taking part.
+2. *Prepare*: each child checks and reserves its part (and asks its own
+   children the same, recursively), recording it as PENDING. A child that says
+   no, or does not answer, makes the coordinator abort everywhere.
+3. *Decision*: one conditional update of the coordinator's change row, in the
+   same transaction as the coordinator's own part: the point of no return.
+4. *Commit*: each child applies its part when told, or, if it was down, when
+   it asks its parent on its own (recovery); it never decides alone.
+
+Recovery runs on start and every ``[node] recovery_interval_s``: a change this
+node coordinates that is undecided and not in progress in this process is
+presumed aborted; decided changes are re-sent to children not yet told; a part
+waiting for a decision asks the parent. Steps between nodes travel over
+``POST /internal/changes``, signed by the sending node's key (tiers/identity.py).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, replace
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tierfed import codes
+from tierfed.errors import Code, TierfedError, bad_input, conflict
+
+from . import changestore as cs
+from . import transfers
+from .faults import crash_point
+from .figures import SCHEMES
+from .identity import NodeIdentity
+from .pooling import (
+    CLOSE,
+    OPEN,
+    POOLS_OF_SCHEME_NEAR,
+    RECORD_CHANGE,
+    SCHEME_DEPARTMENT,
+    VERTICAL,
+    RaiseInput,
+    RaiseOutcome,
+    _lock,
+    check_not_reserved,
+    plan_replaced,
+    pool_id,
+)
+from .store import POOL_COLUMNS, PoolRec, _pool
+
+log = logging.getLogger("tierfed.changes")
+
+RAISE = "raisePoolingLevel"
+ASYNC_COMMIT = "set local synchronous_commit = off"
+TRANSFER = transfers.TRANSFER
+
+# (opening balance, balance) of each pool at a month, computed by the caller's
+# resolvers so that pools spanning nodes add their children's flows exactly.
+Balances = Callable[[list[PoolRec], date], Awaitable[dict[str, tuple[Decimal, Decimal]]]]
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A node this node sends change steps to: a child, or its parent."""
+
+    name: str
+    region: str
+    url: str  # the node's /internal/changes
+    timeout_s: float
+
+
+class Unreachable(Exception):
+    pass
+
+
+def internal_url(graphql_url: str) -> str:
+    return graphql_url.rsplit("/", 1)[0] + "/internal/changes"
+
+
+def _refusal(e: TierfedError) -> dict[str, Any]:
+    return {"ok": False, "code": e.code.value, "message": e.message}
+
+
+class Changes:
+    """This node's side of every change across nodes, and the recovery task."""
+
+    def __init__(self, rt: Any, pool: asyncpg.Pool) -> None:
+        self.rt = rt
+        self.pool = pool  # a pool of its own: change steps are not statements of an operation
+        cfg = rt.cfg
+        self.identity = NodeIdentity(
+            cfg.name, cfg.private_key_file,
+            (cfg.parent.name, cfg.parent.public_key_file) if cfg.parent and cfg.parent.public_key_file else None,
+            {c.name: c.public_key_file for c in cfg.children})
+        self.parent = (Peer(cfg.parent.name, "", internal_url(cfg.parent.url), cfg.parent.timeout_s)
+                       if cfg.parent else None)
+        self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+        self.in_flight: set[str] = set()
+        self.interval = cfg.recovery_interval_s
+        self._task: asyncio.Task[None] | None = None
+        self.sent: dict[str, int] = {}
+
+    # ------------------------------------------------------------ lifecycle
+
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._loop())
+
+    async def close(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
+                pass
+        await self.client.aclose()
+        await self.pool.close()
+
+    async def _loop(self) -> None:
+        while True:
+            try:
+                await self.recover_once()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged and retried at the next tick
+                log.exception("change recovery failed; retrying in %g s", self.interval)
+            await asyncio.sleep(self.interval)
+
+    @property
+    def node(self) -> Any:
+        return self.rt.node
+
+    def child_peers(self, region: str | None = None) -> list[Peer]:
+        kids = self.node.children if region is None else self.node.children_within(region)
+        return [Peer(c.name, c.region, internal_url(c.url), c.timeout_s) for c in kids]
+
+    def child_peer(self, name: str) -> Peer | None:
+        return next((p for p in self.child_peers() if p.name == name), None)
+
+    # ------------------------------------------------------------ messages
+
+    async def send(self, peer: Peer, msg: dict[str, Any]) -> dict[str, Any]:
+        """One signed step to ``peer``; Unreachable when it does not answer (or answers garbage)."""
+        body = json.dumps(msg).encode()
+        self.sent[peer.name] = self.sent.get(peer.name, 0) + 1
+        try:
+            sig = self.identity.sign(body, peer.name)
+        except PermissionError as e:
+            raise Unreachable(str(e)) from None
+        headers = {"Authorization": f"Node {sig}", "Content-Type": "application/json"}
+        try:
+            try:
+                r = await self.client.post(peer.url, content=body, timeout=peer.timeout_s, headers=headers)
+            except (httpx.ReadError, httpx.RemoteProtocolError):
+                # A kept-alive connection the peer closed as we reused it: every step is
+                # idempotent, so send it once more on a new connection.
+                r = await self.client.post(peer.url, content=body, timeout=peer.timeout_s, headers=headers)
+            out = r.json()
+        except httpx.TimeoutException:
+            raise Unreachable(f"did not answer within {peer.timeout_s:g} s") from None
+        except (httpx.HTTPError, OSError) as e:
+            raise Unreachable(f"could not be reached ({type(e).__name__})") from None
+        except ValueError:
+            raise Unreachable(f"answered garbage (HTTP {r.status_code})") from None
+        if not isinstance(out, dict):
+            raise Unreachable("answered garbage")
+        if r.status_code == 403:
+            raise Unreachable(f"refused this node's signature: {out.get('message')}")
+        return out
+
+    async def handle(self, msg: dict[str, Any], sender: str) -> dict[str, Any]:
+        """A step from the parent (prepare, commit, abort) or a child's question (status)."""
+        op = msg.get("op")
+        change_id = str(msg.get("change", ""))
+        try:
+            if op == "prepare":
+                return await self._prepare(msg, sender)
+            if op == "commit":
+                return await self._finish(change_id, "COMMITTED")
+            if op == "abort":
+                return await self._finish(change_id, "ABORTED")
+            if op == "locate":
+                return await transfers.locate_here_or_below(self, str(msg.get("idNumber", "")))
+            if op == "status":
+                row = await cs.by_id(self.pool, change_id)
+                return {"ok": True, "state": row.state if row else "UNKNOWN"}
+        except TierfedError as e:
+            return _refusal(e)
+        return {"ok": False, "code": Code.BAD_USER_INPUT.value, "message": f"unknown step {op!r}"}
+
+    # ------------------------------------------------------------ participant
+
+    async def _prepare(self, msg: dict[str, Any], parent: str) -> dict[str, Any]:
+        change_id = str(msg["change"])
+        dry = bool(msg.get("dryRun"))
+        if msg.get("kind") not in (RAISE, TRANSFER):
+            raise bad_input(f"unknown kind of change {msg.get('kind')!r}")
+        if not dry:
+            prior = await cs.by_id(self.pool, change_id)
+            if prior is not None:  # the same step again (a retry): the same answer
+                if prior.state == "ABORTED":
+                    raise conflict(f"change {change_id} was aborted here")
+                return prior.plan.get("answer") or {"ok": True, "pools": prior.plan.get("pools", [])}
+            crash_point("participant-before-reserve")
+        if msg["kind"] == TRANSFER:
+            return await transfers.prepare(self, msg, parent, dry)
+        return await self._prepare_raise(msg, parent, dry)
+
+    async def _prepare_raise(self, msg: dict[str, Any], parent: str, dry: bool) -> dict[str, Any]:
+        change_id = str(msg["change"])
+        inp = msg["input"]
+        scheme, raised, eff = int(inp["scheme"]), str(inp["region"]), codes.month(inp["effectiveFrom"])
+        tree, root = self.node.tree, self.node.region
+        if raised not in tree or not tree.within(root, raised) or root == raised:
+            raise bad_input(f"this node's region {root} is not strictly inside the raised region {raised}")
+        kids = self.child_peers()
+        async with self.pool.acquire() as con:
+            tr = con.transaction()
+            await tr.start()
+            try:
+                await _lock(con, tree, scheme, root)
+                await check_not_reserved(con, scheme, root)
+                rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, root)
+                replaced, problems = plan_replaced(tree, rows, root, tree.by_code[raised].tier, eff)
+                if problems:
+                    raise bad_input(f"node '{self.node.name}': " + "; ".join(problems), problems=problems)
+                mine = [_pool_json(p, self.node.name) for p in replaced]
+                if not kids:
+                    # A node without children holds every record its pools cover: it gives their
+                    # figures at the month before, saving the coordinator a question per pool.
+                    before = codes.add_months(eff, -1)
+                    figures = await cs.pool_figures(con, replaced, scheme, before)
+                    for p, j in zip(replaced, mine):
+                        j["liveOpening"], j["balance"] = (str(x) for x in figures[p.id])
+                if not dry:
+                    plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(codes.add_months(eff, -1)),
+                            "successor": inp["successor"], "vertical": bool(inp.get("vertical")),
+                            "replaced": [p.id for p in replaced], "pools": mine}
+                    await cs.insert(con, change_id, RAISE, "participant", parent, str(msg["key"]), inp, plan,
+                                    str(msg.get("caller", "")))
+                    await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
+                    await cs.reserve_pools(con, change_id, scheme, root)
+            except BaseException:
+                await tr.rollback()
+                raise
+            if dry:
+                await tr.rollback()
+            else:
+                await tr.commit()
+        if not dry:
+            self.in_flight.add(change_id)
+        try:
+            pools, failure = await self._prepare_children(kids, {**msg, "caller": msg.get("caller", "")})
+            if failure is not None:
+                if not dry:
+                    await self._release(change_id, kids)
+                return failure
+        finally:
+            self.in_flight.discard(change_id)
+        if not dry:
+            all_pools = mine + pools
+            async with self.pool.acquire() as con:
+                await con.execute("update change set plan = plan || $2::jsonb where id = $1", change_id,
+                                  json.dumps({"pools": all_pools}))
+            crash_point("participant-after-reserve")
+            return {"ok": True, "pools": all_pools}
+        return {"ok": True, "pools": mine + pools}
+
+    async def _prepare_children(self, kids: list[Peer], msg: dict[str, Any]) -> tuple[list[dict[str, Any]],
+                                                                                         dict[str, Any] | None]:
+        """Ask every child to prepare; the pools they reserve, or the first refusal (naming the node)."""
+        answers = await asyncio.gather(*(self._ask(k, msg) for k in kids))
+        pools: list[dict[str, Any]] = []
+        for k, a in zip(kids, answers):
+            if not a.get("ok"):
+                return [], {**a, "node": a.get("node") or k.name}
+            pools.extend(a.get("pools", []))
+        return pools, None
+
+    async def _ask(self, peer: Peer, msg: dict[str, Any]) -> dict[str, Any]:
+        try:
+            return await self.send(peer, msg)
+        except Unreachable as e:
+            return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": peer.name,
+                    "message": f"node '{peer.name}' ({peer.region}) {e}"}
+
+    async def _finish(self, change_id: str, state: str) -> dict[str, Any]:
+        """Apply (COMMITTED) or release (ABORTED) this node's part, once, then tell its children."""
+        row = await cs.by_id(self.pool, change_id)
+        if row is None:
+            # Never prepared here (an abort that overtook its prepare): nothing to undo.
+            return {"ok": state == "ABORTED", "state": "UNKNOWN"}
+        if row.state != "PENDING":
+            return {"ok": row.state == state, "state": row.state}
+        if state == "COMMITTED":
+            crash_point("participant-before-apply")
+        async with self.pool.acquire() as con, con.transaction():
+            # Not flushed before the answer: lost in a crash, the part is PENDING again and
+            # recovery asks the parent and applies it again (the decision is durable there).
+            await con.execute(ASYNC_COMMIT)
+            if await cs.decide(con, change_id, state) and state == "COMMITTED":
+                await self._apply(con, row)
+        await self._tell(change_id, state)
+        return {"ok": True, "state": state}
+
+    async def _apply(self, con: asyncpg.Connection, row: cs.ChangeRow) -> None:
+        plan = row.plan
+        if row.kind == TRANSFER:
+            await transfers.apply(con, row.id, plan, self.node.region)
+        elif row.kind == RAISE:
+            await con.execute(CLOSE, plan["replaced"], codes.month(plan["before"]), plan["successor"])
+            if plan.get("vertical"):
+                await con.execute(VERTICAL, plan["raised"], SCHEME_DEPARTMENT[int(plan["scheme"])])
+
+    async def _release(self, change_id: str, kids: list[Peer]) -> None:
+        async with self.pool.acquire() as con, con.transaction():
+            await cs.decide(con, change_id, "ABORTED")
+        await self._tell(change_id, "ABORTED")
+
+    async def _tell(self, change_id: str, state: str, crash_after_first: bool = False) -> list[str]:
+        """Send the decision to every child not yet told; the names of those that did not answer."""
+        parts = [p for p in await cs.participants(self.pool, [change_id]) if p.state == "PENDING"]
+        op = "commit" if state == "COMMITTED" else "abort"
+        told = 0
+        missing: list[str] = []
+
+        async def one(p: cs.ParticipantRow) -> None:
+            nonlocal told
+            peer = self.child_peer(p.node)
+            if peer is None:
+                missing.append(p.node)
+                return
+            try:
+                a = await self.send(peer, {"op": op, "change": change_id})
+            except Unreachable as e:
+                log.warning("change %s: node '%s' not told %s: %s", change_id, p.node, op, e)
+                missing.append(p.node)
+                return
+            if a.get("ok") or a.get("state") == state or (state == "ABORTED" and a.get("state") == "UNKNOWN"):
+                await cs.participant_state(self.pool, change_id, p.node, state)
+                told += 1
+                if crash_after_first and told == 1:
+                    crash_point("coordinator-mid-commit")
+            else:
+                log.error("change %s: node '%s' answered %s to %s", change_id, p.node, a, op)
+                missing.append(p.node)
+
+        await asyncio.gather(*(one(p) for p in parts))
+        return missing
+
+    # ------------------------------------------------------------ recovery
+
+    async def recover_once(self) -> None:
+        """One pass of recovery (also run on start): see the module docstring."""
+        for change_id in await cs.stale_undecided(self.pool, 0):
+            if change_id in self.in_flight:
+                continue
+            async with self.pool.acquire() as con, con.transaction():
+                if await cs.decide(con, change_id, "ABORTED"):
+                    log.warning("change %s was undecided when this node stopped: aborted", change_id)
+        for change_id, parent in await cs.waiting_parts(self.pool, 0):
+            if change_id in self.in_flight or self.parent is None or parent != self.parent.name:
+                continue
+            try:
+                a = await self.send(self.parent, {"op": "status", "change": change_id})
+            except Unreachable as e:
+                log.warning("change %s waits for a decision; parent '%s' %s", change_id, parent, e)
+                continue
+            if a.get("state") in ("COMMITTED", "ABORTED", "UNKNOWN"):
+                await self._finish(change_id, "COMMITTED" if a["state"] == "COMMITTED" else "ABORTED")
+        for change_id, state, _node in await cs.untold(self.pool):
+            await self._tell(change_id, state)
+
+    # ------------------------------------------------------------ coordinator: raises
+
+    async def raise_across(self, inp: RaiseInput, caller: str, balances: Balances) -> RaiseOutcome:
+        """raisePoolingLevel over a subtree that spans child nodes, all or nothing."""
+        tree = self.node.tree
+        scheme, region, eff = inp.scheme, inp.region, inp.effective_from
+        before = codes.add_months(eff, -1)
+        new_id = pool_id(region, scheme, eff)
+        kids = self.child_peers(region)
+        prior = await cs.by_key(self.pool, inp.idempotency_key)
+        if prior is not None and not inp.dry_run and prior.state != "ABORTED":
+            return await self._replay(prior, inp)
+        async with self.pool.acquire() as con:
+            if not inp.dry_run and await con.fetchval("select exists (select 1 from pooling_change "
+                                                      "where idempotency_key = $1)", inp.idempotency_key):
+                raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
+        msg_input = {"scheme": scheme, "region": region, "effectiveFrom": codes.month_str(eff),
+                     "successor": new_id, "vertical": inp.vertical_management}
+        change_id = uuid.uuid4().hex
+        self.in_flight.add(change_id)
+        decided = False
+        try:
+            async with self.pool.acquire() as con:
+                tr = con.transaction()
+                await tr.start()
+                try:
+                    # The intent need not be flushed: lost in a crash, the participants asking
+                    # about the change hear UNKNOWN and release (no decision can have been made).
+                    await con.execute(ASYNC_COMMIT)
+                    await _lock(con, tree, scheme, region)
+                    await check_not_reserved(con, scheme, region)
+                    rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, region)
+                    local, problems = plan_replaced(tree, rows, region, tree.by_code[region].tier, eff)
+                    if problems:
+                        raise bad_input("raisePoolingLevel refused, nothing changed: " + "; ".join(problems),
+                                        problems=problems)
+                    if await con.fetchval("select exists (select 1 from pool where id = $1)", new_id):
+                        raise conflict(f"pool {new_id} already exists")
+                    if not inp.dry_run:
+                        await cs.insert(con, change_id, RAISE, "coordinator", None, inp.idempotency_key,
+                                        inp.to_json(), {"replaced": [p.id for p in local]}, caller)
+                        await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
+                        await cs.reserve_pools(con, change_id, scheme, region)
+                except BaseException:
+                    await tr.rollback()
+                    raise
+                if inp.dry_run:
+                    await tr.rollback()
+                else:
+                    await tr.commit()
+            if not inp.dry_run:
+                crash_point("coordinator-after-intent")
+            msg = {"op": "prepare", "kind": RAISE, "change": change_id, "key": inp.idempotency_key,
+                   "caller": caller, "input": msg_input, "dryRun": inp.dry_run}
+            answers: list[tuple[Peer, dict[str, Any]]] = []
+
+            async def prepare(k: Peer) -> None:
+                a = await self._ask(k, msg)
+                answers.append((k, a))
+                if a.get("ok") and not inp.dry_run:
+                    crash_point(f"coordinator-after-reservation-{sum(1 for _, x in answers if x.get('ok'))}")
+
+            await asyncio.gather(*(prepare(k) for k in kids))
+            refused = [(k, a) for k, a in answers if not a.get("ok")]
+            if refused:
+                raise self._refused(refused)
+            remote = [PoolRec(p["id"], int(p["scheme"]), p["region"], date.fromisoformat(p["openedFrom"]), None,
+                              Decimal(p["openingBalance"]), None, held_by=self._holder(p["region"]))
+                      for _, a in answers for p in a.get("pools", [])]
+            reported = {p["id"]: (Decimal(p["liveOpening"]), Decimal(p["balance"]))
+                        for _, a in answers for p in a.get("pools", []) if "balance" in p}
+            figures = {**reported, **await balances([*local, *(p for p in remote if p.id not in reported)], before)}
+            transferred = sum((figures[p.id][1] for p in [*local, *remote]), Decimal("0.00"))
+            closed_local = [replace(p, closed_after=before, successor_id=new_id) for p in local]
+            # Pools held by children, as of the decision: figures fixed, so that the answer
+            # stands even when a child is down after the decision.
+            closed_remote = [replace(p, closed_after=before, successor_id=new_id, virtual=True,
+                                     opening_balance=figures[p.id][0]) for p in remote]
+            if inp.dry_run:
+                new = PoolRec(new_id, scheme, region, eff, None, transferred, None, virtual=True,
+                              predecessor_recs=tuple([*closed_local, *closed_remote]))
+                return RaiseOutcome(new, [*closed_local, *closed_remote], transferred, True, False, None)
+            result = {"pool": new_id, "closed": [p.id for p in [*local, *remote]], "transferred": str(transferred)}
+            async with self.pool.acquire() as con, con.transaction():
+                if not await cs.decide(con, change_id, "COMMITTED", result):
+                    raise conflict(f"change {change_id} was aborted while it waited; nothing changed anywhere")
+                decided = True
+                await con.execute(OPEN, new_id, scheme, region, eff, transferred)
+                await con.execute(CLOSE, [p.id for p in local], before, new_id)
+                await cs.add_remote_predecessors(con, new_id, scheme, before, [
+                    {"id": p.id, "node": p.held_by, "region": p.region_code, "openedFrom": p.opened_from.isoformat(),
+                     "openingBalance": str(p.opening_balance)} for p in remote])
+                if inp.vertical_management:
+                    await con.execute(VERTICAL, region, SCHEME_DEPARTMENT[scheme])
+                await con.execute(RECORD_CHANGE, inp.idempotency_key, json.dumps(inp.to_json()),
+                                  json.dumps({**result, "change": change_id}), caller)
+            crash_point("coordinator-after-decision")
+            await self._tell(change_id, "COMMITTED", crash_after_first=True)
+            new = PoolRec(new_id, scheme, region, eff, None, transferred, None)
+            return RaiseOutcome(new, [*closed_local, *closed_remote], transferred, False, False, "COMMITTED")
+        except BaseException:
+            if not decided and not inp.dry_run:
+                await self._abort_quietly(change_id)
+            raise
+        finally:
+            self.in_flight.discard(change_id)
+
+    def _holder(self, region: str) -> str:
+        owner = self.node.child_for(region)
+        return owner.name if owner is not None else self.node.name
+
+    def _refused(self, refused: list[tuple[Peer, dict[str, Any]]]) -> TierfedError:
+        codes_ = [a.get("code") for _, a in refused]
+        code = Code.TIER_UNAVAILABLE if Code.TIER_UNAVAILABLE.value in codes_ else \
+            Code(codes_[0]) if codes_[0] in {c.value for c in Code} else Code.BAD_USER_INPUT
+        nodes = [a.get("node") or k.name for k, a in refused]
+        text = "; ".join(str(a.get("message")) for _, a in refused)
+        return TierfedError(code, f"change refused, nothing changed on any node: {text}", nodes=nodes)
+
+    async def _abort_quietly(self, change_id: str) -> None:
+        try:
+            async with self.pool.acquire() as con, con.transaction():
+                await cs.decide(con, change_id, "ABORTED")
+            await self._tell(change_id, "ABORTED")
+        except Exception:  # noqa: BLE001 - recovery finishes the abort
+            log.exception("change %s: abort not finished; recovery will", change_id)
+
+    async def _replay(self, prior: cs.ChangeRow, inp: RaiseInput) -> RaiseOutcome:
+        if prior.kind != RAISE or prior.input != inp.to_json():
+            raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
+        if prior.state == "PENDING" or prior.result is None:
+            raise conflict(f"change {prior.id} with idempotency key {inp.idempotency_key!r} is in progress")
+        result = prior.result
+        async with self.pool.acquire() as con:
+            recs = {r["id"]: _pool(r) for r in await con.fetch(
+                f"select {POOL_COLUMNS} from pool p where p.id = any($1::text[])", [result["pool"], *result["closed"]])}
+            for r in await cs.remote_predecessors(self.pool, [result["pool"]]):
+                recs[r["predecessor_id"]] = PoolRec(r["predecessor_id"], r["scheme"], r["region_code"], r["opened_from"],
+                                                    r["closed_after"], r["opening_balance"], r["successor_id"],
+                                                    held_by=r["node"])
+        return RaiseOutcome(recs[result["pool"]], [recs[i] for i in result["closed"]],
+                            Decimal(result["transferred"]), False, True, "COMMITTED")
+
+
+def _pool_json(p: PoolRec, node: str) -> dict[str, Any]:
+    return {"id": p.id, "scheme": p.scheme, "region": p.region_code, "openedFrom": p.opened_from.isoformat(),
+            "openingBalance": str(p.opening_balance), "node": node, "schemeName": SCHEMES[p.scheme - 1]}

@@ -1,0 +1,307 @@
+"""Insurance transfers between regions, on one node or across nodes (a change, tiers/changes.py).
+
+What moves follows the 2009 interim measures on transferring urban employees'
+basic pension insurance (and the medical insurance rules of the same year): for
+PENSION, the individual-account credits and, from the origin's pooled fund to
+the destination's, 12% of the sum of the person's monthly contribution bases at
+the origin; for MEDICAL, the individual-account credits; for the other schemes,
+the relationship alone. The pooled amount is booked like the records, in the
+month the transfer takes effect (``summary.transfers_out`` at the origin's
+region, ``transfers_in`` at the destination's), so both pools' balances change
+by exactly that amount and balances stay computed, never stored.
+
+Sides: the *origin* (the node holding the person's region) checks the person
+and computes what moves; the *destination* (the node holding the ``to``
+region) registers the person from ``effectiveFrom``. Each side may be the
+coordinator itself, a child, or a node further down (its parent passes the
+step on and keeps a part of its own, with nothing to apply).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from decimal import ROUND_HALF_UP, Decimal
+from typing import TYPE_CHECKING, Any
+
+import asyncpg
+
+from tierfed import codes
+from tierfed.errors import Code, TierfedError, bad_input, conflict
+
+from . import changestore as cs
+from . import transferstore as ts
+from .faults import crash_point
+
+if TYPE_CHECKING:
+    from .changes import Changes
+
+TRANSFER = "transferInsurance"
+ASYNC_COMMIT = "set local synchronous_commit = off"
+POOLED_RATE = Decimal("0.12")
+ACCOUNT_SCHEMES = (1, 2)  # PENSION and MEDICAL carry individual accounts
+CENT = Decimal("0.01")
+
+OVERLAPPING_RAISE = """
+select c.id, c.idempotency_key from change_reservation r join change c on c.id = r.change_id
+where c.kind = 'raisePoolingLevel' and r.region_code in (
+    select descendant from region_closure where ancestor = $1
+    union all select ancestor from region_closure where descendant = $1)
+limit 1
+"""
+
+
+@dataclass(frozen=True)
+class TransferInput:
+    id_number: str
+    to: str
+    effective_from: date
+    idempotency_key: str
+    dry_run: bool
+
+    def to_json(self) -> dict[str, Any]:
+        return {"idNumber": self.id_number, "to": self.to, "effectiveFrom": codes.month_str(self.effective_from)}
+
+
+@dataclass(frozen=True)
+class TransferOutcome:
+    transfer: ts.TransferRec
+    replayed: bool
+    dry_run: bool
+
+
+def what_moves(rows: list[tuple[int, Decimal, Decimal]]) -> list[dict[str, Any]]:
+    """Per scheme the person has at the origin: individual-account credits and the pooled fund moved."""
+    out = []
+    for scheme, account, bases in rows:
+        acc = account if scheme in ACCOUNT_SCHEMES else Decimal("0")
+        pooled = (bases * POOLED_RATE).quantize(CENT, ROUND_HALF_UP) if scheme == 1 else Decimal("0")
+        out.append({"scheme": scheme, "individualAccount": str(acc.quantize(CENT)), "pooledFund": str(pooled)})
+    return out
+
+
+async def check_side(con: asyncpg.Connection, side: str, inp: dict[str, Any], node_name: str) -> dict[str, Any]:
+    """This node's checks of its side (held here, not by a child); the answer the coordinator needs."""
+    id_number, eff = inp["idNumber"], codes.month(inp["effectiveFrom"])
+    region = inp["from"] if side == "out" else inp["to"]
+    held = await con.fetchrow(OVERLAPPING_RAISE, region)
+    if held is not None:
+        raise conflict(f"raise {held['id']} (key {held['idempotency_key']!r}) in progress covers region {region}; "
+                       "try again when it has finished", change=held["id"])
+    reserved = await cs.person_reserved(con, id_number)
+    if reserved is not None:
+        raise conflict(f"change {reserved['id']} ({reserved['kind']}) in progress holds this person; "
+                       "try again when it has finished", change=reserved["id"])
+    prev = await ts.latest(con, id_number)
+    if prev is not None and prev["effective_from"] >= eff:
+        raise bad_input(f"effectiveFrom {inp['effectiveFrom']} is not after the person's previous transfer, "
+                        f"effective {codes.month_str(prev['effective_from'])} ({prev['id']})", argument="effectiveFrom")
+    if side == "in":
+        return {"ok": True}
+    person = await ts.person(con, id_number)
+    if person is None or person["region_code"] != region:
+        raise bad_input(f"node '{node_name}' has no person with this ID number registered in {region}")
+    last = await ts.last_record(con, id_number)
+    if last is not None and last >= eff:
+        raise bad_input(f"effectiveFrom {inp['effectiveFrom']} is not after the person's last record at the origin "
+                        f"({codes.month_str(last)}): records up to then stay at the origin", argument="effectiveFrom")
+    return {"ok": True, "name": person["name"], "schemes": what_moves(await ts.origin_figures(con, id_number, eff))}
+
+
+async def apply(con: asyncpg.Connection, change_id: str, plan: dict[str, Any], root: str) -> None:
+    """Apply one side held here: record the transfer, move or register the person, book the pooled fund."""
+    if plan.get("nested"):
+        return
+    eff = codes.month(plan["effectiveFrom"])
+    t = ts.TransferRec(change_id, plan["idNumber"], plan["name"], plan["from"], plan["to"], eff, plan["schemes"])
+    await ts.record(con, t, plan["side"])
+    if plan["side"] == "out":
+        await ts.move_person(con, t.id_number, t.to_region)
+    else:
+        await ts.register_person(con, t.id_number, t.name, t.to_region)
+    for s in t.schemes:
+        amount = Decimal(s["pooledFund"])
+        if amount:
+            moved_in, moved_out = (amount, Decimal(0)) if plan["side"] == "in" else (Decimal(0), amount)
+            await ts.book(con, t.from_region if plan["side"] == "out" else t.to_region, eff, int(s["scheme"]),
+                          moved_in, moved_out, root)
+
+
+# ---------------------------------------------------------------- participant
+
+async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> dict[str, Any]:
+    """A side of a transfer sent by the parent: checked and reserved here, or passed on to the child holding it."""
+    change_id, inp, side = str(msg["change"]), dict(msg["input"]), str(msg["side"])
+    region = inp["from"] if side == "out" else inp["to"]
+    node = ch.node
+    if side not in ("out", "in") or region not in node.tree or not node.in_subtree(region):
+        raise bad_input(f"region {region} is not in node '{node.name}''s subtree")
+    owner = node.child_for(region)
+    async with ch.pool.acquire() as con:
+        tr = con.transaction()
+        await tr.start()
+        try:
+            if owner is not None:
+                answer: dict[str, Any] = {"ok": True}
+                plan = {**inp, "side": side, "nested": True}
+                if not dry:
+                    reserved = await cs.person_reserved(con, inp["idNumber"])
+                    if reserved is not None:
+                        raise conflict(f"change {reserved['id']} in progress holds this person")
+            else:
+                answer = await check_side(con, side, inp, node.name)
+                plan = {**inp, "side": side, "name": answer.get("name", inp.get("name")),
+                        "schemes": answer.get("schemes", inp.get("schemes")), "answer": answer}
+            if not dry:
+                await cs.insert(con, change_id, TRANSFER, "participant", parent, str(msg["key"]), inp, plan,
+                                str(msg.get("caller", "")))
+                if owner is not None:
+                    await cs.add_participants(con, change_id, [(owner.name, owner.region)])
+                await cs.reserve_person(con, change_id, inp["idNumber"])
+        except asyncpg.UniqueViolationError:
+            await tr.rollback()
+            raise conflict("another change in progress holds this person") from None
+        except BaseException:
+            await tr.rollback()
+            raise
+        if dry:
+            await tr.rollback()
+        else:
+            await tr.commit()
+    if owner is None:
+        if not dry:
+            crash_point("participant-after-reserve")
+        return answer
+    peer = ch.child_peer(owner.name)
+    assert peer is not None
+    ch.in_flight.add(change_id)
+    try:
+        got = await ch._ask(peer, msg)
+    finally:
+        ch.in_flight.discard(change_id)
+    if not got.get("ok") and not dry:
+        await ch._release(change_id, [peer])
+    elif not dry:
+        crash_point("participant-after-reserve")
+    return got
+
+
+async def locate_here_or_below(ch: Changes, id_number: str) -> dict[str, Any]:
+    """Where the person is registered, when that region is in this node's subtree (asking children)."""
+    node = ch.node
+    async with ch.pool.acquire() as con:
+        row = await ts.person(con, id_number)
+    if row is not None and node.in_subtree(row["region_code"]) and node.child_for(row["region_code"]) is None:
+        return {"ok": True, "region": row["region_code"]}
+    peers = ch.child_peers()
+    answers = await asyncio.gather(*(ch._ask(p, {"op": "locate", "idNumber": id_number}) for p in peers))
+    for a in answers:
+        if a.get("region"):
+            return {"ok": True, "region": a["region"]}
+    down = [a for a in answers if not a.get("ok")]
+    if down:
+        return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": down[0].get("node"),
+                "message": f"cannot tell where the person is registered: {down[0].get('message')}"}
+    return {"ok": True, "region": None}
+
+
+# ---------------------------------------------------------------- coordinator
+
+async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutcome:
+    """transferInsurance, all or nothing on every node involved."""
+    node = ch.node
+    masked = codes.mask_id(inp.id_number)
+    prior = await cs.by_key(ch.pool, inp.idempotency_key)
+    if prior is not None and not inp.dry_run and prior.state != "ABORTED":
+        if prior.kind != TRANSFER or prior.input != inp.to_json():
+            raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
+        if prior.result is None:
+            raise conflict(f"change {prior.id} with idempotency key {inp.idempotency_key!r} is in progress")
+        return TransferOutcome(_rec(prior.id, prior.result, "COMMITTED"), True, False)
+    where = await locate_here_or_below(ch, inp.id_number)
+    if not where.get("ok"):
+        raise TierfedError(Code.TIER_UNAVAILABLE, str(where.get("message")), nodes=[where.get("node")])
+    frm = where.get("region")
+    if frm is None:
+        raise bad_input(f"no person with ID number {masked} is registered in this node's subtree {node.region}",
+                        argument="idNumber")
+    if frm == inp.to:
+        raise bad_input(f"the person is already registered in region {inp.to}", argument="to")
+    origin, dest = node.child_for(frm), node.child_for(inp.to)
+    if origin is not None and dest is not None and origin.name == dest.name:
+        raise bad_input(f"both regions are held by node '{origin.name}': send the transfer to {origin.url}",
+                        nodes=[origin.name])
+    base = {**inp.to_json(), "from": frm}
+    change_id = uuid.uuid4().hex
+    kids = [k for k in (origin, dest) if k is not None]
+    ch.in_flight.add(change_id)
+    decided = False
+    local: dict[str, dict[str, Any]] = {}
+    try:
+        async with ch.pool.acquire() as con:
+            tr = con.transaction()
+            await tr.start()
+            try:
+                await con.execute(ASYNC_COMMIT)  # the intent: see tiers/changes.py
+                if origin is None:
+                    local["out"] = await check_side(con, "out", base, node.name)
+                if dest is None:
+                    local["in"] = await check_side(con, "in", base, node.name)
+                if not inp.dry_run:
+                    await cs.insert(con, change_id, TRANSFER, "coordinator", None, inp.idempotency_key,
+                                    inp.to_json(), {"from": frm}, caller)
+                    await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
+                    await cs.reserve_person(con, change_id, inp.id_number)
+            except asyncpg.UniqueViolationError:
+                await tr.rollback()
+                raise conflict("another change in progress holds this person or uses this idempotency key") from None
+            except BaseException:
+                await tr.rollback()
+                raise
+            if inp.dry_run:
+                await tr.rollback()
+            else:
+                await tr.commit()
+        if not inp.dry_run:
+            crash_point("coordinator-after-intent")
+        msg = {"op": "prepare", "kind": TRANSFER, "change": change_id, "key": inp.idempotency_key,
+               "caller": caller, "dryRun": inp.dry_run}
+        if origin is not None:
+            out = await ch._ask(ch.child_peer(origin.name), {**msg, "side": "out", "input": base})  # type: ignore[arg-type]
+            if not out.get("ok"):
+                raise ch._refused([(ch.child_peer(origin.name), out)])  # type: ignore[list-item]
+            if not inp.dry_run:
+                crash_point("coordinator-after-reservation-1")
+        else:
+            out = local["out"]
+        moving = {**base, "name": out["name"], "schemes": out["schemes"]}
+        if dest is not None:
+            got = await ch._ask(ch.child_peer(dest.name), {**msg, "side": "in", "input": moving})  # type: ignore[arg-type]
+            if not got.get("ok"):
+                raise ch._refused([(ch.child_peer(dest.name), got)])  # type: ignore[list-item]
+            if not inp.dry_run:
+                crash_point(f"coordinator-after-reservation-{len(kids)}")
+        if inp.dry_run:
+            return TransferOutcome(_rec(change_id, moving, "PENDING"), False, True)
+        async with ch.pool.acquire() as con, con.transaction():
+            if not await cs.decide(con, change_id, "COMMITTED", moving):
+                raise conflict(f"change {change_id} was aborted while it waited; nothing changed anywhere")
+            decided = True
+            for side in local:
+                await apply(con, change_id, {**moving, "side": side}, node.region)
+        crash_point("coordinator-after-decision")
+        await ch._tell(change_id, "COMMITTED", crash_after_first=True)
+        return TransferOutcome(_rec(change_id, moving, "COMMITTED"), False, False)
+    except BaseException:
+        if not decided and not inp.dry_run:
+            await ch._abort_quietly(change_id)
+        raise
+    finally:
+        ch.in_flight.discard(change_id)
+
+
+def _rec(change_id: str, moving: dict[str, Any], state: str) -> ts.TransferRec:
+    return ts.TransferRec(change_id, moving["idNumber"], moving["name"], moving["from"], moving["to"],
+                          codes.month(moving["effectiveFrom"]), moving["schemes"], state)

@@ -1,0 +1,139 @@
+"""SQL of insurance transfers (tiers/transfers.py): constant text, ``$n`` parameters."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+PERSON = "select id_number, name, region_code from person where id_number = $1"
+
+LAST_RECORD = """
+select max(m) from (select max(month) as m from contribution where id_number = $1
+                    union all select max(month) from benefit where id_number = $1) x
+"""
+
+# What the person has at this node before the transfer's month, per scheme.
+ORIGIN_FIGURES = """
+select scheme, sum(individual_account_amount) as account, sum(base) as bases
+from contribution where id_number = $1 and month < $2 group by scheme order by scheme
+"""
+
+LATEST = "select id, effective_from from insurance_transfer where id_number = $1 order by effective_from desc limit 1"
+
+INSERT = """
+insert into insurance_transfer (id, direction, id_number, name, from_region, to_region, effective_from, schemes)
+values ($1, $2, $3, $4, $5, $6, $7, $8::jsonb) on conflict do nothing
+"""
+
+MOVE_PERSON = "update person set region_code = $2 where id_number = $1"
+
+REGISTER_PERSON = """
+insert into person (id_number, name, region_code) values ($1, $2, $3)
+on conflict (id_number) do update set region_code = excluded.region_code
+"""
+
+# Like the records: the region and every ancestor up to the node's root ($6).
+BOOK = """
+insert into summary (region_code, month, scheme, transfers_in, transfers_out)
+select rc.ancestor, $2, $3, $4, $5
+from region_closure rc join region_closure top on top.ancestor = $6 and top.descendant = rc.ancestor
+where rc.descendant = $1
+on conflict (region_code, month, scheme) do update
+set transfers_in = summary.transfers_in + excluded.transfers_in,
+    transfers_out = summary.transfers_out + excluded.transfers_out
+"""
+
+# After the summaries are rebuilt from the records (the tree changed): the transfers again.
+RESUMMARISE_TRANSFERS = """
+insert into summary (region_code, month, scheme, transfers_in, transfers_out)
+select rc.ancestor, t.effective_from, (e->>'scheme')::smallint,
+       sum(case when t.direction = 'in' then (e->>'pooledFund')::numeric else 0 end),
+       sum(case when t.direction = 'out' then (e->>'pooledFund')::numeric else 0 end)
+from insurance_transfer t cross join jsonb_array_elements(t.schemes) e
+join region_closure rc on rc.descendant = case when t.direction = 'in' then t.to_region else t.from_region end
+join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+where (e->>'pooledFund')::numeric <> 0
+group by 1, 2, 3
+on conflict (region_code, month, scheme) do update
+set transfers_in = excluded.transfers_in, transfers_out = excluded.transfers_out
+"""
+
+OF_PERSONS = """
+select id, direction, id_number, name, from_region, to_region, effective_from, schemes
+from insurance_transfer where id_number = any($1::text[]) order by effective_from, created_at, direction
+"""
+
+# The import check (tierfed/importer.py): records at the origin from a transfer's month on
+# belong to the destination, unless the person has come back since.
+TRANSFERRED_OUT = """
+select s.line, 'month', 'person ' || left(s.id_number, 6) || '********' || right(s.id_number, 4)
+       || ' moved to region ' || t.to_region || ' from ' || to_char(t.effective_from, 'YYYY-MM')
+       || ' (transfer ' || t.id || '): import records of that month and later at the destination'
+from staging s join insurance_transfer t
+  on t.id_number = s.id_number and t.direction = 'out' and s.month >= t.effective_from
+where not exists (select 1 from insurance_transfer b where b.id_number = s.id_number and b.direction = 'in'
+                  and b.effective_from > t.effective_from and b.effective_from <= s.month)
+order by s.line limit 1000"""
+
+
+@dataclass(frozen=True)
+class TransferRec:
+    id: str
+    id_number: str
+    name: str
+    from_region: str
+    to_region: str
+    effective_from: date
+    schemes: list[dict[str, Any]]
+    state: str = "COMMITTED"
+
+
+async def person(con: asyncpg.Connection, id_number: str) -> asyncpg.Record | None:
+    return await con.fetchrow(PERSON, id_number)
+
+
+async def last_record(con: asyncpg.Connection, id_number: str) -> date | None:
+    return await con.fetchval(LAST_RECORD, id_number)  # type: ignore[no-any-return]
+
+
+async def origin_figures(con: asyncpg.Connection, id_number: str, before: date) -> list[tuple[int, Decimal, Decimal]]:
+    return [(r["scheme"], r["account"], r["bases"]) for r in await con.fetch(ORIGIN_FIGURES, id_number, before)]
+
+
+async def latest(con: asyncpg.Connection, id_number: str) -> asyncpg.Record | None:
+    return await con.fetchrow(LATEST, id_number)
+
+
+async def record(con: asyncpg.Connection, t: TransferRec, direction: str) -> None:
+    await con.execute(INSERT, t.id, direction, t.id_number, t.name, t.from_region, t.to_region, t.effective_from,
+                      json.dumps(t.schemes))
+
+
+async def move_person(con: asyncpg.Connection, id_number: str, region: str) -> None:
+    await con.execute(MOVE_PERSON, id_number, region)
+
+
+async def register_person(con: asyncpg.Connection, id_number: str, name: str, region: str) -> None:
+    await con.execute(REGISTER_PERSON, id_number, name, region)
+
+
+async def book(con: asyncpg.Connection, region: str, month: date, scheme: int, moved_in: Decimal, moved_out: Decimal,
+               root: str) -> None:
+    await con.execute(BOOK, region, month, scheme, moved_in, moved_out, root)
+
+
+async def of_persons(pool: asyncpg.Pool, ids: list[str]) -> dict[str, list[TransferRec]]:
+    out: dict[str, list[TransferRec]] = {i: [] for i in ids}
+    seen: set[tuple[str, str]] = set()
+    for r in await pool.fetch(OF_PERSONS, ids):
+        if (r["id_number"], r["id"]) in seen:
+            continue  # both sides held here: one transfer
+        seen.add((r["id_number"], r["id"]))
+        out[r["id_number"]].append(TransferRec(r["id"], r["id_number"], r["name"], r["from_region"], r["to_region"],
+                                               r["effective_from"], json.loads(r["schemes"])))
+    return out
