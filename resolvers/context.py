@@ -15,7 +15,7 @@ from typing import Any
 
 from aiodataloader import DataLoader
 from strawberry.types import Info
-from tierfed.tiers import changestore, transferstore
+from tierfed.tiers import changestore
 from tierfed.tiers.employers import EmployerParts
 from tierfed.tiers.figures import Summary
 from tierfed.tiers.loading import Loader
@@ -56,7 +56,6 @@ LOADERS: dict[str, Callable[[Store], DataLoader]] = {
     "pool_opening": lambda s: by_key(s.pool_openings),
     "pool_chain": lambda s: by_key(lambda ids: changestore.chains(s.pool, list(ids)), []),
     "pool_remote_predecessors": lambda s: by_key(lambda ids: changestore.remote_predecessors_of(s.pool, list(ids)), []),
-    "transfers": lambda s: by_key(lambda ids: transferstore.of_persons(s.pool, list(ids)), []),
 }
 
 

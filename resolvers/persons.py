@@ -29,6 +29,7 @@ class PersonView:
     name: str
     region_code: str
     missing: tuple[str, ...] = ()
+    transfers: tuple[Any, ...] = ()  # tiers.transferstore.TransferRec, oldest first
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +62,10 @@ def view(info: Info, idn: str, found: Found | None) -> PersonView | None:
             raise forbidden(f"person {codes.mask_id(idn)} is registered outside your token's scope "
                             f"{c.caller.scope}", scope=c.caller.scope)
         return None
-    return PersonView(idn, found.best.name, found.best.region_code, tuple(found.missing))
+    moved = found.ordered_transfers()
+    now = found.region_now() or found.best.region_code
+    region = now if c.access.may(now) else found.best.region_code
+    return PersonView(idn, found.best.name, region, tuple(found.missing), tuple(moved))
 
 
 async def person(info: Info, id_number: str) -> Any:

@@ -10,13 +10,14 @@ from strawberry.types import Info
 from tierfed.tiers import transfers as tt
 from tierfed.tiers import transferstore as ts
 from tierfed.tiers.figures import SCHEMES
-from tierfed.tiers.store import PersonRec, PoolRec
+from tierfed.tiers.store import PoolRec
 
 from tierfed import codes
 from tierfed.errors import bad_input
 
 from .common import as_month, subtree_region
 from .context import ctx
+from .persons import PersonView
 
 
 @dataclass(frozen=True)
@@ -54,8 +55,9 @@ async def transfer_insurance(info: Info, id_number: str, to: str, effective_from
     return await tt.transfer(c.runtime.changes, inp, c.caller.sub)
 
 
-def person_of(t: ts.TransferRec) -> PersonRec:
-    return PersonRec(t.id_number, t.name, t.to_region)
+def person_of(t: ts.TransferRec) -> PersonView:
+    """The person a transfer moved, as the transfer releases them (its own figures, nothing else)."""
+    return PersonView(t.id_number, t.name, t.to_region, (), (t,))
 
 
 def schemes_of(t: ts.TransferRec) -> list[SchemeMoved]:
@@ -90,9 +92,9 @@ async def pool_at(info: Info, region: str, scheme: int, month: date) -> PoolRec 
     return rec
 
 
-async def person_transfers(root: PersonRec, info: Info) -> list[ts.TransferRec]:
-    found: list[ts.TransferRec] = await ctx(info).loaders.transfers.load(root.id_number)
-    return found
+async def person_transfers(root: PersonView, info: Info) -> list[ts.TransferRec]:
+    """The person's transfers, as the person's parts on every node below record them (``tiers.persons``)."""
+    return list(root.transfers)
 
 
 async def pool_transfers(root: PoolRec, info: Info, as_of: object | None, direction: str) -> Decimal:

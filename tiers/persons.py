@@ -26,7 +26,7 @@ import asyncpg
 
 from tierfed.codes import month_str
 
-from . import person_store
+from . import person_store, transferstore
 from .loading import Loader
 from .node import Child, Node
 from .remote import ChildFailed, RemoteCalls
@@ -52,24 +52,41 @@ class Registration:
 @dataclass
 class Found:
     """What a subtree knows of one person: the visible registration where the latest record
-    is, whether a registration outside the caller's scope exists, and the regions of the
-    child nodes that hold part of the person and did not answer."""
+    is, whether a registration outside the caller's scope exists, the regions of the child
+    nodes that hold part of the person and did not answer, and the person's insurance
+    transfers (each recorded at its origin and its destination: one entry per id)."""
 
     best: Registration | None = None
     hidden: bool = False
     missing: list[str] = field(default_factory=list)
+    transfers: dict[str, transferstore.TransferRec] = field(default_factory=dict)
 
     def add(self, other: Found) -> None:
         if other.best is not None and other.best.newer_than(self.best):
             self.best = other.best
         self.hidden = self.hidden or other.hidden
         self.missing.extend(m for m in other.missing if m not in self.missing)
+        for t in other.transfers.values():
+            self.transfers.setdefault(t.id, t)
+
+    def ordered_transfers(self) -> list[transferstore.TransferRec]:
+        return sorted(self.transfers.values(), key=lambda t: (t.effective_from, t.id))
+
+    def region_now(self) -> str | None:
+        """Where the person is registered now: the destination of the last transfer, unless a
+        later record shows them elsewhere; else the registration holding the latest record."""
+        moved = self.ordered_transfers()
+        if moved and (self.best is None or (self.best.last_month or date.min) < moved[-1].effective_from):
+            return moved[-1].to_region
+        return self.best.region_code if self.best else None
 
     def to_json(self) -> dict[str, Any]:
         b = self.best
         return {"best": None if b is None else {"name": b.name, "region": b.region_code,
                                                  "last": month_str(b.last_month) if b.last_month else None},
-                "hidden": self.hidden, "missing": self.missing}
+                "hidden": self.hidden, "missing": self.missing,
+                "transfers": [[t.id, t.id_number, t.name, t.from_region, t.to_region, month_str(t.effective_from),
+                               t.schemes] for t in self.ordered_transfers()]}
 
     @staticmethod
     def from_json(v: dict[str, Any]) -> Found:
@@ -78,7 +95,10 @@ class Found:
         if b is not None:
             last = date.fromisoformat(b["last"] + "-01") if b["last"] else None
             best = Registration(str(b["name"]), str(b["region"]), last)
-        return Found(best, bool(v["hidden"]), [str(m) for m in v["missing"]])
+        moved = {str(t[0]): transferstore.TransferRec(str(t[0]), str(t[1]), str(t[2]), str(t[3]), str(t[4]),
+                                                      date.fromisoformat(str(t[5]) + "-01"), list(t[6]))
+                 for t in v.get("transfers", [])}
+        return Found(best, bool(v["hidden"]), [str(m) for m in v["missing"]], moved)
 
 
 @dataclass
@@ -132,12 +152,17 @@ class PersonParts:
         self.index_current = index_current
         self._local = Loader(self._local_batch, max_batch_size=5000)
         self._holders = Loader(self._holders_batch, max_batch_size=5000)
+        self._transfers = Loader(self._transfers_batch, max_batch_size=5000)
         self.person = Loader(self._person_batch, max_batch_size=5000)
         self.year = Loader(self._year_batch, max_batch_size=5000)
 
     async def _local_batch(self, ids: list[str]) -> list[person_store.PersonPart | None]:
         found = await person_store.person_parts(self.pool, ids)
         return [found.get(i) for i in ids]
+
+    async def _transfers_batch(self, ids: list[str]) -> list[list[transferstore.TransferRec]]:
+        found = await transferstore.of_persons(self.pool, ids)
+        return [found.get(i, []) for i in ids]
 
     async def _holders_batch(self, ids: list[str]) -> list[list[Child]]:
         """Per ID number, the children to ask: those the index names, and those whose index is not read yet."""
@@ -156,16 +181,18 @@ class PersonParts:
     async def _person_batch(self, ids: list[str]) -> list[Found | None]:
         """None only while planning a query whose answer depends on children."""
         local = await self._local.load_many(ids)
+        moved = await self._transfers.load_many(ids)
         holders = await self._holders.load_many(ids)
         asks = [[(c, self._ask(c, "person", {"id": i})) for c in cs] for i, cs in zip(ids, holders)]
         out: list[Found | None] = []
-        for part, pending in zip(local, asks):
+        for part, transfers, pending in zip(local, moved, asks):
             f = Found()
             if part is not None:
                 if self.may_see(part.region_code):
                     f.best = Registration(part.name, part.region_code, part.last_month)
                 else:
                     f.hidden = True
+            f.transfers = {t.id: t for t in transfers if self.may_see(t.to_region) or self.may_see(t.from_region)}
             planned = False
             for child, got in zip([c for c, _ in pending], await asyncio.gather(*(a for _, a in pending))):
                 if got is None:
