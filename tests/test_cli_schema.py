@@ -113,6 +113,8 @@ def test_token_command_and_env_config(tmp_path: Path) -> None:
     assert claims["exp"] - claims["iat"] == 60
     bad = tierfed("token", "--config", str(cfg), "--scope", "440300", "--roles", "ADMIN")
     assert bad.returncode == 2 and "unknown role" in bad.stderr
+    node = tierfed("token", "--config", str(cfg), "--scope", "440300", "--roles", "VIEWER,NODE")
+    assert node.returncode == 2 and "NODE is the role a node signs for itself" in node.stderr and not node.stdout
     assert tierfed("token", "--scope", "44").returncode == 2  # no config at all: one line too
 
 

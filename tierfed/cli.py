@@ -168,9 +168,13 @@ def cmd_token(args: argparse.Namespace) -> int:
     except ValueError as e:
         raise UserError(f"--scope: {e}") from None
     roles = [r.strip().upper() for r in args.roles.split(",") if r.strip()]
+    people = [r for r in ROLES if r != "NODE"]
+    if "NODE" in roles:
+        raise UserError("--roles: NODE is the role a node signs for itself (short-lived, for node-to-node work); "
+                        f"tokens for people take any of {', '.join(people)}")
     bad = [r for r in roles if r not in ROLES]
     if bad:
-        raise UserError(f"--roles: unknown role(s) {', '.join(bad)}; expected any of {', '.join(ROLES)}")
+        raise UserError(f"--roles: unknown role(s) {', '.join(bad)}; expected any of {', '.join(people)}")
     if not 1 <= args.ttl <= 366 * 86400:
         raise UserError("--ttl: expected 1 to 31622400 seconds")
     print(Keys(cfg.auth).sign(args.sub, args.scope, roles, args.ttl))
