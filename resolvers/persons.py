@@ -81,12 +81,18 @@ def id_number(root: PersonView, info: Info) -> str:
     return codes.mask_id(root.id_number)
 
 
+def directory_region(info: Info, code: str) -> RegionRec:
+    """A region of the division tree every node holds in memory: for the regions a person or a
+    duplicate names, no SQL (the tree is reloaded when the directory changes)."""
+    return ctx(info).node.tree.by_code[code]
+
+
 async def person_region(root: PersonView, info: Info) -> RegionRec:
-    return await ctx(info).loaders.region.load(root.region_code)  # type: ignore[no-any-return]
+    return directory_region(info, root.region_code)
 
 
 async def missing_regions(info: Info, missing: tuple[str, ...]) -> list[RegionRec]:
-    return list(await ctx(info).loaders.region.load_many(list(missing)))
+    return [directory_region(info, code) for code in missing]
 
 
 async def statement(root: PersonView, info: Info, year: int) -> StatementRec:

@@ -437,4 +437,4 @@ class DuplicateInsurance:
 
     @strawberry.field(description="In code order; two or more.")
     async def regions(self, info: Info) -> list[Region]:
-        return list(await ctx(info).loaders.region.load_many(list(self.region_codes)))  # type: ignore[attr-defined]
+        return await per.missing_regions(info, self.region_codes)  # type: ignore[attr-defined,return-value]

@@ -36,8 +36,8 @@ from .resolvers.context import Context, Loaders, SummaryLoader
 from .runtime import Runtime
 from .schema.root import schema
 from .telemetry import current_span, span
-from .tiers.employers import EmployerParts
-from .tiers.persons import PersonParts
+from .tiers.employers import EmployerParts, EmployerReads
+from .tiers.persons import PersonParts, PersonReads
 from .tiers.remote import LIVE, PLAN, Forwarded, RemoteCalls, wrap
 
 log = logging.getLogger("tierfed.execution")
@@ -178,6 +178,7 @@ _install_forwarded_reading()
 async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[str, Any],
               operation_name: str | None) -> ExecutionResult:
     loaders = Loaders(rt.store)
+    person_reads, employer_reads = PersonReads(rt.store), EmployerReads(rt.store)  # shared by both passes
     access = Access(caller, rt.tree)
     two_pass = prepared.operation.operation == OperationType.QUERY and bool(rt.node.children)
     remote = RemoteCalls(rt.clients, caller.token, prepared.variable_defs, variables, PLAN if two_pass else LIVE)
@@ -185,8 +186,8 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
     def context() -> Context:
         return Context(rt.node, rt.store, caller, access, loaders, remote,
                        SummaryLoader(rt.node, loaders.local_summary, remote),
-                       PersonParts(rt.node, rt.store, remote, access.may, rt.index.is_current),
-                       EmployerParts(rt.node, rt.store, remote, access.may),
+                       PersonParts(rt.node, person_reads, remote, access.may, rt.index.is_current),
+                       EmployerParts(rt.node, employer_reads, remote, access.may),
                        prepared.label or operation_name, runtime=rt)
 
 

@@ -78,21 +78,33 @@ class EmployerTotals:
         return out
 
 
+class EmployerReads:
+    """This node's own reads for employers, made once per operation and shared by its passes."""
+
+    def __init__(self, store: Store) -> None:
+        pool = store.pool
+
+        async def registered(codes: list[str]) -> list[EmployerRec | None]:
+            found = await employers(pool, codes)
+            return [found.get(c) for c in codes]
+
+        async def totals(keys: list[tuple[str, date, date]]) -> list[dict[int, EmployerSchemeRow]]:
+            return await employer_totals(pool, keys)
+
+        self.registered = Loader(registered, max_batch_size=5000)
+        self.totals = Loader(totals, max_batch_size=5000)
+
+
 class EmployerParts:
     """The loaders of one pass for employers across the federation; None while planning."""
 
-    def __init__(self, node: Node, store: Store, remote: RemoteCalls, may_see: Callable[[str], bool]) -> None:
+    def __init__(self, node: Node, reads: EmployerReads, remote: RemoteCalls, may_see: Callable[[str], bool]) -> None:
         self.node = node
-        self.store = store
+        self.reads = reads
         self.remote = remote
         self.may_see = may_see
-        self._local = Loader(self._local_batch, max_batch_size=5000)
         self.employer = Loader(self._employer_batch, max_batch_size=5000)
         self.totals = Loader(self._totals_batch, max_batch_size=5000)
-
-    async def _local_batch(self, codes: list[str]) -> list[EmployerRec | None]:
-        found = await employers(self.store.pool, codes)
-        return [found.get(c) for c in codes]
 
     async def _children(self, kind: str, arg: dict[str, Any]) -> list[tuple[str, Any]]:
         async def one(child: Any) -> tuple[str, Any]:
@@ -104,7 +116,7 @@ class EmployerParts:
         return list(await asyncio.gather(*(one(c) for c in self.node.children)))
 
     async def _employer_batch(self, codes: list[str]) -> list[EmployerFound | None]:
-        local = await self._local.load_many(codes)
+        local = await self.reads.registered.load_many(codes)
         out: list[EmployerFound | None] = []
         for code, rec in zip(codes, local):
             f = EmployerFound()
@@ -125,9 +137,9 @@ class EmployerParts:
         return out
 
     async def _totals_batch(self, keys: list[tuple[str, date, date]]) -> list[EmployerTotals | None]:
-        local = await self._local.load_many([k[0] for k in keys])
+        local = await self.reads.registered.load_many([k[0] for k in keys])
         visible = [i for i, rec in enumerate(local) if rec is not None and self.may_see(rec.region_code)]
-        rows = await employer_totals(self.store.pool, [keys[i] for i in visible]) if visible else []
+        rows = await self.reads.totals.load_many([keys[i] for i in visible]) if visible else []
         by_key = dict(zip(visible, rows))
         out: list[EmployerTotals | None] = []
         for n, (code, first, last) in enumerate(keys):

@@ -22,8 +22,6 @@ from datetime import date
 from decimal import Decimal
 from typing import Any
 
-import asyncpg
-
 from tierfed.codes import month_str
 
 from . import person_store, transferstore
@@ -139,38 +137,50 @@ class YearParts:
         return out
 
 
+class PersonReads:
+    """This node's own reads for persons, one statement a batch, made once per operation and
+    shared by its passes (a query with children runs twice; the database is read once)."""
+
+    def __init__(self, store: Store) -> None:
+        pool = store.pool
+
+        async def part(ids: list[str]) -> list[person_store.PersonPart | None]:
+            found = await person_store.person_parts(pool, ids)
+            return [found.get(i) for i in ids]
+
+        async def held(ids: list[str]) -> list[tuple[str, ...]]:
+            found = await person_store.holders(pool, ids)
+            return [found.get(i, ()) for i in ids]
+
+        async def transfers(ids: list[str]) -> list[list[transferstore.TransferRec]]:
+            found = await transferstore.of_persons(pool, ids)
+            return [found.get(i, []) for i in ids]
+
+        self.part = Loader(part, max_batch_size=5000)
+        self.held = Loader(held, max_batch_size=5000)
+        self.transfers = Loader(transfers, max_batch_size=5000)
+        self.year = Loader(store.statements, max_batch_size=5000)
+
+
 class PersonParts:
     """The loaders of one pass of one operation for persons across the federation."""
 
-    def __init__(self, node: Node, store: Store, remote: RemoteCalls, may_see: Callable[[str], bool],
+    def __init__(self, node: Node, reads: PersonReads, remote: RemoteCalls, may_see: Callable[[str], bool],
                  index_current: Callable[[str], bool]) -> None:
         self.node = node
-        self.pool: asyncpg.Pool = store.pool
-        self.store = store
+        self.reads = reads
         self.remote = remote
         self.may_see = may_see
         self.index_current = index_current
-        self._local = Loader(self._local_batch, max_batch_size=5000)
-        self._holders = Loader(self._holders_batch, max_batch_size=5000)
-        self._transfers = Loader(self._transfers_batch, max_batch_size=5000)
         self.person = Loader(self._person_batch, max_batch_size=5000)
         self.year = Loader(self._year_batch, max_batch_size=5000)
 
-    async def _local_batch(self, ids: list[str]) -> list[person_store.PersonPart | None]:
-        found = await person_store.person_parts(self.pool, ids)
-        return [found.get(i) for i in ids]
-
-    async def _transfers_batch(self, ids: list[str]) -> list[list[transferstore.TransferRec]]:
-        found = await transferstore.of_persons(self.pool, ids)
-        return [found.get(i, []) for i in ids]
-
-    async def _holders_batch(self, ids: list[str]) -> list[list[Child]]:
+    async def _holders(self, ids: list[str]) -> list[list[Child]]:
         """Per ID number, the children to ask: those the index names, and those whose index is not read yet."""
         if not self.node.children:
             return [[] for _ in ids]
-        held = await person_store.holders(self.pool, ids)
-        return [[c for c in self.node.children if c.name in held.get(i, ()) or not self.index_current(c.name)]
-                for i in ids]
+        held = await self.reads.held.load_many(ids)
+        return [[c for c in self.node.children if c.name in h or not self.index_current(c.name)] for h in held]
 
     async def _ask(self, child: Child, kind: str, arg: dict[str, Any]) -> Any:
         try:
@@ -180,9 +190,9 @@ class PersonParts:
 
     async def _person_batch(self, ids: list[str]) -> list[Found | None]:
         """None only while planning a query whose answer depends on children."""
-        local = await self._local.load_many(ids)
-        moved = await self._transfers.load_many(ids)
-        holders = await self._holders.load_many(ids)
+        local = await self.reads.part.load_many(ids)
+        moved = await self.reads.transfers.load_many(ids)
+        holders = await self._holders(ids)
         asks = [[(c, self._ask(c, "person", {"id": i})) for c in cs] for i, cs in zip(ids, holders)]
         out: list[Found | None] = []
         for part, transfers, pending in zip(local, moved, asks):
@@ -205,11 +215,11 @@ class PersonParts:
         return out
 
     async def _year_batch(self, keys: list[tuple[str, int]]) -> list[YearParts | None]:
-        local = await self._local.load_many([k[0] for k in keys])
+        local = await self.reads.part.load_many([k[0] for k in keys])
         visible = [i for i, part in enumerate(local) if part is not None and self.may_see(part.region_code)]
-        rows = await self.store.statements([keys[i] for i in visible]) if visible else []
+        rows = await self.reads.year.load_many([keys[i] for i in visible]) if visible else []
         local_rows = dict(zip(visible, rows))
-        holders = await self._holders.load_many([k[0] for k in keys])
+        holders = await self._holders([k[0] for k in keys])
         out: list[YearParts | None] = []
         for n, ((idn, year), cs) in enumerate(zip(keys, holders)):
             y = YearParts()
