@@ -17,11 +17,11 @@ from typing import Any
 import asyncpg
 import httpx
 import pytest
+from tierfed.tiers.tree import Tree
 
 from tests.conftest import SECRET, load_dataset, node_client, node_config, token
 from tests.nodes import free_port
 from tierfed.generator import Options, generate
-from tierfed.tiers.tree import Tree
 
 pytestmark = pytest.mark.slow
 
