@@ -111,6 +111,8 @@ EXPECTED_TABLES = {
     "pooling_change": {"id", "idempotency_key", "input", "result", "caller", "created_at"},
     "pii_audit": {"id", "at", "caller", "scope", "id_number", "operation"},
     "schema_migrations": {"version", "name", "applied_at"},
+    "import_run": {"id", "started_at", "finished_at", "caller", "scope", "via", "kind", "file_name", "sha256", "bytes",
+                   "rows", "inserted", "unchanged", "bad_rows", "outcome", "message", "warnings", "version", "same_as"},
 }
 
 
@@ -123,7 +125,8 @@ async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) ->
     con = await asyncpg.connect(url)
     try:
         applied = await migrate(con)
-        assert applied == ["0001_directory_and_records.sql", "0002_pools_and_audit.sql", "0003_employer_records.sql"]
+        assert applied == ["0001_directory_and_records.sql", "0002_pools_and_audit.sql", "0003_employer_records.sql",
+                           "0005_import_history.sql"]
         rows = await con.fetch("select table_name, column_name from information_schema.columns "
                                "where table_schema = 'public' and table_name not like '%\\_20%'")
         got: dict[str, set[str]] = {}
