@@ -357,3 +357,24 @@ async def test_every_bad_row_kind_reads_the_same_through_the_cli_and_http(regist
     assert body["state"] == "rejected" and body["report"]["bad_rows"] == len(want)
     assert [(e["line"], e["column"], e["reason"]) for e in body["report"]["errors"]] == want
     assert await counts(registered) == before
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ((CONTRIB_HEADER + "\n" + "a,b\n" * 3 + "caf\xe9,x\n").encode("latin-1"), "not UTF-8 text (near line 5)"),
+    ((CONTRIB_HEADER + "\nab\x01c,d\n").encode(), "line 2 holds the control character U+0001"),
+    ((CONTRIB_HEADER + "\na,b\n\\.\nc,d\n").encode(), "3 data lines, of which only 1 could be read"),
+    ((CONTRIB_HEADER + "\r\na,b\r\nc,d\nx\r\n").encode(), "cannot be read as CSV"),
+    (b"id_number,scheme\n", "missing column(s) month, region_code"),
+    (b"", "empty file"),
+])
+async def test_an_unreadable_file_says_why_and_imports_nothing(registered: str, tmp_path: Path, body: bytes,
+                                                               words: str) -> None:
+    from tierfed.errors import UserError
+
+    f = tmp_path / "c.csv"
+    f.write_bytes(body)
+    before = await counts(registered)
+    with pytest.raises(UserError) as e:
+        await run_import(registered, "contributions", f)
+    assert words in str(e.value)
+    assert await counts(registered) == before
