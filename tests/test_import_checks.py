@@ -378,3 +378,29 @@ async def test_an_unreadable_file_says_why_and_imports_nothing(registered: str, 
         await run_import(registered, "contributions", f)
     assert words in str(e.value)
     assert await counts(registered) == before
+
+
+async def test_every_bad_row_of_the_other_kinds_reads_the_same_through_the_cli_and_http(
+        fresh_db: str, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, fresh_db)
+    files = {}
+    for kind, (header, cases) in DIRECTORY_CASES.items():
+        files[kind] = write(tmp_path / f"{kind}.csv", header, *[row for row, _ in cases if row is not None])
+    before = await counts(fresh_db)
+    node = await start_node(node_config("440000", children=CHILD), fresh_db)
+    try:
+        async with httpx.AsyncClient(timeout=60) as c:
+            for kind, f in files.items():
+                want = [w for _, w in DIRECTORY_CASES[kind][1] if w]
+                r = _cli(cfg, kind, str(f))
+                assert r.returncode == 1 and "Traceback" not in r.stderr, (kind, r.stderr)
+                assert r.stderr.splitlines()[1:] == [f"  line {ln}, column {col}: {why}" for ln, col, why in want], kind
+                scope = "000000" if kind in ("regions", "agencies") else "440000"
+                resp = await c.post(f"http://127.0.0.1:{node.port}/imports/{kind}", content=f.read_bytes(),
+                                    headers={"Authorization": f"Bearer {token(scope, ('OPERATOR',))}"})
+                assert resp.status_code == 422, (kind, resp.text)
+                got = [(e["line"], e["column"], e["reason"]) for e in resp.json()["report"]["errors"]]
+                assert got == want, kind
+    finally:
+        await node.stop()
+    assert await counts(fresh_db) == before
