@@ -357,3 +357,50 @@ async def test_every_bad_row_kind_reads_the_same_through_the_cli_and_http(regist
     assert body["state"] == "rejected" and body["report"]["bad_rows"] == len(want)
     assert [(e["line"], e["column"], e["reason"]) for e in body["report"]["errors"]] == want
     assert await counts(registered) == before
+
+
+@pytest.mark.parametrize(("body", "words"), [
+    ((CONTRIB_HEADER + "\n" + "a,b\n" * 3 + "caf\xe9,x\n").encode("latin-1"), "not UTF-8 text (near line 5)"),
+    ((CONTRIB_HEADER + "\nab\x01c,d\n").encode(), "line 2 holds the control character U+0001"),
+    ((CONTRIB_HEADER + "\na,b\n\\.\nc,d\n").encode(), "3 data lines, of which only 1 could be read"),
+    ((CONTRIB_HEADER + "\r\na,b\r\nc,d\nx\r\n").encode(), "cannot be read as CSV"),
+    (b"id_number,scheme\n", "missing column(s) month, region_code"),
+    (b"", "empty file"),
+])
+async def test_an_unreadable_file_says_why_and_imports_nothing(registered: str, tmp_path: Path, body: bytes,
+                                                               words: str) -> None:
+    from tierfed.errors import UserError
+
+    f = tmp_path / "c.csv"
+    f.write_bytes(body)
+    before = await counts(registered)
+    with pytest.raises(UserError) as e:
+        await run_import(registered, "contributions", f)
+    assert words in str(e.value)
+    assert await counts(registered) == before
+
+
+async def test_every_bad_row_of_the_other_kinds_reads_the_same_through_the_cli_and_http(
+        fresh_db: str, tmp_path: Path) -> None:
+    cfg = _config(tmp_path, fresh_db)
+    files = {}
+    for kind, (header, cases) in DIRECTORY_CASES.items():
+        files[kind] = write(tmp_path / f"{kind}.csv", header, *[row for row, _ in cases if row is not None])
+    before = await counts(fresh_db)
+    node = await start_node(node_config("440000", children=CHILD), fresh_db)
+    try:
+        async with httpx.AsyncClient(timeout=60) as c:
+            for kind, f in files.items():
+                want = [w for _, w in DIRECTORY_CASES[kind][1] if w]
+                r = _cli(cfg, kind, str(f))
+                assert r.returncode == 1 and "Traceback" not in r.stderr, (kind, r.stderr)
+                assert r.stderr.splitlines()[1:] == [f"  line {ln}, column {col}: {why}" for ln, col, why in want], kind
+                scope = "000000" if kind in ("regions", "agencies") else "440000"
+                resp = await c.post(f"http://127.0.0.1:{node.port}/imports/{kind}", content=f.read_bytes(),
+                                    headers={"Authorization": f"Bearer {token(scope, ('OPERATOR',))}"})
+                assert resp.status_code == 422, (kind, resp.text)
+                got = [(e["line"], e["column"], e["reason"]) for e in resp.json()["report"]["errors"]]
+                assert got == want, kind
+    finally:
+        await node.stop()
+    assert await counts(fresh_db) == before

@@ -64,11 +64,24 @@ class Report:
 class Progress:
     """A running import, as a job shows it: rows read from the file, checked, written."""
 
-    phase: str = "queued"  # queued | reading | checking | writing | done
+    _phase: str = "queued"  # queued | reading | checking | writing | done
     rows_read: int = 0
     rows_checked: int = 0
     rows_written: int = 0
     started: float = field(default_factory=time.time)
+    # seconds spent in each phase so far (the benchmarks read them)
+    seconds: dict[str, float] = field(default_factory=dict)
+    _since: float = field(default_factory=time.perf_counter)
+
+    @property
+    def phase(self) -> str:
+        return self._phase
+
+    @phase.setter
+    def phase(self, value: str) -> None:
+        now = time.perf_counter()
+        self.seconds[self._phase] = self.seconds.get(self._phase, 0.0) + now - self._since
+        self._phase, self._since = value, now
 
     def to_json(self) -> dict[str, Any]:
         return {"phase": self.phase, "rows_read": self.rows_read, "rows_checked": self.rows_checked,
