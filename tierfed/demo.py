@@ -127,6 +127,10 @@ async def run_demo(port: int, persons: int, data_dir: Path) -> None:
         "national viewer (IDs masked)": keys.sign("demo-viewer", "000000", ["VIEWER"], day),
         "Guangdong (VIEWER, OPERATOR)": keys.sign("demo-guangdong", "440000", ["VIEWER", "OPERATOR"], day),
     }
+    tasks = [asyncio.ensure_future(s.serve()) for s in servers]
+    # Print the addresses only once every node listens (a test or a user may use them at once).
+    while not all(s.started for s in servers) and not any(t.done() for t in tasks):
+        await asyncio.sleep(0.05)
     print("\ntierfed demo is running (Ctrl-C stops everything)\n")
     for c in cfgs:
         print(f"  {c.name:10} {c.region}  GraphiQL http://{c.listen}/graphql   dashboard http://{c.listen}/dashboard")
@@ -136,7 +140,7 @@ async def run_demo(port: int, persons: int, data_dir: Path) -> None:
     first = next(iter(tokens.values()))
     print(f"\ndashboard, signed in: http://{cfgs[0].listen}/dashboard#token={first}\n", flush=True)
     try:
-        await asyncio.gather(*(s.serve() for s in servers))
+        await asyncio.gather(*tasks)
     finally:
         for rt in runtimes:
             await rt.close()
