@@ -154,10 +154,6 @@ async def run_demo(port: int, persons: int, data_dir: Path) -> None:
         "Guangdong (VIEWER, OPERATOR)": keys.sign("demo-guangdong", "440000", ["VIEWER", "OPERATOR"], day),
         "Sichuan (VIEWER, OPERATOR)": keys.sign("demo-sichuan", "510000", ["VIEWER", "OPERATOR"], day),
     }
-    tasks = [asyncio.ensure_future(s.serve()) for s in servers]
-    # Print the addresses only once every node listens (a test or a user may use them at once).
-    while not all(s.started for s in servers) and not any(t.done() for t in tasks):
-        await asyncio.sleep(0.05)
     print("\ntierfed demo is running (Ctrl-C stops everything)\n")
     for c in cfgs:
         print(f"  {c.name:10} {c.region}  GraphiQL http://{c.listen}/graphql   dashboard http://{c.listen}/dashboard")
