@@ -259,3 +259,30 @@ def test_bad_observability_config_says_what_to_fix(tables: dict[str, Any], words
     data: dict[str, Any] = {"node": {"name": "n", "region": "000000"}, "auth": {"jwt_secret": "s" * 32}, **tables}
     with pytest.raises(UserError, match=re.escape(words)):
         parse(data)
+
+
+async def test_metrics_count_imports_and_the_changes_waiting_for_a_node(fresh_db: str, tmp_path: Any) -> None:
+    """An import over HTTP counts its rows and time; a change whose part a child has not
+    applied yet shows as waiting for that child, with the age of the oldest."""
+    cfg = node_config("000000", "central", [{"region": "440000", "url": "http://127.0.0.1:9/graphql",
+                                             "name": "guangdong"}])
+    async with node_client(fresh_db, cfg) as c:
+        csv = "id_number,name,region_code\n110101199001011237,甲,110101\n110101199001021232,乙,110105\n"
+        r = await c.http.post("/imports/persons?name=p.csv", content=csv.encode(),
+                              headers={"Authorization": f"Bearer {OPERATOR}"})
+        assert r.status_code == 200, r.text
+        await c.runtime.pool.execute(
+            "insert into change (id, kind, role, state, idempotency_key, input, caller, started_at, decided_at) "
+            "values ('c-1', 'raisePoolingLevel', 'coordinator', 'COMMITTED', 'k-1', '{}', 't', "
+            "now() - interval '90 seconds', now())")
+        await c.runtime.pool.execute(
+            "insert into change_participant (change_id, node, region, state) values ('c-1', 'guangdong', '440000', 'PENDING')")
+        m = await c.http.get("/metrics", headers={"Authorization": f"Bearer {OPERATOR}"})
+        s = _samples(m.text)
+        assert s[("tierfed_import_rows_total", (("kind", "persons"), ("outcome", "imported")))] == 2
+        assert s[("tierfed_import_duration_seconds_count", (("kind", "persons"),))] == 1
+        assert s[("tierfed_changes_waiting", (("node", "guangdong"),))] == 1
+        assert s[("tierfed_changes_waiting_oldest_seconds", (("node", "guangdong"),))] >= 90
+        await c.runtime.pool.execute("update change_participant set state = 'COMMITTED'")
+        s = _samples((await c.http.get("/metrics", headers={"Authorization": f"Bearer {OPERATOR}"})).text)
+        assert s[("tierfed_changes_waiting", (("node", "guangdong"),))] == 0

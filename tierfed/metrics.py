@@ -71,6 +71,17 @@ class Metrics:
                              ["cache", "result"], registry=r)
         self.pool = Gauge("tierfed_db_pool_connections", "Database pool connections by state",
                           ["state"], registry=r, multiprocess_mode="livesum")
+        self.import_rows = Counter("tierfed_import_rows", "Rows of files imported over HTTP, by kind and outcome",
+                                   ["kind", "outcome"], registry=r)
+        self.import_duration = Histogram("tierfed_import_duration_seconds", "Time an import over HTTP took",
+                                         ["kind"], buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600), registry=r)
+        # Read from the database at each scrape (the same in every worker): "max" adds nothing up.
+        self.changes_waiting = Gauge("tierfed_changes_waiting", "Changes across nodes waiting for a node",
+                                     ["node"], registry=r, multiprocess_mode="max")
+        self.changes_waiting_age = Gauge("tierfed_changes_waiting_oldest_seconds",
+                                         "Age of the oldest change waiting for a node", ["node"], registry=r,
+                                         multiprocess_mode="max")
+        self._waiting_nodes: set[str] = set()
 
     def label(self, name: str | None) -> str:
         return name if name in self.registered else UNREGISTERED
@@ -86,6 +97,23 @@ class Metrics:
             self.child_duration.labels(c.child).observe(c.seconds)
         for cache, result in req.cache:
             self.cache.labels(cache, result).inc()
+
+    def import_done(self, kind: str, outcome: str, rows: int, seconds: float) -> None:
+        self.import_rows.labels(kind, outcome).inc(rows)
+        self.import_duration.labels(kind).observe(seconds)
+
+    def changes_state(self, waiting: list[tuple[str, int, float]], nodes: set[str]) -> None:
+        """Changes waiting per node; labels are the node's configured parent and children only."""
+        seen = set()
+        for node, n, oldest in waiting:
+            label = node if node in nodes else "other"
+            seen.add(label)
+            self.changes_waiting.labels(label).set(n)
+            self.changes_waiting_age.labels(label).set(oldest)
+        for gone in self._waiting_nodes - seen:
+            self.changes_waiting.labels(gone).set(0)
+            self.changes_waiting_age.labels(gone).set(0)
+        self._waiting_nodes |= seen
 
     def pool_state(self, pool: asyncpg.Pool) -> None:
         size, idle = pool.get_size(), pool.get_idle_size()
@@ -110,5 +138,27 @@ async def metrics_endpoint(request: Request) -> Response:
     if not caller.has(rt.cfg.metrics.role):
         return PlainTextResponse(f"/metrics needs a token with the {rt.cfg.metrics.role} role\n", 403)
     rt.metrics.pool_state(rt.pool)
+    await scrape_state(rt)
     return Response(rt.metrics.exposition(), media_type=CONTENT_TYPE, headers={"Cache-Control": "no-store"})
 
+
+
+async def scrape_state(rt: Runtime) -> None:
+    """What /metrics reads from the database at each scrape: changes waiting for a node."""
+    from .tiers.changestore import waiting_by_node
+
+    nodes = {c.name for c in rt.cfg.children} | ({rt.cfg.parent.name} if rt.cfg.parent else set())
+    rt.metrics.changes_state(await waiting_by_node(rt.pool), nodes)
+
+
+async def refresh_metrics(rt: Runtime, every_s: float) -> None:
+    """``scrape_state`` in the background, for a node whose metrics are served elsewhere."""
+    import asyncio
+    import logging
+
+    while True:
+        try:
+            await scrape_state(rt)
+        except Exception:  # noqa: BLE001 - logged; the next round tries again
+            logging.getLogger("tierfed.metrics").warning("could not read the changes waiting", exc_info=True)
+        await asyncio.sleep(every_s)

@@ -275,3 +275,21 @@ async def pool_figures(con: asyncpg.Connection, pools: list[Any], scheme: int, a
     flows = {r["id"]: r["flow"] for r in await con.fetch(POOL_FLOWS, [p.id for p in pools], [p.region_code for p in pools],
                                                           [p.opened_from for p in pools], scheme, at)}
     return {p.id: (openings[p.id], openings[p.id] + flows[p.id]) for p in pools}
+
+
+# What waits for a node, per node: parts of changes this node decided that the node has not
+# applied yet (it is a child here), and parts this node reserved that wait for the node's
+# decision (it is this node's parent). Counts and the age of the oldest, for /metrics.
+WAITING_BY_NODE = """
+select node, count(*)::int as changes, extract(epoch from now() - min(started_at))::float8 as oldest_s
+from (select p.node, c.started_at from change c join change_participant p on p.change_id = c.id
+      where p.state = 'PENDING'
+      union all
+      select parent_node, started_at from change where role = 'participant' and state = 'PENDING'
+        and parent_node is not null) w
+group by node
+"""
+
+
+async def waiting_by_node(pool: asyncpg.Pool) -> list[tuple[str, int, float]]:
+    return [(r["node"], r["changes"], r["oldest_s"]) for r in await pool.fetch(WAITING_BY_NODE)]

@@ -173,9 +173,12 @@ async def _run(rt: Runtime, job: Job, path: Path, sha256: str) -> None:
                                 scope=job.scope, via="http", name=job.file_name, sha256=sha256, job=job.progress)
         for problem in await after_import(rt, rep, path):
             log.warning("import job %s: %s", job.id, problem)
+        rt.metrics.import_done(job.kind, rep.outcome, rep.rows, rep.seconds)
         job.report, job.state = rep, rep.outcome
     except ImportFailed as e:
         job.report, job.state, job.error = e.report, "rejected", str(e)
+        if e.report is not None:
+            rt.metrics.import_done(job.kind, "rejected", e.report.rows, e.report.seconds)
     except UserError as e:
         job.state, job.error = "rejected", str(e)
     except Exception as e:  # noqa: BLE001 - masked: the log has the reference, the caller the code
