@@ -9,7 +9,6 @@ node to its own registration, as for persons (``tiers.persons``).
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -20,7 +19,7 @@ from tierfed.codes import month_str
 
 from .loading import Loader
 from .node import Node
-from .remote import ChildFailed, RemoteCalls
+from .remote import RemoteCalls, ask_children
 from .store import EmployerRec, EmployerSchemeRow, Store, employer_totals, employers
 
 
@@ -106,15 +105,6 @@ class EmployerParts:
         self.employer = Loader(self._employer_batch, max_batch_size=5000)
         self.totals = Loader(self._totals_batch, max_batch_size=5000)
 
-    async def _children(self, kind: str, arg: dict[str, Any]) -> list[tuple[str, Any]]:
-        async def one(child: Any) -> tuple[str, Any]:
-            try:
-                return child.region, await self.remote.call(child, kind, arg)
-            except ChildFailed:
-                return child.region, ChildFailed
-
-        return list(await asyncio.gather(*(one(c) for c in self.node.children)))
-
     async def _employer_batch(self, codes: list[str]) -> list[EmployerFound | None]:
         local = await self.reads.registered.load_many(codes)
         out: list[EmployerFound | None] = []
@@ -125,15 +115,11 @@ class EmployerParts:
                     f.best = rec
                 else:
                     f.hidden = True
-            planned = False
-            for region, got in await self._children("employer", {"code": code}):
-                if got is None:
-                    planned = True
-                elif got is ChildFailed:
-                    f.missing.append(region)
-                else:
-                    f.add(EmployerFound.from_json(got))
-            out.append(None if planned else f)
+            answers, failed, planning = await ask_children(self.remote, self.node.children, "employer", {"code": code})
+            for a in answers:
+                f.add(EmployerFound.from_json(a))
+            f.missing.extend(failed)
+            out.append(None if planning else f)
         return out
 
     async def _totals_batch(self, keys: list[tuple[str, date, date]]) -> list[EmployerTotals | None]:
@@ -146,16 +132,12 @@ class EmployerParts:
             t = EmployerTotals()
             for r in by_key.get(n, {}).values():
                 t.add_row(r)
-            planned = False
             arg = {"code": code, "from": month_str(first), "to": month_str(last)}
-            for region, got in await self._children("employer_totals", arg):
-                if got is None:
-                    planned = True
-                elif got is ChildFailed:
-                    t.missing.append(region)
-                else:
-                    t.add(EmployerTotals.from_json(got))
-            out.append(None if planned else t)
+            answers, failed, planning = await ask_children(self.remote, self.node.children, "employer_totals", arg)
+            for a in answers:
+                t.add(EmployerTotals.from_json(a))
+            t.missing.extend(failed)
+            out.append(None if planning else t)
         return out
 
 

@@ -15,7 +15,6 @@ caller's token. A person registered only outside the scope is FORBIDDEN.
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import date
@@ -27,7 +26,7 @@ from tierfed.codes import month_str
 from . import person_store, transferstore
 from .loading import Loader
 from .node import Child, Node
-from .remote import ChildFailed, RemoteCalls
+from .remote import RemoteCalls, ask_children
 from .store import StatementRow, Store
 
 Z = Decimal("0.00")
@@ -182,20 +181,13 @@ class PersonParts:
         held = await self.reads.held.load_many(ids)
         return [[c for c in self.node.children if c.name in h or not self.index_current(c.name)] for h in held]
 
-    async def _ask(self, child: Child, kind: str, arg: dict[str, Any]) -> Any:
-        try:
-            return await self.remote.call(child, kind, arg)
-        except ChildFailed:
-            return ChildFailed
-
     async def _person_batch(self, ids: list[str]) -> list[Found | None]:
         """None only while planning a query whose answer depends on children."""
         local = await self.reads.part.load_many(ids)
         moved = await self.reads.transfers.load_many(ids)
         holders = await self._holders(ids)
-        asks = [[(c, self._ask(c, "person", {"id": i})) for c in cs] for i, cs in zip(ids, holders)]
         out: list[Found | None] = []
-        for part, transfers, pending in zip(local, moved, asks):
+        for idn, part, transfers, cs in zip(ids, local, moved, holders):
             f = Found()
             if part is not None:
                 if self.may_see(part.region_code):
@@ -203,15 +195,11 @@ class PersonParts:
                 else:
                     f.hidden = True
             f.transfers = {t.id: t for t in transfers if self.may_see(t.to_region) or self.may_see(t.from_region)}
-            planned = False
-            for child, got in zip([c for c, _ in pending], await asyncio.gather(*(a for _, a in pending))):
-                if got is None:
-                    planned = True
-                elif got is ChildFailed:
-                    f.missing.append(child.region)
-                else:
-                    f.add(Found.from_json(got))
-            out.append(None if planned else f)
+            answers, failed, planning = await ask_children(self.remote, cs, "person", {"id": idn})
+            for a in answers:
+                f.add(Found.from_json(a))
+            f.missing.extend(failed)
+            out.append(None if planning else f)
         return out
 
     async def _year_batch(self, keys: list[tuple[str, int]]) -> list[YearParts | None]:
@@ -225,16 +213,11 @@ class PersonParts:
             y = YearParts()
             for r in local_rows.get(n, {}).values():
                 y.add_row(r)
-            got_all = await asyncio.gather(*(self._ask(c, "statement", {"id": idn, "year": year}) for c in cs))
-            planned = False
-            for child, got in zip(cs, got_all):
-                if got is None:
-                    planned = True
-                elif got is ChildFailed:
-                    y.missing.append(child.region)
-                else:
-                    y.add(YearParts.from_json(got))
-            out.append(None if planned else y)
+            answers, failed, planning = await ask_children(self.remote, cs, "statement", {"id": idn, "year": year})
+            for a in answers:
+                y.add(YearParts.from_json(a))
+            y.missing.extend(failed)
+            out.append(None if planning else y)
         return out
 
 

@@ -327,6 +327,22 @@ class ChildFailed(Exception):
         self.child = child
 
 
+async def ask_children(remote: RemoteCalls, children: list[Child], kind: str,
+                       arg: dict[str, Any]) -> tuple[list[Any], list[str], bool]:
+    """The same internal call to several children, concurrently: their answers, the regions of
+    those that gave none (TIER_UNAVAILABLE is reported), and whether this is the planning pass."""
+
+    async def one(child: Child) -> tuple[Child, Any]:
+        try:
+            return child, await remote.call(child, kind, arg)
+        except ChildFailed:
+            return child, ChildFailed
+
+    got = await asyncio.gather(*(one(c) for c in children))
+    answers = [a for _, a in got if a is not None and a is not ChildFailed]
+    return answers, [c.region for c, a in got if a is ChildFailed], any(a is None for _, a in got)
+
+
 def unavailable(child: Child, reason: str) -> TierfedError:
     return TierfedError(
         Code.TIER_UNAVAILABLE,
