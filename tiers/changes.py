@@ -109,6 +109,7 @@ class Changes:
         self.in_flight: set[str] = set()
         self.interval = cfg.recovery_interval_s
         self._task: asyncio.Task[None] | None = None
+        self._telling: set[asyncio.Task[Any]] = set()
         self.sent: dict[str, int] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -117,6 +118,8 @@ class Changes:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def close(self) -> None:
+        for t in list(self._telling):
+            t.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -327,6 +330,18 @@ class Changes:
             await cs.decide(con, change_id, "ABORTED")
         await self._tell(change_id, "ABORTED")
 
+    def tell_later(self, change_id: str) -> None:
+        """After the decision the caller has its answer (COMMITTED): the children are told
+        meanwhile (recovery tells any that this misses)."""
+        task = asyncio.get_running_loop().create_task(self._tell(change_id, "COMMITTED", crash_after_first=True))
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
+
+    async def settled(self) -> None:
+        """Wait until the children of every decision made here have been told (tests, benchmarks)."""
+        while self._telling:
+            await asyncio.gather(*list(self._telling), return_exceptions=True)
+
     async def _tell(self, change_id: str, state: str, crash_after_first: bool = False) -> list[str]:
         """Send the decision to every child not yet told; the names of those that did not answer."""
         parts = [p for p in await cs.participants(self.pool, [change_id]) if p.state == "PENDING"]
@@ -478,7 +493,7 @@ class Changes:
                 await con.execute(RECORD_CHANGE, inp.idempotency_key, json.dumps(inp.to_json()),
                                   json.dumps({**result, "change": change_id}), caller)
             crash_point("coordinator-after-decision")
-            await self._tell(change_id, "COMMITTED", crash_after_first=True)
+            self.tell_later(change_id)
             new = PoolRec(new_id, scheme, region, eff, None, transferred, None)
             return RaiseOutcome(new, [*closed_local, *closed_remote], transferred, False, False, "COMMITTED")
         except BaseException:
