@@ -272,9 +272,11 @@ class Changes:
             self.in_flight.discard(change_id)
         if not dry:
             all_pools = mine + pools
-            async with self.pool.acquire() as con:
-                await con.execute("update change set plan = plan || $2::jsonb where id = $1", change_id,
-                                  json.dumps({"pools": all_pools}))
+            if pools:  # kept to answer a repeated prepare; its children's reservations are durable on their nodes
+                async with self.pool.acquire() as con, con.transaction():
+                    await con.execute(ASYNC_COMMIT)
+                    await con.execute("update change set plan = plan || $2::jsonb where id = $1", change_id,
+                                      json.dumps({"pools": all_pools}))
             crash_point("participant-after-reserve")
             return {"ok": True, "pools": all_pools}
         return {"ok": True, "pools": mine + pools}
@@ -494,7 +496,10 @@ class Changes:
                                   json.dumps({**result, "change": change_id}), caller)
             crash_point("coordinator-after-decision")
             self.tell_later(change_id)
-            new = PoolRec(new_id, scheme, region, eff, None, transferred, None)
+            # The answer shows the new pool as decided (its opening balance is the amount moved);
+            # read afterwards, its opening balance is recomputed live from its predecessors.
+            new = PoolRec(new_id, scheme, region, eff, None, transferred, None, virtual=True,
+                          predecessor_recs=tuple([*closed_local, *closed_remote]))
             return RaiseOutcome(new, [*closed_local, *closed_remote], transferred, False, False, "COMMITTED")
         except BaseException:
             if not decided and not inp.dry_run:

@@ -87,11 +87,14 @@ class ChildClients:
 
     async def post(self, child: Child, token: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
         self.requests[child.name] += 1
-        r = await self.clients[child.name].post(
-            child.url,
-            json={"query": document, "variables": variables},
-            headers={"Authorization": f"Bearer {token}", "Accept": "application/json"},
-        )
+        send = {"json": {"query": document, "variables": variables},
+                "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json"}}
+        try:
+            r = await self.clients[child.name].post(child.url, **send)  # type: ignore[arg-type]
+        except (httpx.ReadError, httpx.RemoteProtocolError):
+            # A kept-alive connection the child closed (idle timeout) as it was reused: the
+            # forwarded operation is a query, so it is sent once more on a new connection.
+            r = await self.clients[child.name].post(child.url, **send)  # type: ignore[arg-type]
         try:
             body = r.json()
         except ValueError:
