@@ -58,7 +58,7 @@ def configs(keys: Path, ports: dict[str, int], **node_extra: Any) -> dict[str, N
 
     out = {}
     for n in NODES:
-        kids = [{"region": REGIONS[k], "url": url(k), "name": k, "timeout_s": 3,
+        kids = [{"region": REGIONS[k], "url": url(k), "name": k, "timeout_s": 20,
                  "public_key_file": str(keys / f"{k}.pub")} for k, p in PARENT.items() if p == n]
         data: dict[str, Any] = {
             "node": {"name": n, "region": REGIONS[n], "listen": f"127.0.0.1:{ports[n]}",
