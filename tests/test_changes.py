@@ -58,7 +58,7 @@ def configs(keys: Path, ports: dict[str, int], **node_extra: Any) -> dict[str, N
 
     out = {}
     for n in NODES:
-        kids = [{"region": REGIONS[k], "url": url(k), "name": k, "timeout_s": 3,
+        kids = [{"region": REGIONS[k], "url": url(k), "name": k, "timeout_s": 20,
                  "public_key_file": str(keys / f"{k}.pub")} for k, p in PARENT.items() if p == n]
         data: dict[str, Any] = {
             "node": {"name": n, "region": REGIONS[n], "listen": f"127.0.0.1:{ports[n]}",
@@ -96,6 +96,11 @@ class Fed:
 
     async def ask(self, node: str, query: str, variables: dict[str, Any] | None = None, tok: str = NATIONAL_OP) -> Any:
         return await self.nodes[node].post(query, variables, tok)
+
+    async def settle(self) -> None:
+        """The decisions made are told to every node (the answer comes once decided)."""
+        for rn in self.nodes.values():
+            await rn.runtime.changes.settled()
 
     async def pools(self) -> dict[str, list[tuple[Any, ...]]]:
         return {n: [tuple(r) for r in await rn.runtime.pool.fetch(
@@ -189,6 +194,7 @@ async def test_deeper_raise_province_over_a_city_node(fed: Fed) -> None:
     want = (await fed.single.post(RAISE, {"in": {**inp["in"], "dryRun": True}}, GD_OP))["data"]["raisePoolingLevel"]
     got = await fed.ask("guangdong", RAISE, inp, GD_OP)
     assert "errors" not in got, got
+    await fed.settle()
     r = got["data"]["raisePoolingLevel"]
     assert r["state"] == "COMMITTED" and r["dryRun"] is False
     assert r["transferred"] == want["transferred"] and len(r["closed"]) == len(want["closed"]) == 21
@@ -274,6 +280,7 @@ async def test_transfer_from_guangdong_to_sichuan(fed: Fed, tmp_path: Path) -> N
 
     got = await fed.ask("central", TRANSFER, inp, SC_OP)
     assert "errors" not in got, got
+    await fed.settle()
     t = got["data"]["transferInsurance"]["transfer"]
     assert t["state"] == "COMMITTED" and t["from"]["code"] == origin and t["to"]["code"] == TO
     assert t["person"]["region"]["code"] == TO and "*" in t["person"]["idNumber"]
@@ -343,6 +350,7 @@ async def test_national_raise_across_nodes(fed: Fed) -> None:
     want = (await fed.single.post(RAISE, _raise_in(dryRun=True), NATIONAL_OP))["data"]["raisePoolingLevel"]
     got = await fed.ask("central", RAISE, _raise_in())
     assert "errors" not in got, got
+    await fed.settle()
     r = got["data"]["raisePoolingLevel"]
     assert r["state"] == "COMMITTED" and r["replayed"] is False
     assert r["transferred"] == want["transferred"]

@@ -93,6 +93,9 @@ async def _transfer(w: World, node: str, month: str) -> bool:
     w.step += 1
     got = await w.nodes["central"].post(TRANSFER, {"in": {"idNumber": person, "to": DESTINATIONS[node],
                                                           "effectiveFrom": month, "idempotencyKey": f"p-t{w.step}"}}, OP)
+    for rn in w.nodes.values():  # the answer comes once decided: let every node apply it
+        await rn.runtime.changes.settled()
+    assert not any(e["extensions"]["code"] == "INTERNAL_SERVER_ERROR" for e in got.get("errors", [])), got
     return "errors" not in got and got["data"]["transferInsurance"]["transfer"]["state"] == "COMMITTED"
 
 
@@ -125,4 +128,6 @@ async def test_money_is_conserved_across_nodes(world: World, ops: list[tuple[Any
         else:
             world.applied += await _transfer(world, op[1], op[2])
     assert await _transfer(world, *must), "a transfer of a person with no transfer yet must be applied"
+    for rn in world.nodes.values():
+        await rn.runtime.changes.settled()
     await federation_money.check(lambda q: world.nodes["central"].post(q, None, OP), world.cons, REGIONS)

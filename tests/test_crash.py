@@ -54,11 +54,11 @@ def toml(n: str, ports: dict[str, int], keys: Path, db: str) -> str:
     if n in PARENT:
         p = PARENT[n]
         lines += ["[parent]", f'name = "{p}"', f'url = "http://127.0.0.1:{ports[p]}/graphql"',
-                  f'public_key_file = "{keys / (p + ".pub")}"', "timeout_s = 2", ""]
+                  f'public_key_file = "{keys / (p + ".pub")}"', "timeout_s = 10", ""]
     for k, p in PARENT.items():
         if p == n:
             lines += ["[[children]]", f'name = "{k}"', f'region = "{REGIONS[k]}"',
-                      f'url = "http://127.0.0.1:{ports[k]}/graphql"', "timeout_s = 2",
+                      f'url = "http://127.0.0.1:{ports[k]}/graphql"', "timeout_s = 10",
                       f'public_key_file = "{keys / (k + ".pub")}"', ""]
     return "\n".join(lines)
 

@@ -109,6 +109,7 @@ class Changes:
         self.in_flight: set[str] = set()
         self.interval = cfg.recovery_interval_s
         self._task: asyncio.Task[None] | None = None
+        self._telling: set[asyncio.Task[Any]] = set()
         self.sent: dict[str, int] = {}
 
     # ------------------------------------------------------------ lifecycle
@@ -117,6 +118,8 @@ class Changes:
         self._task = asyncio.get_running_loop().create_task(self._loop())
 
     async def close(self) -> None:
+        for t in list(self._telling):
+            t.cancel()
         if self._task is not None:
             self._task.cancel()
             try:
@@ -269,9 +272,11 @@ class Changes:
             self.in_flight.discard(change_id)
         if not dry:
             all_pools = mine + pools
-            async with self.pool.acquire() as con:
-                await con.execute("update change set plan = plan || $2::jsonb where id = $1", change_id,
-                                  json.dumps({"pools": all_pools}))
+            if pools:  # kept to answer a repeated prepare; its children's reservations are durable on their nodes
+                async with self.pool.acquire() as con, con.transaction():
+                    await con.execute(ASYNC_COMMIT)
+                    await con.execute("update change set plan = plan || $2::jsonb where id = $1", change_id,
+                                      json.dumps({"pools": all_pools}))
             crash_point("participant-after-reserve")
             return {"ok": True, "pools": all_pools}
         return {"ok": True, "pools": mine + pools}
@@ -326,6 +331,18 @@ class Changes:
         async with self.pool.acquire() as con, con.transaction():
             await cs.decide(con, change_id, "ABORTED")
         await self._tell(change_id, "ABORTED")
+
+    def tell_later(self, change_id: str) -> None:
+        """After the decision the caller has its answer (COMMITTED): the children are told
+        meanwhile (recovery tells any that this misses)."""
+        task = asyncio.get_running_loop().create_task(self._tell(change_id, "COMMITTED", crash_after_first=True))
+        self._telling.add(task)
+        task.add_done_callback(self._telling.discard)
+
+    async def settled(self) -> None:
+        """Wait until the children of every decision made here have been told (tests, benchmarks)."""
+        while self._telling:
+            await asyncio.gather(*list(self._telling), return_exceptions=True)
 
     async def _tell(self, change_id: str, state: str, crash_after_first: bool = False) -> list[str]:
         """Send the decision to every child not yet told; the names of those that did not answer."""
@@ -478,8 +495,11 @@ class Changes:
                 await con.execute(RECORD_CHANGE, inp.idempotency_key, json.dumps(inp.to_json()),
                                   json.dumps({**result, "change": change_id}), caller)
             crash_point("coordinator-after-decision")
-            await self._tell(change_id, "COMMITTED", crash_after_first=True)
-            new = PoolRec(new_id, scheme, region, eff, None, transferred, None)
+            self.tell_later(change_id)
+            # The answer shows the new pool as decided (its opening balance is the amount moved);
+            # read afterwards, its opening balance is recomputed live from its predecessors.
+            new = PoolRec(new_id, scheme, region, eff, None, transferred, None, virtual=True,
+                          predecessor_recs=tuple([*closed_local, *closed_remote]))
             return RaiseOutcome(new, [*closed_local, *closed_remote], transferred, False, False, "COMMITTED")
         except BaseException:
             if not decided and not inp.dry_run:

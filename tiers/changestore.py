@@ -200,8 +200,11 @@ async def decide(con: asyncpg.Connection, change_id: str, state: str, result: di
     return True
 
 
-async def participant_state(con: asyncpg.Connection | asyncpg.Pool, change_id: str, node: str, state: str) -> None:
-    await con.execute(PARTICIPANT_STATE, change_id, node, state)
+async def participant_state(pool: asyncpg.Pool, change_id: str, node: str, state: str) -> None:
+    """A child's acknowledgement; not flushed before going on (lost, the child is told again)."""
+    async with pool.acquire() as con, con.transaction():
+        await con.execute("set local synchronous_commit = off")
+        await con.execute(PARTICIPANT_STATE, change_id, node, state)
 
 
 async def participants(con: asyncpg.Connection | asyncpg.Pool, ids: list[str]) -> list[ParticipantRow]:

@@ -99,12 +99,15 @@ class ChildClients:
         started = time.perf_counter()
         call = observe.ChildCall(child.name, "unreachable", 0.0)
         try:
+            send = {"json": {"query": document, "variables": variables},
+                    "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json", **child_headers(req)}}
             with span(f"child {child.name}", **{"tierfed.child": child.name, "tierfed.child.region": child.region}):
-                r = await self.clients[child.name].post(
-                    child.url,
-                    json={"query": document, "variables": variables},
-                    headers={"Authorization": f"Bearer {token}", "Accept": "application/json", **child_headers(req)},
-                )
+                try:
+                    r = await self.clients[child.name].post(child.url, **send)  # type: ignore[arg-type]
+                except (httpx.ReadError, httpx.RemoteProtocolError):
+                    # A kept-alive connection the child closed (idle timeout) as it was reused: the
+                    # forwarded operation is a query, so it is sent once more on a new connection.
+                    r = await self.clients[child.name].post(child.url, **send)  # type: ignore[arg-type]
             call.outcome = "garbage"
             try:
                 body = r.json()

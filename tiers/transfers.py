@@ -292,7 +292,7 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
             for side in local:
                 await apply(con, change_id, {**moving, "side": side}, node.region)
         crash_point("coordinator-after-decision")
-        await ch._tell(change_id, "COMMITTED", crash_after_first=True)
+        ch.tell_later(change_id)
         return TransferOutcome(_rec(change_id, moving, "COMMITTED"), False, False)
     except BaseException:
         if not decided and not inp.dry_run:
