@@ -99,9 +99,11 @@ class ChildClients:
         started = time.perf_counter()
         call = observe.ChildCall(child.name, "unreachable", 0.0)
         try:
-            send = {"json": {"query": document, "variables": variables},
-                    "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json", **child_headers(req)}}
             with span(f"child {child.name}", **{"tierfed.child": child.name, "tierfed.child.region": child.region}):
+                # inside the child's span: its traceparent names that span as the child's parent
+                send = {"json": {"query": document, "variables": variables},
+                        "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json",
+                                    **child_headers(req)}}
                 try:
                     r = await self.clients[child.name].post(child.url, **send)  # type: ignore[arg-type]
                 except (httpx.ReadError, httpx.RemoteProtocolError):
