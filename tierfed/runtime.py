@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 
 from . import telemetry
+from .answers import AnswerCache
 from .auth import Keys
 from .config import NodeConfig
 from .db import StatementCounter, create_pool, database_url
@@ -47,9 +48,11 @@ class Runtime:
     tracer_provider: Any = None
     _listener: Any = None
     index: PersonIndex = field(init=False)
+    answers: AnswerCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.index = PersonIndex(self.cfg, self.pool, self.node, self.clients, self.keys)
+        self.answers = AnswerCache(self.cfg.cache_max_bytes)
     changes: Any = None  # tiers.changes.Changes: this node's side of changes across nodes
 
     @property
