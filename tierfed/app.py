@@ -40,7 +40,8 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
     middleware = [Middleware(ObserveMiddleware)]
     if cfg.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins),
-                                     allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+                                     allow_methods=["GET", "POST"],
+                                     allow_headers=["Authorization", "Content-Type", "If-None-Match"],
                                      expose_headers=["ETag"]))
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),

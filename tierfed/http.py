@@ -41,6 +41,7 @@ NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 # Answers of the answer cache keep no-store too (masked answers still name persons), and
 # carry an ETag: a client that kept the answer itself sends it back in If-None-Match.
 REVALIDATE = NO_STORE
+COMPLETE_FALSE = b'"complete":false'
 
 
 def _respond(body: dict[str, Any], status: int, media: str, headers: dict[str, str] | None = None) -> Response:
@@ -227,10 +228,13 @@ async def graphql_endpoint(request: Request) -> Response:
     # failed): 200 under either media type, as the GraphQL-over-HTTP spec says.
     body["data"] = result.data
     if key is not None and version is not None and not result.errors:
-        kept = rt.answers.put(key, version, JSONResponse(body).body)
-        if req is not None:
-            req.outcome = "ok"
-        return Response(kept.body, 200, {**REVALIDATE, "ETag": kept.etag}, media)
+        raw = JSONResponse(body).body
+        # An incomplete answer (a child failed after its version was read) is never kept.
+        if COMPLETE_FALSE not in raw:
+            kept = rt.answers.put(key, version, raw)
+            if req is not None:
+                req.outcome = "ok"
+            return Response(kept.body, 200, {**REVALIDATE, "ETag": kept.etag}, media)
     return _respond(body, 200, media)
 
 
