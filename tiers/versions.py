@@ -66,7 +66,11 @@ async def subtree_version(pool: asyncpg.Pool, node: Node, clients: ChildClients,
                           token: str) -> str | None:
     """``own`` or ``own[child=version,...]`` for the children the scope reaches; None when
     a child could not be asked."""
-    own = await own_version(pool)
+    try:
+        own = await own_version(pool)
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:  # the operation reports the outage
+        log.info("own version unknown: %s", type(e).__name__)
+        return None
     kids = reached(node, scope)
     if not kids:
         return str(own)
