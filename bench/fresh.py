@@ -20,8 +20,7 @@ import random
 from typing import Any
 
 from . import cluster
-from .cases import (FIRST, LAST, PROVINCE, Bench, Row, dashboard_ops, load_run, ms, persons_of, ratio,
-                    rollup_request, sequential)
+from .cases import FIRST, LAST, PROVINCE, Bench, Row, dashboard_ops, load_run, ms, persons_of, ratio, rollup_request, sequential
 from .dataset import fed_specs, single_spec
 from .load import Conn, Op, Stats, check_graphql, gql, post, timed
 from .servers import Server, start_memory, start_node, start_plain
