@@ -27,8 +27,10 @@ from .tiers.personindex import PersonIndex
 from .tiers.remote import ChildClients
 from .tiers.store import Store, load_tree
 from .tiers.tree import Tree
+from .tiers.versions import own_version
 
 log = logging.getLogger("tierfed")
+HAS_VERSIONS = "select to_regclass('public.data_version') is not null"
 
 
 @dataclass
@@ -60,7 +62,9 @@ class Runtime:
         return self.node.tree
 
     async def reload_tree(self) -> None:
+        version = await own_version(self.pool)
         self.node = Node(self.cfg, Tree(await load_tree(self.pool)))
+        self.node.tree_version = version
         self.index.node = self.node
         log.info("division tree reloaded: %d regions", len(self.node.tree))
 
@@ -87,8 +91,10 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
     try:
         if not await pool.fetchval("select to_regclass('public.region') is not null"):
             raise UserError("the node's database is not migrated: run `tierfed migrate --config FILE` first")
+        version = await own_version(pool) if await pool.fetchval(HAS_VERSIONS) else 0
         tree = Tree(await load_tree(pool))
         node = Node(cfg, tree)
+        node.tree_version = version
     except BaseException:
         await pool.close()
         raise

@@ -64,17 +64,18 @@ async def child_version(clients: ChildClients, child: Child, token: str) -> str 
 
 async def subtree_version(pool: asyncpg.Pool, node: Node, clients: ChildClients, scope: str,
                           token: str) -> str | None:
-    """``own`` or ``own[child=version,...]`` for the children the scope reaches; None when
+    """``own`` (``<version>t<tree version>``) or ``own[child=version,...]`` for the children the scope reaches; None when
     a child could not be asked."""
     try:
         own = await own_version(pool)
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:  # the operation reports the outage
         log.info("own version unknown: %s", type(e).__name__)
         return None
+    mine = f"{own}t{node.tree_version}"  # and the version the tree in memory was loaded at
     kids = reached(node, scope)
     if not kids:
-        return str(own)
+        return mine
     got = await asyncio.gather(*(child_version(clients, c, token) for c in kids))
     if any(v is None for v in got):
         return None
-    return f"{own}[" + ",".join(f"{c.name}={v}" for c, v in zip(kids, got, strict=True)) + "]"
+    return f"{mine}[" + ",".join(f"{c.name}={v}" for c, v in zip(kids, got, strict=True)) + "]"
