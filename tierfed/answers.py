@@ -19,7 +19,6 @@ import hashlib
 import json
 from collections import OrderedDict
 from dataclasses import dataclass
-from functools import lru_cache
 from typing import Any
 
 from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType, print_ast
@@ -37,10 +36,18 @@ class Entry:
     etag: str
 
 
-@lru_cache(maxsize=512)
+_NORMALIZED: dict[str, str] = {}
+
+
 def _normalized(query: str, document: DocumentNode) -> str:
-    del query  # the cache key of the printed document
-    return hashlib.sha256(print_ast(document).encode()).hexdigest()
+    """The hash of the printed document, remembered by the query's text (hashing the document
+    itself would walk it on every request)."""
+    h = _NORMALIZED.get(query)
+    if h is None:
+        if len(_NORMALIZED) >= 512:
+            _NORMALIZED.clear()
+        h = _NORMALIZED[query] = hashlib.sha256(print_ast(document).encode()).hexdigest()
+    return h
 
 
 def cacheable(operation: OperationDefinitionNode, caller: Caller) -> bool:
