@@ -22,6 +22,9 @@ from typing import Any
 import asyncpg
 import httpx
 
+from tierfed import observe
+from tierfed.telemetry import child_headers
+
 from .node import Child, Node
 from .remote import ChildClients
 
@@ -51,7 +54,8 @@ async def child_version(clients: ChildClients, child: Child, token: str) -> str 
     """A child's subtree version for this token, or None when it cannot be asked."""
     try:
         r = await clients.clients[child.name].get(
-            version_url(child), headers={"Authorization": f"Bearer {token}", "Accept": "application/json"})
+            version_url(child), headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
+                                         **child_headers(observe.current.get())})
         body: Any = r.json()
     except (httpx.HTTPError, ValueError, OSError) as e:
         log.info("version of child node %s unknown: %s", child.name, type(e).__name__)
