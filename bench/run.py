@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import cases, cluster, telemetry
+from . import cases, cluster, fresh, telemetry
 from .cases import Bench, Row
 from .dataset import Spec, ensure
 
@@ -36,6 +36,7 @@ CASES = {
     "postgraphile": None,  # filled below (optional module)
     "storage": cases.storage,
     "telemetry": telemetry.case_telemetry,
+    "fresh": fresh.case_fresh,
 }
 
 

@@ -110,4 +110,23 @@ def plain_app() -> Starlette:
                              Route("/healthz", lambda r: JSONResponse({"status": "ok"}))], lifespan=lifespan)
 
 
-__all__ = ["node_app", "plain_app", "date"]
+def memory_app() -> Starlette:
+    """The floor of serving an answer in this stack (case 10): check the bearer token, read
+    the request, return bytes held in memory (``BENCH_BODY_FILE``), with no database."""
+    secret = os.environ["BENCH_JWT_SECRET"]
+    with open(os.environ["BENCH_BODY_FILE"], "rb") as f:
+        answer = f.read()
+
+    async def rollup(request: Request) -> Response:
+        try:
+            jwt.decode(request.headers.get("authorization", "").removeprefix("Bearer "), secret, algorithms=["HS256"])
+        except jwt.PyJWTError:
+            return JSONResponse({"errors": [{"message": "bad token"}]}, status_code=401)
+        await request.body()
+        return Response(answer, media_type="application/json")
+
+    return Starlette(routes=[Route("/graphql", rollup, methods=["POST"]),
+                             Route("/healthz", lambda r: JSONResponse({"status": "ok"}))])
+
+
+__all__ = ["node_app", "plain_app", "memory_app", "date"]

@@ -93,3 +93,12 @@ async def start_plain(db_url: str, secret: str) -> Server:
                {"BENCH_DB_URL": db_url, "BENCH_JWT_SECRET": secret}, port)
     await wait_ready(s)
     return s
+
+
+async def start_memory(body_file: Path, secret: str) -> Server:
+    """The bytes-from-memory floor (``bench.serve:memory_app``)."""
+    port = free_port()
+    s = _spawn(f"memory-{port}", uvicorn_args("bench.serve:memory_app", port, 1),
+               {"BENCH_BODY_FILE": str(body_file), "BENCH_JWT_SECRET": secret}, port)
+    await wait_ready(s)
+    return s

@@ -32,6 +32,9 @@ class NodeSpec:
     port: int = 0
     children: list[NodeSpec] = field(default_factory=list)
     extra_toml: str = ""  # further tables, e.g. [telemetry]
+    # [cache].max_bytes: 0 (the answer cache off) unless a case measures it, so the cases
+    # from before the cache keep measuring answers computed on every request.
+    cache_bytes: int = 0
 
     @property
     def url(self) -> str:
@@ -51,6 +54,9 @@ class NodeSpec:
             "",
             "[auth]",
             f"jwt_secret = {q(SECRET)}",
+            "",
+            "[cache]",
+            f"max_bytes = {self.cache_bytes}",
             "",
         ]
         for c in self.children:

@@ -158,6 +158,7 @@ EXPECTED_TABLES.update({
     "insurance_transfer": {"id", "direction", "id_number", "name", "from_region", "to_region", "effective_from",
                            "schemes", "created_at"},
 })
+EXPECTED_TABLES |= {"data_version": {"one", "version"}, "data_version_pending": {"xid"}}  # 0007
 EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {"transfers_in", "transfers_out"}
 
 

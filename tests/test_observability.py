@@ -34,11 +34,13 @@ OPERATOR = token("000000", ("VIEWER", "OPERATOR"))
 @pytest.fixture(scope="module")
 async def three_tiers(new_db: Any) -> AsyncIterator[dict[str, RunningNode]]:
     nodes: dict[str, RunningNode] = {}
-    nodes["shenzhen"] = await start_node(node_config("440300", "shenzhen"), await new_db())
+    # The answer cache off: these tests watch answers computed across the tiers, child calls included.
+    off = {"max_bytes": 0}
+    nodes["shenzhen"] = await start_node(node_config("440300", "shenzhen", cache=off), await new_db())
     nodes["guangdong"] = await start_node(node_config("440000", "guangdong", [
-        {"region": "440300", "url": nodes["shenzhen"].url, "name": "shenzhen"}]), await new_db())
+        {"region": "440300", "url": nodes["shenzhen"].url, "name": "shenzhen"}], cache=off), await new_db())
     nodes["central"] = await start_node(node_config("000000", "central", [
-        {"region": "440000", "url": nodes["guangdong"].url, "name": "guangdong"}]), await new_db())
+        {"region": "440000", "url": nodes["guangdong"].url, "name": "guangdong"}], cache=off), await new_db())
     try:
         yield nodes
     finally:

@@ -14,7 +14,7 @@ from starlette.routing import Route
 from .changes_http import changes_endpoint
 from .config import NodeConfig
 from .health import healthz, readyz
-from .http import graphql_endpoint
+from .http import graphql_endpoint, version_endpoint
 from .instrument import ObserveMiddleware
 from .metrics import metrics_endpoint, refresh_metrics
 from .runtime import Runtime, open_runtime
@@ -47,9 +47,12 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
     middleware = [Middleware(ObserveMiddleware)]
     if cfg.cors_origins:
         middleware.append(Middleware(CORSMiddleware, allow_origins=list(cfg.cors_origins),
-                                     allow_methods=["GET", "POST"], allow_headers=["Authorization", "Content-Type"]))
+                                     allow_methods=["GET", "POST"],
+                                     allow_headers=["Authorization", "Content-Type", "If-None-Match"],
+                                     expose_headers=["ETag"]))
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        Route("/tierfed/version", version_endpoint),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *([Route("/metrics", metrics_endpoint)] if cfg.metrics.enabled and not cfg.metrics.listen else []),

@@ -101,6 +101,8 @@ class NodeConfig:
     telemetry: TelemetryConfig = field(default_factory=TelemetryConfig)
     private_key_file: str | None = None
     recovery_interval_s: float = 5.0
+    # [cache].max_bytes: bytes of serialized answers kept per worker process (0: no answer cache).
+    cache_max_bytes: int = 64 * 2**20
 
     @property
     def host(self) -> str:
@@ -242,6 +244,12 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
     if persisted_file and not Path(persisted_file).is_file():
         raise UserError(f"config [http].persisted_operations_file: {persisted_file} does not exist")
     workers = _get(node, "workers", int, "[node]", 1)
+    cache_t = data.get("cache", {})
+    if not isinstance(cache_t, dict):
+        raise UserError("config [cache]: expected a table with max_bytes")
+    cache_bytes = _get(cache_t, "max_bytes", int, "[cache]", 64 * 2**20)
+    if cache_bytes < 0:
+        raise UserError(f"config [cache].max_bytes: expected 0 (no cache) or more bytes, got {cache_bytes}")
     if not 1 <= workers <= 64:
         raise UserError(f"config [node].workers: expected 1 to 64 worker processes, got {workers}")
     return NodeConfig(
@@ -262,6 +270,7 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         parent=parent,
         index_sync_interval_s=interval,
         workers=workers,
+        cache_max_bytes=cache_bytes,
         metrics=_metrics(data.get("metrics", {})),
         telemetry=_telemetry(data.get("telemetry", {})),
         private_key_file=private_key,

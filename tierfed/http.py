@@ -20,11 +20,13 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import observe
+from .answers import cache_key, cacheable, etag, matches
 from .auth import bearer
 from .errors import RETRY_AFTER_S, Code, TierfedError, database_down
 from .execution import RequestError, format_error, masked, prepare, run
 from .graphiql import page as graphiql_page
 from .runtime import Runtime
+from .tiers.versions import subtree_version
 
 log = logging.getLogger("tierfed.http")
 GQL_RESPONSE = "application/graphql-response+json"
@@ -36,6 +38,10 @@ def _error_body(errors: list[GraphQLError]) -> dict[str, Any]:
 
 # Answers may hold personal data: no cache anywhere may keep them.
 NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
+# Answers of the answer cache keep no-store too (masked answers still name persons), and
+# carry an ETag: a client that kept the answer itself sends it back in If-None-Match.
+REVALIDATE = NO_STORE
+COMPLETE_FALSE = b'"complete":false'
 
 
 def _respond(body: dict[str, Any], status: int, media: str, headers: dict[str, str] | None = None) -> Response:
@@ -187,6 +193,24 @@ async def graphql_endpoint(request: Request) -> Response:
         return _bad("mutations must be sent with POST", 405, media, {"Allow": "POST"})
     if _has_nul(variables):
         return _bad("strings may not contain the NUL character (U+0000)", request_error, media)
+    # The answer cache (tierfed.answers): versions first, then an answer kept at them.
+    key = version = None
+    if rt.answers.enabled and cacheable(prepared.operation, caller) and not (req is not None and req.timing_wanted):
+        version = await subtree_version(rt.pool, rt.node, rt.clients, caller.scope, caller.token)
+        if version is not None:
+            key = cache_key(query, prepared.document, op_name, variables, caller)
+            tag = etag(key, version)
+            if matches(request.headers.get("if-none-match"), tag):
+                if req is not None:
+                    req.outcome, req.cache = "ok", [*req.cache, ("answer", "not_modified")]
+                return Response(status_code=304, headers={**REVALIDATE, "ETag": tag})
+            entry = rt.answers.get(key, version)
+            if req is not None:
+                req.cache.append(("answer", "hit" if entry else "miss"))
+            if entry is not None:
+                if req is not None:
+                    req.outcome = "ok"
+                return Response(entry.body, 200, {**REVALIDATE, "ETag": entry.etag}, media)
     deadline = rt.cfg.limits.deadline_s
     try:
         result = await asyncio.wait_for(run(rt, caller, prepared, variables, op_name), deadline)
@@ -203,4 +227,24 @@ async def graphql_endpoint(request: Request) -> Response:
     # Execution started, so the answer has data (null when a non-null root field
     # failed): 200 under either media type, as the GraphQL-over-HTTP spec says.
     body["data"] = result.data
+    if key is not None and version is not None and not result.errors:
+        raw = JSONResponse(body).body
+        # An incomplete answer (a child failed after its version was read) is never kept.
+        if COMPLETE_FALSE not in raw:
+            kept = rt.answers.put(key, version, raw)
+            if req is not None:
+                req.outcome = "ok"
+            return Response(kept.body, 200, {**REVALIDATE, "ETag": kept.etag}, media)
     return _respond(body, 200, media)
+
+
+async def version_endpoint(request: Request) -> Response:
+    """``GET /tierfed/version``: this node's subtree version as the token's scope sees it
+    (``tiers.versions``); 503 when a child could not be asked. Parents ask it once per operation."""
+    rt: Runtime = request.app.state.runtime
+    try:
+        caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+    except TierfedError as e:
+        return _respond(_error_body([e]), 401, "application/json", {"WWW-Authenticate": "Bearer"})
+    version = await subtree_version(rt.pool, rt.node, rt.clients, caller.scope, caller.token)
+    return JSONResponse({"version": version}, 200 if version is not None else 503, headers=NO_STORE)

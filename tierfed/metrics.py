@@ -67,7 +67,7 @@ class Metrics:
                                         ["child"], buckets=DURATION_BUCKETS, registry=r)
         self.sql_statements = Counter("tierfed_sql_statements", "SQL statements run for requests", registry=r)
         self.sql_seconds = Counter("tierfed_sql_seconds", "Time spent in SQL statements for requests", registry=r)
-        self.cache = Counter("tierfed_cache_lookups", "Parse and validation cache lookups",
+        self.cache = Counter("tierfed_cache_lookups", "Parse, validation and answer cache lookups",
                              ["cache", "result"], registry=r)
         self.pool = Gauge("tierfed_db_pool_connections", "Database pool connections by state",
                           ["state"], registry=r, multiprocess_mode="livesum")

@@ -15,6 +15,7 @@ import asyncpg
 import httpx
 
 from . import telemetry
+from .answers import AnswerCache
 from .auth import Keys
 from .config import NodeConfig
 from .db import StatementCounter, create_pool, database_url
@@ -26,8 +27,10 @@ from .tiers.personindex import PersonIndex
 from .tiers.remote import ChildClients
 from .tiers.store import Store, load_tree
 from .tiers.tree import Tree
+from .tiers.versions import own_version
 
 log = logging.getLogger("tierfed")
+HAS_VERSIONS = "select to_regclass('public.data_version') is not null"
 
 
 @dataclass
@@ -47,9 +50,11 @@ class Runtime:
     tracer_provider: Any = None
     _listener: Any = None
     index: PersonIndex = field(init=False)
+    answers: AnswerCache = field(init=False)
 
     def __post_init__(self) -> None:
         self.index = PersonIndex(self.cfg, self.pool, self.node, self.clients, self.keys)
+        self.answers = AnswerCache(self.cfg.cache_max_bytes)
     changes: Any = None  # tiers.changes.Changes: this node's side of changes across nodes
 
     @property
@@ -57,7 +62,9 @@ class Runtime:
         return self.node.tree
 
     async def reload_tree(self) -> None:
+        version = await own_version(self.pool)
         self.node = Node(self.cfg, Tree(await load_tree(self.pool)))
+        self.node.tree_version = version
         self.index.node = self.node
         log.info("division tree reloaded: %d regions", len(self.node.tree))
 
@@ -84,8 +91,10 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
     try:
         if not await pool.fetchval("select to_regclass('public.region') is not null"):
             raise UserError("the node's database is not migrated: run `tierfed migrate --config FILE` first")
+        version = await own_version(pool) if await pool.fetchval(HAS_VERSIONS) else 0
         tree = Tree(await load_tree(pool))
         node = Node(cfg, tree)
+        node.tree_version = version
     except BaseException:
         await pool.close()
         raise

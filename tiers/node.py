@@ -27,6 +27,9 @@ class Node:
         self.name = cfg.name
         self.region = cfg.region
         self.tree = tree
+        # This node's data version read just before the tree was loaded (tiers.versions): part of
+        # the version answers are filed under, so no answer outlives the tree it was computed with.
+        self.tree_version = 0
         self.children = [Child(c.name or c.region, c.region, c.url, c.timeout_s) for c in cfg.children]
         check_topology(cfg, tree)
         self._owner: dict[str, Child] = {}
