@@ -40,7 +40,7 @@ def test_served_sdl_breaks_nothing_in_the_contract() -> None:
 
 NEXT = CONTRACT.parent / "next.graphql"
 # The parts of the contract's next.graphql this server builds (types, and Type.field coordinates).
-BUILT_NEXT = ("DuplicateInsurance", "Query.duplicateInsurance")
+BUILT_NEXT = ("DuplicateInsurance", "Query.duplicateInsurance", "FundAccount", "FundFlow", "Pool.account")
 
 
 def _described(schema: Any, coordinate: str) -> str | None:
@@ -157,6 +157,11 @@ EXPECTED_TABLES.update({
                            "schemes", "created_at"},
 })
 EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {"transfers_in", "transfers_out"}
+# 0008: fund flows booked from files (issue 15): one summary column per booked category
+EXPECTED_TABLES["fund_flow"] = {"pool_id", "month", "category", "scheme", "region_code", "amount"}
+EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {
+    "fiscal_subsidy", "interest", "investment_return", "subsidy_from_above", "remittance_from_below", "other_income",
+    "subsidy_to_below", "remittance_to_above", "other_expenditure", "booked_net"}
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:
