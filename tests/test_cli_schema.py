@@ -16,7 +16,10 @@ from tests.conftest import SECRET
 from tierfed.db import migrate, migration_files
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTRACT = ROOT.parent / "shared" / "contract" / "schema.graphql"
+# beside a checkout of main, or of a worktree one level further down
+CONTRACT = next((p / "shared" / "contract" / "schema.graphql" for p in (ROOT.parent, ROOT.parent.parent)
+                 if (p / "shared" / "contract" / "schema.graphql").exists()),
+                ROOT.parent / "shared" / "contract" / "schema.graphql")
 
 
 def tierfed(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
