@@ -209,11 +209,16 @@ async def test_transfers_raise_and_late_flows(world: Any) -> None:
     new = got["raisePoolingLevel"]["pool"]["id"]
     await check_account(c, raw, new, m(5), m(6))
     await check_account(c, raw, "469001-WORK_INJURY-202401", m(1), m(4))
+    # The same flows again, now that 469001's June flow falls to the province pool: nothing changes.
+    rt = c.runtime
+    again = await import_file(rt.pool, rt.node, "fund_flows", flows_csv(d / "again-after-raise.csv", FLOWS[::-1]),
+                              progress=False)
+    assert again.inserted == 0
+    await check_account(c, raw, new, m(5), m(6))
     late = [Flow("WORK_INJURY", "469001", m(2), "FISCAL_SUBSIDY", Decimal("500.05")),
             Flow("WORK_INJURY", "460100", m(5), "INVESTMENT_RETURN", Decimal("7.07"))]
     before = Decimal((await c.data('query($id: ID!) { pool(id: $id) { openingBalance } }', {"id": new}, OP))
                      ["pool"]["openingBalance"])
-    rt = c.runtime
     await import_file(rt.pool, rt.node, "fund_flows", flows_csv(d / "late.csv", late), progress=False)
     raw.flows.extend(late)
     a = await check_account(c, raw, new, m(5), m(6))

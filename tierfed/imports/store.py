@@ -38,6 +38,10 @@ _FLOW_POOLS = """select s.line, p.id as pool_id, p.region_code as pool_region
                  from staging s join region_closure rc on rc.descendant = s.region_code
                  join pool p on p.region_code = rc.ancestor and p.scheme = s.scheme
                   and p.opened_from <= s.month and (p.closed_after is null or p.closed_after >= s.month)"""
+# The stored flows of the same scheme, month and category that the row's pool covers now: a
+# raise after a flow was stored hands it to the new pool, whose one row it then is.
+_STORED_IN_POOL = """x.scheme = s.scheme and x.month = s.month and x.category = s.category
+                     and x.region_code in (select descendant from region_closure where ancestor = fp.pool_region)"""
 
 # Each check returns rows of (line, column, reason), the first thousand by line.
 CHECKS: dict[str, tuple[str, ...]] = {
@@ -117,10 +121,9 @@ CHECKS: dict[str, tuple[str, ...]] = {
            from f join (select pool_id, month, category, min(line) as first from f group by 1, 2, 3
                         having count(*) > 1) d using (pool_id, month, category)
            where f.line <> d.first order by f.line limit 1000""",
-        f"""select s.line, 'amount', 'a different amount (' || x.amount || ') of pool ' || x.pool_id
-                  || ', this month and category is already stored'
-           from staging s join ({_FLOW_POOLS}) fp using (line)
-           join fund_flow x on x.pool_id = fp.pool_id and x.month = s.month and x.category = s.category
+        f"""select s.line, 'amount', 'pool ' || fp.pool_id || ' already has ' || x.amount || ' of '
+                  || s.category || ' in ' || to_char(s.month, 'YYYY-MM') || ' (booked for ' || x.region_code || ')'
+           from staging s join ({_FLOW_POOLS}) fp using (line) join fund_flow x on {_STORED_IN_POOL}
            where x.amount <> s.amount or x.region_code <> s.region_code order by s.line limit 1000""",
     ),
 }
@@ -139,7 +142,7 @@ APPLY_AT_ROOT: dict[str, tuple[str, ...]] = {
                insert into fund_flow (pool_id, month, category, scheme, region_code, amount)
                select fp.pool_id, s.month, s.category, s.scheme, s.region_code, s.amount
                from staging s join ({_FLOW_POOLS}) fp using (line)
-               on conflict (pool_id, month, category) do nothing
+               where not exists (select 1 from fund_flow x where {_STORED_IN_POOL})
                returning pool_id, month, category, scheme, amount)
            insert into summary (region_code, month, scheme, {_BOOKED_COLUMNS})
            select rc.ancestor, f.month, f.scheme, {_BOOKED_SUMS}
