@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from tierfed.resolvers import funds as fun
 from tierfed.tiers.figures import FUND_CATEGORIES
+from tierfed.tiers.remote import Forwarded
 
 from .scalars import Decimal
 from .types import Period
@@ -58,4 +59,4 @@ class FundAccount:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, fun.AccountRec)
+        return isinstance(obj, (fun.AccountRec, Forwarded))

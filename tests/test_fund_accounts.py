@@ -71,22 +71,28 @@ SCHEME_NO = {"PENSION": 1, "MEDICAL": 2, "WORK_INJURY": 3, "UNEMPLOYMENT": 4, "M
 class Raw:
     """The independent reference: figures straight from the raw tables and the flows written to files."""
 
-    def __init__(self, con: asyncpg.Connection, tree: Tree, flows: list[Flow]) -> None:
+    def __init__(self, con: asyncpg.Connection, tree: Tree, flows: list[Flow],
+                 others: tuple[asyncpg.Connection, ...] = ()) -> None:
+        """``con`` and ``others``: the databases of every node holding part of the records."""
         self.con, self.tree, self.flows = con, tree, flows
+        self.cons = (con, *others)
+
+    async def total(self, sql: str, *args: Any) -> Decimal:
+        return sum([await c.fetchval(sql, *args) for c in self.cons], Decimal("0.00"))
 
     async def categories(self, region: str, scheme: int, first: date, last: date) -> dict[str, Decimal]:
         out = {c: Decimal("0.00") for c in (*FUND_INCOME, *FUND_EXPENDITURE)}
         if last < first:
             return out
         subtree = list(self.tree.subtree(region))
-        out["CONTRIBUTIONS"] = await self.con.fetchval(
+        out["CONTRIBUTIONS"] = await self.total(
             "select coalesce(sum(employer_amount + individual_amount - individual_account_amount), 0) from contribution "
             "where scheme = $1 and month between $2 and $3 and region_code = any($4::text[])", scheme, first, last, subtree)
-        out["BENEFITS"] = await self.con.fetchval(
+        out["BENEFITS"] = await self.total(
             "select coalesce(sum(amount), 0) from benefit "
             "where scheme = $1 and month between $2 and $3 and region_code = any($4::text[])", scheme, first, last, subtree)
         for direction, key, cat in (("in", "to_region", "TRANSFER_IN"), ("out", "from_region", "TRANSFER_OUT")):
-            out[cat] = await self.con.fetchval(
+            out[cat] = await self.total(
                 f"select coalesce(sum((e->>'pooledFund')::numeric), 0) from insurance_transfer t "
                 f"cross join jsonb_array_elements(t.schemes) e where t.direction = '{direction}' "
                 f"and (e->>'scheme')::int = $1 and t.effective_from between $2 and $3 and t.{key} = any($4::text[])",
@@ -102,7 +108,7 @@ class Raw:
 
     async def balance(self, pool_id: str, at: date) -> Decimal:
         """Origins' opening balances plus every flow of the pool's chain over the months each member covered."""
-        pools = {r["id"]: r for r in await self.con.fetch("select * from pool")}
+        pools = {r["id"]: r for c in self.cons for r in await c.fetch("select * from pool")}
 
         def members(pid: str) -> list[str]:
             return [pid, *(x for q in pools.values() if q["successor_id"] == pid for x in members(q["id"]))]
@@ -117,11 +123,18 @@ class Raw:
         return total
 
 
-async def check_account(c: Client, raw: Raw, pool_id: str, first: date, last: date) -> dict[str, Any]:
-    got = (await c.data(ACCOUNT, {"id": pool_id, "from": codes.month_str(first), "to": codes.month_str(last)},
-                        OP))["pool"]
+async def check_account(c: Any, raw: Raw, pool_id: str, first: date, last: date) -> dict[str, Any]:
+    """``c``: an in-process Client, or a RunningNode (real HTTP)."""
+    variables = {"id": pool_id, "from": codes.month_str(first), "to": codes.month_str(last)}
+    if isinstance(c, Client):
+        got = (await c.data(ACCOUNT, variables, OP))["pool"]
+    else:
+        body = await c.post(ACCOUNT, variables, OP)
+        assert "errors" not in body, body
+        got = body["data"]["pool"]
     a = got["account"]
-    pool = await raw.con.fetchrow("select region_code, scheme from pool where id = $1", pool_id)
+    found = [r for con in raw.cons for r in await con.fetch("select region_code, scheme from pool where id = $1", pool_id)]
+    pool = found[0]
     cats = await raw.categories(pool["region_code"], pool["scheme"], first, last)
     assert [x["category"] for x in a["income"]] == list(FUND_INCOME)
     assert [x["category"] for x in a["expenditure"]] == list(FUND_EXPENDITURE)
