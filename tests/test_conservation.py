@@ -13,11 +13,11 @@ from typing import Any
 import asyncpg
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from tierfed.tiers.figures import BOOKED, FUND_INCOME
 
 from tests.conftest import node_client, node_config, token
 from tierfed import codes
 from tierfed.importer import ImportFailed, import_file
-from tierfed.tiers.figures import BOOKED, FUND_INCOME
 
 # Hainan: four cities (one without counties) and counties administered by the province.
 CITIES = ["460100", "460200", "460300", "460400"]
