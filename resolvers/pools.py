@@ -91,6 +91,12 @@ async def opening_balance(root: PoolRec, info: Info) -> Decimal:
 
 async def balance(root: PoolRec, info: Info, as_of: object | None) -> Decimal:
     at = as_month(as_of, "asOf") if as_of is not None else codes.current_month()
+    return await balance_at(root, info, at)
+
+
+async def balance_at(root: PoolRec, info: Info, at: date) -> Decimal:
+    """The live opening balance plus every flow of the pool's months up to ``at``: pooled
+    contributions less benefits, transfers in less out, booked fund flows' income less expenditure."""
     opening = await opening_balance(root, info)
     last = min(at, root.closed_after) if root.closed_after else at
     if last < root.opened_from:

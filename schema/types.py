@@ -10,6 +10,7 @@ from strawberry.scalars import JSON
 from strawberry.types import Info
 from tierfed.resolvers import adjustment as adj
 from tierfed.resolvers import employers as emp
+from tierfed.resolvers import funds as fun
 from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
@@ -23,6 +24,7 @@ from tierfed.tiers.tree import TIER_NAMES, RegionRec
 from .scalars import Decimal, Month
 
 if TYPE_CHECKING:
+    from .funds import FundAccount
     from .transfers import InsuranceTransfer
 
 
@@ -207,6 +209,11 @@ class Pool:
         "Pooled funds moved out of this pool by insurance transfers effective from openedFrom to asOf; part of balance."))
     async def transfers_out(self, info: Info, as_of: Month | None = None) -> Decimal:
         return await trn.pool_transfers(self, info, as_of, "out")  # type: ignore[arg-type]
+
+    @strawberry.field(description="The fund's accounts over a period inside the months the pool covers.")
+    async def account(self, info: Info, period: PeriodInput
+                      ) -> Annotated[FundAccount, strawberry.lazy("tierfed.schema.funds")]:
+        return await fun.account(self, info, period.from_, period.to)  # type: ignore[arg-type,return-value]
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:

@@ -16,7 +16,10 @@ from tests.conftest import SECRET
 from tierfed.db import migrate, migration_files
 
 ROOT = Path(__file__).resolve().parent.parent
-CONTRACT = ROOT.parent / "shared" / "contract" / "schema.graphql"
+# beside a checkout of main, or of a worktree one level further down
+CONTRACT = next((p / "shared" / "contract" / "schema.graphql" for p in (ROOT.parent, ROOT.parent.parent)
+                 if (p / "shared" / "contract" / "schema.graphql").exists()),
+                ROOT.parent / "shared" / "contract" / "schema.graphql")
 
 
 def tierfed(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
@@ -40,7 +43,7 @@ def test_served_sdl_breaks_nothing_in_the_contract() -> None:
 
 NEXT = CONTRACT.parent / "next.graphql"
 # The parts of the contract's next.graphql this server builds (types, and Type.field coordinates).
-BUILT_NEXT = ("DuplicateInsurance", "Query.duplicateInsurance")
+BUILT_NEXT = ("DuplicateInsurance", "Query.duplicateInsurance", "FundAccount", "FundFlow", "Pool.account")
 
 
 def _described(schema: Any, coordinate: str) -> str | None:
@@ -160,6 +163,11 @@ EXPECTED_TABLES.update({
 })
 EXPECTED_TABLES |= {"data_version": {"one", "version"}, "data_version_pending": {"xid"}}  # 0007
 EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {"transfers_in", "transfers_out"}
+# 0008: fund flows booked from files (issue 15): one summary column per booked category
+EXPECTED_TABLES["fund_flow"] = {"pool_id", "month", "category", "scheme", "region_code", "amount"}
+EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {
+    "fiscal_subsidy", "interest", "investment_return", "subsidy_from_above", "remittance_from_below", "other_income",
+    "subsidy_to_below", "remittance_to_above", "other_expenditure", "booked_net"}
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:

@@ -1,6 +1,7 @@
-"""Property: under any sequence of records (late ones included) and raises, the pools'
-balances add up, to the fen, to their origins' opening balances plus every pooled
-contribution minus every benefit of the records they cover; no record is covered twice."""
+"""Property: under any sequence of records (late ones included), fund flows (late ones
+included) and raises, the pools' balances add up, to the fen, to their origins' opening
+balances plus every pooled contribution minus every benefit of the records they cover,
+plus every booked income less every booked expenditure; nothing is covered twice."""
 
 from __future__ import annotations
 
@@ -12,10 +13,11 @@ from typing import Any
 import asyncpg
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
+from tierfed.tiers.figures import BOOKED, FUND_INCOME
 
 from tests.conftest import node_client, node_config, token
 from tierfed import codes
-from tierfed.importer import import_file
+from tierfed.importer import ImportFailed, import_file
 
 # Hainan: four cities (one without counties) and counties administered by the province.
 CITIES = ["460100", "460200", "460300", "460400"]
@@ -31,6 +33,8 @@ def pid(i: int) -> str:
 
 record = st.tuples(st.just("record"), st.integers(0, len(LEAVES) - 1), st.integers(0, len(MONTHS) - 1),
                    st.integers(0, 500_000), st.integers(0, 200_000), st.integers(0, 100), st.integers(0, 300_000))
+flow = st.tuples(st.just("flow"), st.integers(0, len(LEAVES) - 1), st.integers(0, len(MONTHS) - 1),
+                 st.sampled_from(BOOKED), st.integers(0, 10_000_000))
 raise_op = st.tuples(st.just("raise"), st.sampled_from(["460000", *CITIES[:2]]), st.integers(4, len(MONTHS) - 1))
 
 
@@ -42,7 +46,9 @@ async def check(c: Any, url: str) -> None:
         rows = await con.fetch(
             "select region_code, month, employer_amount + individual_amount - individual_account_amount as v "
             "from contribution where scheme = 2 union all "
-            "select region_code, month, -amount from benefit where scheme = 2")
+            "select region_code, month, -amount from benefit where scheme = 2 union all "
+            "select region_code, month, case when category = any($1::text[]) then amount else -amount end "
+            "from fund_flow where scheme = 2", list(FUND_INCOME))
     finally:
         await con.close()
     covered = Decimal(0)
@@ -63,9 +69,13 @@ async def check(c: Any, url: str) -> None:
 
 
 @settings(max_examples=12, deadline=None, suppress_health_check=list(HealthCheck))
-@given(ops=st.lists(st.one_of(record, record, raise_op), min_size=1, max_size=7))
+@given(ops=st.lists(st.one_of(record, record, flow, raise_op), min_size=1, max_size=7))
 @example(ops=[("record", 0, 5, 300_000, 100_000, 50, 20_000), ("raise", "460000", 6),
               ("record", 1, 8, 200_000, 50_000, 10, 0), ("record", 6, 4, 1_000, 2_000, 0, 500)])
+@example(ops=[("flow", 0, 5, "INTEREST", 12_345), ("raise", "460000", 6), ("flow", 1, 4, "OTHER_EXPENDITURE", 999),
+              ("flow", 2, 9, "SUBSIDY_FROM_ABOVE", 5_000_000)])
+@example(ops=[("flow", 0, 8, "INTEREST", 100), ("raise", "460000", 6), ("flow", 0, 8, "INTEREST", 100),
+              ("flow", 1, 8, "INTEREST", 100)])
 async def test_conservation_under_any_sequence(new_db: Any, tmp_path_factory: Any, ops: list[tuple]) -> None:
     url = await new_db()
     cfg = node_config("460000", "hainan")
@@ -97,6 +107,16 @@ async def test_conservation_under_any_sequence(new_db: Any, tmp_path_factory: An
                 f.write_text(f"id_number,scheme,month,region_code,amount\n{pid(leaf)},MEDICAL,{m},{LEAVES[leaf]},"
                              f"{benefit / 100:.2f}\n")
                 await import_file(rt.pool, rt.node, "benefits", f, progress=False)
+            elif op[0] == "flow":
+                _, leaf, mi, category, amount = op
+                f = d / f"f{n}.csv"
+                f.write_text(f"scheme,region_code,month,category,amount\nMEDICAL,{LEAVES[leaf]},"
+                             f"{codes.month_str(MONTHS[mi])},{category},{amount / 100:.2f}\n")
+                try:
+                    await import_file(rt.pool, rt.node, "fund_flows", f, progress=False)
+                except ImportFailed as e:
+                    # before the pools opened, or the same pool, month and category with another amount
+                    assert e.errors[0].column in ("month", "amount"), e.errors
             else:
                 _, region, mi = op
                 body = await c.gql("mutation($in: RaisePoolingLevelInput!) { raisePoolingLevel(input: $in) { transferred } }",

@@ -28,9 +28,9 @@ CONTRACT = next((p for p in CONTRACTS if (p / "next.graphql").exists()), CONTRAC
 
 # The definitions of next.graphql built here, and of the extensions the fields built here.
 TYPES = {"ChangeState", "TransferredScheme", "InsuranceTransfer", "ChangeParticipant", "Change",
-         "TransferInsuranceInput", "TransferInsuranceResult"}
+         "TransferInsuranceInput", "TransferInsuranceResult", "FundFlowCategory", "FundFlow", "FundAccount"}
 EXTENSION_FIELDS = {"Person": {"transfers"}, "RaisePoolingLevelResult": {"state"}, "Mutation": {"transferInsurance"},
-                    "Pool": {"transfersIn", "transfersOut"}, "Query": {"changes"}}
+                    "Pool": {"transfersIn", "transfersOut", "account"}, "Query": {"changes"}}
 
 
 def built_parts(next_sdl: str) -> DocumentNode:

@@ -15,7 +15,7 @@ from . import codes
 from .config import NodeConfig, load
 from .errors import UserError
 
-IMPORT_KINDS = ("regions", "agencies", "pools", "employers", "persons", "contributions", "benefits")
+IMPORT_KINDS = ("regions", "agencies", "pools", "employers", "persons", "contributions", "benefits", "fund_flows")
 
 
 class _Parser(argparse.ArgumentParser):

@@ -263,7 +263,7 @@ async def remote_predecessors_of(pool: asyncpg.Pool, ids: list[str]) -> dict[str
 # Per pool: pooled contributions less benefits plus transfers in less out, from its first month to $3.
 POOL_FLOWS = """
 select k.id, coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid
-                          + s.transfers_in - s.transfers_out), 0) as flow
+                          + s.transfers_in - s.transfers_out + s.booked_net), 0) as flow
 from unnest($1::text[], $2::text[], $3::date[]) as k (id, region, first)
 left join summary s on s.region_code = k.region and s.scheme = $4 and s.month between k.first and $5
 group by k.id

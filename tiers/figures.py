@@ -14,6 +14,21 @@ ZERO = Decimal("0.00")
 SCHEMES = ("PENSION", "MEDICAL", "WORK_INJURY", "UNEMPLOYMENT", "MATERNITY")
 SCHEME_ID = {name: i + 1 for i, name in enumerate(SCHEMES)}
 
+# The contract's FundFlowCategory: a pooled fund's income, then its expenditure, in enum order.
+FUND_INCOME = ("CONTRIBUTIONS", "FISCAL_SUBSIDY", "INTEREST", "INVESTMENT_RETURN", "TRANSFER_IN",
+               "SUBSIDY_FROM_ABOVE", "REMITTANCE_FROM_BELOW", "OTHER_INCOME")
+FUND_EXPENDITURE = ("BENEFITS", "TRANSFER_OUT", "SUBSIDY_TO_BELOW", "REMITTANCE_TO_ABOVE", "OTHER_EXPENDITURE")
+FUND_CATEGORIES = FUND_INCOME + FUND_EXPENDITURE
+# Derived from the records (pooled contributions, benefits) and from insurance transfers; never imported.
+DERIVED_CATEGORIES = ("CONTRIBUTIONS", "BENEFITS", "TRANSFER_IN", "TRANSFER_OUT")
+# Booked from fund_flows files, one summary column each (the category in lower case).
+BOOKED = tuple(c for c in FUND_CATEGORIES if c not in DERIVED_CATEGORIES)
+BOOKED_SIGN = tuple(1 if c in FUND_INCOME else -1 for c in BOOKED)
+
+
+def booked_zero() -> list[Decimal]:
+    return [ZERO] * len(BOOKED)
+
 
 @dataclass(slots=True)
 class Figures:
@@ -29,6 +44,8 @@ class Figures:
     # Pooled funds moved by insurance transfers effective in the month (tiers/transfers.py).
     transfers_in: Decimal = ZERO
     transfers_out: Decimal = ZERO
+    # Amounts booked from fund_flows files, in BOOKED order (tierfed/imports: the fund_flows kind).
+    booked: list[Decimal] = field(default_factory=booked_zero)
 
     def add(self, other: Figures) -> None:
         self.contributions += other.contributions
@@ -40,25 +57,40 @@ class Figures:
         self.benefits_paid += other.benefits_paid
         self.transfers_in += other.transfers_in
         self.transfers_out += other.transfers_out
+        self.booked = [a + b for a, b in zip(self.booked, other.booked)]
 
     @property
     def pooled(self) -> Decimal:
         return self.employer + self.individual - self.individual_account
 
     @property
+    def booked_net(self) -> Decimal:
+        """Booked income less booked expenditure."""
+        return sum((v if sign > 0 else -v for v, sign in zip(self.booked, BOOKED_SIGN)), ZERO)
+
+    @property
     def fund_flow(self) -> Decimal:
-        """What the month adds to a pooled fund: pooled contributions less benefits, plus transfers in less out."""
-        return self.pooled - self.benefits_paid + self.transfers_in - self.transfers_out
+        """What the month adds to a pooled fund: pooled contributions less benefits, plus transfers in less
+        out, plus the booked fund flows' income less their expenditure."""
+        return self.pooled - self.benefits_paid + self.transfers_in - self.transfers_out + self.booked_net
+
+    def category(self, name: str) -> Decimal:
+        """The amount of one FundFlowCategory."""
+        derived = {"CONTRIBUTIONS": self.pooled, "BENEFITS": self.benefits_paid,
+                   "TRANSFER_IN": self.transfers_in, "TRANSFER_OUT": self.transfers_out}
+        return derived[name] if name in derived else self.booked[BOOKED.index(name)]
 
     def to_json(self) -> list:
         return [self.contributions, str(self.employer), str(self.individual), str(self.individual_account),
-                str(self.base), self.benefits, str(self.benefits_paid), str(self.transfers_in), str(self.transfers_out)]
+                str(self.base), self.benefits, str(self.benefits_paid), str(self.transfers_in), str(self.transfers_out),
+                *(str(v) for v in self.booked)]
 
     @classmethod
     def from_json(cls, v: list) -> Figures:
         moved = (Decimal(v[7]), Decimal(v[8])) if len(v) > 8 else (ZERO, ZERO)
+        booked = [Decimal(x) for x in v[9:9 + len(BOOKED)]] if len(v) > 9 else booked_zero()
         return cls(int(v[0]), Decimal(v[1]), Decimal(v[2]), Decimal(v[3]), Decimal(v[4]), int(v[5]), Decimal(v[6]),
-                   *moved)
+                   *moved, booked)
 
 
 
@@ -76,7 +108,8 @@ class Summary:
         if cur is None:
             self.rows[(month, scheme)] = Figures(figs.contributions, figs.employer, figs.individual,
                                                  figs.individual_account, figs.base, figs.benefits,
-                                                 figs.benefits_paid, figs.transfers_in, figs.transfers_out)
+                                                 figs.benefits_paid, figs.transfers_in, figs.transfers_out,
+                                                 list(figs.booked))
         else:
             cur.add(figs)
 

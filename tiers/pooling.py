@@ -44,7 +44,7 @@ order by p.region_code, p.opened_from
 # from their first month to $4.
 FLOWS = """
 select coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid
-                    + s.transfers_in - s.transfers_out), 0)
+                    + s.transfers_in - s.transfers_out + s.booked_net), 0)
 from unnest($1::text[], $2::date[]) as k (region, first)
 join summary s on s.region_code = k.region and s.scheme = $3 and s.month between k.first and $4
 """

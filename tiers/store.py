@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from .figures import Figures, Summary
+from .figures import BOOKED, Figures, Summary
 from .tree import RegionRec
 
 DEPARTMENTS = ("HUMAN_RESOURCES_SOCIAL_SECURITY", "HEALTHCARE_SECURITY")
@@ -125,9 +125,13 @@ select code, name, department, kind, region_code, parent_code, vertically_manage
 from agency where parent_code = any($1::text[]) order by code
 """
 
-SUMMARIES = """
+# The summary columns of the categories booked from fund_flows files, in BOOKED order.
+BOOKED_COLUMNS = ", ".join(f"s.{c.lower()}" for c in BOOKED)
+BOOKED_SUMS = ", ".join(f"sum(s.{c.lower()})" for c in BOOKED)
+
+SUMMARIES = f"""
 select k.i, s.month, s.scheme, s.contributions, s.employer, s.individual,
-       s.individual_account, s.base, s.benefits, s.benefits_paid, s.transfers_in, s.transfers_out
+       s.individual_account, s.base, s.benefits, s.benefits_paid, s.transfers_in, s.transfers_out, {BOOKED_COLUMNS}
 from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (region, first, last, i)
 join summary s on s.region_code = k.region and s.month between k.first and k.last
 """
@@ -135,10 +139,11 @@ join summary s on s.region_code = k.region and s.month between k.first and k.las
 # The same, the period added up in SQL: per scheme, one row for the last month (the
 # headcounts of the contract are those of the last month) and one for all the months
 # before it, keyed by the period's first month. Totals over the period need no more.
-SUMMARIES_COMPACT = """
+SUMMARIES_COMPACT = f"""
 select k.i, case when s.month = k.last then k.last else k.first end as month, s.scheme,
        sum(s.contributions)::bigint, sum(s.employer), sum(s.individual), sum(s.individual_account),
-       sum(s.base), sum(s.benefits)::bigint, sum(s.benefits_paid), sum(s.transfers_in), sum(s.transfers_out)
+       sum(s.base), sum(s.benefits)::bigint, sum(s.benefits_paid), sum(s.transfers_in), sum(s.transfers_out),
+       {BOOKED_SUMS}
 from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (region, first, last, i)
 join summary s on s.region_code = k.region and s.month between k.first and k.last
 group by k.i, 2, s.scheme
@@ -203,7 +208,7 @@ select m.root,
 from members m
 left join lateral (
     select sum(s.employer + s.individual - s.individual_account - s.benefits_paid
-               + s.transfers_in - s.transfers_out) as flow
+               + s.transfers_in - s.transfers_out + s.booked_net) as flow
     from summary s
     where m.is_predecessor and s.region_code = m.region_code and s.scheme = m.scheme
       and s.month between m.opened_from and m.closed_after
@@ -259,8 +264,8 @@ class Store:
             rows = await self.pool.fetch(sql, [keys[i][0] for i in idx], [keys[i][1] for i in idx],
                                          [keys[i][2] for i in idx])
             # (key, month, scheme) is unique in the answer: every row is new to its Summary.
-            for i, month, scheme, c, e, ind, acc, base, b, paid, t_in, t_out in rows:
-                out[idx[i - 1]].rows[(month, scheme)] = Figures(c, e, ind, acc, base, b, paid, t_in, t_out)
+            for i, month, scheme, c, e, ind, acc, base, b, paid, t_in, t_out, *booked in rows:
+                out[idx[i - 1]].rows[(month, scheme)] = Figures(c, e, ind, acc, base, b, paid, t_in, t_out, booked)
         return out
 
     async def persons(self, ids: Sequence[str]) -> dict[str, PersonRec]:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from tierfed import codes
-from tierfed.tiers.figures import SCHEME_ID
+from tierfed.tiers.figures import BOOKED, DERIVED_CATEGORIES, SCHEME_ID
 from tierfed.tiers.node import Node
 from tierfed.tiers.tree import Tree
 
@@ -261,3 +261,16 @@ def pool(ck: Checker, r: list[str]) -> tuple:
         raise Bad("region_code", f"region {region} is outside your token's scope {ck.scope.caller_scope}")
     opened = ck.month(r[2], "opened_from")
     return (scheme, region, opened, yuan(fen(r[3], "opening_balance")))
+
+
+def fund_flow(ck: Checker, r: list[str]) -> tuple:
+    scheme = ck.scheme(r[0])
+    region = ck.record_region(r[1])
+    month = ck.month(r[2])
+    category = r[3].strip()
+    if category in DERIVED_CATEGORIES:
+        raise Bad("category", f"{category} is derived from the records and insurance transfers, never imported: "
+                              f"expected one of {', '.join(BOOKED)}")
+    if category not in BOOKED:
+        raise Bad("category", f"unknown category {r[3]!r}: expected one of {', '.join(BOOKED)}")
+    return (scheme, region, month, category, checked(r[4], "amount"))

@@ -20,7 +20,7 @@ from .source import Source
 
 ROW_CHECK: dict[str, Callable[[Checker, list[str]], tuple]] = {
     "regions": checks.region, "agencies": checks.agency, "pools": checks.pool,
-    "employers": checks.employer, "persons": checks.person,
+    "employers": checks.employer, "persons": checks.person, "fund_flows": checks.fund_flow,
 }
 CHUNK_ROWS = 50_000
 
@@ -100,8 +100,10 @@ async def apply(con: asyncpg.Connection, kind: str, root: str, progress: Progres
         # missing agencies for new regions are not invented: import agencies for them
         await con.execute(store.TREE_CHANGED)
     else:
-        for sql in store.APPLY[kind]:
+        for sql in store.APPLY.get(kind, ()):
             await con.execute(sql)
+        for sql in store.APPLY_AT_ROOT.get(kind, ()):
+            await con.execute(sql, root)
     added = int(await con.fetchval(store.COUNT[kind])) - before
     progress.rows_written = added
     return added

@@ -27,6 +27,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     "persons": ("id_number", "name", "region_code"),
     "contributions": store.CONTRIBUTIONS.columns,
     "benefits": store.BENEFITS.columns,
+    "fund_flows": ("scheme", "region_code", "month", "category", "amount"),
 }
 KINDS = tuple(COLUMNS)
 # A later file of these kinds may rename what an earlier one stored (see store.SEEN_LAST).

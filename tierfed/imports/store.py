@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from tierfed.tiers.figures import BOOKED
 from tierfed.tiers.transferstore import RESUMMARISE_TRANSFERS
 
 # One import at a time on a node: the checks and the insert see the same stored rows.
@@ -28,7 +29,19 @@ STAGING = {
     "employers": "create temp table staging (line int, credit_code text, name text, region_code text, "
                  "industry_risk_class smallint) on commit drop",
     "persons": "create temp table staging (line int, id_number text, name text, region_code text) on commit drop",
+    "fund_flows": "create temp table staging (line int, scheme smallint, region_code text collate \"C\", month date, "
+                  "category text collate \"C\", amount numeric) on commit drop",
 }
+
+# A fund flow's pool: the pool of its scheme held on this node covering its region in its month.
+_FLOW_POOLS = """select s.line, p.id as pool_id, p.region_code as pool_region
+                 from staging s join region_closure rc on rc.descendant = s.region_code
+                 join pool p on p.region_code = rc.ancestor and p.scheme = s.scheme
+                  and p.opened_from <= s.month and (p.closed_after is null or p.closed_after >= s.month)"""
+# The stored flows of the same scheme, month and category that the row's pool covers now: a
+# raise after a flow was stored hands it to the new pool, whose one row it then is.
+_STORED_IN_POOL = """x.scheme = s.scheme and x.month = s.month and x.category = s.category
+                     and x.region_code in (select descendant from region_closure where ancestor = fp.pool_region)"""
 
 # Each check returns rows of (line, column, reason), the first thousand by line.
 CHECKS: dict[str, tuple[str, ...]] = {
@@ -97,7 +110,60 @@ CHECKS: dict[str, tuple[str, ...]] = {
              and (p.closed_after is null or p.closed_after >= s.opened_from)
            order by s.line limit 1000""",
     ),
+    "fund_flows": (
+        f"""select s.line, 'month', 'no pool of ' || (array['PENSION','MEDICAL','WORK_INJURY','UNEMPLOYMENT',
+                  'MATERNITY'])[s.scheme] || ' held on this node covers ' || s.region_code || ' in '
+                  || to_char(s.month, 'YYYY-MM') || ' (a pool held by a parent node books its flows there)'
+           from staging s where not exists (select 1 from ({_FLOW_POOLS}) f where f.line = s.line)
+           order by s.line limit 1000""",
+        f"""with f as (select s.*, fp.pool_id from staging s join ({_FLOW_POOLS}) fp using (line))
+           select f.line, 'category', 'repeats the pool, month and category of line ' || d.first
+           from f join (select pool_id, month, category, min(line) as first from f group by 1, 2, 3
+                        having count(*) > 1) d using (pool_id, month, category)
+           where f.line <> d.first order by f.line limit 1000""",
+        f"""select s.line, 'amount', 'pool ' || fp.pool_id || ' already has ' || x.amount || ' of '
+                  || s.category || ' in ' || to_char(s.month, 'YYYY-MM') || ' (booked for ' || x.region_code || ')'
+           from staging s join ({_FLOW_POOLS}) fp using (line) join fund_flow x on {_STORED_IN_POOL}
+           where x.amount <> s.amount or x.region_code <> s.region_code order by s.line limit 1000""",
+    ),
 }
+
+# Per category, the sums of a set of fund flows ``f`` (columns month, scheme, category, amount), in BOOKED order.
+_BOOKED_COLUMNS = ", ".join(c.lower() for c in BOOKED)
+_BOOKED_SUMS = ", ".join(f"coalesce(sum(f.amount) filter (where f.category = '{c}'), 0)" for c in BOOKED)
+_BOOKED_ADD = ", ".join(f"{c} = summary.{c} + excluded.{c}" for c in (x.lower() for x in BOOKED))
+_BOOKED_SET = ", ".join(f"{c} = excluded.{c}" for c in (x.lower() for x in BOOKED))
+
+# Statements that take the node's root region ($1): the flows and their summaries in one
+# statement, for the pool's region and every ancestor up to the root (only the new rows).
+APPLY_AT_ROOT: dict[str, tuple[str, ...]] = {
+    "fund_flows": (
+        f"""with f as (
+               insert into fund_flow (pool_id, month, category, scheme, region_code, amount)
+               select fp.pool_id, s.month, s.category, s.scheme, s.region_code, s.amount
+               from staging s join ({_FLOW_POOLS}) fp using (line)
+               where not exists (select 1 from fund_flow x where {_STORED_IN_POOL})
+               returning pool_id, month, category, scheme, amount)
+           insert into summary (region_code, month, scheme, {_BOOKED_COLUMNS})
+           select rc.ancestor, f.month, f.scheme, {_BOOKED_SUMS}
+           from f join pool p on p.id = f.pool_id
+           join region_closure rc on rc.descendant = p.region_code
+           join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+           group by 1, 2, 3
+           on conflict (region_code, month, scheme) do update set {_BOOKED_ADD}""",
+    ),
+}
+
+# After regions moved: the fund flows' summaries again, from the stored flows ($1: the root).
+RESUMMARISE_FUND_FLOWS = f"""
+insert into summary (region_code, month, scheme, {_BOOKED_COLUMNS})
+select rc.ancestor, f.month, f.scheme, {_BOOKED_SUMS}
+from fund_flow f join pool p on p.id = f.pool_id
+join region_closure rc on rc.descendant = p.region_code
+join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+group by 1, 2, 3
+on conflict (region_code, month, scheme) do update set {_BOOKED_SET}
+"""
 
 APPLY: dict[str, tuple[str, ...]] = {
     "persons": ("insert into person select id_number, name, region_code from staging on conflict do nothing",),
@@ -131,7 +197,7 @@ APPLY: dict[str, tuple[str, ...]] = {
 COUNT = {
     "persons": "select count(*) from person", "employers": "select count(*) from employer",
     "regions": "select count(*) from region", "agencies": "select count(*) from agency",
-    "pools": "select count(*) from pool",
+    "pools": "select count(*) from pool", "fund_flows": "select count(*) from fund_flow",
 }
 
 REGIONS_MOVED = """select count(*) from staging s join region r on r.code = s.code
@@ -165,6 +231,7 @@ RESUMMARISE = (
        join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
        group by 1, 2, 3""" + SUMMARY_UPSERT_SET,
     RESUMMARISE_TRANSFERS,  # after the records: pooled funds moved by insurance transfers
+    RESUMMARISE_FUND_FLOWS,
 )
 
 # ---------------------------------------------------------------- records: lines staged as they are, checked in SQL
