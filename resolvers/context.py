@@ -48,8 +48,6 @@ LOADERS: dict[str, Callable[[Store], DataLoader]] = {
     "agencies_by_region": lambda s: by_key(s.agencies_by_region, []),
     "agencies_by_parent": lambda s: by_key(s.agencies_by_parent, []),
     "local_summary": lambda s: by_key(s.summaries),
-    "person": lambda s: by_key(s.persons),
-    "statement": lambda s: by_key(s.statements),
     "pool": lambda s: by_key(s.pools),
     "pool_predecessors": lambda s: by_key(s.pools_by_successor, []),
     "pool_covering": lambda s: by_key(s.pools_covering),

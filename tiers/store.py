@@ -33,13 +33,6 @@ class AgencyRec:
 
 
 @dataclass(frozen=True, slots=True)
-class PersonRec:
-    id_number: str
-    name: str
-    region_code: str
-
-
-@dataclass(frozen=True, slots=True)
 class PoolRec:
     id: str
     scheme: int
@@ -148,8 +141,6 @@ from unnest($1::text[], $2::date[], $3::date[]) with ordinality as k (region, fi
 join summary s on s.region_code = k.region and s.month between k.first and k.last
 group by k.i, 2, s.scheme
 """
-
-PERSONS = "select id_number, name, region_code from person where id_number = any($1::text[])"
 
 STATEMENT_CONTRIBUTIONS = """
 select k.i, c.scheme, count(*) as months, bit_or(1 << (extract(month from c.month)::int - 1)) as mask,
@@ -267,10 +258,6 @@ class Store:
             for i, month, scheme, c, e, ind, acc, base, b, paid, t_in, t_out, *booked in rows:
                 out[idx[i - 1]].rows[(month, scheme)] = Figures(c, e, ind, acc, base, b, paid, t_in, t_out, booked)
         return out
-
-    async def persons(self, ids: Sequence[str]) -> dict[str, PersonRec]:
-        return {r["id_number"]: PersonRec(r["id_number"], r["name"], r["region_code"])
-                for r in await self.pool.fetch(PERSONS, list(ids))}
 
     async def statements(self, keys: Sequence[tuple[str, int]]) -> list[dict[int, StatementRow]]:
         """Per (ID number, year): the person's records summed per scheme."""

@@ -282,6 +282,14 @@ _SPLIT = """select row_number() over () + 1 as line, raw,
                                    else string_to_array(raw, ',') end as f
                   from import_line offset 0) l"""
 
+# A (person, scheme, month) repeated in the file: every line after its first, for either kind of record.
+REPEATED_KEY = """select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first,
+                         count(*) over ()
+                  from import_staging s
+                  join (select id_number, scheme, month, min(line) as first from import_staging where problem is null
+                        group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
+                  where s.problem is null and s.line <> d.first order by s.line limit 1000"""
+
 CONTRIBUTIONS = RecordSql(
     columns=("id_number", "scheme", "month", "region_code", "employer_credit_code", "base", "employer_amount",
              "individual_amount", "individual_account_amount"),
@@ -327,12 +335,7 @@ from (
 ) c""",
     problems="""select line, raw, problem, unregistered, unknown_employer from import_staging
                 where problem is not null or unregistered or unknown_employer order by line limit 1000""",
-    repeated="""select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first,
-                       count(*) over ()
-                from import_staging s
-                join (select id_number, scheme, month, min(line) as first from import_staging where problem is null
-                      group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
-                where s.problem is null and s.line <> d.first order by s.line limit 1000""",
+    repeated=REPEATED_KEY,
     conflicting="""select s.line, 'id_number', 'a different record for this person, scheme and month is already stored',
                           count(*) over ()
                    from import_staging s join contribution c
@@ -393,12 +396,7 @@ from (
 ) c""",
     problems="""select line, raw, problem, unregistered, unknown_employer from import_staging
                 where problem is not null or unregistered order by line limit 1000""",
-    repeated="""select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first,
-                       count(*) over ()
-                from import_staging s
-                join (select id_number, scheme, month, min(line) as first from import_staging where problem is null
-                      group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
-                where s.problem is null and s.line <> d.first order by s.line limit 1000""",
+    repeated=REPEATED_KEY,
     conflicting="""select s.line, 'id_number', 'a different benefit record for this person, scheme and month is already stored',
                           count(*) over ()
                    from import_staging s join benefit b
