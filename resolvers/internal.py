@@ -14,7 +14,7 @@ from tierfed.tiers.remote import LIVE, RemoteCalls, summary_to_json
 from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, forbidden
 
-from . import duplicates
+from . import duplicates, pooling
 from .common import as_month, int_arg, subtree_region, year_arg
 from .context import ctx
 from .persons import id_arg
@@ -54,6 +54,8 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
         return await duplicates.answer_calls(info, args)
     if kind == "elsewhere":
         return await elsewhere(info, args)
+    if kind == "pools":
+        return [await pooling.pools_at(info, as_month(a.get("asOf"), "asOf")) for a in args]
     if kind == "presence":
         node_caller(info)
         out = []
@@ -103,8 +105,6 @@ async def elsewhere(info: Info, args: list[Any]) -> list[Any]:
     child = rt.index.child_of_caller(c.caller.scope)
     if child is None:
         raise forbidden(f"{c.caller.scope} is not a child node of this node")
-    if c.remote.planning:
-        return [[] for _ in args]  # the work below runs once, in the pass that answers
     out = []
     for a in args:
         f, t = period_arg(a.get("from"), a.get("to"))

@@ -10,6 +10,7 @@ from typing import Any
 from strawberry.types import Info
 from tierfed.tiers import pooling as tp
 from tierfed.tiers.figures import SCHEME_ID, SCHEMES
+from tierfed.tiers.remote import ask_children
 from tierfed.tiers.store import PoolRec
 
 from tierfed import codes
@@ -58,10 +59,11 @@ async def pools_at(info: Info, as_of: date) -> list[dict[str, Any]]:
     c = ctx(info)
     rows = [{"id": p.id, "scheme": SCHEMES[p.scheme - 1], "region": p.region_code}
             for p in await c.store.pools_at(as_of)]
-    for ch in c.node.children:
-        got = await c.remote.forward(ch, f'_tierPools(asOf: "{codes.month_str(as_of)}")', set(), raw=True)
-        if got:
-            rows.extend(got)
+    answers, failed, _ = await ask_children(c.remote, c.node.children, "pools", {"asOf": codes.month_str(as_of)})
+    if failed:
+        raise c.remote.failure_of(failed[0])  # no partial overview: the field fails, naming the child
+    for got in answers:
+        rows.extend(got)
     return [r for r in rows if c.node.tree.within(r["region"], c.caller.scope)]
 
 

@@ -16,7 +16,7 @@ from tierfed import codes
 from tierfed.errors import bad_input
 
 from . import changes
-from .common import as_month, forward, region_code
+from .common import as_month, region_code
 from .context import ctx
 
 POOL_ID_RE = re.compile(r"^(\d{6})-(PENSION|MEDICAL|WORK_INJURY|UNEMPLOYMENT|MATERNITY)-(\d{4})(\d{2})$")
@@ -35,35 +35,22 @@ def parse_pool_id(value: str) -> str:
     return m.group(1)
 
 
-async def pool(info: Info, id: str) -> Any:
+async def pool(info: Info, id: str) -> PoolRec | None:
+    """A pool this node holds, by id (also a gateway's _entities: a gateway routes to the holder)."""
     region = parse_pool_id(id)
     c = ctx(info)
-    if region_code(info, region, must_exist=False) is None or not c.node.in_subtree(region):
-        return None
-    owner = c.node.child_for(region)
-    if owner is not None:
-        return await forward(info, owner)
-    c.access.region(region, "pools")
-    return await c.loaders.pool.load(id)
-
-
-async def pool_reference(info: Info, id: str) -> PoolRec | None:
-    """A pool for a gateway's _entities: only pools this node holds (a gateway routes to the holder)."""
-    region = parse_pool_id(id)
-    c = ctx(info)
-    if region not in c.node.tree or not c.node.in_subtree(region) or c.node.child_for(region) is not None:
+    if region_code(info, region, must_exist=False) is None or not c.node.in_subtree(region) \
+            or c.node.child_for(region) is not None:
         return None
     c.access.region(region, "pools")
     return await c.loaders.pool.load(id)  # type: ignore[no-any-return]
+
 
 
 async def region_pool(root: RegionRec, info: Info, scheme: str, as_of: object | None) -> Any:
     c = ctx(info)
     if not c.node.in_subtree(root.code):
         return None
-    owner = c.node.child_for(root.code)
-    if owner is not None:
-        return await forward(info, owner, on_region=root.code)
     c.access.region(root.code, "pools")
     at = as_month(as_of, "asOf") if as_of is not None else codes.current_month()
     rec: PoolRec | None = await c.loaders.pool_covering.load((root.code, SCHEME_ID[scheme], at))

@@ -7,7 +7,6 @@ from datetime import date
 
 from strawberry.types import Info
 from tierfed.tiers.figures import SCHEMES, SchemeTotal, Summary, totals
-from tierfed.tiers.remote import PLAN
 from tierfed.tiers.tree import RegionRec
 
 from tierfed import codes
@@ -74,8 +73,6 @@ async def missing(root: RollupRec, info: Info) -> list[RegionRec]:
 
 async def rollup_totals(root: RollupRec, info: Info) -> list[SchemeTotal]:
     s = await _summary(root, info)
-    if ctx(info).remote.mode == PLAN:
-        return []  # the planning pass only records what to ask; nothing below totals asks a child
     return totals(s, [root.first, root.last] if root.first != root.last else [root.last], list(root.schemes))
 
 
@@ -86,6 +83,4 @@ def by_child(root: RollupRec, info: Info) -> list[RollupRec]:
 
 async def by_month(root: RollupRec, info: Info) -> list[MonthTotalsRec]:
     s = await _summary(root, info, compact=False)
-    if ctx(info).remote.mode == PLAN:
-        return []
     return [MonthTotalsRec(m, totals(s, [m], list(root.schemes))) for m in codes.months(root.first, root.last)]

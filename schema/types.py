@@ -17,7 +17,6 @@ from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 from tierfed.resolvers import transfers as trn
 from tierfed.resolvers.context import ctx
-from tierfed.tiers.remote import Forwarded
 from tierfed.tiers.store import AGENCY_KINDS, DEPARTMENTS, AgencyRec, PoolRec
 from tierfed.tiers.tree import TIER_NAMES, RegionRec
 
@@ -109,7 +108,7 @@ class Region:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, (RegionRec, Forwarded))
+        return isinstance(obj, RegionRec)
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Region | None:
@@ -152,11 +151,11 @@ class Agency:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, (AgencyRec, Forwarded))
+        return isinstance(obj, AgencyRec)
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Agency | None:
-        return await reg.agency_reference(info, str(code))  # type: ignore[no-any-return]
+        return await reg.agency(info, str(code))  # type: ignore[no-any-return]
 
 
 @strawberry.federation.type(keys=["id"], description="A fund pooled at one tier for one scheme over one region's subtree.")
@@ -217,11 +216,11 @@ class Pool:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, (PoolRec, Forwarded))
+        return isinstance(obj, PoolRec)
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Pool | None:
-        return await pol.pool_reference(info, str(id))  # type: ignore[return-value]
+        return await pol.pool(info, str(id))  # type: ignore[return-value]
 
 
 @strawberry.type(description="Totals of one scheme over a region's subtree and a period.")
