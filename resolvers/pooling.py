@@ -12,6 +12,7 @@ from tierfed.tiers import pooling as tp
 from tierfed.tiers.figures import SCHEME_ID, SCHEMES
 from tierfed.tiers.remote import ask_children
 from tierfed.tiers.store import PoolRec
+from tierfed.tiers.vocabulary import TIER_NAMES
 
 from tierfed import codes
 from tierfed.errors import bad_input
@@ -78,7 +79,7 @@ async def overview(info: Info, as_of: object | None) -> list[SchemeOverview]:
             if r["scheme"] == s:
                 per_level.setdefault(tree.tier_name(r["region"]), []).append(r["region"])
         levels = [LevelCount(lv, len(per_level.get(lv, [])), sorted(per_level.get(lv, [])))
-                  for lv in ("CENTRAL", "PROVINCE", "CITY", "COUNTY")]
+                  for lv in TIER_NAMES]
         out.append(SchemeOverview(s, levels))
     return out
 

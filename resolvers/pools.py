@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from strawberry.types import Info
-from tierfed.tiers.figures import SCHEME_ID, SCHEMES
 from tierfed.tiers.store import PoolRec
 from tierfed.tiers.tree import RegionRec
+from tierfed.tiers.vocabulary import POOL_ID_EXAMPLE, SCHEME_ID, pool_id_parts
 
 from tierfed import codes
 from tierfed.errors import bad_input
@@ -19,20 +18,14 @@ from . import changes
 from .common import as_month, region_code
 from .context import ctx
 
-POOL_ID_RE = re.compile(r"^(\d{6})-(PENSION|MEDICAL|WORK_INJURY|UNEMPLOYMENT|MATERNITY)-(\d{4})(\d{2})$")
-
-
-def pool_id(region: str, scheme: int, opened_from: date) -> str:
-    """Pool ids name their region, scheme and first month: routable across the federation."""
-    return f"{region}-{SCHEMES[scheme - 1]}-{opened_from.year:04d}{opened_from.month:02d}"
-
 
 def parse_pool_id(value: str) -> str:
-    m = POOL_ID_RE.match(value) if isinstance(value, str) else None
-    if not m or not 1 <= int(m.group(4)) <= 12:
-        raise bad_input(f"pool id {value!r} is malformed: expected REGION-SCHEME-YYYYMM, e.g. 440000-MEDICAL-202501",
+    """The region of a well-formed pool id."""
+    parts = pool_id_parts(value)
+    if parts is None:
+        raise bad_input(f"pool id {value!r} is malformed: expected REGION-SCHEME-YYYYMM, e.g. {POOL_ID_EXAMPLE}",
                         argument="id")
-    return m.group(1)
+    return parts[0]
 
 
 async def pool(info: Info, id: str) -> PoolRec | None:

@@ -7,14 +7,13 @@ from typing import Any
 from strawberry.types import Info
 from tierfed.tiers.store import AgencyRec
 from tierfed.tiers.tree import NATION, RegionRec
+from tierfed.tiers.vocabulary import DEPARTMENT_ID
 
 from tierfed import codes
 from tierfed.errors import bad_input
 
 from .common import region_code
 from .context import ctx
-
-DEPARTMENT_ID = {"HUMAN_RESOURCES_SOCIAL_SECURITY": 1, "HEALTHCARE_SECURITY": 2}
 
 
 async def nation(info: Info) -> RegionRec:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -17,8 +16,10 @@ from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 from tierfed.resolvers import transfers as trn
 from tierfed.resolvers.context import ctx
-from tierfed.tiers.store import AGENCY_KINDS, DEPARTMENTS, AgencyRec, PoolRec
+from tierfed.tiers import vocabulary
+from tierfed.tiers.store import AgencyRec, PoolRec
 from tierfed.tiers.tree import TIER_NAMES, RegionRec
+from tierfed.tiers.vocabulary import AGENCY_KINDS, DEPARTMENTS
 
 from .scalars import Decimal, Month
 
@@ -27,37 +28,13 @@ if TYPE_CHECKING:
     from .transfers import InsuranceTransfer
 
 
-@strawberry.enum
-class Tier(Enum):
-    CENTRAL = "CENTRAL"
-    PROVINCE = "PROVINCE"
-    CITY = "CITY"
-    COUNTY = "COUNTY"
-
-
-@strawberry.enum(description="Social insurance schemes.")
-class Scheme(Enum):
-    PENSION = "PENSION"
-    MEDICAL = "MEDICAL"
-    WORK_INJURY = "WORK_INJURY"
-    UNEMPLOYMENT = "UNEMPLOYMENT"
-    MATERNITY = "MATERNITY"
-
-
-@strawberry.enum(description=(
+Tier = strawberry.enum(vocabulary.Tier)
+Scheme = strawberry.enum(vocabulary.Scheme, description="Social insurance schemes.")
+Department = strawberry.enum(vocabulary.Department, description=(
     "The administrative department an agency belongs to. Pension, work-injury and\n"
     "unemployment agencies sit under human resources and social security; medical\n"
     "and maternity agencies under healthcare security."))
-class Department(Enum):
-    HUMAN_RESOURCES_SOCIAL_SECURITY = "HUMAN_RESOURCES_SOCIAL_SECURITY"
-    HEALTHCARE_SECURITY = "HEALTHCARE_SECURITY"
-
-
-@strawberry.enum
-class AgencyKind(Enum):
-    AGENCY = "AGENCY"
-    BRANCH = "BRANCH"
-    SERVICE_OUTLET = "SERVICE_OUTLET"
+AgencyKind = strawberry.enum(vocabulary.AgencyKind)
 
 
 @strawberry.input(description="Inclusive range of months.")

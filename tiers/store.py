@@ -16,9 +16,7 @@ import asyncpg
 
 from .figures import BOOKED, Figures, Summary
 from .tree import RegionRec
-
-DEPARTMENTS = ("HUMAN_RESOURCES_SOCIAL_SECURITY", "HEALTHCARE_SECURITY")
-AGENCY_KINDS = ("AGENCY", "BRANCH", "SERVICE_OUTLET")
+from .vocabulary import fund_flow_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +180,7 @@ order by p.scheme, p.region_code
 # started from, plus the flows (pooled contributions minus benefits) of every
 # predecessor over the months it covered. Late records for a predecessor's
 # months change its flows and so, through this, its successor's opening.
-POOL_OPENINGS = """
+POOL_OPENINGS = f"""
 with recursive chain (root, id) as (
     select p.id, p.id from pool p where p.id = any($1::text[])
     union all
@@ -198,8 +196,7 @@ select m.root,
        + coalesce(sum(f.flow) filter (where m.is_predecessor), 0) as opening
 from members m
 left join lateral (
-    select sum(s.employer + s.individual - s.individual_account - s.benefits_paid
-               + s.transfers_in - s.transfers_out + s.booked_net) as flow
+    select sum({fund_flow_sql("s")}) as flow
     from summary s
     where m.is_predecessor and s.region_code = m.region_code and s.scheme = m.scheme
       and s.month between m.opened_from and m.closed_after
