@@ -39,10 +39,10 @@ from .tiers import layer
 from .tiers.employers import EmployerParts, EmployerReads
 from .tiers.persons import PersonParts, PersonReads
 from .tiers.remote import LIVE, PLAN, RemoteCalls
+from .tiers.store import record_pii_reads
 
 log = logging.getLogger("tierfed.execution")
 GRAPHQL_SCHEMA = schema._schema
-PII_AUDIT = "insert into pii_audit (caller, scope, id_number, operation) select $1, $2, unnest($3::text[]), unnest($4::text[])"
 
 
 class RequestError(Exception):
@@ -188,8 +188,7 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
     if remote.errors:
         result = ExecutionResult(result.data, [*(result.errors or []), *remote.errors])
     if ctx.pii_reads:
-        await rt.pool.execute(PII_AUDIT, caller.sub, caller.scope,
-                              [r[0] for r in ctx.pii_reads], [r[1] for r in ctx.pii_reads])
+        await record_pii_reads(rt.pool, caller.sub, caller.scope, ctx.pii_reads)
     return result
 
 

@@ -299,6 +299,68 @@ class Store:
         return {r["root"]: r["opening"] for r in await self.pool.fetch(POOL_OPENINGS, list(ids))}
 
 
+# Raw figures per (region, month, scheme) for every region from the node's root down,
+# full-outer-joined with the summaries; any difference is a row here.
+VERIFY = """
+with raw_c as (
+    select rc.ancestor as region_code, c.month, c.scheme, count(*) as contributions,
+           sum(c.employer_amount) as employer, sum(c.individual_amount) as individual,
+           sum(c.individual_account_amount) as individual_account, sum(c.base) as base
+    from contribution c join region_closure rc on rc.descendant = c.region_code
+    join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+    group by 1, 2, 3
+), raw_b as (
+    select rc.ancestor as region_code, b.month, b.scheme, count(*) as benefits, sum(b.amount) as benefits_paid
+    from benefit b join region_closure rc on rc.descendant = b.region_code
+    join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+    group by 1, 2, 3
+), raw as (
+    select coalesce(c.region_code, b.region_code) as region_code, coalesce(c.month, b.month) as month,
+           coalesce(c.scheme, b.scheme) as scheme,
+           coalesce(c.contributions, 0) as contributions, coalesce(c.employer, 0) as employer,
+           coalesce(c.individual, 0) as individual, coalesce(c.individual_account, 0) as individual_account,
+           coalesce(c.base, 0) as base, coalesce(b.benefits, 0) as benefits,
+           coalesce(b.benefits_paid, 0) as benefits_paid
+    from raw_c c full join raw_b b using (region_code, month, scheme)
+)
+select coalesce(r.region_code, s.region_code) as region_code, coalesce(r.month, s.month) as month,
+       coalesce(r.scheme, s.scheme) as scheme
+from raw r full join summary s using (region_code, month, scheme)
+where (coalesce(r.contributions, 0), coalesce(r.employer, 0), coalesce(r.individual, 0),
+       coalesce(r.individual_account, 0), coalesce(r.base, 0), coalesce(r.benefits, 0),
+       coalesce(r.benefits_paid, 0))
+   is distinct from
+      (coalesce(s.contributions, 0), coalesce(s.employer, 0), coalesce(s.individual, 0),
+       coalesce(s.individual_account, 0), coalesce(s.base, 0), coalesce(s.benefits, 0),
+       coalesce(s.benefits_paid, 0))
+order by 1, 2, 3
+limit 100
+"""
+
+
+async def verify_summaries(con: asyncpg.Connection | asyncpg.Pool, root: str) -> tuple[int, list[tuple[str, str, int]]]:
+    """``tierfed verify``: (summary rows checked, the (region, month, scheme) keys whose summary differs
+    from the same figures computed from the raw records)."""
+    bad = await con.fetch(VERIFY, root)
+    n = await con.fetchval("select count(*) from summary")
+    return int(n), [(r["region_code"], r["month"].isoformat()[:7], r["scheme"]) for r in bad]
+
+
+PII_AUDIT = """
+insert into pii_audit (caller, scope, id_number, operation)
+select $1, $2, unnest($3::text[]), unnest($4::text[])
+"""
+
+
+async def record_pii_reads(pool: asyncpg.Pool, caller: str, scope: str, reads: Sequence[tuple[str, str]]) -> None:
+    """One audit row per unmasked ID number read: (ID number, operation) pairs of one request."""
+    await pool.execute(PII_AUDIT, caller, scope, [r[0] for r in reads], [r[1] for r in reads])
+
+
+async def has_persons(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval("select exists (select 1 from person)"))
+
+
 PII_AUDIT_LOG = """
 select a.id, a.at, a.caller, a.scope, a.id_number, a.operation from pii_audit a
 where ($1::text is null or a.id_number = $1) order by a.id desc limit $2
