@@ -73,14 +73,13 @@ def node_caller(info: Info) -> None:
     """Node-to-node work without a caller: a NODE token whose scope covers this node."""
     c = ctx(info)
     c.access.role("NODE", "this internal call")
-    if not c.node.tree.within(c.node.region, c.caller.scope):
+    if not c.access.may(c.node.region):
         raise forbidden(f"node token of {c.caller.scope} does not cover this node's region {c.node.region}")
 
 
 async def persons_changed(info: Info) -> bool:
     """A child tells this node its person feed moved: read it, then tell our own parent."""
     c = ctx(info)
-    c.access.role("NODE", "_tierPersonsChanged")
     index = c.runtime.index
     child = index.child_of_caller(c.caller.scope)
     if child is None:

@@ -35,7 +35,6 @@ async def pool(info: Info, id: str) -> PoolRec | None:
     if region_code(info, region, must_exist=False) is None or not c.node.in_subtree(region) \
             or c.node.child_for(region) is not None:
         return None
-    c.access.region(region, "pools")
     return await c.loaders.pool.load(id)  # type: ignore[no-any-return]
 
 
@@ -44,11 +43,8 @@ async def region_pool(root: RegionRec, info: Info, scheme: str, as_of: object | 
     c = ctx(info)
     if not c.node.in_subtree(root.code):
         return None
-    c.access.region(root.code, "pools")
     at = as_month(as_of, "asOf") if as_of is not None else codes.current_month()
     rec: PoolRec | None = await c.loaders.pool_covering.load((root.code, SCHEME_ID[scheme], at))
-    if rec is not None:
-        c.access.region(rec.region_code, "pools")
     return rec
 
 

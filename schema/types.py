@@ -10,16 +10,16 @@ from strawberry.types import Info
 from tierfed.resolvers import adjustment as adj
 from tierfed.resolvers import employers as emp
 from tierfed.resolvers import funds as fun
+from tierfed.resolvers import permissions as perm
 from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 from tierfed.resolvers import transfers as trn
 from tierfed.resolvers.context import ctx
-from tierfed.tiers import vocabulary
 from tierfed.tiers.store import AgencyRec, PoolRec
 from tierfed.tiers.tree import TIER_NAMES, RegionRec
-from tierfed.tiers.vocabulary import AGENCY_KINDS, DEPARTMENTS
+from tierfed.tiers.vocabulary import AGENCY_KINDS, DEPARTMENTS, SCHEMES, AgencyKind, Department, Scheme, Tier
 
 from .scalars import Decimal, Month
 
@@ -28,13 +28,14 @@ if TYPE_CHECKING:
     from .transfers import InsuranceTransfer
 
 
-Tier = strawberry.enum(vocabulary.Tier)
-Scheme = strawberry.enum(vocabulary.Scheme, description="Social insurance schemes.")
-Department = strawberry.enum(vocabulary.Department, description=(
+# The vocabulary's enums (tiers/vocabulary.py), served as they are.
+strawberry.enum(Tier)
+strawberry.enum(Scheme, description="Social insurance schemes.")
+strawberry.enum(Department, description=(
     "The administrative department an agency belongs to. Pension, work-injury and\n"
     "unemployment agencies sit under human resources and social security; medical\n"
     "and maternity agencies under healthcare security."))
-AgencyKind = strawberry.enum(vocabulary.AgencyKind)
+strawberry.enum(AgencyKind)
 
 
 @strawberry.input(description="Inclusive range of months.")
@@ -141,7 +142,7 @@ class Pool:
 
     @strawberry.field
     def scheme(self) -> Scheme:
-        return pol.SCHEMES[self.scheme - 1]  # type: ignore[return-value,operator]
+        return SCHEMES[self.scheme - 1]  # type: ignore[return-value,operator]
 
     @strawberry.field(description="The pooling level: the tier of the region the fund is pooled over.")
     def level(self, info: Info) -> Tier:
@@ -197,6 +198,8 @@ class Pool:
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Pool | None:
+        # A gateway's _entities: the rule of Query.pool, as the field applies it.
+        await perm.before(perm.FIELDS["Query.pool"], None, info._raw_info, {"id": str(id)})
         return await pol.pool(info, str(id))  # type: ignore[return-value]
 
 

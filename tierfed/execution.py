@@ -30,6 +30,7 @@ from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule, 
 from . import limits, observe
 from .auth import Access, Caller
 from .errors import Code, TierfedError, database_down, database_unavailable
+from .resolvers import permissions
 from .resolvers.context import Context, Loaders, SummaryLoader
 from .resolvers.held import HELD
 from .runtime import Runtime
@@ -147,6 +148,7 @@ def _prepare(rt: Runtime, query: str, operation_name: str | None, variables: dic
 
 
 layer.install(GRAPHQL_SCHEMA, HELD)
+permissions.install(GRAPHQL_SCHEMA)  # outermost: a field is checked before it is forwarded or resolved
 
 
 async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[str, Any],

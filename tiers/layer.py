@@ -98,10 +98,15 @@ def _field(schema: GraphQLSchema, coordinate: str) -> GraphQLField:
     return gtype.fields[field_name]
 
 
+def is_forwarded(value: Any) -> bool:
+    """Whether ``value`` is (part of) a child's answer, read by response key."""
+    return type(value) is Forwarded
+
+
 def _reading(resolve: Any) -> Any:
     def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         if type(root) is Forwarded:
-            return wrap(root.data.get(info.path.key))
+            return wrap(root.data.get(str(info.path.key)))
         return resolve(root, info, **args)
 
     return field
@@ -119,7 +124,7 @@ def _held(decl: Held, resolve: Any, fdef: GraphQLField) -> Any:
 
     async def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         if type(root) is Forwarded:
-            return wrap(root.data.get(info.path.key))
+            return wrap(root.data.get(str(info.path.key)))
         where = await decl.where(root, info, args)
         c = info.context
         if isinstance(where, AnyChild):
@@ -147,7 +152,7 @@ async def _ask(c: Any, child: Any, info: GraphQLResolveInfo, on_region: str | No
     if on_region is None:
         return got
     assert isinstance(got, Forwarded)
-    return wrap(got.data.get(info.path.key))
+    return wrap(got.data.get(str(info.path.key)))
 
 
 def _is_list(t: Any) -> bool:
