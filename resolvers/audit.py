@@ -2,25 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from strawberry.types import Info
-from tierfed.tiers.store import pii_audit_log
+from tierfed.tiers.store import PiiReadRec, pii_audit_log
 
 from tierfed import codes
 from tierfed.errors import bad_input
 
 from .context import ctx
-
-
-@dataclass(frozen=True)
-class PiiReadRec:
-    id: str
-    at: str
-    caller: str
-    scope: str
-    id_number: str
-    operation: str
 
 
 async def pii_reads(info: Info, id_number: str | None, limit: int) -> list[PiiReadRec]:
@@ -32,6 +20,4 @@ async def pii_reads(info: Info, id_number: str | None, limit: int) -> list[PiiRe
             raise bad_input(str(e), argument="idNumber") from None
     if not 1 <= limit <= 1000:
         raise bad_input("limit must be 1 to 1000", argument="limit")
-    rows = await pii_audit_log(c.store.pool, id_number, limit)
-    return [PiiReadRec(str(r["id"]), r["at"].isoformat(), r["caller"], r["scope"], r["id_number"], r["operation"])
-            for r in rows]
+    return await pii_audit_log(c.store.pool, id_number, limit)

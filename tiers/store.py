@@ -367,8 +367,21 @@ where ($1::text is null or a.id_number = $1) order by a.id desc limit $2
 """
 
 
-async def pii_audit_log(pool: asyncpg.Pool, id_number: str | None, limit: int) -> list[asyncpg.Record]:
-    return await pool.fetch(PII_AUDIT_LOG, id_number, limit)
+@dataclass(frozen=True, slots=True)
+class PiiReadRec:
+    """One unmasked read of an ID number, as the audit log keeps it."""
+
+    id: str
+    at: str
+    caller: str
+    scope: str
+    id_number: str
+    operation: str
+
+
+async def pii_audit_log(pool: asyncpg.Pool, id_number: str | None, limit: int) -> list[PiiReadRec]:
+    return [PiiReadRec(str(r["id"]), r["at"].isoformat(), r["caller"], r["scope"], r["id_number"], r["operation"])
+            for r in await pool.fetch(PII_AUDIT_LOG, id_number, limit)]
 
 
 @dataclass(frozen=True, slots=True)
