@@ -99,10 +99,8 @@ class ChildClients:
             )
             for c in children
         }
-        self.requests: dict[str, int] = {c.name: 0 for c in children}
 
     async def post(self, child: Child, token: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
-        self.requests[child.name] += 1
         req = observe.current.get()
         started = time.perf_counter()
         call = observe.ChildCall(child.name, "unreachable", 0.0)
