@@ -15,7 +15,8 @@ from . import codes
 from .config import AuthConfig
 from .errors import Code, TierfedError, UserError, forbidden
 
-ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR", "NODE")
+ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR", "NODE", "BUDGET_REVIEWER", "BUDGET_APPROVER")
+# BUDGET_REVIEWER: the department that reviews a pool's budget; BUDGET_APPROVER: finance, which approves it.
 # NODE: a token a node signs for itself (scope: its own region) for node-to-node
 # work without a caller, e.g. reading a child's person feed (tiers.personindex).
 
