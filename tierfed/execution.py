@@ -151,7 +151,7 @@ def _prepare(rt: Runtime, query: str, operation_name: str | None, variables: dic
 # from summaries. Their fields read a child's answer by response key.
 FORWARDABLE = ("Region", "Agency", "Pool", "Person", "PersonalStatement", "PersonSchemeYear", "Employer",
                "EmployerSchemeTotals", "InsuranceTransfer", "TransferredScheme", "FundAccount", "FundFlow", "Period",
-               "Budget", "BudgetLine", "BudgetBasis", "BudgetGrowth", "BudgetStep")
+               "Budget", "BudgetLine", "BudgetBasis", "BudgetGrowth")
 
 
 def _read_forwarded(resolve: Any) -> Any:
