@@ -214,6 +214,25 @@ async def test_execution_across_nodes_is_the_accounts_against_the_drafts(fed: Fe
     assert got["complete"]
 
 
+async def test_a_compiled_budget_is_never_stale_after_a_change_on_a_grandchild(fed: Fed) -> None:
+    """The central node's answer cache serves a compiled budget only while no node under it changed a
+    budget: a draft started and edited on Shenzhen (two levels down) shows at once."""
+    q = {"r": "440000", "y": 2025}
+    first = await fed.ok("central", COMPILED, q, VIEWER)
+    assert await fed.ok("central", COMPILED, q, VIEWER) == first
+    pool = "440300-MATERNITY-202401"
+    assert (pool, None) in await fed.pools("440000", 2025)
+    await fed.ok("shenzhen", START, {"in": {"poolId": pool, "year": 2025}}, SZ_OP)
+    await fed.ok("shenzhen", EDIT, {"in": {"poolId": pool, "year": 2025, "lines": [
+        {"category": "INTEREST", "amount": "0.01"}]}}, SZ_OP)
+    after = (await check_compiled(fed, "central", "440000", 2025))["data"]["compiledBudget"]
+    was, now = first["schemes"][4], after["schemes"][4]
+    assert now["scheme"] == "MATERNITY"
+    assert Decimal(now["totalIncome"]) == Decimal(was["totalIncome"]) + Decimal("0.01")
+    assert (now["states"]["waiting"], now["states"]["notDrafted"]) == \
+        (was["states"]["waiting"] + 1, was["states"]["notDrafted"] - 1)
+
+
 async def test_with_a_province_node_down_the_rest_is_compiled_and_the_gap_named(fed: Fed) -> None:
     await fed.nodes["sichuan"].stop()
     body = await check_compiled(fed, "central", "000000", 2025, without=("sichuan",))
