@@ -261,6 +261,7 @@ class ExecutionLineRec:
     category: str
     budget: Decimal
     actual: Decimal
+    actual_not_budgeted: Decimal
 
     @property
     def share(self) -> Decimal | None:
@@ -271,6 +272,7 @@ class ExecutionLineRec:
 class ExecutionTotalRec:
     budget: Decimal
     actual: Decimal
+    actual_not_budgeted: Decimal
 
     @property
     def share(self) -> Decimal | None:
@@ -301,17 +303,23 @@ class ExecutionRec:
 
     @property
     def total_income(self) -> ExecutionTotalRec:
-        return ExecutionTotalRec(sum((x.budget for x in self.income), ZERO), sum((x.actual for x in self.income), ZERO))
+        return _total(self.income)
 
     @property
     def total_expenditure(self) -> ExecutionTotalRec:
-        return ExecutionTotalRec(sum((x.budget for x in self.expenditure), ZERO),
-                                 sum((x.actual for x in self.expenditure), ZERO))
+        return _total(self.expenditure)
+
+
+def _total(lines: list[ExecutionLineRec]) -> ExecutionTotalRec:
+    return ExecutionTotalRec(sum((x.budget for x in lines), ZERO), sum((x.actual for x in lines), ZERO),
+                             sum((x.actual_not_budgeted for x in lines), ZERO))
 
 
 async def budget_execution(info: Info, region: str, scheme: str, month: object, only_approved: bool) -> ExecutionRec:
     """Actual flows of the year to ``month`` against the year's budget, by category, over the
-    pools of the scheme inside the region (actual counted for every such pool, budgeted or not)."""
+    pools of the scheme inside the region: the actual of the pools whose budget is counted against
+    that budget, and apart, the actual of the pools without one (so a missing draft never
+    inflates the share executed)."""
     code = subtree_region(info, region)
     c = ctx(info)
     c.access.region(code, "budgets")
@@ -322,8 +330,9 @@ async def budget_execution(info: Info, region: str, scheme: str, month: object, 
 
     def line(cat: str) -> ExecutionLineRec:
         budgeted = sum((p.lines.get(cat, ZERO) for p in mine if counted(p, only_approved)), ZERO)
-        actual = sum(((p.actual or {}).get(cat, ZERO) for p in mine), ZERO)
-        return ExecutionLineRec(cat, budgeted, actual)
+        actual = sum(((p.actual or {}).get(cat, ZERO) for p in mine if counted(p, only_approved)), ZERO)
+        rest = sum(((p.actual or {}).get(cat, ZERO) for p in mine if not counted(p, only_approved)), ZERO)
+        return ExecutionLineRec(cat, budgeted, actual, rest)
 
     return ExecutionRec(code, scheme, at, PeriodRec(date(year, 1, 1), at), only_approved,
                         [line(x) for x in FUND_INCOME], [line(x) for x in FUND_EXPENDITURE], states(mine),

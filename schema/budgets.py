@@ -267,7 +267,11 @@ class CompiledBudget:
 class ExecutionLine:
     category: FundFlowCategory = strawberry.field(resolver=_category)  # type: ignore[valid-type]
     budget: Decimal = strawberry.field(description="The year's budget of the category.")
-    actual: Decimal = strawberry.field(description="From January to the month, from the pools' fund accounts.")
+    actual: Decimal = strawberry.field(description=(
+        "From January to the month, from the fund accounts of the pools whose budget is counted."))
+    actual_not_budgeted: Decimal = strawberry.field(description=(
+        "From January to the month, from the fund accounts of the other pools (no budget counted): "
+        "actual + actualNotBudgeted is the whole region's."))
     share: Decimal | None = strawberry.field(description="actual / budget, to four decimals; null when nothing "
                                                           "was budgeted.")
 
@@ -276,13 +280,14 @@ class ExecutionLine:
 class ExecutionTotal:
     budget: Decimal
     actual: Decimal
+    actual_not_budgeted: Decimal
     share: Decimal | None = strawberry.field(description="actual / budget, to four decimals; null when nothing "
                                                          "was budgeted.")
 
 
 @strawberry.type(description=(
     "A scheme's budget execution over a region: for each category, the actual flows from January to the month "
-    "(every pool of the scheme open in the year inside the region) against the year's compiled budget."))
+    "of the pools of the scheme inside the region whose budget is counted) against the year's compiled budget."))
 class BudgetExecution:
     @strawberry.field
     async def region(self, info: Info) -> Annotated[Region, strawberry.lazy("tierfed.schema.types")]:
