@@ -113,7 +113,9 @@
     var schemes = el("select", { id: "budget-scheme", "aria-label": "险种" }, Object.keys(SCHEME_NAMES).map(function (s) {
       return el("option", { value: s, text: SCHEME_NAMES[s] });
     }));
-    var month = el("input", { id: "budget-month", type: "text", value: "2025-06", maxLength: 7, size: 8,
+    var to = document.getElementById("period-to");
+    var initial = to && /^\d{4}-(0[1-9]|1[0-2])$/.test(to.value) ? to.value : "2025-06";
+    var month = el("input", { id: "budget-month", type: "text", value: initial, maxLength: 7, size: 8,
                               pattern: "[0-9]{4}-(0[1-9]|1[0-2])", placeholder: "YYYY-MM", "aria-label": "截至月份" });
     /* noValidate: the panel says what to fix itself, in the page's language, not in a native bubble */
     var form = el("form", { id: "budget-form", autocomplete: "off", noValidate: true }, [
