@@ -15,7 +15,7 @@ from typing import Any
 
 from aiodataloader import DataLoader
 from strawberry.types import Info
-from tierfed.tiers import changestore
+from tierfed.tiers import budgetstore, changestore
 from tierfed.tiers.employers import EmployerParts
 from tierfed.tiers.figures import Summary
 from tierfed.tiers.loading import Loader
@@ -54,6 +54,9 @@ LOADERS: dict[str, Callable[[Store], DataLoader]] = {
     "pool_opening": lambda s: by_key(s.pool_openings),
     "pool_chain": lambda s: by_key(lambda ids: changestore.chains(s.pool, list(ids)), []),
     "pool_remote_predecessors": lambda s: by_key(lambda ids: changestore.remote_predecessors_of(s.pool, list(ids)), []),
+    "budget": lambda s: by_key(lambda keys: budgetstore.budgets(s.pool, list(keys))),
+    "budget_steps": lambda s: by_key(lambda keys: budgetstore.steps(s.pool, list(keys))),
+    "budget_parts": lambda s: by_key(lambda keys: budgetstore.parts(s.pool, list(keys))),
 }
 
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphql import GraphQLResolveInfo
-from tierfed.tiers.layer import ANY_CHILD, AnyChild, Held
+from tierfed.tiers.layer import ANY_CHILD, AnyChild, Held, Where
 
 from tierfed import codes
 from tierfed.errors import bad_input
@@ -24,11 +24,19 @@ async def root_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any])
     return str(root.code)
 
 
-async def pool_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
-    """The region a pool id names (checked: a malformed id is the caller's error)."""
-    region = parse_pool_id(args["id"])
-    node = info.context.node
-    return region if region in node.tree and node.in_subtree(region) else None
+def pool_region_of(argument: str) -> Where:
+    """The region the pool id of argument ``argument`` names, when inside this node's subtree
+    (checked: a malformed id is the caller's error); None otherwise (the field answers null)."""
+
+    async def where(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
+        region = parse_pool_id(args[argument])
+        node = info.context.node
+        return region if region in node.tree and node.in_subtree(region) else None
+
+    return where
+
+
+pool_region = pool_region_of("id")
 
 
 async def agency_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | AnyChild | None:
@@ -46,4 +54,5 @@ HELD: dict[str, Held] = {
     "Region.agencies": Held(root_region, on_region=True),
     "Query.pool": Held(pool_region),
     "Query.agency": Held(agency_region),
+    "Query.budget": Held(pool_region_of("poolId")),
 }

@@ -23,7 +23,8 @@ from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLSchema, defaul
 from tierfed.tiers.layer import is_forwarded
 
 from .common import subtree_region
-from .held import pool_region, root_region
+from .held import pool_region, pool_region_of, root_region
+from .pools import parse_pool_id
 
 RegionOf = Callable[[Any, GraphQLResolveInfo, dict[str, Any]], Awaitable[str | None]]
 
@@ -56,10 +57,30 @@ def arg(path: str, default_scope: bool = False) -> RegionOf:
     async def region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
         value: Any = args
         for step in path.split("."):
-            value = value.get(step) if isinstance(value, dict) else getattr(value, step, None)
+            value = _get(value, step)
         if value is None:
             return str(info.context.caller.scope) if default_scope else None
         return subtree_region(info, str(value))  # type: ignore[arg-type]
+
+    return region
+
+
+def _get(value: Any, name: str) -> Any:
+    """An argument, or a field of an input object (held under its GraphQL or its Python name)."""
+    snake = "".join(f"_{ch.lower()}" if ch.isupper() else ch for ch in name)
+    if isinstance(value, dict):
+        return value[name] if name in value else value.get(snake)
+    return getattr(value, snake, None)
+
+
+def pool_arg(path: str) -> RegionOf:
+    """The region of the pool id at argument ``path``: well formed, inside this node's subtree."""
+
+    async def region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
+        value: Any = args
+        for step in path.split("."):
+            value = _get(value, step)
+        return None if value is None else subtree_region(info, parse_pool_id(str(value)))  # type: ignore[arg-type]
 
     return region
 
@@ -105,6 +126,22 @@ FIELDS: dict[str, Rule] = {
     "Mutation.transferInsurance": Rule(roles=("OPERATOR",), action="transferInsurance", region=arg("input.to"),
                                        what="transfers"),
     "Mutation._tierPersonsChanged": Rule(roles=("NODE",), action="_tierPersonsChanged"),
+    "Query.budget": Rule(region=pool_region_of("poolId"), what="budgets"),
+    "Query.compiledBudget": Rule(region=arg("region"), what="budgets"),
+    "Query.budgetExecution": Rule(region=arg("region"), what="budgets"),
+    "Mutation.startBudget": Rule(roles=("OPERATOR",), action="startBudget", region=pool_arg("input.poolId"),
+                                 what="budgets"),
+    "Mutation.editBudget": Rule(roles=("OPERATOR",), action="editBudget", region=pool_arg("input.poolId"),
+                                what="budgets"),
+    "Mutation.submitBudget": Rule(roles=("OPERATOR",), action="submitBudget", region=pool_arg("poolId"),
+                                  what="budgets"),
+    "Mutation.reviewBudget": Rule(roles=("BUDGET_REVIEWER",), action="reviewBudget", region=pool_arg("poolId"),
+                                  what="budgets"),
+    "Mutation.approveBudget": Rule(roles=("BUDGET_APPROVER",), action="approveBudget", region=pool_arg("poolId"),
+                                   what="budgets"),
+    # Which of the two may return a budget depends on its state (tiers/budgets.RETURNERS): checked there too.
+    "Mutation.returnBudget": Rule(roles=("BUDGET_REVIEWER", "BUDGET_APPROVER"), action="returnBudget",
+                                  region=pool_arg("poolId"), what="budgets"),
     # Fields that read another region's records than the object they hang below.
     "Region.pool": Rule(region=root_region_in_subtree, result=lambda p: p.region_code, what="pools"),
 }
@@ -116,7 +153,9 @@ TYPES: dict[str, Rule] = {name: OPEN for name in (
     "Person", "PersonalStatement", "PersonSchemeYear", "Employer", "EmployerSchemeTotals", "InsuranceTransfer",
     "TransferredScheme", "CentralAdjustment", "ProvinceAdjustment", "DuplicateInsurance", "PiiRead",
     "PoolingChange", "SchemePooling", "PoolingLevelCount", "RaisePoolingLevelResult", "TransferInsuranceResult",
-    "Change", "ChangeParticipant", "ImportRun", "_Service")}
+    "Change", "ChangeParticipant", "ImportRun", "_Service",
+    "Budget", "BudgetBasis", "BudgetExecution", "BudgetGrowth", "BudgetLine", "BudgetPart", "BudgetStates",
+    "BudgetStep", "CompiledBudget", "ExecutionLine", "ExecutionTotal", "SchemeBudget")}
 
 
 def rule_for(type_name: str, field_name: str) -> Rule | None:
@@ -140,8 +179,8 @@ def install(schema: GraphQLSchema) -> None:
 async def before(rule: Rule, root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> None:
     """The checks of ``rule`` that need no answer: roles, this node's region, the region read."""
     access = info.context.access
-    if rule.roles and not any(info.context.caller.has(r) for r in rule.roles):
-        access.role(rule.roles[-1], rule.action)
+    if rule.roles:
+        access.any_role(rule.roles, rule.action)
     if rule.node:
         access.region(info.context.node.region, rule.what)
     if rule.region is not None:

@@ -19,6 +19,7 @@ from tierfed.resolvers import rollups as rol
 
 from tierfed.errors import bad_input
 
+from . import budgets as budget_types
 from . import changes as change_types
 from . import descriptions
 from . import imports as import_types
@@ -51,7 +52,8 @@ class PiiRead:
 
 
 @strawberry.type
-class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_types.ChangeQueries):
+class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_types.ChangeQueries,
+            budget_types.BudgetQueries):
     @strawberry.field
     async def nation(self, info: Info) -> Region:
         return await reg.nation(info)  # type: ignore[return-value]
@@ -113,7 +115,7 @@ class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_typ
 
 
 @strawberry.type
-class Mutation(pooling_types.PoolingMutations, transfer_types.TransferMutations):
+class Mutation(pooling_types.PoolingMutations, transfer_types.TransferMutations, budget_types.BudgetMutations):
     @strawberry.mutation(name="_tierPersonsChanged", description=(
         "Internal, child node to parent, with the child's NODE token: the persons the child holds changed. "
         "True once this node and every ancestor have read them."))

@@ -168,6 +168,13 @@ EXPECTED_TABLES["fund_flow"] = {"pool_id", "month", "category", "scheme", "regio
 EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {
     "fiscal_subsidy", "interest", "investment_return", "subsidy_from_above", "remittance_from_below", "other_income",
     "subsidy_to_below", "remittance_to_above", "other_expenditure", "booked_net"}
+# 0010: fund budgets (issue 16): drafts, their lines per category, and every workflow step
+EXPECTED_TABLES["budget"] = {"pool_id", "year", "scheme", "region_code", "state", "expected_insured",
+                             "expected_contributors", "expected_beneficiaries", "basis", "returned_reason",
+                             "created_at", "updated_at"}
+EXPECTED_TABLES["budget_line"] = {"pool_id", "year", "category", "amount"}
+EXPECTED_TABLES["budget_step"] = {"id", "pool_id", "year", "action", "from_state", "to_state", "caller", "roles",
+                                  "reason", "changes", "at"}
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:

@@ -65,6 +65,11 @@ def test_demo_starts_answers_and_restarts(tmp_path: Path) -> None:
         gd = httpx.post(f"http://127.0.0.1:{port + 1}/graphql", json={"query": q.replace("000000", "440000")},
                         headers={"Authorization": f"Bearer {tok}"}, timeout=30).json()
         assert gd["data"]["rollup"]["complete"] is True
+        # The provinces' 2026 pension budgets, drafted on the nodes holding them, compiled at the centre.
+        b = '{ compiledBudget(region: "000000", year: 2026, schemes: [PENSION]) { complete states { pools approved } } }'
+        got = httpx.post(f"http://127.0.0.1:{port}/graphql", json={"query": b},
+                         headers={"Authorization": f"Bearer {tok}"}, timeout=30).json()["data"]["compiledBudget"]
+        assert got == {"complete": True, "states": {"pools": 31, "approved": 1}}
         page = httpx.get(f"http://127.0.0.1:{port}/dashboard", timeout=10)
         assert page.status_code == 200 and "echarts" in page.text.lower()
     finally:

@@ -23,7 +23,7 @@ where n.nspname = 'public' and c.relkind in ('r', 'p') and not c.relispartition 
 """
 COLUMNS = """
 select a.attname, format_type(a.atttypid, a.atttypmod) as type, a.attnotnull,
-       pg_get_expr(d.adbin, d.adrelid) as dflt, a.attgenerated
+       pg_get_expr(d.adbin, d.adrelid) as dflt, a.attgenerated = 's' as generated_column
 from pg_attribute a left join pg_attrdef d on d.adrelid = a.attrelid and d.adnum = a.attnum
 where a.attrelid = $1 and a.attnum > 0 and not a.attisdropped order by a.attname
 """
@@ -44,7 +44,7 @@ async def describe(url: str) -> str:
         for t in await con.fetch(TABLES):
             out.append(f"table {t['relname']}{' (partitioned)' if t['relkind'] == 'p' else ''}")
             for c in await con.fetch(COLUMNS, t["oid"]):
-                gen = " generated" if c["attgenerated"] else ""
+                gen = " generated" if c["generated_column"] else ""
                 dflt = f" default {c['dflt']}" if c["dflt"] is not None else ""
                 out.append(f"  column {c['attname']} {c['type']}{' not null' if c['attnotnull'] else ''}{gen}{dflt}")
             out += [f"  constraint {r['conname']} {r['def']}" for r in await con.fetch(CONSTRAINTS, t["oid"])]

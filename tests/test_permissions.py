@@ -51,8 +51,10 @@ def test_the_rules_are_installed_on_the_executable_schema() -> None:
 
 
 HAND = re.compile(r"access\.role\(|access\.region\(|caller\.has\(|within\([^)]*caller\.scope")
-# Node-to-node calls check per call kind, where each kind is dispatched (declared in FIELDS["Query._tierCall"]).
-DECLARED_INTERNAL = {"resolvers/internal.py", "resolvers/duplicates.py"}
+# Checks that depend on more than the field: node-to-node calls check per call kind, where each
+# kind is dispatched (declared in FIELDS["Query._tierCall"]); which role may return a budget
+# depends on the budget's state (declared in FIELDS["Mutation.returnBudget"]).
+DECLARED_INTERNAL = {"resolvers/internal.py", "resolvers/duplicates.py", "resolvers/budgets.py"}
 
 
 def test_no_resolver_checks_roles_or_scope_by_hand() -> None:

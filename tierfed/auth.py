@@ -15,7 +15,8 @@ from . import codes
 from .config import AuthConfig
 from .errors import Code, TierfedError, UserError, forbidden
 
-ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR", "NODE")
+ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR", "NODE", "BUDGET_REVIEWER", "BUDGET_APPROVER")
+# BUDGET_REVIEWER: the department that reviews a pool's budget; BUDGET_APPROVER: finance, which approves it.
 # NODE: a token a node signs for itself (scope: its own region) for node-to-node
 # work without a caller, e.g. reading a child's person feed (tiers.personindex).
 
@@ -158,8 +159,13 @@ class Access:
         return self.tree.within(code, self.caller.scope)
 
     def role(self, role: str, action: str) -> None:
-        if not self.caller.has(role):
-            raise forbidden(f"{action} needs the {role} role; your token has {sorted(self.caller.roles) or 'none'}")
+        self.any_role((role,), action)
+
+    def any_role(self, roles: tuple[str, ...], action: str) -> None:
+        """FORBIDDEN unless the caller holds one of ``roles``."""
+        if not any(self.caller.has(r) for r in roles):
+            raise forbidden(f"{action} needs the {' or '.join(roles)} role; "
+                            f"your token has {sorted(self.caller.roles) or 'none'}")
 
     @property
     def pii(self) -> bool:

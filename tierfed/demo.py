@@ -111,6 +111,56 @@ async def prepare(cfgs: list[NodeConfig], data_dir: Path, persons: int) -> None:
     print(f"demo data loaded in {time.monotonic() - t0:.0f} s", flush=True)
 
 
+# The budgets the demo starts with, for every province's pension pool: 2026's drafted from
+# 2025's accounts and taken through the workflow as far as a real cycle might be in the autumn
+# (Guangdong approved, Sichuan reviewed, Zhejiang submitted, the rest drafts); and 2025's, all
+# approved, so that the execution panel has a year with actual figures (the demo's records
+# are 2025's; those budgets are drafted from its first quarter, annualised).
+BUDGET_YEAR = 2026
+BUDGET_GROWTH = [{"category": "CONTRIBUTIONS", "percent": "5"}, {"category": "BENEFITS", "percent": "8"},
+                 {"category": "FISCAL_SUBSIDY", "percent": "3"}]
+APPROVE = ("submitBudget", "reviewBudget", "approveBudget")
+BUDGET_STEPS = {"440000": APPROVE, "510000": APPROVE[:2], "330000": APPROVE[:1]}
+START_BUDGET = """mutation($in: StartBudgetInput!) { startBudget(input: $in) { state } }"""
+
+
+async def seed_budgets(cfgs: list[NodeConfig], tree: Tree, keys: Keys) -> None:
+    """Draft the provinces' 2026 pension budgets through the API, each on the node holding its
+    pool; once (a second start finds them and leaves them)."""
+    import httpx
+
+    router = Node(cfgs[0], tree)
+    tok = keys.sign("demo-budget", "000000", ["VIEWER", "OPERATOR", "BUDGET_REVIEWER", "BUDGET_APPROVER"], 3600)
+    central = f"http://{cfgs[0].listen}/graphql"
+    async with httpx.AsyncClient(timeout=60, headers={"Authorization": f"Bearer {tok}"}) as http:
+        async def ask(url: str, query: str, variables: dict[str, object]) -> dict[str, object]:
+            body = (await http.post(url, json={"query": query, "variables": variables})).json()
+            if body.get("errors"):
+                raise RuntimeError(f"demo budgets: {body['errors'][0].get('message')}")
+            return body["data"]  # type: ignore[no-any-return]
+
+        seen = await ask(central, "query($y: Int!) { compiledBudget(region: \"000000\", year: $y, "
+                                  "schemes: [PENSION]) { states { notDrafted pools } } }", {"y": BUDGET_YEAR})
+        states = seen["compiledBudget"]["states"]  # type: ignore[index]
+        if states["notDrafted"] != states["pools"]:
+            return
+
+        async def one(province: str) -> None:
+            owner = router.child_for(province)
+            url = owner.url if owner else central
+            pool = f"{province}-PENSION-202401"
+            for year, base, steps in ((BUDGET_YEAR, "2025-12", BUDGET_STEPS.get(province, ())),
+                                      (BUDGET_YEAR - 1, "2025-03", APPROVE)):
+                await ask(url, START_BUDGET, {"in": {"poolId": pool, "year": year, "growth": BUDGET_GROWTH,
+                                                     "basePeriod": {"from": "2025-01", "to": base}}})
+                for step in steps:
+                    await ask(url, f"mutation($p: ID!, $y: Int!) {{ {step}(poolId: $p, year: $y) {{ state }} }}",
+                              {"p": pool, "y": year})
+
+        await asyncio.gather(*(one(p) for p in router.provinces()))
+    print(f"demo budgets: the provinces' {BUDGET_YEAR - 1} and {BUDGET_YEAR} pension budgets drafted", flush=True)
+
+
 def _secret(data_dir: Path) -> str:
     f = data_dir / "demo-secret"
     if not f.exists():
@@ -147,12 +197,20 @@ async def run_demo(port: int, persons: int, data_dir: Path) -> None:
             await asyncio.sleep(0.05)
     keys = Keys(cfgs[0].auth)
     day = 86400
+    pool = await create_pool(embedded.url_for(data_dir, embedded.database_name(cfgs[0].name)))
+    tree = Tree(await load_tree(pool))
+    await pool.close()
+    await seed_budgets(cfgs, tree, keys)
     tokens = {
         "national (VIEWER, OPERATOR, PII_READER, AUDITOR)": keys.sign("demo-central", "000000",
                                                                      ["VIEWER", "OPERATOR", "PII_READER", "AUDITOR"], day),
         "national viewer (IDs masked)": keys.sign("demo-viewer", "000000", ["VIEWER"], day),
         "Guangdong (VIEWER, OPERATOR)": keys.sign("demo-guangdong", "440000", ["VIEWER", "OPERATOR"], day),
         "Sichuan (VIEWER, OPERATOR)": keys.sign("demo-sichuan", "510000", ["VIEWER", "OPERATOR"], day),
+        "Guangdong budget reviewer (VIEWER, BUDGET_REVIEWER)": keys.sign("demo-gd-hrss", "440000",
+                                                                         ["VIEWER", "BUDGET_REVIEWER"], day),
+        "national finance (VIEWER, BUDGET_APPROVER)": keys.sign("demo-finance", "000000",
+                                                                ["VIEWER", "BUDGET_APPROVER"], day),
     }
     print("\ntierfed demo is running (Ctrl-C stops everything)\n")
     for c in cfgs:

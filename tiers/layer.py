@@ -31,6 +31,7 @@ from graphql import (
     GraphQLUnionType,
     default_field_resolver,
     get_named_type,
+    is_leaf_type,
 )
 
 from .forward import field_piece
@@ -70,7 +71,8 @@ def install(schema: GraphQLSchema, held: dict[str, Held]) -> None:
         fdef.resolve = _held(decl, fdef.resolve or default_field_resolver, fdef)
     for gtype in _reachable(schema, held):
         for fdef in gtype.fields.values():
-            fdef.resolve = _reading(fdef.resolve or default_field_resolver)
+            leaf = is_leaf_type(get_named_type(fdef.type))  # a JSON value stays as the child sent it
+            fdef.resolve = _reading(fdef.resolve or default_field_resolver, leaf)
         if gtype.is_type_of is not None:
             gtype.is_type_of = _forwarded_or(gtype.is_type_of)
 
@@ -103,10 +105,11 @@ def is_forwarded(value: Any) -> bool:
     return type(value) is Forwarded
 
 
-def _reading(resolve: Any) -> Any:
+def _reading(resolve: Any, leaf: bool) -> Any:
     def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         if type(root) is Forwarded:
-            return wrap(root.data.get(str(info.path.key)))
+            value = root.data.get(str(info.path.key))
+            return value if leaf else wrap(value)
         return resolve(root, info, **args)
 
     return field
