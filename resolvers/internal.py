@@ -14,7 +14,7 @@ from tierfed.tiers.remote import LIVE, RemoteCalls, summary_to_json
 from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, forbidden
 
-from . import duplicates
+from . import duplicates, ranking
 from .common import as_month, int_arg, subtree_region, year_arg
 from .context import ctx
 from .persons import id_arg
@@ -52,6 +52,8 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
         return await employer_calls(c.employers, kind, args, as_month)
     if kind == "duplicates":
         return await duplicates.answer_calls(info, args)
+    if kind == "ranking":
+        return await ranking.answer_calls(info, args)
     if kind == "elsewhere":
         return await elsewhere(info, args)
     if kind == "presence":

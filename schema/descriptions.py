@@ -239,6 +239,32 @@ DESCRIPTIONS: dict[str, str] = {
     "FundAccount.totalExpenditure": "The sum of expenditure.",
     "FundAccount.closingBalance": "openingBalance + surplus: the pool's balance(asOf: period.to).",
     "Pool.account(period)": "Months inside those the pool covers (openedFrom to closedAfter, or to this month).",
+    # ---- rankings (issue 15)
+    "RankBy": "The figure or indicator a ranking orders regions by (of one scheme over the period).",
+    "RankBy.INSURED": "Distinct persons with a contribution record in the period's last month.",
+    "RankBy.CONTRIBUTION_TOTAL": "Contributions (employer and individual) over the period, in yuan.",
+    "RankBy.POOLED": "The pooled part of the contributions over the period, in yuan.",
+    "RankBy.BENEFITS_PAID": "Benefits paid over the period, in yuan.",
+    "RankBy.BENEFICIARIES": "Distinct persons with a benefit payment in the period's last month.",
+    "RankEntry": "One region's place in a ranking.",
+    "RankEntry.region": "The region ranked (of the tier asked for).",
+    "RankEntry.totals": "The region's totals of the scheme over the period, the ranked figure among them.",
+    "RankEntry.cursor": "Pass as after to get the entries that follow this one (valid for the same arguments only).",
+    "Ranking": "The regions of one tier inside a subtree, ordered by a figure of one scheme over a period.",
+    "Ranking.entries": "At most first entries after the cursor, in ranking order: by value (as shown), then by "
+                       "code; regions whose value is undefined last.",
+    "Ranking.complete": "False when a node holding some of the regions did not answer: they are left out of "
+                        "count and entries, and missing names them.",
+    "Ranking.missing": "Regions of the child nodes that did not answer.",
+    "Query.ranking(region)": REGION_CODE + " inside the token's scope: the subtree whose regions are ranked.",
+    "Query.ranking(tier)": "The tier ranked: one below the region's (BAD_USER_INPUT otherwise).",
+    "Query.ranking(period)": "The months the figures cover, both included.",
+    "Query.ranking(scheme)": "The scheme whose figures are ranked.",
+    "Query.ranking(by)": "The figure or indicator to order by.",
+    "Query.ranking(descending)": "Largest first (default); false for smallest first. Undefined values rank last "
+                                 "either way, and ties go by code, ascending.",
+    "Query.ranking(first)": "At most this many entries, 0 to 500 (default 20).",
+    "Query.ranking(after)": "The cursor of the last entry of the previous page; null for the first page.",
 }
 
 # Defined by the Apollo Federation and link specifications, not by this API.

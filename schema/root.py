@@ -23,6 +23,7 @@ from . import changes as change_types
 from . import descriptions
 from . import imports as import_types
 from . import pooling as pooling_types
+from . import ranking as ranking_types
 from . import transfers as transfer_types
 from .scalars import Decimal
 from .types import (
@@ -51,7 +52,8 @@ class PiiRead:
 
 
 @strawberry.type
-class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_types.ChangeQueries):
+class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_types.ChangeQueries,
+            ranking_types.RankingQueries):
     @strawberry.field
     async def nation(self, info: Info) -> Region:
         return await reg.nation(info)  # type: ignore[return-value]

@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from .figures import BOOKED, Figures, Summary
+from .figures import BOOKED, SCHEMES, Figures, SchemeTotal, Summary
 from .tree import RegionRec
 
 DEPARTMENTS = ("HUMAN_RESOURCES_SOCIAL_SECURITY", "HEALTHCARE_SECURITY")
@@ -208,6 +208,19 @@ group by m.root
 """
 
 
+# A ranking's figures: per region, one scheme's totals over a period (headcounts in its last
+# month), added up in SQL from the region's own summary rows.
+RANK_FIGURES = """
+select s.region_code, coalesce(sum(s.contributions) filter (where s.month = $4), 0)::bigint as insured,
+       sum(s.contributions)::bigint as months, sum(s.employer) as employer, sum(s.individual) as individual,
+       sum(s.individual_account) as individual_account, sum(s.benefits_paid) as benefits_paid,
+       coalesce(sum(s.benefits) filter (where s.month = $4), 0)::bigint as beneficiaries, sum(s.base) as base
+from summary s
+where s.region_code = any($1::text[]) and s.scheme = $2 and s.month between $3 and $4
+group by s.region_code
+"""
+
+
 def _agency(r: asyncpg.Record) -> AgencyRec:
     return AgencyRec(r["code"], r["name"], r["department"], r["kind"], r["region_code"],
                      r["parent_code"], r["vertically_managed"])
@@ -258,6 +271,17 @@ class Store:
             for i, month, scheme, c, e, ind, acc, base, b, paid, t_in, t_out, *booked in rows:
                 out[idx[i - 1]].rows[(month, scheme)] = Figures(c, e, ind, acc, base, b, paid, t_in, t_out, booked)
         return out
+
+    async def rank_figures(self, regions: Sequence[str], scheme: int, first: date, last: date
+                           ) -> dict[str, SchemeTotal]:
+        """One scheme's totals over a period per region (regions without records left out)."""
+        if not regions:
+            return {}
+        name = SCHEMES[scheme - 1]
+        return {r["region_code"]: SchemeTotal(name, r["insured"], r["months"], r["employer"], r["individual"],
+                                              r["individual_account"], r["benefits_paid"], r["beneficiaries"],
+                                              r["base"])
+                for r in await self.pool.fetch(RANK_FIGURES, list(regions), scheme, first, last)}
 
     async def statements(self, keys: Sequence[tuple[str, int]]) -> list[dict[int, StatementRow]]:
         """Per (ID number, year): the person's records summed per scheme."""
