@@ -9,8 +9,7 @@ from typing import Any
 
 from strawberry.types import Info
 from tierfed.tiers.figures import SCHEMES, SchemeTotal
-from tierfed.tiers.ranking import (
-    MAX_FIRST, RANK_BY, Part, Question, Ranker, decode_cursor, encode_cursor, sort_key, value_str)
+from tierfed.tiers.ranking import MAX_FIRST, RANK_BY, Part, Question, Ranker, decode_cursor, encode_cursor, sort_key, value_str
 from tierfed.tiers.tree import TIER_NAMES
 
 from tierfed.errors import bad_input
@@ -41,8 +40,10 @@ class RankingRec:
 
 
 def question(info: Info, region: str, tier: str, start: object, end: object, scheme: str, by: str,
-             descending: bool, first: int, after: str | None) -> Question:
-    """The arguments checked: BAD_USER_INPUT saying what to fix, before anything is read."""
+             descending: bool, first: int, after: str | None, *, whole: bool = False) -> Question:
+    """The arguments checked: BAD_USER_INPUT saying what to fix, before anything is read.
+    ``whole``: a parent's call, where the region may itself be the one region of the tier ranked
+    (a child node whose region is a city, in a ranking of cities)."""
     code = subtree_region(info, region)
     ctx(info).access.region(code, "rankings")
     f, t = period_arg(start, end)
@@ -51,7 +52,7 @@ def question(info: Info, region: str, tier: str, start: object, end: object, sch
         raise bad_input(f"tier must be one of {', '.join(TIER_NAMES)}", argument="tier")
     level = TIER_NAMES.index(tier)
     own = tree.by_code[code].tier
-    if level <= own:
+    if level < own or (level == own and not whole):
         below = ", ".join(TIER_NAMES[own + 1:]) or "none: it is a county"
         raise bad_input(f"tier {tier} is not below region {code} ({TIER_NAMES[own]}): rank a tier below it "
                         f"({below})", argument="tier")
@@ -95,7 +96,8 @@ async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str,
         if not isinstance(tier, int) or not 0 <= tier < len(TIER_NAMES):
             raise bad_input("ranking needs tier, an index of a tier", argument="args")
         q = question(info, str(a.get("region", "")), TIER_NAMES[tier], a.get("from"), a.get("to"),
-                     str(a.get("scheme")), str(a.get("by")), bool(a.get("descending")), int_arg(a, "first"), None)
+                     str(a.get("scheme")), str(a.get("by")), bool(a.get("descending")), int_arg(a, "first"), None,
+                     whole=True)
         after = a.get("after")
         if after is not None:
             if not (isinstance(after, list) and len(after) == 2 and isinstance(after[1], str)

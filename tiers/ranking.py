@@ -242,7 +242,7 @@ class Ranker:
         own = rank_local(q, {code: figures.get(code) or SchemeTotal(q.scheme, 0, 0, zero, zero, zero, zero, 0, zero)
                              for code in local})
         own.missing = missing
-        return merge_parts([own, *answers], q)
+        return merge_parts([own, *(a for a in answers if a is not None)], q)
 
     async def _ask(self, child: Child, q: Question, region: str) -> Part | None:
         try:
