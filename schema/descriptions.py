@@ -264,6 +264,36 @@ DESCRIPTIONS: dict[str, str] = {
     "Query.ranking(descending)": "Largest first (default); false for smallest first. Undefined values rank last "
                                  "either way, and ties go by code, ascending.",
     "Query.ranking(first)": "At most this many entries, 0 to 500 (default 20).",
+    # ---- the public fund report (issue 15)
+    "Query.fundReport": "The public fund report of a region for a year or half-year (Social Insurance Law art. 70): "
+                        "insured per scheme and each scheme's pool accounts, labelled in Chinese. Also served as a "
+                        "printable page and as CSV: GET /reports/fund?region=..&year=..&half=..&format=html|csv. "
+                        "FORBIDDEN outside the token's scope.",
+    "Query.fundReport(region)": REGION_CODE + " inside the token's scope.",
+    "Query.fundReport(year)": "The year reported, 1990 to 2100.",
+    "Query.fundReport(half)": "1 for January to June, 2 for July to December; null for the whole year.",
+    "FundReport": "The public fund report of one region for a year or half-year.",
+    "FundReport.region": "The region reported on.",
+    "FundReport.year": "The year reported.",
+    "FundReport.half": "1 or 2 for a half-year; null for the whole year.",
+    "FundReport.period": "The months reported (up to the current month for a period not yet over).",
+    "FundReport.title": "The report's title in Chinese, e.g. \"广东省2025年上半年社会保险基金报告\".",
+    "FundReport.schemes": "One entry per scheme, in Scheme order.",
+    "FundReport.complete": "False when a child node holding part of the region did not answer: the insured counts "
+                           "and accounts lack its part, and missing names it.",
+    "FundReport.missing": "Regions of the child nodes that did not answer.",
+    "FundReportScheme": "One scheme in a fund report: who is insured, and the fund that covers the region.",
+    "FundReportScheme.scheme": "The scheme.",
+    "FundReportScheme.label": "The scheme's name in Chinese, e.g. \"基本养老保险\".",
+    "FundReportScheme.insured": "Persons insured in the period's last month, in the region's whole subtree.",
+    "FundReportScheme.beneficiaries": "Persons paid a benefit in the period's last month, in the region's whole subtree.",
+    "FundReportScheme.pool": "The pool covering the region at the period's end; null when this node holds none.",
+    "FundReportScheme.ownPool": "True when that pool is pooled over this very region (its account follows); false when "
+                                "the region is pooled higher up (pool names the pool that covers it) or has no pool.",
+    "FundReportScheme.note": "In Chinese: whether the region pools this scheme itself, or which pool covers it.",
+    "FundReportScheme.account": "The own pool's account over the months of the period it covers; null when the region "
+                                "is pooled higher up (see that pool's report) or has no pool.",
+    "FundReportScheme.returns": "Interest plus investment returns of the account; null without an account.",
     "Query.ranking(after)": "The cursor of the last entry of the previous page; null for the first page.",
 }
 

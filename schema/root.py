@@ -24,6 +24,7 @@ from . import descriptions
 from . import imports as import_types
 from . import pooling as pooling_types
 from . import ranking as ranking_types
+from . import report as report_types
 from . import transfers as transfer_types
 from .scalars import Decimal
 from .types import (
@@ -53,7 +54,7 @@ class PiiRead:
 
 @strawberry.type
 class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_types.ChangeQueries,
-            ranking_types.RankingQueries):
+            ranking_types.RankingQueries, report_types.ReportQueries):
     @strawberry.field
     async def nation(self, info: Info) -> Region:
         return await reg.nation(info)  # type: ignore[return-value]

@@ -150,7 +150,8 @@ def _prepare(rt: Runtime, query: str, operation_name: str | None, variables: dic
 # person or employer, and what hangs below them). Rollups never do: they are merged
 # from summaries. Their fields read a child's answer by response key.
 FORWARDABLE = ("Region", "Agency", "Pool", "Person", "PersonalStatement", "PersonSchemeYear", "Employer",
-               "EmployerSchemeTotals", "InsuranceTransfer", "TransferredScheme", "FundAccount", "FundFlow", "Period")
+               "EmployerSchemeTotals", "InsuranceTransfer", "TransferredScheme", "FundAccount", "FundFlow", "Period",
+               "FundReport", "FundReportScheme")
 
 
 def _read_forwarded(resolve: Any) -> Any:

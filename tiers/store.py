@@ -172,6 +172,16 @@ join pool p on p.region_code = rc.ancestor and p.scheme = k.scheme
            and p.opened_from <= k.at and (p.closed_after is null or p.closed_after >= k.at)
 """
 
+# Per (region, scheme, month): how many pools this node holds strictly inside the region's subtree.
+POOLS_BELOW = """
+select k.i, count(p.id)::int as n
+from unnest($1::text[], $2::smallint[], $3::date[]) with ordinality as k (region, scheme, at, i)
+left join region_closure rc on rc.ancestor = k.region and rc.depth > 0
+left join pool p on p.region_code = rc.descendant and p.scheme = k.scheme
+                and p.opened_from <= k.at and (p.closed_after is null or p.closed_after >= k.at)
+group by k.i
+"""
+
 POOLS_AT = f"""
 select {POOL_COLUMNS} from pool p
 where p.opened_from <= $1 and (p.closed_after is null or p.closed_after >= $1)
@@ -317,6 +327,12 @@ class Store:
         rows = await self.pool.fetch(POOLS_COVERING, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
         for r in rows:
             out[r["i"] - 1] = _pool(r)
+        return out
+
+    async def pools_below(self, keys: Sequence[tuple[str, int, date]]) -> list[int]:
+        out = [0] * len(keys)
+        for r in await self.pool.fetch(POOLS_BELOW, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]):
+            out[r["i"] - 1] = r["n"]
         return out
 
     async def pools_at(self, at: date) -> list[PoolRec]:
