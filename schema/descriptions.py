@@ -264,6 +264,34 @@ DESCRIPTIONS: dict[str, str] = {
     "Query.ranking(descending)": "Largest first (default); false for smallest first. Undefined values rank last "
                                  "either way, and ties go by code, ascending.",
     "Query.ranking(first)": "At most this many entries, 0 to 500 (default 20).",
+    # ---- settling the central adjustment (issue 15)
+    "Mutation.settleCentralAdjustment": "Book the pension central adjustment of a year (the figures of "
+        "centralAdjustment) in every province's PENSION pool, as one change across nodes: each province pool books "
+        "its remittance as REMITTANCE_TO_ABOVE and its allocation as SUBSIDY_FROM_ABOVE in one month. All or nothing: "
+        "a province node that cannot be reached before the decision refuses the whole settlement "
+        "(TIER_UNAVAILABLE). Needs OPERATOR over the nation, at the central node.",
+    "Mutation.settleCentralAdjustment(input)": "The year, ratio, booking month and idempotency key.",
+    "SettleCentralAdjustmentInput": "What to settle.",
+    "SettleCentralAdjustmentInput.year": "The year of the adjustment (its figures: centralAdjustment(year, ratio)).",
+    "SettleCentralAdjustmentInput.ratio": "The remittance ratio, 0 to 1, e.g. 0.045.",
+    "SettleCentralAdjustmentInput.month": "The month the flows are booked in: the year's December (the default) "
+                                          "or later, not after this month.",
+    "SettleCentralAdjustmentInput.idempotencyKey": "Same key and input (year, ratio, month): the same result, "
+                                                   "nothing booked twice; same key, other input: CONFLICT.",
+    "SettleCentralAdjustmentInput.dryRun": "Check every node and compute, book nothing.",
+    "SettleCentralAdjustmentResult": "A settlement of the central adjustment.",
+    "SettleCentralAdjustmentResult.changeId": "The change across nodes (see changes); null for a dry run.",
+    "SettleCentralAdjustmentResult.state": "COMMITTED once decided; null for a dry run.",
+    "SettleCentralAdjustmentResult.month": "The month the flows are booked in.",
+    "SettleCentralAdjustmentResult.bookings": "One per province, in code order.",
+    "SettleCentralAdjustmentResult.replayed": "True when the idempotency key had already settled it.",
+    "SettleCentralAdjustmentResult.dryRun": "True for a dry run: nothing was booked.",
+    "SettleCentralAdjustmentResult.total": "The sum of the remittances, equal to the sum of the allocations to the fen.",
+    "AdjustmentBooking": "One province pool's part in a settled central adjustment.",
+    "AdjustmentBooking.region": "The province.",
+    "AdjustmentBooking.pool": "The province's PENSION pool that books it.",
+    "AdjustmentBooking.remittance": "Booked as REMITTANCE_TO_ABOVE.",
+    "AdjustmentBooking.allocation": "Booked as SUBSIDY_FROM_ABOVE.",
     # ---- the public fund report (issue 15)
     "Query.fundReport": "The public fund report of a region for a year or half-year (Social Insurance Law art. 70): "
                         "insured per scheme and each scheme's pool accounts, labelled in Chinese. Also served as a "

@@ -25,6 +25,7 @@ from . import imports as import_types
 from . import pooling as pooling_types
 from . import ranking as ranking_types
 from . import report as report_types
+from . import settlement as settlement_types
 from . import transfers as transfer_types
 from .scalars import Decimal
 from .types import (
@@ -116,7 +117,7 @@ class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_typ
 
 
 @strawberry.type
-class Mutation(pooling_types.PoolingMutations, transfer_types.TransferMutations):
+class Mutation(pooling_types.PoolingMutations, transfer_types.TransferMutations, settlement_types.SettlementMutations):
     @strawberry.mutation(name="_tierPersonsChanged", description=(
         "Internal, child node to parent, with the child's NODE token: the persons the child holds changed. "
         "True once this node and every ancestor have read them."))
