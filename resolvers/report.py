@@ -105,8 +105,12 @@ async def fund_report(info: Info, region: str, year: int, half: int | None) -> A
         t = figures[sc]
         account = None
         if pool is None:
-            note = "本地区由下级各统筹区分别统筹，基金收支见各统筹区的报告" if n_below else \
-                "本节点未持有覆盖本地区的统筹基金"
+            if n_below:
+                note = "本地区由下级各统筹区分别统筹，基金收支见各统筹区的报告"
+            elif c.runtime is not None and c.runtime.cfg.parent is not None:
+                note = "本地区由上级统筹区统筹，基金由上级节点持有，基金收支见该统筹区的报告"
+            else:
+                note = "本地区无覆盖的统筹基金"
         elif pool.region_code == code:
             note = "本地区统筹"
             f = max(first, pool.opened_from)
