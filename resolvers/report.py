@@ -120,6 +120,9 @@ async def fund_report(info: Info, region: str, year: int, half: int | None) -> A
         else:
             above = tree.by_code[pool.region_code]
             note = f"由{above.name}（{above.code}）统筹，基金收支见该统筹区的报告（基金 {pool.id}）"
-        out.append(ReportSchemeRec(sc, t.insured, t.beneficiaries, pool, pool is not None and
-                                   pool.region_code == code, note, account))
+        own = pool is not None and pool.region_code == code
+        # A pool above the token's scope is named (the directory is open) but not given: its figures
+        # are the whole province's.
+        shown = pool if pool is not None and c.access.may(pool.region_code) else None
+        out.append(ReportSchemeRec(sc, t.insured, t.beneficiaries, shown, own, note, account))
     return FundReportRec(code, year, half, first, last, f"{rec.name}{name}社会保险基金报告", out, sorted(s.missing))

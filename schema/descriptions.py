@@ -315,7 +315,8 @@ DESCRIPTIONS: dict[str, str] = {
     "FundReportScheme.label": "The scheme's name in Chinese, e.g. \"基本养老保险\".",
     "FundReportScheme.insured": "Persons insured in the period's last month, in the region's whole subtree.",
     "FundReportScheme.beneficiaries": "Persons paid a benefit in the period's last month, in the region's whole subtree.",
-    "FundReportScheme.pool": "The pool covering the region at the period's end; null when this node holds none.",
+    "FundReportScheme.pool": "The pool covering the region at the period's end; null when this node holds none, "
+                             "or when it is pooled over a region outside the token's scope (note names it).",
     "FundReportScheme.ownPool": "True when that pool is pooled over this very region (its account follows); false when "
                                 "the region is pooled higher up (pool names the pool that covers it) or has no pool.",
     "FundReportScheme.note": "In Chinese: whether the region pools this scheme itself, or which pool covers it.",

@@ -86,6 +86,11 @@ async def test_a_region_pooled_higher_up_names_its_pool(world: tuple[Client, Raw
     assert "广东省（440000）统筹" in pension["note"] and pension["pool"]["id"] in pension["note"]
     assert medical["ownPool"] and medical["pool"]["id"] == "440300-MEDICAL-202401"
     await check_account(c, raw, "440300-MEDICAL-202401", m(1), m(12))
+    # A token of Shenzhen's scope: the province pool is named, not given (its balance is the province's).
+    scoped = await report(c, "440300", half=None, tok=token("440300", ("VIEWER",)))
+    assert scoped["schemes"][0]["pool"] is None and "广东省（440000）统筹" in scoped["schemes"][0]["note"]
+    assert scoped["schemes"][1]["pool"]["id"] == "440300-MEDICAL-202401"
+    assert scoped["schemes"][1]["account"] == medical["account"]
 
 
 async def test_csv_carries_the_api_figures(world: tuple[Client, Raw, str]) -> None:
