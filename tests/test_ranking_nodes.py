@@ -15,10 +15,12 @@ import httpx
 import pytest
 from tierfed.tiers.tree import Tree
 
+from tests.conftest import load_dataset, node_config
 from tests.nodes import RunningNode, free_port, start_node
 from tests.test_changes import NODES, configs, load_split, make_keys
 from tests.test_ranking import OP, RANK_BY, RANKING, all_pages, check, raw_figures
 from tierfed.config import Limits
+from tierfed.generator import Options, generate
 
 pytestmark = pytest.mark.federation
 
@@ -116,3 +118,51 @@ async def test_a_child_down_leaves_its_regions_out_and_says_so(fed: Fed, tree: T
     assert r["complete"] is False and r["missing"] == [{"code": "510000"}]
     assert [e["extensions"]["code"] for e in body["errors"]] == ["TIER_UNAVAILABLE"]
     check(r["entries"], r["count"], figures, "INSURED", True, "PENSION")
+
+
+@pytest.fixture(scope="module")
+async def county_child(tmp_path_factory: pytest.TempPathFactory, tree: Tree, new_db: Any
+                       ) -> AsyncIterator[tuple[RunningNode, list[asyncpg.Connection]]]:
+    """Guangdong's node with one child node below the tier ranked: a county of Jiangmen (440784)."""
+    out = tmp_path_factory.mktemp("county")
+    generate(tree, out, Options(persons=2000, first=date(2025, 1, 1), last=date(2025, 6, 1), seed=7),
+             split=lambda r: "county" if tree.within(r, "440784") else "province" if tree.within(r, "440000")
+             else "elsewhere")
+    county_port = free_port()
+    cfgs = {"county": node_config("440784", "county"),
+            "province": node_config("440000", "province", [
+                {"region": "440784", "url": f"http://127.0.0.1:{county_port}/graphql", "name": "county",
+                 "timeout_s": 20}])}
+    dbs = {}
+    for n, cfg in cfgs.items():
+        dbs[n] = await new_db()
+        await load_dataset(dbs[n], cfg, out / n)
+    county = await start_node(cfgs["county"], dbs["county"], county_port)
+    province = await start_node(cfgs["province"], dbs["province"])
+    cons = [await asyncpg.connect(dbs[n]) for n in ("province", "county")]
+    try:
+        yield province, cons
+    finally:
+        for con in cons:
+            await con.close()
+        await province.stop()
+        await county.stop()
+
+
+async def test_a_city_spanning_a_county_node_is_ranked_with_the_county(
+        county_child: tuple[RunningNode, list[asyncpg.Connection]], tree: Tree) -> None:
+    province, cons = county_child
+    figures = await raw_figures(cons, tree, "440000", "CITY", "PENSION", date(2025, 1, 1), date(2025, 6, 1))
+    county_only = await raw_figures(cons[1:], tree, "440700", "COUNTY", "PENSION", date(2025, 1, 1), date(2025, 6, 1))
+    assert county_only["440784"].months > 0  # the county node holds some of Jiangmen's records
+
+    async def ask(q: str, v: dict[str, Any]) -> Any:
+        body = await province.post(q, v, OP)
+        assert "errors" not in body, body["errors"]
+        return body["data"]
+
+    for by in ("INSURED", "POOLED", "DEPENDENCY_RATIO"):
+        v = {"r": "440000", "tier": "CITY", "from": "2025-01", "to": "2025-06", "scheme": "PENSION", "by": by,
+             "desc": True}
+        entries, _, count = await all_pages(ask, v, 8)
+        check(entries, count, figures, by, True, "PENSION")
