@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import budgets, cases, cluster, fresh, telemetry
+from . import budgets, cases, cluster, fresh, funds, telemetry
 from .cases import Bench, Row
 from .dataset import Spec, ensure
 
@@ -38,6 +38,7 @@ CASES = {
     "telemetry": telemetry.case_telemetry,
     "fresh": fresh.case_fresh,
     "budgets": budgets.case_budgets,
+    "funds": funds.case_funds,
 }
 
 

@@ -22,8 +22,9 @@ from tierfed import codes
 from tierfed.errors import bad_input, conflict
 
 from . import funds
-from .common import as_month, int_arg, region_code, subtree_region, year_arg
+from .common import as_month, int_arg, region_code, year_arg
 from .context import ctx
+from .permissions import call_region
 from .pools import parse_pool_id
 from .rollups import PeriodRec, period_arg
 
@@ -331,8 +332,7 @@ async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str,
     """A parent's budget calls, for this node's subtree (scope checked here too)."""
     out = []
     for a in args:
-        code = subtree_region(info, str(a.get("region", "")))
-        ctx(info).access.region(code, "budgets")
+        code = call_region(info, a.get("region", ""), "budgets")
         year = year_arg(int_arg(a, "year"))
         through = a.get("through")
         at = as_month(through, "through") if through is not None else None

@@ -52,6 +52,7 @@ LOADERS: dict[str, Callable[[Store], DataLoader]] = {
     "pool_predecessors": lambda s: by_key(s.pools_by_successor, []),
     "pool_covering": lambda s: by_key(s.pools_covering),
     "pool_opening": lambda s: by_key(s.pool_openings),
+    "pools_below": lambda s: by_key(s.pools_below, 0),
     "pool_chain": lambda s: by_key(lambda ids: changestore.chains(s.pool, list(ids)), []),
     "pool_remote_predecessors": lambda s: by_key(lambda ids: changestore.remote_predecessors_of(s.pool, list(ids)), []),
     "budget": lambda s: by_key(lambda keys: budgetstore.budgets(s.pool, list(keys))),

@@ -13,8 +13,9 @@ from tierfed.tiers.figures import SCHEMES
 
 from tierfed.errors import bad_input
 
-from .common import int_arg, subtree_region
+from .common import int_arg
 from .context import ctx
+from .permissions import call_region
 from .persons import PersonView
 from .rollups import period_arg
 
@@ -57,8 +58,7 @@ async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str,
 
     out = []
     for a in args:
-        code = subtree_region(info, str(a.get("region", "")))
-        ctx(info).access.region(code, "duplicate insurance records")
+        code = call_region(info, a.get("region", ""), "duplicate insurance records")
         f, t = period_arg(a.get("from"), a.get("to"))
         ids = a.get("ids")
         if not isinstance(ids, list):

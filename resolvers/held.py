@@ -39,6 +39,15 @@ def pool_region_of(argument: str) -> Where:
 pool_region = pool_region_of("id")
 
 
+def region_arg(argument: str) -> Where:
+    """The region argument ``argument`` names (checked by the field's permission rule first)."""
+
+    async def where(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
+        return str(args[argument])
+
+    return where
+
+
 async def agency_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | AnyChild | None:
     """The region of an agency this node's directory knows; any child's, when it knows none."""
     try:
@@ -55,4 +64,5 @@ HELD: dict[str, Held] = {
     "Query.pool": Held(pool_region),
     "Query.agency": Held(agency_region),
     "Query.budget": Held(pool_region_of("poolId")),
+    "Query.fundReport": Held(region_arg("region")),
 }

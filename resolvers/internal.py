@@ -14,7 +14,7 @@ from tierfed.tiers.remote import LIVE, RemoteCalls, summary_to_json
 from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, forbidden
 
-from . import budgets, duplicates, pooling
+from . import budgets, duplicates, pooling, ranking
 from .common import as_month, int_arg, subtree_region, year_arg
 from .context import ctx
 from .persons import id_arg
@@ -54,6 +54,8 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
         return await duplicates.answer_calls(info, args)
     if kind == "budgets":
         return await budgets.answer_calls(info, args)
+    if kind == "ranking":
+        return await ranking.answer_calls(info, args)
     if kind == "elsewhere":
         return await elsewhere(info, args)
     if kind == "pools":

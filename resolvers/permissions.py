@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLSchema, default_field_resolver
+from strawberry.types import Info
 from tierfed.tiers.layer import is_forwarded
 
 from .common import subtree_region
@@ -91,6 +92,14 @@ async def root_region_in_subtree(root: Any, info: GraphQLResolveInfo, args: dict
     return code if info.context.node.in_subtree(code) else None
 
 
+def call_region(info: Info, value: object, what: str) -> str:
+    """A region named by a parent's internal call (``_tierCall``): checked as a rule checks an
+    argument's region, for the kinds that read a region's records with the caller's token."""
+    code = subtree_region(info, str(value))
+    info.context.access.region(code, what)
+    return code
+
+
 OPEN = Rule()
 OPERATOR_OR_AUDITOR = ("OPERATOR", "AUDITOR")
 INTERNAL = Rule(filtered="node to node: each call kind checks its caller (the NODE role, or the scope of "
@@ -126,6 +135,10 @@ FIELDS: dict[str, Rule] = {
     "Mutation.transferInsurance": Rule(roles=("OPERATOR",), action="transferInsurance", region=arg("input.to"),
                                        what="transfers"),
     "Mutation._tierPersonsChanged": Rule(roles=("NODE",), action="_tierPersonsChanged"),
+    "Query.ranking": Rule(region=arg("region"), what="rankings"),
+    "Query.fundReport": Rule(region=arg("region"), what="fund reports"),
+    "Mutation.settleCentralAdjustment": Rule(roles=("OPERATOR",), action="settleCentralAdjustment", node=True,
+                                             what="the central adjustment (it needs every province of this node)"),
     "Query.budget": Rule(region=pool_region_of("poolId"), what="budgets"),
     "Query.compiledBudget": Rule(region=arg("region"), what="budgets"),
     "Query.budgetExecution": Rule(region=arg("region"), what="budgets"),
@@ -155,7 +168,8 @@ TYPES: dict[str, Rule] = {name: OPEN for name in (
     "PoolingChange", "SchemePooling", "PoolingLevelCount", "RaisePoolingLevelResult", "TransferInsuranceResult",
     "Change", "ChangeParticipant", "ImportRun", "_Service",
     "Budget", "BudgetBasis", "BudgetExecution", "BudgetGrowth", "BudgetLine", "BudgetPart", "BudgetStates",
-    "BudgetStep", "CompiledBudget", "ExecutionLine", "ExecutionTotal", "SchemeBudget")}
+    "BudgetStep", "CompiledBudget", "ExecutionLine", "ExecutionTotal", "SchemeBudget",
+    "Ranking", "RankEntry", "FundReport", "FundReportScheme", "SettleCentralAdjustmentResult", "AdjustmentBooking")}
 
 
 def rule_for(type_name: str, field_name: str) -> Rule | None:

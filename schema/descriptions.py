@@ -329,6 +329,91 @@ DESCRIPTIONS: dict[str, str] = {
     "FundAccount.totalExpenditure": "The sum of expenditure.",
     "FundAccount.closingBalance": "openingBalance + surplus: the pool's balance(asOf: period.to).",
     "Pool.account(period)": "Months inside those the pool covers (openedFrom to closedAfter, or to this month).",
+    # ---- rankings (issue 15)
+    "RankBy": "The figure or indicator a ranking orders regions by (of one scheme over the period).",
+    "RankBy.INSURED": "Distinct persons with a contribution record in the period's last month.",
+    "RankBy.CONTRIBUTION_TOTAL": "Contributions (employer and individual) over the period, in yuan.",
+    "RankBy.POOLED": "The pooled part of the contributions over the period, in yuan.",
+    "RankBy.BENEFITS_PAID": "Benefits paid over the period, in yuan.",
+    "RankBy.BENEFICIARIES": "Distinct persons with a benefit payment in the period's last month.",
+    "RankEntry": "One region's place in a ranking.",
+    "RankEntry.region": "The region ranked (of the tier asked for).",
+    "RankEntry.totals": "The region's totals of the scheme over the period, the ranked figure among them.",
+    "RankEntry.cursor": "Pass as after to get the entries that follow this one (valid for the same arguments only).",
+    "Ranking": "The regions of one tier inside a subtree, ordered by a figure of one scheme over a period.",
+    "Ranking.entries": "At most first entries after the cursor, in ranking order: by value (as shown), then by "
+                       "code; regions whose value is undefined last.",
+    "Ranking.complete": "False when a node holding some of the regions did not answer: they are left out of "
+                        "count and entries, and missing names them.",
+    "Ranking.missing": "Regions of the child nodes that did not answer.",
+    "Query.ranking(region)": REGION_CODE + " inside the token's scope: the subtree whose regions are ranked.",
+    "Query.ranking(tier)": "The tier ranked: one below the region's (BAD_USER_INPUT otherwise).",
+    "Query.ranking(period)": "The months the figures cover, both included.",
+    "Query.ranking(scheme)": "The scheme whose figures are ranked.",
+    "Query.ranking(by)": "The figure or indicator to order by.",
+    "Query.ranking(descending)": "Largest first (default); false for smallest first. Undefined values rank last "
+                                 "either way, and ties go by code, ascending.",
+    "Query.ranking(first)": "At most this many entries, 0 to 500 (default 20).",
+    # ---- settling the central adjustment (issue 15)
+    "Mutation.settleCentralAdjustment": "Book the pension central adjustment of a year (the figures of "
+        "centralAdjustment) in every province's PENSION pool, as one change across nodes: each province pool books "
+        "its remittance as REMITTANCE_TO_ABOVE and its allocation as SUBSIDY_FROM_ABOVE in one month. All or nothing: "
+        "a province node that cannot be reached before the decision refuses the whole settlement "
+        "(TIER_UNAVAILABLE). Needs OPERATOR over the nation, at the central node.",
+    "Mutation.settleCentralAdjustment(input)": "The year, ratio, booking month and idempotency key.",
+    "SettleCentralAdjustmentInput": "What to settle.",
+    "SettleCentralAdjustmentInput.year": "The year of the adjustment (its figures: centralAdjustment(year, ratio)).",
+    "SettleCentralAdjustmentInput.ratio": "The remittance ratio, 0 to 1, e.g. 0.045.",
+    "SettleCentralAdjustmentInput.month": "The month the flows are booked in: the year's December (the default) "
+                                          "or later, not after this month.",
+    "SettleCentralAdjustmentInput.idempotencyKey": "Same key and input (year, ratio, month): the same result, "
+                                                   "nothing booked twice; same key, other input: CONFLICT.",
+    "SettleCentralAdjustmentInput.dryRun": "Check every node and compute, book nothing.",
+    "SettleCentralAdjustmentResult": "A settlement of the central adjustment.",
+    "SettleCentralAdjustmentResult.changeId": "The change across nodes (see changes); null for a dry run.",
+    "SettleCentralAdjustmentResult.state": "COMMITTED once decided; null for a dry run.",
+    "SettleCentralAdjustmentResult.month": "The month the flows are booked in.",
+    "SettleCentralAdjustmentResult.bookings": "One per province, in code order.",
+    "SettleCentralAdjustmentResult.replayed": "True when the idempotency key had already settled it.",
+    "SettleCentralAdjustmentResult.dryRun": "True for a dry run: nothing was booked.",
+    "SettleCentralAdjustmentResult.total": "The sum of the remittances, equal to the sum of the allocations to the fen.",
+    "AdjustmentBooking": "One province pool's part in a settled central adjustment.",
+    "AdjustmentBooking.region": "The province.",
+    "AdjustmentBooking.pool": "The province's PENSION pool that books it.",
+    "AdjustmentBooking.remittance": "Booked as REMITTANCE_TO_ABOVE.",
+    "AdjustmentBooking.allocation": "Booked as SUBSIDY_FROM_ABOVE.",
+    # ---- the public fund report (issue 15)
+    "Query.fundReport": "The public fund report of a region for a year or half-year (Social Insurance Law art. 70): "
+                        "insured per scheme and each scheme's pool accounts, labelled in Chinese. Also served as a "
+                        "printable page and as CSV: GET /reports/fund?region=..&year=..&half=..&format=html|csv. "
+                        "FORBIDDEN outside the token's scope.",
+    "Query.fundReport(region)": REGION_CODE + " inside the token's scope.",
+    "Query.fundReport(year)": "The year reported, 1990 to 2100.",
+    "Query.fundReport(half)": "1 for January to June, 2 for July to December; null for the whole year.",
+    "FundReport": "The public fund report of one region for a year or half-year.",
+    "FundReport.region": "The region reported on.",
+    "FundReport.year": "The year reported.",
+    "FundReport.half": "1 or 2 for a half-year; null for the whole year.",
+    "FundReport.period": "The months reported (up to the current month for a period not yet over).",
+    "FundReport.title": "The report's title in Chinese, e.g. \"广东省2025年上半年社会保险基金报告\".",
+    "FundReport.schemes": "One entry per scheme, in Scheme order.",
+    "FundReport.complete": "False when a child node holding part of the region did not answer: the insured counts "
+                           "and accounts lack its part, and missing names it.",
+    "FundReport.missing": "Regions of the child nodes that did not answer.",
+    "FundReportScheme": "One scheme in a fund report: who is insured, and the fund that covers the region.",
+    "FundReportScheme.scheme": "The scheme.",
+    "FundReportScheme.label": "The scheme's name in Chinese, e.g. \"基本养老保险\".",
+    "FundReportScheme.insured": "Persons insured in the period's last month, in the region's whole subtree.",
+    "FundReportScheme.beneficiaries": "Persons paid a benefit in the period's last month, in the region's whole subtree.",
+    "FundReportScheme.pool": "The pool covering the region at the period's end; null when this node holds none, "
+                             "or when it is pooled over a region outside the token's scope (note names it).",
+    "FundReportScheme.ownPool": "True when that pool is pooled over this very region (its account follows); false when "
+                                "the region is pooled higher up (pool names the pool that covers it) or has no pool.",
+    "FundReportScheme.note": "In Chinese: whether the region pools this scheme itself, or which pool covers it.",
+    "FundReportScheme.account": "The own pool's account over the months of the period it covers; null when the region "
+                                "is pooled higher up (see that pool's report) or has no pool.",
+    "FundReportScheme.returns": "Interest plus investment returns of the account; null without an account.",
+    "Query.ranking(after)": "The cursor of the last entry of the previous page; null for the first page.",
 }
 
 # Defined by the Apollo Federation and link specifications, not by this API.

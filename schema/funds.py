@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from tierfed.resolvers import funds as fun
+from tierfed.resolvers.report import CATEGORY_LABELS
 from tierfed.tiers.figures import FUND_CATEGORIES
 
 from .scalars import Decimal
@@ -28,6 +29,10 @@ class FundFlow:
         return FundFlowCategory[self.category]  # type: ignore[attr-defined,no-any-return,misc]
 
     amount: Decimal
+
+    @strawberry.field(description="The category's name in Chinese, as the public fund report prints it.")
+    def label(self) -> str:
+        return CATEGORY_LABELS[self.category]  # type: ignore[index]
 
 
 @strawberry.type(description=(

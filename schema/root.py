@@ -24,6 +24,9 @@ from . import changes as change_types
 from . import descriptions
 from . import imports as import_types
 from . import pooling as pooling_types
+from . import ranking as ranking_types
+from . import report as report_types
+from . import settlement as settlement_types
 from . import transfers as transfer_types
 from .scalars import Decimal
 from .types import (
@@ -53,7 +56,7 @@ class PiiRead:
 
 @strawberry.type
 class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_types.ChangeQueries,
-            budget_types.BudgetQueries):
+            budget_types.BudgetQueries, ranking_types.RankingQueries, report_types.ReportQueries):
     @strawberry.field
     async def nation(self, info: Info) -> Region:
         return await reg.nation(info)  # type: ignore[return-value]
@@ -115,7 +118,8 @@ class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_typ
 
 
 @strawberry.type
-class Mutation(pooling_types.PoolingMutations, transfer_types.TransferMutations, budget_types.BudgetMutations):
+class Mutation(pooling_types.PoolingMutations, transfer_types.TransferMutations, budget_types.BudgetMutations,
+               settlement_types.SettlementMutations):
     @strawberry.mutation(name="_tierPersonsChanged", description=(
         "Internal, child node to parent, with the child's NODE token: the persons the child holds changed. "
         "True once this node and every ancestor have read them."))

@@ -167,7 +167,9 @@ class Pool:
 
     @strawberry.field(description=(
         "openingBalance plus, over the months from openedFrom to asOf (capped at closedAfter)\n"
-        "and the records of the regions it covers, pooled contributions minus benefits paid.\n"
+        "and the records of the regions it covers, pooled contributions minus benefits paid,\n"
+        "plus transfersIn minus transfersOut, plus the other income and minus the other\n"
+        "expenditure booked as fund flows (see FundAccount).\n"
         "Records that arrive late for a month a predecessor covered change that predecessor's\n"
         "balance and, through openingBalance, this one's: no yuan is lost or counted twice."))
     async def balance(self, info: Info, as_of: Month | None = None) -> Decimal:

@@ -28,9 +28,10 @@ CONTRACT = next((p for p in CONTRACTS if (p / "next.graphql").exists()), CONTRAC
 
 # The definitions of next.graphql built here, and of the extensions the fields built here.
 TYPES = {"ChangeState", "TransferredScheme", "InsuranceTransfer", "ChangeParticipant", "Change",
-         "TransferInsuranceInput", "TransferInsuranceResult", "FundFlowCategory", "FundFlow", "FundAccount"}
+         "TransferInsuranceInput", "TransferInsuranceResult", "FundFlowCategory", "FundFlow", "FundAccount",
+         "RankBy", "RankEntry", "Ranking"}
 EXTENSION_FIELDS = {"Person": {"transfers"}, "RaisePoolingLevelResult": {"state"}, "Mutation": {"transferInsurance"},
-                    "Pool": {"transfersIn", "transfersOut", "account"}, "Query": {"changes"}}
+                    "Pool": {"transfersIn", "transfersOut", "account"}, "Query": {"changes", "ranking"}}
 
 
 def built_parts(next_sdl: str) -> DocumentNode:

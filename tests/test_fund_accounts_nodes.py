@@ -94,3 +94,27 @@ async def test_a_flow_for_a_pool_held_above_is_refused_on_the_child(fed: Fed, tm
     assert "parent node" in e.value.errors[0].reason
     body = await fed.nodes["central"].post('{ pool(id: "440000-PENSION-202401") { balance(asOf: "2025-06") } }', None, OP)
     assert Decimal(body["data"]["pool"]["balance"]) == await fed.raw.balance("440000-PENSION-202401", m(6))
+
+
+async def test_fund_report_across_nodes_is_the_holders_own(fed: Fed) -> None:
+    """fundReport asked at the centre is forwarded whole to the node holding the region; Guangdong's
+    report counts Shenzhen's insured and accounts its province pool with Shenzhen's records."""
+    from tierfed.reports import QUERY
+
+    for region, holder in (("440000", "guangdong"), ("440300", "shenzhen")):
+        v = {"region": region, "year": 2025, "half": 1}
+        at_centre = await fed.nodes["central"].post(QUERY, v, OP)
+        at_holder = await fed.nodes[holder].post(QUERY, v, OP)
+        assert "errors" not in at_centre, at_centre
+        assert at_centre == at_holder
+    r = at_centre["data"]["fundReport"]  # Shenzhen: pension pooled by the province, held above this node
+    assert r["region"]["code"] == "440300" and not r["schemes"][0]["ownPool"]
+    assert r["schemes"][0]["note"].startswith("本地区由上级统筹区统筹")
+    gd = (await fed.nodes["central"].post(QUERY, {"region": "440000", "year": 2025, "half": 1}, OP))["data"]
+    pension = gd["fundReport"]["schemes"][0]
+    a = await check_account(fed.nodes["central"], fed.raw, "440000-PENSION-202401", m(1), m(6))
+    assert pension["account"]["closingBalance"] == a["closingBalance"]
+    rollup = await fed.nodes["central"].post('{ rollup(region: "440000", period: {from: "2025-01", to: "2025-06"}) '
+                                             "{ totals { insured } } }", None, OP)
+    assert [s["insured"] for s in gd["fundReport"]["schemes"]] == \
+        [t["insured"] for t in rollup["data"]["rollup"]["totals"]]

@@ -25,6 +25,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
     from tierfed.dashboard import routes as dashboard_routes
     from tierfed.graphiql import routes as graphiql_routes
     from tierfed.imports.http import routes as import_routes
+    from tierfed.reports import routes as report_routes
 
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
@@ -58,6 +59,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
         *([Route("/metrics", metrics_endpoint)] if cfg.metrics.enabled and not cfg.metrics.listen else []),
         Route("/internal/changes", changes_endpoint, methods=["POST"]),
         *dashboard_routes(),
+        *report_routes(),
         *graphiql_routes(),
         *import_routes(),
     ]

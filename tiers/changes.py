@@ -39,7 +39,7 @@ from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, conflict
 
 from . import changestore as cs
-from . import transfers
+from . import settlement, transfers
 from .faults import crash_point
 from .figures import SCHEMES
 from .identity import NodeIdentity
@@ -206,7 +206,7 @@ class Changes:
     async def _prepare(self, msg: dict[str, Any], parent: str) -> dict[str, Any]:
         change_id = str(msg["change"])
         dry = bool(msg.get("dryRun"))
-        if msg.get("kind") not in (RAISE, TRANSFER):
+        if msg.get("kind") not in (RAISE, TRANSFER, settlement.SETTLE):
             raise bad_input(f"unknown kind of change {msg.get('kind')!r}")
         if not dry:
             prior = await cs.by_id(self.pool, change_id)
@@ -217,6 +217,8 @@ class Changes:
             crash_point("participant-before-reserve")
         if msg["kind"] == TRANSFER:
             return await transfers.prepare(self, msg, parent, dry)
+        if msg["kind"] == settlement.SETTLE:
+            return await settlement.prepare(self, msg, parent, dry)
         return await self._prepare_raise(msg, parent, dry)
 
     async def _prepare_raise(self, msg: dict[str, Any], parent: str, dry: bool) -> dict[str, Any]:
@@ -322,6 +324,8 @@ class Changes:
         plan = row.plan
         if row.kind == TRANSFER:
             await transfers.apply(con, row.id, plan, self.node.region)
+        elif row.kind == settlement.SETTLE:
+            await settlement.apply(con, plan, self.node.region)
         elif row.kind == RAISE:
             await con.execute(CLOSE, plan["replaced"], codes.month(plan["before"]), plan["successor"])
             if plan.get("vertical"):

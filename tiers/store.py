@@ -14,7 +14,7 @@ from decimal import Decimal
 
 import asyncpg
 
-from .figures import BOOKED, Figures, Summary
+from .figures import BOOKED, SCHEMES, Figures, SchemeTotal, Summary
 from .tree import RegionRec
 from .vocabulary import fund_flow_sql
 
@@ -170,6 +170,16 @@ join pool p on p.region_code = rc.ancestor and p.scheme = k.scheme
            and p.opened_from <= k.at and (p.closed_after is null or p.closed_after >= k.at)
 """
 
+# Per (region, scheme, month): how many pools this node holds strictly inside the region's subtree.
+POOLS_BELOW = """
+select k.i, count(p.id)::int as n
+from unnest($1::text[], $2::smallint[], $3::date[]) with ordinality as k (region, scheme, at, i)
+left join region_closure rc on rc.ancestor = k.region and rc.depth > 0
+left join pool p on p.region_code = rc.descendant and p.scheme = k.scheme
+                and p.opened_from <= k.at and (p.closed_after is null or p.closed_after >= k.at)
+group by k.i
+"""
+
 POOLS_AT = f"""
 select {POOL_COLUMNS} from pool p
 where p.opened_from <= $1 and (p.closed_after is null or p.closed_after >= $1)
@@ -202,6 +212,19 @@ left join lateral (
       and s.month between m.opened_from and m.closed_after
 ) f on true
 group by m.root
+"""
+
+
+# A ranking's figures: per region, one scheme's totals over a period (headcounts in its last
+# month), added up in SQL from the region's own summary rows.
+RANK_FIGURES = """
+select s.region_code, coalesce(sum(s.contributions) filter (where s.month = $4), 0)::bigint as insured,
+       sum(s.contributions)::bigint as months, sum(s.employer) as employer, sum(s.individual) as individual,
+       sum(s.individual_account) as individual_account, sum(s.benefits_paid) as benefits_paid,
+       coalesce(sum(s.benefits) filter (where s.month = $4), 0)::bigint as beneficiaries, sum(s.base) as base
+from summary s
+where s.region_code = any($1::text[]) and s.scheme = $2 and s.month between $3 and $4
+group by s.region_code
 """
 
 
@@ -256,6 +279,17 @@ class Store:
                 out[idx[i - 1]].rows[(month, scheme)] = Figures(c, e, ind, acc, base, b, paid, t_in, t_out, booked)
         return out
 
+    async def rank_figures(self, regions: Sequence[str], scheme: int, first: date, last: date
+                           ) -> dict[str, SchemeTotal]:
+        """One scheme's totals over a period per region (regions without records left out)."""
+        if not regions:
+            return {}
+        name = SCHEMES[scheme - 1]
+        return {r["region_code"]: SchemeTotal(name, r["insured"], r["months"], r["employer"], r["individual"],
+                                              r["individual_account"], r["benefits_paid"], r["beneficiaries"],
+                                              r["base"])
+                for r in await self.pool.fetch(RANK_FIGURES, list(regions), scheme, first, last)}
+
     async def statements(self, keys: Sequence[tuple[str, int]]) -> list[dict[int, StatementRow]]:
         """Per (ID number, year): the person's records summed per scheme."""
         ids = [k[0] for k in keys]
@@ -290,6 +324,12 @@ class Store:
         rows = await self.pool.fetch(POOLS_COVERING, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys])
         for r in rows:
             out[r["i"] - 1] = _pool(r)
+        return out
+
+    async def pools_below(self, keys: Sequence[tuple[str, int, date]]) -> list[int]:
+        out = [0] * len(keys)
+        for r in await self.pool.fetch(POOLS_BELOW, [k[0] for k in keys], [k[1] for k in keys], [k[2] for k in keys]):
+            out[r["i"] - 1] = r["n"]
         return out
 
     async def pools_at(self, at: date) -> list[PoolRec]:

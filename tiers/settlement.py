@@ -1,0 +1,258 @@
+"""Settling the pension central adjustment: one change across nodes (tiers/changes.py).
+
+Each province's pension pool books its remittance as REMITTANCE_TO_ABOVE and its
+allocation as SUBSIDY_FROM_ABOVE (fund_flow rows and their summaries, as the
+fund_flows import books them) in one month. The central node coordinates: it
+checks and reserves the pools of the provinces it holds itself, each child node
+holding provinces checks and reserves its own (``prepare``), and the decision
+books the central node's part in the same transaction; the children book theirs
+when told (or when they ask, after a crash). A node that does not answer before
+the decision aborts the whole settlement: no pool books anything. The remittances
+and allocations add up to the same total to the fen (resolvers/adjustment.py), so
+the settlement moves no yuan in or out of the federation's pension pools.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from dataclasses import dataclass
+from datetime import date
+from decimal import Decimal
+from typing import Any
+
+import asyncpg
+
+from tierfed import codes
+from tierfed.errors import bad_input, conflict
+
+from . import changestore as cs
+from .faults import crash_point
+from .figures import BOOKED, SCHEME_ID
+from .pooling import _lock, check_not_reserved
+
+SETTLE = "settleCentralAdjustment"
+PENSION = SCHEME_ID["PENSION"]
+
+PROVINCE_POOL = """
+select id from pool where scheme = $1 and region_code = $2
+  and opened_from <= $3 and (closed_after is null or closed_after >= $3)
+"""
+
+BOOKED_ALREADY = """
+select category, amount from fund_flow
+where pool_id = $1 and month = $2 and category in ('REMITTANCE_TO_ABOVE', 'SUBSIDY_FROM_ABOVE')
+order by category
+"""
+
+_COLUMNS = ", ".join(c.lower() for c in BOOKED)
+_SUMS = ", ".join(f"coalesce(sum(f.amount) filter (where f.category = '{c}'), 0)" for c in BOOKED)
+_ADD = ", ".join(f"{c} = summary.{c} + excluded.{c}" for c in (x.lower() for x in BOOKED))
+
+# The flows and their summaries in one statement, for each pool's region and every ancestor
+# up to the node's root ($1), as the fund_flows import books them.
+BOOK = f"""
+with f as (
+    insert into fund_flow (pool_id, month, category, scheme, region_code, amount)
+    select p.id, $2::date, k.category, p.scheme, p.region_code, k.amount
+    from unnest($3::text[], $4::text[], $5::numeric[]) as k (pool_id, category, amount)
+    join pool p on p.id = k.pool_id
+    returning pool_id, month, category, scheme, amount)
+insert into summary (region_code, month, scheme, {_COLUMNS})
+select rc.ancestor, f.month, f.scheme, {_SUMS}
+from f join pool p on p.id = f.pool_id
+join region_closure rc on rc.descendant = p.region_code
+join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+group by 1, 2, 3
+on conflict (region_code, month, scheme) do update set {_ADD}
+"""
+
+
+@dataclass(frozen=True)
+class Booking:
+    """One province's part: its remittance and allocation, and the pool that books them."""
+
+    region: str
+    remittance: Decimal
+    allocation: Decimal
+    pool: str | None = None
+
+    def to_json(self) -> list[Any]:
+        return [self.region, str(self.remittance), str(self.allocation), self.pool]
+
+    @staticmethod
+    def from_json(v: list[Any]) -> Booking:
+        return Booking(str(v[0]), Decimal(v[1]), Decimal(v[2]), v[3] if len(v) > 3 else None)
+
+
+@dataclass(frozen=True)
+class SettleInput:
+    year: int
+    ratio: Decimal
+    month: date
+    idempotency_key: str
+    dry_run: bool
+    bookings: tuple[Booking, ...]
+
+    def key_json(self) -> dict[str, Any]:
+        """What an idempotency key is bound to (the figures are computed from them)."""
+        return {"year": self.year, "ratio": str(self.ratio), "month": codes.month_str(self.month)}
+
+
+@dataclass(frozen=True)
+class SettleOutcome:
+    change_id: str | None
+    state: str | None
+    month: date
+    bookings: list[Booking]
+    replayed: bool
+    dry_run: bool
+
+
+async def check(con: asyncpg.Connection, node: Any, bookings: list[Booking], month: date) -> list[Booking]:
+    """The province pools this node holds for ``bookings``, checked: a province pool covering the
+    month, nothing booked in it yet, no change holding it (and none can start until this commits)."""
+    out = []
+    for b in bookings:
+        await _lock(con, node.tree, PENSION, b.region)
+        await check_not_reserved(con, PENSION, b.region)
+        pool = await con.fetchval(PROVINCE_POOL, PENSION, b.region, month)
+        if pool is None:
+            raise bad_input(f"node '{node.name}': province {b.region} has no province-level PENSION pool covering "
+                            f"{codes.month_str(month)}: raise its pooling level first, nothing was settled")
+        booked = await con.fetch(BOOKED_ALREADY, pool, month)
+        if booked:
+            raise conflict(f"node '{node.name}': pool {pool} already has {booked[0]['category']} of "
+                           f"{booked[0]['amount']} booked in {codes.month_str(month)}: a central adjustment is "
+                           "settled once per pool and month, nothing was settled")
+        out.append(Booking(b.region, b.remittance, b.allocation, str(pool)))
+    return out
+
+
+async def reserve(con: asyncpg.Connection, change_id: str, bookings: list[Booking]) -> None:
+    for b in bookings:
+        await cs.reserve_pools(con, change_id, PENSION, b.region)
+
+
+async def book(con: asyncpg.Connection, root: str, month: date, bookings: list[Booking]) -> None:
+    pools = [b.pool for b in bookings for _ in (0, 1)]
+    cats = [c for _ in bookings for c in ("REMITTANCE_TO_ABOVE", "SUBSIDY_FROM_ABOVE")]
+    amounts = [a for b in bookings for a in (b.remittance, b.allocation)]
+    if pools:
+        await con.execute(BOOK, root, month, pools, cats, amounts)
+
+
+# ---------------------------------------------------------------- participant
+
+
+async def prepare(ch: Any, msg: dict[str, Any], parent: str, dry: bool) -> dict[str, Any]:
+    """A child node's part: check and reserve the province pools it holds."""
+    change_id = str(msg["change"])
+    inp = msg["input"]
+    month = codes.month(str(inp["month"]))
+    bookings = [Booking.from_json(b) for b in inp["bookings"]]
+    node = ch.node
+    for b in bookings:
+        if not node.in_subtree(b.region) or node.child_for(b.region) is not None:
+            raise bad_input(f"node '{node.name}' does not hold province {b.region}'s pool")
+    async with ch.pool.acquire() as con:
+        tr = con.transaction()
+        await tr.start()
+        try:
+            mine = await check(con, node, bookings, month)
+            answer = {"ok": True, "pools": {b.region: b.pool for b in mine}}
+            if not dry:
+                plan = {"month": codes.month_str(month), "bookings": [b.to_json() for b in mine], "answer": answer}
+                await cs.insert(con, change_id, SETTLE, "participant", parent, str(msg["key"]), inp, plan,
+                                str(msg.get("caller", "")))
+                await reserve(con, change_id, mine)
+        except BaseException:
+            await tr.rollback()
+            raise
+        if dry:
+            await tr.rollback()
+        else:
+            await tr.commit()
+    if not dry:
+        crash_point("participant-after-reserve")
+    return answer
+
+
+async def apply(con: asyncpg.Connection, plan: dict[str, Any], root: str) -> None:
+    await book(con, root, codes.month(plan["month"]), [Booking.from_json(b) for b in plan["bookings"]])
+
+
+# ---------------------------------------------------------------- coordinator
+
+
+async def settle(ch: Any, inp: SettleInput, caller: str) -> SettleOutcome:
+    """The settlement across the federation, all or nothing (see the module docstring)."""
+    prior = await cs.by_key(ch.pool, inp.idempotency_key)
+    if prior is not None and prior.state != "ABORTED" and not inp.dry_run:
+        if prior.kind != SETTLE or prior.input != inp.key_json():
+            raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
+        if prior.state == "PENDING" or prior.result is None:
+            raise conflict(f"change {prior.id} with idempotency key {inp.idempotency_key!r} is in progress")
+        return SettleOutcome(prior.id, prior.state, codes.month(prior.result["month"]),
+                             [Booking.from_json(b) for b in prior.result["bookings"]], True, False)
+    node = ch.node
+    local = [b for b in inp.bookings if node.child_for(b.region) is None]
+    by_child: dict[str, tuple[Any, list[Booking]]] = {}
+    for b in inp.bookings:
+        owner = node.child_for(b.region)
+        if owner is not None:
+            by_child.setdefault(owner.name, (next(p for p in ch.child_peers() if p.name == owner.name), []))[1].append(b)
+    change_id = uuid.uuid4().hex
+    ch.in_flight.add(change_id)
+    decided = False
+    try:
+        async with ch.pool.acquire() as con:
+            tr = con.transaction()
+            await tr.start()
+            try:
+                mine = await check(con, node, local, inp.month)
+                if not inp.dry_run:
+                    await cs.insert(con, change_id, SETTLE, "coordinator", None, inp.idempotency_key, inp.key_json(),
+                                    {"bookings": [b.to_json() for b in mine]}, caller)
+                    await cs.add_participants(con, change_id, [(p.name, p.region) for p, _ in by_child.values()])
+                    await reserve(con, change_id, mine)
+            except BaseException:
+                await tr.rollback()
+                raise
+            if inp.dry_run:
+                await tr.rollback()
+            else:
+                await tr.commit()
+        if not inp.dry_run:
+            crash_point("coordinator-after-intent")
+
+        async def ask(peer: Any, part: list[Booking]) -> tuple[Any, dict[str, Any]]:
+            msg = {"op": "prepare", "kind": SETTLE, "change": change_id, "key": inp.idempotency_key,
+                   "caller": caller, "dryRun": inp.dry_run,
+                   "input": {"month": codes.month_str(inp.month), "bookings": [b.to_json() for b in part]}}
+            return peer, await ch._ask(peer, msg)
+
+        answers = await asyncio.gather(*(ask(p, part) for p, part in by_child.values()))
+        refused = [(p, a) for p, a in answers if not a.get("ok")]
+        if refused:
+            raise ch._refused(refused)
+        pools = {r: pid for _, a in answers for r, pid in a.get("pools", {}).items()}
+        pools.update({b.region: b.pool for b in mine})
+        done = [Booking(b.region, b.remittance, b.allocation, pools.get(b.region)) for b in inp.bookings]
+        if inp.dry_run:
+            return SettleOutcome(None, None, inp.month, done, False, True)
+        result = {"month": codes.month_str(inp.month), "bookings": [b.to_json() for b in done]}
+        async with ch.pool.acquire() as con, con.transaction():
+            if not await cs.decide(con, change_id, "COMMITTED", result):
+                raise conflict(f"change {change_id} was aborted while it waited; nothing changed anywhere")
+            decided = True
+            await book(con, node.region, inp.month, mine)
+        crash_point("coordinator-after-decision")
+        ch.tell_later(change_id)
+        return SettleOutcome(change_id, "COMMITTED", inp.month, done, False, False)
+    except BaseException:
+        if not decided and not inp.dry_run:
+            await ch._abort_quietly(change_id)
+        raise
+    finally:
+        ch.in_flight.discard(change_id)
