@@ -184,7 +184,7 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
         frags = {d.name.value: d for d in prepared.document.definitions if isinstance(d, FragmentDefinitionNode)}
         coerced = get_variable_values(GRAPHQL_SCHEMA, prepared.operation.variable_definitions or (), variables)
         denied = selfservice.check(GRAPHQL_SCHEMA, self_role, caller.sub, prepared.operation, frags,
-                                   coerced if isinstance(coerced, dict) else {})
+                                   None if isinstance(coerced, list) else coerced)
         if denied is not None:
             return ExecutionResult(None, [denied])
         token = selfservice.child_token(rt, caller, self_role)
