@@ -9,7 +9,6 @@ places), and every statement of the batch embeds that (bench/statements.py measu
 
 from __future__ import annotations
 
-import io
 import shutil
 import subprocess
 import tempfile
@@ -74,8 +73,9 @@ def find_font() -> Font:
 class FontCut:
     """Small fonts cut from the CJK face, one per batch, in a temporary folder of their own."""
 
-    def __init__(self, font: Font) -> None:
+    def __init__(self, font: Font, extra: str = "") -> None:
         self.font = font
+        self.extra = extra  # text on every page beside the static text (the issuing agency)
         self.dir = Path(tempfile.mkdtemp(prefix="tierfed-font-"))
         self.n = 0
 
@@ -83,7 +83,7 @@ class FontCut:
         from fontTools import subset
         from fontTools.ttLib import TTFont
 
-        chars = set(STATIC_TEXT)
+        chars = set(STATIC_TEXT) | set(self.extra)
         for t in texts:
             chars.update(t)
         face = TTFont(self.font.path, fontNumber=self.font.number)
@@ -185,5 +185,3 @@ def _row(pdf: Any, widths: tuple[int, ...], cells: tuple[str, ...], fill: bool =
 def pdf_bytes_ok(data: bytes) -> bool:
     return data.startswith(b"%PDF-") and b"%%EOF" in data[-64:]
 
-
-__all__ = ["Font", "FontCut", "find_font", "render", "texts_of", "io"]

@@ -54,6 +54,8 @@ class Report:
     files: int = 0
     incomplete: list[str] = field(default_factory=list)  # masked ID numbers
     seconds: float = 0.0
+    read_s: float = 0.0  # in the API's statements (bench/statements.py splits the time)
+    render_s: float = 0.0  # in cutting fonts and making PDFs
 
 
 def year_arg(text: str) -> int:
@@ -139,7 +141,8 @@ class Progress:
 
 
 async def run_statements(rt: Any, region: str, year: int, out: Path, per_county: bool,
-                         progress: bool = True, font: Font | None = None) -> Report:
+                         progress: bool = True, font: Font | None = None, cut_font: bool = True) -> Report:
+    """``cut_font=False`` embeds from the whole CJK font for every file (bench/statements.py's baseline)."""
     from .execution import RequestError, prepare, run
     from .tiers.registered import registered
     from .tiers.remote import LIVE, RemoteCalls
@@ -192,12 +195,13 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
     caller = Caller(f"statements:{rt.cfg.name}", rt.node.region, frozenset({"VIEWER"}), token())
     issuer = f"{tree.by_code[rt.node.region].name}社会保险经办机构"
     today = date.today().isoformat()
-    cut = FontCut(font)
+    cut = FontCut(font, issuer + today)
     bar = Progress(len(persons), progress)
 
     async def fetch(ids: list[str]) -> list[dict[str, Any]]:
         """The API's answers for these persons (one operation), refreshing the node token."""
         nonlocal caller
+        t0 = time.perf_counter()
         caller = Caller(caller.sub, caller.scope, caller.roles, token())
         defs = ", ".join(f"$i{n}: String!" for n in range(len(ids)))
         body = " ".join(f"p{n}: person(idNumber: $i{n}) {{ ...S }}" for n in range(len(ids)))
@@ -212,7 +216,25 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
         errs = [e for e in (result.errors or []) if (e.extensions or {}).get("code") != "TIER_UNAVAILABLE"]
         if errs:
             raise UserError(f"the statements could not be read: {errs[0].message}")
-        return [{"person": data.get(f"p{n}")} for n in range(len(ids))]
+        got = [{"person": data.get(f"p{n}")} for n in range(len(ids))]
+        for st in got:
+            p = st["person"]
+            if p is not None:  # the full place name from the division tree: 广东省广州市天河区
+                p["region"]["name"] = full_name(tree, p["region"]["code"])
+        report.read_s += time.perf_counter() - t0
+        return got
+
+    def cut_for(texts: Any) -> tuple[str, int]:
+        t0 = time.perf_counter()
+        made = (cut.cut(texts), 0) if cut_font else (font.path, font.number)
+        report.render_s += time.perf_counter() - t0
+        return made
+
+    def pdf(sts: list[dict[str, Any]], made: tuple[str, int]) -> bytes:
+        t0 = time.perf_counter()
+        data = render(sts, year, issuer, today, made[0], made[1])
+        report.render_s += time.perf_counter() - t0
+        return data
 
     def whole(st: dict[str, Any], idn: str) -> bool:
         p = st["person"]
@@ -238,9 +260,9 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
                 ok = [(i, s) for i, s in zip(ids, got) if whole(s, i)]
                 if len(ok) < len(ids):
                     continue  # a county file is whole or not written
-                font_file = cut.cut(t for _, s in ok for t in texts_of(s))
+                made = cut_for(t for _, s in ok for t in texts_of(s))
                 name = f"{year}-{reg}.pdf"
-                _write(out / name, render([s for _, s in ok], year, issuer, today, font_file))
+                _write(out / name, pdf([s for _, s in ok], made))
                 await _record(rt, [(i, reg) for i, _ in ok], year, delivery, name)
                 report.written += len(ok)
                 report.files += 1
@@ -254,10 +276,10 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
                 for j in range(0, len(chunk), BATCH):
                     got.extend(await fetch([i for i, _ in chunk[j:j + BATCH]]))
                 ok = [(i, r, s) for (i, r), s in zip(chunk, got) if whole(s, i)]
-                font_file = cut.cut(t for _, _, s in ok for t in texts_of(s)) if ok else ""
+                made = cut_for(t for _, _, s in ok for t in texts_of(s)) if ok else ("", 0)
                 for idn, reg, st in ok:
                     name = file_name(idn, reg, year)
-                    _write(out / name, render([st], year, issuer, today, font_file))
+                    _write(out / name, pdf([st], made))
                     await _record(rt, [(idn, reg)], year, delivery, name)
                     report.written += 1
                     report.files += 1
@@ -268,6 +290,14 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
         cut.close()
     report.seconds = time.perf_counter() - started
     return report
+
+
+def full_name(tree: Any, code: str) -> str:
+    r = tree.by_code.get(code)
+    if r is None:
+        return code
+    names = [tree.by_code[a].name for a in r.ancestors if a in tree.by_code and tree.by_code[a].tier > 0]
+    return "".join([*names, r.name])
 
 
 async def _record(rt: Any, persons: list[tuple[str, str]], year: int, delivery: str, name: str) -> None:
