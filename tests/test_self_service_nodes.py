@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
+from tests import test_persons_federation
 from tests.conftest import token
-from tests.test_persons_federation import (  # noqa: F401 - the module's topology fixture
+from tests.test_persons_federation import (
     EMPLOYER,
     NODES,
     P1,
@@ -15,11 +16,12 @@ from tests.test_persons_federation import (  # noqa: F401 - the module's topolog
     STATEMENT,
     Fed,
     expected_statement,
-    fed,
     statement_of,
 )
 from tierfed import codes
 from tierfed.auth import Keys
+
+fed = test_persons_federation.fed  # the four-node topology, started anew for this module
 
 pytestmark = pytest.mark.federation
 

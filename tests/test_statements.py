@@ -19,8 +19,9 @@ from typing import Any
 import asyncpg
 import pytest
 
+from tests import test_persons_federation
 from tests.conftest import SECRET, load_dataset, node_config, token
-from tests.test_persons_federation import (  # noqa: F401 - the module's topology fixture
+from tests.test_persons_federation import (
     NODES,
     P1,
     P2,
@@ -30,10 +31,11 @@ from tests.test_persons_federation import (  # noqa: F401 - the module's topolog
     STATEMENT,
     Fed,
     expected_statement,
-    fed,
 )
 from tierfed import codes
 from tierfed.statement_pdf import SCHEME_NAMES
+
+fed = test_persons_federation.fed  # the four-node topology, started anew for this module
 
 pytestmark = pytest.mark.skipif(shutil.which("pdftotext") is None, reason="pdftotext (poppler-utils) is not installed")
 SCHEME_OF = {v: k for k, v in SCHEME_NAMES.items()}

@@ -21,7 +21,7 @@ ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR", "NODE")
 # NODE: a token a node signs for itself (scope: its own region) for node-to-node
 # work without a caller, e.g. reading a child's person feed (tiers.personindex).
 # Self-service (tierfed.selfservice): a person or an employer reading their own records.
-ROLES = (*ROLES, *sorted(SELF_ROLES))
+ROLES = (*ROLES, *sorted(SELF_ROLES))  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)

@@ -338,8 +338,11 @@ def _oidc(t: Any) -> OidcConfig | None:
         numbers[key] = v
     claims = {k: _get(t, k, str, w, d) for k, d in (("subject_claim", "sub"), ("roles_claim", "roles"),
                                                       ("scope_claim", "region"))}
-    return OidcConfig(issuer, audience, jwks, discovery, role_map=tuple(sorted(role_map.items())),
-                      algorithms=tuple(algorithms), **claims, **numbers)
+    return OidcConfig(issuer, audience, jwks, discovery, subject_claim=claims["subject_claim"],
+                      roles_claim=claims["roles_claim"], scope_claim=claims["scope_claim"],
+                      role_map=tuple(sorted(role_map.items())), algorithms=tuple(algorithms),
+                      cache_lifespan_s=numbers["cache_lifespan_s"], refetch_cooldown_s=numbers["refetch_cooldown_s"],
+                      timeout_s=numbers["timeout_s"])
 
 
 def _metrics(t: Any) -> MetricsConfig:

@@ -23,10 +23,10 @@ from . import observe
 from .answers import cache_key, cacheable, etag, matches
 from .auth import bearer
 from .errors import RETRY_AFTER_S, Code, TierfedError, database_down, forbidden
-from .selfservice import self_role
 from .execution import RequestError, format_error, masked, prepare, run
 from .graphiql import page as graphiql_page
 from .runtime import Runtime
+from .selfservice import self_role
 from .tiers.versions import subtree_version
 
 log = logging.getLogger("tierfed.http")

@@ -93,4 +93,4 @@ class OidcKeys:
         if not isinstance(raw, list) or not all(isinstance(r, str) for r in raw):
             return None
         mapping = dict(self.cfg.role_map)
-        return [mapping.get(r, r) for r in raw]
+        return [mapping.get(r) or r for r in raw]

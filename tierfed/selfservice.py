@@ -34,7 +34,7 @@ from graphql import (
     SelectionSetNode,
     get_named_type,
 )
-from graphql.execution.values import get_argument_values
+from graphql.execution.values import VariableValues, get_argument_values
 
 from . import codes
 from .errors import TierfedError, UserError, forbidden
@@ -91,7 +91,7 @@ def subject(role: str, sub: str) -> str:
 
 
 def check(schema: GraphQLSchema, role: str, sub: str, operation: Any, fragments: dict[str, FragmentDefinitionNode],
-          variables: dict[str, Any]) -> TierfedError | None:
+          variables: VariableValues | None) -> TierfedError | None:
     """The one gate of self tokens: None when the operation only reads the token's subject."""
     if operation.operation != OperationType.QUERY:
         return forbidden(f"a {role} token may only read: {operation.operation.value}s are not allowed")
@@ -101,7 +101,7 @@ def check(schema: GraphQLSchema, role: str, sub: str, operation: Any, fragments:
 
 
 def _walk(schema: GraphQLSchema, role: str, sub: str, parent: GraphQLObjectType, sel: SelectionSetNode,
-          fragments: dict[str, FragmentDefinitionNode], variables: dict[str, Any], seen: set[str]) -> TierfedError | None:
+          fragments: dict[str, FragmentDefinitionNode], variables: VariableValues | None, seen: set[str]) -> TierfedError | None:
     allowed = ALLOWED[role]
     for node in sel.selections:
         if isinstance(node, FieldNode):

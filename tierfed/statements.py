@@ -34,8 +34,8 @@ from typing import Any
 from . import codes
 from .auth import Caller
 from .errors import UserError
-from .tiers.faults import crash_point
 from .statement_pdf import Font, FontCut, find_font, render, texts_of
+from .tiers.faults import crash_point
 
 BATCH = 20  # persons per GraphQL operation: the default [limits].max_root_fields
 LIST_PAGE = 5000
@@ -275,16 +275,16 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
                 got = []
                 for j in range(0, len(chunk), BATCH):
                     got.extend(await fetch([i for i, _ in chunk[j:j + BATCH]]))
-                ok = [(i, r, s) for (i, r), s in zip(chunk, got) if whole(s, i)]
-                made = cut_for(t for _, _, s in ok for t in texts_of(s)) if ok else ("", 0)
-                for idn, reg, st in ok:
+                whole_ones = [(i, r, s) for (i, r), s in zip(chunk, got) if whole(s, i)]
+                made = cut_for(t for _, _, s in whole_ones for t in texts_of(s)) if whole_ones else ("", 0)
+                for idn, reg, st in whole_ones:
                     name = file_name(idn, reg, year)
                     _write(out / name, pdf([st], made))
                     await _record(rt, [(idn, reg)], year, delivery, name)
                     report.written += 1
                     report.files += 1
                     bar.update(1)
-                bar.update(len(chunk) - len(ok))
+                bar.update(len(chunk) - len(whole_ones))
     finally:
         bar.close()
         cut.close()
