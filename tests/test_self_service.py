@@ -8,6 +8,7 @@ token runs (so a refusal is the gate's doing, not a malformed request)."""
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 import pytest
@@ -176,7 +177,9 @@ async def test_introspection_and_directory_beyond_names_are_refused(served: Any)
     assert forbidden(await client.gql(EMPLOYER, {"c": subject["employer"]}, tok=me))
 
 
-async def test_own_records_are_the_staff_answer_audited_and_never_cached(served: Any) -> None:
+async def test_own_records_are_the_staff_answer_audited_and_never_cached(served: Any,
+                                                                        caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger="tierfed")
     client, _, subject = served
     person, employer = subject["person"], subject["employer"]
     me = self_token("SELF_PERSON", person.lower())  # an x check character is the same person
@@ -199,6 +202,10 @@ async def test_own_records_are_the_staff_answer_audited_and_never_cached(served:
     reads = await client.data("query($i: String) { piiReads(idNumber: $i, limit: 10) { caller operation } }",
                               {"i": person}, tok=STAFF)
     assert {"caller": person, "operation": "SELF_PERSON:Mine"} in reads["piiReads"]
+    # The access log names the request, never the holder's ID number.
+    logged = [r.getMessage() for r in caplog.records if r.name.startswith("tierfed")]
+    assert any('"operation": "Mine"' in line or "Mine" in line for line in logged)
+    assert not any(person in line for line in logged)
 
 
 async def test_bad_self_tokens_are_refused(served: Any) -> None:
