@@ -36,6 +36,7 @@ from .auth import Caller
 from .errors import UserError
 from .statement_pdf import Font, FontCut, find_font, render, texts_of
 from .tiers.faults import crash_point
+from .tiers.tree import NATION
 
 BATCH = 20  # persons per GraphQL operation: the default [limits].max_root_fields
 LIST_PAGE = 5000
@@ -193,7 +194,8 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
         "select id_number from statement_sent where year = $1 and delivery = $2", year, delivery)}
     report = Report(persons=len(persons))
     caller = Caller(f"statements:{rt.cfg.name}", rt.node.region, frozenset({"VIEWER"}), token())
-    issuer = f"{tree.by_code[rt.node.region].name}社会保险经办机构"
+    issuer = ("人力资源和社会保障部社会保险事业管理中心" if rt.node.region == NATION
+              else f"{full_name(tree, rt.node.region)}社会保险经办机构")
     today = date.today().isoformat()
     cut = FontCut(font, issuer + today)
     bar = Progress(len(persons), progress)
