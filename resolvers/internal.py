@@ -9,6 +9,7 @@ from tierfed.tiers import person_store
 from tierfed.tiers.duplicates import months_to_json, outside_child
 from tierfed.tiers.employers import answer_calls as employer_calls
 from tierfed.tiers.persons import answer_calls
+from tierfed.tiers.registered import page_json, registered
 from tierfed.tiers.remote import LIVE, RemoteCalls, summary_to_json
 
 from tierfed import codes
@@ -60,6 +61,19 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
         return await elsewhere(info, args)
     if kind == "pools":
         return [await pooling.pools_at(info, as_month(a.get("asOf"), "asOf")) for a in args]
+    if kind == "registered":  # who is registered in a region (tierfed statements): nodes only
+        node_caller(info)
+        out = []
+        for a in args:
+            region, after, first = a.get("region"), a.get("after", ""), a.get("first")
+            if not isinstance(region, str) or not codes.REGION_RE.match(region) or not isinstance(after, str) \
+                    or not isinstance(first, int) or not 0 < first <= 10_000:
+                raise bad_input("registered needs a region code, after (an ID number or \"\") and "
+                                "0 < first <= 10000", argument="args")
+            subtree_region(info, region)
+            page, failed, _ = await registered(c.node, c.store.pool, c.remote, region, after, first)
+            out.append(page_json(page, failed))
+        return out
     if kind == "presence":
         node_caller(info)
         out = []

@@ -111,7 +111,8 @@ class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_typ
         return await internal.tier_summaries(info, keys)  # type: ignore[return-value]
 
     @strawberry.field(name="_tierCall", description=(
-        "Internal, node to node: a parent's calls of one kind (person, statement, duplicates, presence) "
+        "Internal, node to node: a parent's calls of one kind (person, statement, employer, duplicates, presence, "
+        "registered) "
         "with JSON arguments, answered for this node's subtree, one JSON answer per argument."))
     async def tier_call(self, info: Info, kind: str, args: list[JSON]) -> list[JSON]:
         return await internal.tier_call(info, kind, args)  # type: ignore[arg-type,return-value]

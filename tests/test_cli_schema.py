@@ -175,6 +175,8 @@ EXPECTED_TABLES["budget"] = {"pool_id", "year", "scheme", "region_code", "state"
 EXPECTED_TABLES["budget_line"] = {"pool_id", "year", "category", "amount"}
 EXPECTED_TABLES["budget_step"] = {"id", "pool_id", "year", "action", "from_state", "to_state", "caller", "roles",
                                   "reason", "changes", "at"}
+# 0011: statements sent to persons (issue 16)
+EXPECTED_TABLES["statement_sent"] = {"id_number", "year", "delivery", "region_code", "file", "sent_at"}
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:

@@ -9,7 +9,8 @@ The bytes held are bounded (``[cache].max_bytes``), least recently used first ou
 
 Never cached: mutations; answers with errors (a failed child, a refusal); requests
 of a PII_READER (its answers may unmask ID numbers, each read of which is audited,
-here or at a child); the internal node-to-node fields and the PII audit log, whose
+here or at a child); requests of a self token (``tierfed.selfservice``: each of its reads is
+audited, and its answers are its holder's alone); the internal node-to-node fields and the PII audit log, whose
 tables carry no version; requests whose subtree version could not be read.
 """
 
@@ -24,6 +25,7 @@ from typing import Any
 from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType, print_ast
 
 from .auth import Caller
+from .selfservice import self_role
 
 # Root fields whose answers read tables without a version, or that must be read fresh.
 UNCACHED_ROOTS = frozenset({"piiReads"})
@@ -53,6 +55,8 @@ def _normalized(query: str, document: DocumentNode) -> str:
 def cacheable(operation: OperationDefinitionNode, caller: Caller) -> bool:
     """May this operation's answer for this caller be served from or kept in the cache?"""
     if operation.operation != OperationType.QUERY or caller.has("PII_READER"):
+        return False
+    if self_role(caller.roles) is not None:
         return False
     for sel in operation.selection_set.selections:
         if not isinstance(sel, FieldNode):  # fragments at the root: not worth looking into

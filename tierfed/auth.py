@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,16 +10,19 @@ from typing import Any
 
 import jwt
 
-from tierfed.tiers.tree import Tree
+from tierfed.tiers.tree import NATION, Tree
 
 from . import codes
 from .config import AuthConfig
 from .errors import Code, TierfedError, UserError, forbidden
+from .selfservice import SELF_ROLES, self_role, subject
 
 ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR", "NODE", "BUDGET_REVIEWER", "BUDGET_APPROVER")
 # BUDGET_REVIEWER: the department that reviews a pool's budget; BUDGET_APPROVER: finance, which approves it.
 # NODE: a token a node signs for itself (scope: its own region) for node-to-node
 # work without a caller, e.g. reading a child's person feed (tiers.personindex).
+# Self-service (tierfed.selfservice): a person or an employer reading their own records.
+ROLES = (*ROLES, *sorted(SELF_ROLES))  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
@@ -61,7 +65,10 @@ class Keys:
     """
 
     def __init__(self, cfg: AuthConfig) -> None:
+        from .oidc import OidcKeys
+
         self.cfg = cfg
+        self.oidc = OidcKeys(cfg.oidc) if cfg.oidc is not None else None
         self.verifiers: list[tuple[list[str], Any]]
         if cfg.jwt_secret:
             self.verifiers = [(["HS256"], k) for k in (cfg.jwt_secret, *cfg.previous_secrets)]
@@ -83,6 +90,52 @@ class Keys:
         return jwt.encode(claims, key, algorithm=alg)
 
     def verify(self, token: str, tree: Tree) -> Caller:
+        """A caller from a token of this node's issuer, or of its OpenID Connect provider
+        (whose key set may be fetched here, blocking: the GraphQL endpoint uses ``verify_async``)."""
+        if self.oidc is not None and self.oidc.issued(token):
+            return self._oidc_caller(token, self._oidc_key(token), tree)
+        return self._own(token, tree)
+
+    async def verify_async(self, token: str, tree: Tree) -> Caller:
+        if self.oidc is not None and self.oidc.issued(token):
+            key = await asyncio.to_thread(self._oidc_key, token)
+            return self._oidc_caller(token, key, tree)
+        return self._own(token, tree)
+
+    def _oidc_key(self, token: str) -> Any:
+        from .oidc import OidcError
+
+        assert self.oidc is not None
+        try:
+            return self.oidc.key_for(token)
+        except OidcError as e:
+            raise unauthenticated(f"token is not valid: {e}") from None
+
+    def _oidc_caller(self, token: str, key: Any, tree: Tree) -> Caller:
+        assert self.oidc is not None
+        cfg = self.oidc.cfg
+        try:
+            claims = self.oidc.claims(token, key)
+        except jwt.ExpiredSignatureError:
+            raise unauthenticated("token has expired: ask your identity provider for a new one") from None
+        except jwt.InvalidAudienceError:
+            raise unauthenticated(f"token is not valid: its audience is not this node ({cfg.audience})") from None
+        except jwt.PyJWTError as e:
+            raise unauthenticated(f"token is not valid: {_reason(e)}") from None
+        roles = self.oidc.roles(claims)
+        if roles is None:
+            raise unauthenticated(f"token's {cfg.roles_claim} claim must be a list of role names")
+        # A provider's roles this node does not know are not taken; NODE never comes from a provider.
+        roles = [r for r in roles if r in ROLES and r != "NODE"]
+        if not roles:
+            raise unauthenticated(f"token's {cfg.roles_claim} claim names none of "
+                                  f"{', '.join(r for r in ROLES if r != 'NODE')}")
+        sub = claims.get(cfg.subject_claim)
+        if not isinstance(sub, str) or not sub:
+            raise unauthenticated(f"token has no {cfg.subject_claim} claim to name its holder")
+        return _caller(sub, claims.get(cfg.scope_claim), roles, token, tree, cfg.scope_claim)
+
+    def _own(self, token: str, tree: Tree) -> Caller:
         claims = None
         last: Exception | None = None
         for algorithms, key in self.verifiers:
@@ -99,13 +152,28 @@ class Keys:
                 last = e
         if claims is None:
             raise unauthenticated(f"token is not valid: {_reason(last)}")
-        scope = claims.get("scope")
         roles = claims.get("roles", [])
-        if not isinstance(scope, str) or not codes.REGION_RE.match(scope) or scope not in tree:
-            raise unauthenticated("token's scope claim must be a known 6-digit region code")
         if not isinstance(roles, list) or any(not isinstance(r, str) or r not in ROLES for r in roles):
             raise unauthenticated(f"token's roles claim must be a list of {', '.join(ROLES)}")
-        return Caller(str(claims["sub"]), scope, frozenset(roles), token)
+        return _caller(str(claims["sub"]), claims.get("scope"), roles, token, tree, "scope")
+
+
+def _caller(sub: str, scope: Any, roles: list[str], token: str, tree: Tree, scope_claim: str) -> Caller:
+    """The caller of verified claims. A self token (tierfed.selfservice) holds one self role and
+    no other, names its holder in sub, and needs no scope: it reads only its holder, wherever held."""
+    role = self_role(frozenset(roles))
+    if role is not None:
+        if len(set(roles)) != 1:
+            raise unauthenticated(f"a {role} token carries that role alone: its holder is not agency staff")
+        try:
+            sub = subject(role, sub)
+        except ValueError as e:
+            raise unauthenticated(f"token is not valid: {e}") from None
+        if scope is None:
+            scope = NATION
+    if not isinstance(scope, str) or not codes.REGION_RE.match(scope) or scope not in tree:
+        raise unauthenticated(f"token's {scope_claim} claim must be a known 6-digit region code")
+    return Caller(sub, scope, frozenset(roles), token)
 
 
 def _is_ed25519(pem: bytes) -> bool:

@@ -68,6 +68,14 @@ def _parser() -> argparse.ArgumentParser:
     v = sub.add_parser("verify", help="check every summary against the raw records")
     v.add_argument("--config")
 
+    st = sub.add_parser("statements", help="write every person's statement of a year as a PDF in Chinese")
+    st.add_argument("--config")
+    st.add_argument("--region", required=True, help="6-digit code: every person registered in its subtree")
+    st.add_argument("--year", required=True, help="the year of the statements, e.g. 2025")
+    st.add_argument("--out", required=True, help="folder for the PDF files (made when missing)")
+    st.add_argument("--per-county", action="store_true", help="one file per county (for a print shop)")
+    st.add_argument("--no-progress", action="store_true", help="no progress bar on stderr")
+
     g = sub.add_parser("generate", help="write a synthetic data set as import CSV files")
     g.add_argument("--out", required=True)
     g.add_argument("--persons", type=int, default=10_000)
@@ -378,6 +386,35 @@ def cmd_index_rebuild(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_statements(args: argparse.Namespace) -> int:
+    from .runtime import open_runtime
+    from .statements import check_out, run_statements, year_arg
+
+    year = year_arg(args.year)
+    check_out(args.out)  # before connecting: a folder that cannot be written is said at once
+    cfg = load(args.config)
+
+    async def go() -> Any:
+        rt = await open_runtime(cfg)
+        try:
+            if rt.node.children:
+                await rt.index.sync_all()  # lookups then ask only the children holding each person
+            return await run_statements(rt, args.region, year, Path(args.out), args.per_county,
+                                        progress=not args.no_progress)
+        finally:
+            await rt.close()
+
+    r = _run(go())
+    print(f"{r.written} statements written in {r.files} files, {r.skipped} sent before, of {r.persons} persons "
+          f"registered in {args.region} ({r.seconds:.1f} s)")
+    if r.incomplete:
+        print(f"tierfed: {len(r.incomplete)} statements not written: a node holding part of them did not answer "
+              f"({', '.join(r.incomplete[:10])}{' ...' if len(r.incomplete) > 10 else ''}); run again to send them",
+              file=sys.stderr)
+        return 1
+    return 0
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
@@ -387,6 +424,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
 COMMANDS: dict[str, Callable[[argparse.Namespace], int]] = {
     "demo": cmd_demo, "serve": cmd_serve, "index-rebuild": cmd_index_rebuild, "migrate": cmd_migrate,
+    "statements": cmd_statements,
     "import": cmd_import, "token": cmd_token, "schema": cmd_schema, "persist": cmd_persist, "verify": cmd_verify,
     "generate": cmd_generate,
 }

@@ -50,6 +50,29 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class OidcConfig:
+    """[auth.oidc]: tokens of an OpenID Connect provider, verified against its published keys
+    (JWKS), alongside the node's own keys. ``jwks_uri`` or ``discovery_url`` (the provider's
+    /.well-known/openid-configuration, read once for its jwks_uri)."""
+
+    issuer: str
+    audience: str
+    jwks_uri: str | None = None
+    discovery_url: str | None = None
+    subject_claim: str = "sub"
+    roles_claim: str = "roles"
+    scope_claim: str = "region"
+    # An identity provider's role names to tierfed's, e.g. {"insured" = "SELF_PERSON"}; names
+    # not listed are taken as they are.
+    role_map: tuple[tuple[str, str], ...] = ()
+    algorithms: tuple[str, ...] = ("RS256", "ES256", "EdDSA")
+    cache_lifespan_s: float = 300.0
+    # At most one fetch of the keys per this many seconds for a token with an unknown kid.
+    refetch_cooldown_s: float = 30.0
+    timeout_s: float = 5.0
+
+
+@dataclass(frozen=True)
 class AuthConfig:
     jwt_secret: str | None = None
     jwt_public_key_file: str | None = None
@@ -58,6 +81,7 @@ class AuthConfig:
     # Previous keys still accepted while tokens signed with them expire (rotation).
     previous_secrets: tuple[str, ...] = ()
     previous_public_key_files: tuple[str, ...] = ()
+    oidc: OidcConfig | None = None
 
 
 @dataclass(frozen=True)
@@ -161,6 +185,7 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         previous_secrets=tuple(_get(auth_t, "previous_secrets", list, "[auth]", [])),
         previous_public_key_files=tuple(
             path(str(f)) or "" for f in _get(auth_t, "previous_public_key_files", list, "[auth]", [])),
+        oidc=_oidc(auth_t.get("oidc")),
     )
     if not auth.jwt_secret and not auth.jwt_public_key_file:
         raise UserError("config [auth]: set jwt_secret (HS256) or jwt_public_key_file (EdDSA/ES256)")
@@ -276,6 +301,48 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         private_key_file=private_key,
         recovery_interval_s=recovery,
     )
+
+
+def _oidc(t: Any) -> OidcConfig | None:
+    from .auth import ROLES
+
+    if t is None:
+        return None
+    w = "[auth.oidc]"
+    if not isinstance(t, dict):
+        raise UserError(f"config {w}: expected a table with issuer, audience and jwks_uri or discovery_url")
+    issuer, audience = _get(t, "issuer", str, w), _get(t, "audience", str, w)
+    if not issuer or not audience:
+        raise UserError(f"config {w}: needs issuer (the provider's iss) and audience (this node's client id)")
+    jwks, discovery = _get(t, "jwks_uri", str, w), _get(t, "discovery_url", str, w)
+    if bool(jwks) == bool(discovery):
+        raise UserError(f"config {w}: set exactly one of jwks_uri and discovery_url")
+    for key, url in (("jwks_uri", jwks), ("discovery_url", discovery)):
+        if url and not url.startswith(("http://", "https://")):
+            raise UserError(f"config {w}.{key}: expected an http(s) URL, got {url!r}")
+    role_map = _get(t, "role_map", dict, w, {})
+    for k, v in role_map.items():
+        if v not in ROLES or v == "NODE":
+            raise UserError(f"config {w}.role_map.{k}: expected one of {', '.join(r for r in ROLES if r != 'NODE')}, "
+                            f"got {v!r}")
+    algorithms = _get(t, "algorithms", list, w, ["RS256", "ES256", "EdDSA"])
+    allowed = {"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"}
+    if not algorithms or any(a not in allowed for a in algorithms):
+        raise UserError(f"config {w}.algorithms: expected some of {', '.join(sorted(allowed))}")
+    numbers = {}
+    for key, default, low, high in (("cache_lifespan_s", 300.0, 1, 86400), ("refetch_cooldown_s", 30.0, 0, 3600),
+                                    ("timeout_s", 5.0, 0.1, 60)):
+        v = float(_get(t, key, (int, float), w, default))
+        if not low <= v <= high:
+            raise UserError(f"config {w}.{key}: expected {low} to {high}, got {v}")
+        numbers[key] = v
+    claims = {k: _get(t, k, str, w, d) for k, d in (("subject_claim", "sub"), ("roles_claim", "roles"),
+                                                      ("scope_claim", "region"))}
+    return OidcConfig(issuer, audience, jwks, discovery, subject_claim=claims["subject_claim"],
+                      roles_claim=claims["roles_claim"], scope_claim=claims["scope_claim"],
+                      role_map=tuple(sorted(role_map.items())), algorithms=tuple(algorithms),
+                      cache_lifespan_s=numbers["cache_lifespan_s"], refetch_cooldown_s=numbers["refetch_cooldown_s"],
+                      timeout_s=numbers["timeout_s"])
 
 
 def _metrics(t: Any) -> MetricsConfig:

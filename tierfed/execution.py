@@ -27,7 +27,7 @@ from graphql import (
 from graphql.execution.values import get_variable_values
 from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule, specified_rules
 
-from . import limits, observe
+from . import limits, observe, selfservice
 from .auth import Access, Caller
 from .errors import Code, TierfedError, database_down, database_unavailable
 from .resolvers import permissions
@@ -153,11 +153,22 @@ permissions.install(GRAPHQL_SCHEMA)  # outermost: a field is checked before it i
 
 async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[str, Any],
               operation_name: str | None) -> ExecutionResult:
+    self_role = selfservice.self_role(caller.roles)
+    token = caller.token
+    if self_role is not None:
+        # The one gate of self tokens: the operation reads its holder only, or nothing runs.
+        frags = {d.name.value: d for d in prepared.document.definitions if isinstance(d, FragmentDefinitionNode)}
+        coerced = get_variable_values(GRAPHQL_SCHEMA, prepared.operation.variable_definitions or (), variables)
+        denied = selfservice.check(GRAPHQL_SCHEMA, self_role, caller.sub, prepared.operation, frags,
+                                   None if isinstance(coerced, list) else coerced)
+        if denied is not None:
+            return ExecutionResult(None, [denied])
+        token = selfservice.child_token(rt, caller, self_role)
     loaders = Loaders(rt.store)
     person_reads, employer_reads = PersonReads(rt.store), EmployerReads(rt.store)  # shared by both passes
     access = Access(caller, rt.tree)
     two_pass = prepared.operation.operation == OperationType.QUERY and bool(rt.node.children)
-    remote = RemoteCalls(rt.clients, caller.token, prepared.variable_defs, variables, PLAN if two_pass else LIVE)
+    remote = RemoteCalls(rt.clients, token, prepared.variable_defs, variables, PLAN if two_pass else LIVE)
 
     def context() -> Context:
         return Context(rt.node, rt.store, caller, access, loaders, remote,
@@ -189,6 +200,8 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
             result = await once(ctx)
     if remote.errors:
         result = ExecutionResult(result.data, [*(result.errors or []), *remote.errors])
+    if self_role is not None:  # every read of a self token is audited, on every node that answers it
+        ctx.pii_reads.append((caller.sub, selfservice.audit_label(self_role, prepared.label or operation_name or "")))
     if ctx.pii_reads:
         await record_pii_reads(rt.pool, caller.sub, caller.scope, ctx.pii_reads)
     return result

@@ -22,10 +22,11 @@ from starlette.responses import JSONResponse, Response
 from . import observe
 from .answers import cache_key, cacheable, etag, matches
 from .auth import bearer
-from .errors import RETRY_AFTER_S, Code, TierfedError, database_down
+from .errors import RETRY_AFTER_S, Code, TierfedError, database_down, forbidden
 from .execution import RequestError, format_error, masked, prepare, run
 from .graphiql import page as graphiql_page
 from .runtime import Runtime
+from .selfservice import self_role
 from .tiers.versions import subtree_version
 
 log = logging.getLogger("tierfed.http")
@@ -166,7 +167,7 @@ async def graphql_endpoint(request: Request) -> Response:
     # type; 200 under application/json, which older clients expect.
     request_error = 400 if media == GQL_RESPONSE else 200
     try:
-        caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+        caller = await rt.keys.verify_async(bearer(request.headers.get("authorization")), rt.tree)
     except TierfedError as e:
         return _respond(_error_body([e]), 401, media, {"WWW-Authenticate": "Bearer"})
     req = observe.current.get()
@@ -243,8 +244,11 @@ async def version_endpoint(request: Request) -> Response:
     (``tiers.versions``); 503 when a child could not be asked. Parents ask it once per operation."""
     rt: Runtime = request.app.state.runtime
     try:
-        caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+        caller = await rt.keys.verify_async(bearer(request.headers.get("authorization")), rt.tree)
     except TierfedError as e:
         return _respond(_error_body([e]), 401, "application/json", {"WWW-Authenticate": "Bearer"})
+    if self_role(caller.roles) is not None:
+        return _respond(_error_body([forbidden("a self token reads only its own records, not data versions")]), 403,
+                        "application/json")
     version = await subtree_version(rt.pool, rt.node, rt.clients, caller.scope, caller.token)
     return JSONResponse({"version": version}, 200 if version is not None else 503, headers=NO_STORE)

@@ -132,7 +132,7 @@ async def metrics_endpoint(request: Request) -> Response:
     """``/metrics`` on the node's own address: a token with the configured role is needed."""
     rt: Runtime = request.app.state.runtime
     try:
-        caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+        caller = await rt.keys.verify_async(bearer(request.headers.get("authorization")), rt.tree)
     except TierfedError as e:
         return PlainTextResponse(e.message + "\n", 401, headers={"WWW-Authenticate": "Bearer"})
     if not caller.has(rt.cfg.metrics.role):

@@ -23,6 +23,9 @@ POINTS = (
     "participant-before-reserve",
     "participant-after-reserve",
     "participant-before-apply",
+    # tierfed statements: a file written under its temporary name / renamed into place, not yet recorded
+    "statements-before-rename",
+    "statements-before-record",
 )
 
 ENV = "TIERFED_CRASH_AT"
