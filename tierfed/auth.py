@@ -26,6 +26,7 @@ class Caller:
     scope: str
     roles: frozenset[str]
     token: str
+    exp: float | None = None  # when the token expires (seconds since the epoch): live answers end then
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -104,7 +105,9 @@ class Keys:
             raise unauthenticated("token's scope claim must be a known 6-digit region code")
         if not isinstance(roles, list) or any(not isinstance(r, str) or r not in ROLES for r in roles):
             raise unauthenticated(f"token's roles claim must be a list of {', '.join(ROLES)}")
-        return Caller(str(claims["sub"]), scope, frozenset(roles), token)
+        exp = claims.get("exp")
+        return Caller(str(claims["sub"]), scope, frozenset(roles), token,
+                      float(exp) if isinstance(exp, (int, float)) else None)
 
 
 def _is_ed25519(pem: bytes) -> bool:
