@@ -32,7 +32,7 @@ create table tier_lease (
     one    boolean primary key default true check (one),
     until  timestamptz not null
 );
-insert into tier_lease (until) values ('-infinity');
+insert into tier_lease (until) values ('epoch');
 
 create or replace function tierfed_advance_version() returns trigger
 language plpgsql as $$

@@ -54,9 +54,9 @@ CHECKED = ("insert into tier_link (child, version, up_until) values ($1, $2, $3:
            "on conflict (child) do update set version = greatest(tier_link.version, excluded.version), "
            "up_until = excluded.up_until")
 # ... or as pushed (the lease is left as it is: only a check grants one).
-PUSHED = ("insert into tier_link (child, version, up_until) values ($1, $2, '-infinity') "
+PUSHED = ("insert into tier_link (child, version, up_until) values ($1, $2, 'epoch') "
           "on conflict (child) do update set version = greatest(tier_link.version, excluded.version)")
-DOWN = "update tier_link set up_until = '-infinity' where child = $1"
+DOWN = "update tier_link set up_until = 'epoch' where child = $1"
 # The seconds left of the links to these children (None when one was never checked).
 LEFT = ("select case when count(*) = cardinality($1::text[]) then "
         "greatest(0, extract(epoch from min(up_until) - clock_timestamp()))::float8 end "
