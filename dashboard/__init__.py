@@ -28,6 +28,7 @@ CONTENT_SECURITY_POLICY = (
 # (this module, __pycache__, index.html itself) is a 404.
 STATIC_FILES: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "echarts.min.js": "text/javascript; charset=utf-8",
     "LICENSE-echarts": "text/plain; charset=utf-8",
