@@ -15,8 +15,15 @@ from typing import Any
 
 import pytest
 
-from tests.test_dashboard_browser import browser  # noqa: F401 - the module's Chromium fixture
-from tests.test_dashboard_browser import check_figures, open_page, page_row, page_totals, set_period, wait_region
+from tests.test_dashboard_browser import (
+    browser,  # noqa: F401 - the module's Chromium fixture
+    check_figures,
+    open_page,
+    page_row,
+    page_totals,
+    set_period,
+    wait_region,
+)
 from tests.test_fresh_answers import VIEWER
 from tests.test_pushed_versions import links_up, reported_import, three_tiers
 
