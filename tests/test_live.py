@@ -206,3 +206,28 @@ async def test_requests_that_cannot_run_are_refused_before_any_stream(fresh_db: 
             assert (await ws.closed())[0] == 4403
     finally:
         await node.stop()
+
+
+async def test_a_child_that_pushes_nothing_is_checked_as_a_fallback(new_db: Any, tmp_path: Path) -> None:
+    """Guangdong has no [parent] (it tells nobody) and the central node no lease: the central node's
+    live answer learns of Guangdong's commit by its periodic fallback check."""
+    import dataclasses
+
+    from tests.nodes import free_port
+
+    port = free_port()
+    child = await start_node(node_config("440000", "guangdong"), await new_db(), port)
+    central = await start_node(dataclasses.replace(node_config("000000", "central", [
+        {"region": "440000", "url": f"http://127.0.0.1:{port}/graphql", "name": "guangdong", "timeout_s": 3}]),
+        link_lease_s=0), await new_db())
+    try:
+        async with SSE(central.url, VIEWER, LIVE, {"r": "000000"}) as sse:
+            _, first, data = await sse.event()
+            assert months(data) == 0
+            await import_contributions(child.runtime, tmp_path, 70, "440304", [1, 2])
+            _, ident, data = await sse.event()
+            assert ident != first and months(data) == 2
+        assert central.runtime.clients.version_requests["guangdong"] > 0
+    finally:
+        await central.stop()
+        await child.stop()

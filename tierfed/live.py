@@ -45,6 +45,9 @@ log = logging.getLogger("tierfed.live")
 FINAL = frozenset({Code.FORBIDDEN.value, Code.UNAUTHENTICATED.value, Code.BAD_USER_INPUT.value,
                    Code.QUERY_TOO_COMPLEX.value})
 PARALLEL = 8  # watches recomputed at once
+# Seconds between fallback checks of watches whose subtree is checked per request (a child whose
+# link is down, or that pushes nothing): their version is read again, the answer rerun if it moved.
+FALLBACK_S = 2.0
 
 
 def query_form(rt: Runtime, text: str, operation_name: str | None,
@@ -133,6 +136,7 @@ class Live:
         self._dirty = False
         self._loop_task: asyncio.Task[None] | None = None
         self._closed = False
+        self._fallback: asyncio.Task[None] | None = None
         rt.on_version.append(self.moved)
         rt.links.on_checked.append(self.checked)
 
@@ -153,6 +157,8 @@ class Live:
         if caller.has("PII_READER"):  # unmasked reads are audited per reader: never shared
             key = hashlib.sha256(f"{key}\x1f{caller.sub}".encode()).hexdigest()
         sub = Subscriber(caller, last_id)
+        if self._fallback is None and self.rt.node.children:
+            self._fallback = asyncio.get_running_loop().create_task(self._fall_back(), name="live-fallback")
         watch = self.watches.get(key)
         if watch is None:
             watch = self.watches[key] = Watch(key, qtext, prepared, variables, operation_name)
@@ -203,6 +209,11 @@ class Live:
         """After a round of link checks: watches whose version asks children per request may have moved."""
         if any(w.version is None or "[" in w.version for w in self.watches.values()):
             self.moved()
+
+    async def _fall_back(self) -> None:
+        while not self._closed:
+            await asyncio.sleep(FALLBACK_S)
+            self.checked()
 
     async def _refresh_all(self) -> None:
         gate = asyncio.Semaphore(PARALLEL)
@@ -267,8 +278,9 @@ class Live:
         for w in list(self.watches.values()):
             for s in list(w.subscribers):
                 s.end()
-        if self._loop_task is not None:
-            self._loop_task.cancel()
+        for task in (self._loop_task, self._fallback):
+            if task is not None:
+                task.cancel()
 
 
 def payload(body: bytes, answer_id: str) -> bytes:
