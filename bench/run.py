@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import cases, cluster, fresh, telemetry
+from . import cases, cluster, fresh, live, telemetry
 from .cases import Bench, Row
 from .dataset import Spec, ensure
 
@@ -37,6 +37,7 @@ CASES = {
     "storage": cases.storage,
     "telemetry": telemetry.case_telemetry,
     "fresh": fresh.case_fresh,
+    "live": live.case_live,
 }
 
 

@@ -165,6 +165,7 @@ class Live:
         watch.subscribers.add(sub)
         sub.watch = watch
         self.subscribers += 1
+        self._gauges()
         if caller.exp is not None:
             sub.timer = asyncio.get_running_loop().call_later(
                 max(0.0, caller.exp - time.time()), self._expired, sub)
@@ -190,6 +191,11 @@ class Live:
         self.subscribers -= 1
         if not watch.subscribers and self.watches.get(watch.key) is watch:
             del self.watches[watch.key]
+        self._gauges()
+
+    def _gauges(self) -> None:
+        self.rt.metrics.live_subscriptions.set(self.subscribers)
+        self.rt.metrics.live_watches.set(len(self.watches))
 
     def _expired(self, sub: Subscriber) -> None:
         sub.end([dict(TierfedError(Code.UNAUTHENTICATED, "token has expired: the subscription ends; subscribe "
@@ -249,6 +255,7 @@ class Live:
     async def _compute(self, w: Watch, caller: Caller, version: str | None) -> tuple[bytes, set[str]]:
         rt = self.rt
         self.computations += 1
+        rt.metrics.live_computations.inc()
         keep = version is not None and rt.answers.enabled and cacheable(w.prepared.operation, caller)
         if keep:
             hit = rt.answers.get(w.key, version)  # type: ignore[arg-type]

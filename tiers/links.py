@@ -85,6 +85,7 @@ class Links:
         self._push = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._kicked = False
+        self._parent_client: httpx.AsyncClient | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self.checks = 0
         self.pushes = 0
@@ -159,10 +160,13 @@ class Links:
             else:
                 self.pushes += 1
                 try:
-                    # The parent acknowledges after its own parent did: allow each tier its timeout.
-                    async with httpx.AsyncClient(timeout=httpx.Timeout(parent.timeout_s * 3)) as c:
-                        r = await c.post(base_url(parent.url) + LINK_PATH, json={"version": version},
-                                         headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
+                    if self._parent_client is None:
+                        # Kept for the node's lifetime: a push reuses its connection. The parent
+                        # acknowledges after its own parent did: allow each tier its timeout.
+                        self._parent_client = httpx.AsyncClient(timeout=httpx.Timeout(parent.timeout_s * 3))
+                    r = await self._parent_client.post(
+                        base_url(parent.url) + LINK_PATH, json={"version": version},
+                        headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
                     body: Any = r.json()
                     if r.status_code != 200 or not isinstance(body, dict) or body.get("ok") is not True:
                         problem = str(body.get("message") if isinstance(body, dict) else body)[:300]
@@ -224,6 +228,9 @@ class Links:
     async def stop(self) -> None:
         for t in list(self._tasks):
             t.cancel()
+        if self._parent_client is not None:
+            await self._parent_client.aclose()
+            self._parent_client = None
         if self._task is not None:
             self._task.cancel()
             try:
