@@ -198,9 +198,12 @@ async def test_links_take_only_node_tokens_from_the_right_side(new_db: Any) -> N
             ok = await h.post(base, json={"version": 10**9}, headers={"Authorization": f"Bearer {node_tok('440300')}"})
             assert ok.status_code == 200 and ok.json()["ok"] is True
             assert await rt.pool.fetchval("select version from data_version where one") == v0 + 1
-            # The same version again (or an older one) changes nothing: no answer is invalidated.
-            await h.post(base, json={"version": 10**9 - 1}, headers={"Authorization": f"Bearer {node_tok('440300')}"})
+            # The same version again changes nothing: no answer is invalidated.
+            await h.post(base, json={"version": 10**9}, headers={"Authorization": f"Bearer {node_tok('440300')}"})
             assert await rt.pool.fetchval("select version from data_version where one") == v0 + 1
+            # Another one, even lower (a child restored from a backup), moves it.
+            await h.post(base, json={"version": 7}, headers={"Authorization": f"Bearer {node_tok('440300')}"})
+            assert await rt.pool.fetchval("select version from data_version where one") == v0 + 2
     finally:
         for n in nodes.values():
             await n.stop()

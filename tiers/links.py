@@ -50,12 +50,14 @@ LINK_PATH = "/tierfed/link"
 NOW = "select clock_timestamp()"
 OWN = "select version from data_version where one"
 # On a parent: a child's version, as checked (with a lease counted from when the check was sent) ...
+# Any other version than the one kept moves this node's version: only "it moved" matters, so a
+# late push of an older version costs one needless miss, and a child restored from a backup (its
+# version lower than before) is still noticed.
 CHECKED = ("insert into tier_link (child, version, up_until) values ($1, $2, $3::timestamptz + make_interval(secs => $4)) "
-           "on conflict (child) do update set version = greatest(tier_link.version, excluded.version), "
-           "up_until = excluded.up_until")
+           "on conflict (child) do update set version = excluded.version, up_until = excluded.up_until")
 # ... or as pushed (the lease is left as it is: only a check grants one).
 PUSHED = ("insert into tier_link (child, version, up_until) values ($1, $2, 'epoch') "
-          "on conflict (child) do update set version = greatest(tier_link.version, excluded.version)")
+          "on conflict (child) do update set version = excluded.version")
 DOWN = "update tier_link set up_until = 'epoch' where child = $1"
 # The seconds left of the links to these children (None when one was never checked).
 LEFT = ("select case when count(*) = cardinality($1::text[]) then "
@@ -151,7 +153,7 @@ class Links:
             return None
         async with self._push:
             version = int(await self.pool.fetchval(OWN))
-            if version <= self._acked:
+            if version == self._acked:
                 return None
             tok = self.node_token()
             problem = None
@@ -173,7 +175,7 @@ class Links:
                 except (httpx.HTTPError, ValueError, OSError) as e:
                     problem = f"{type(e).__name__}"
             if problem is None:
-                self._acked = max(self._acked, version)
+                self._acked = version
                 return None
             if not wait:
                 return f"parent node at {parent.url} was not told of version {version} ({problem})"
