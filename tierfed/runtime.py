@@ -143,6 +143,9 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
         await rt.close()
         raise
     rt.changes.start()
+    # Links run beside operations (checks, leases, pushes): on the changes' own pool, so that they
+    # are never counted among an operation's statements.
+    rt.links.pool = rt.changes.pool
     rt._listener = TreeListener(rt)
     await rt._listener.start()
     return rt
