@@ -231,3 +231,20 @@ async def test_a_child_that_pushes_nothing_is_checked_as_a_fallback(new_db: Any,
     finally:
         await central.stop()
         await child.stop()
+
+
+async def test_the_limits_of_queries_apply_and_subscriptions_are_bounded(fresh_db: str) -> None:
+    node = await start_node(node_config(live={"max_subscriptions": 1}, limits={"max_depth": 3}), fresh_db)
+    try:
+        deep = "subscription { region(code: \"440000\") { children { children { children { code } } } } }"
+        async with SSE(node.url, VIEWER, deep) as sse:
+            assert sse.status == 400
+            assert sse.error_body["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
+        async with SSE(node.url, VIEWER, LIVE, {"r": "440000"}) as first:
+            assert (await first.event())[0] == "next"
+            async with SSE(node.url, VIEWER, LIVE, {"r": "440000"}) as second:
+                assert second.status == 503
+                err = second.error_body["errors"][0]
+                assert err["extensions"]["code"] == "QUERY_TOO_COMPLEX" and "at most 1 live answers" in err["message"]
+    finally:
+        await node.stop()
