@@ -35,7 +35,7 @@ from tierfed.cli import tree_from_shipped
 from tierfed.db import migrate, shipped_regions
 
 from . import cluster
-from .topology import NATION, NodeSpec, provinces, split_for
+from .topology import NATION, NodeSpec, free_port, provinces, split_for
 
 KINDS_BASE = ("pools", "employers", "persons")
 KINDS_RECORDS = ("contributions", "benefits")
@@ -105,7 +105,9 @@ def fed_specs(spec: Spec) -> list[NodeSpec]:
     """Central first, then the province nodes (ports are filled in when started)."""
     # placeholder ports, distinct, until the nodes are started
     provs = [NodeSpec(n, r, cluster.url(spec.db(f"fed_{n}")), port=i + 1) for i, (n, r) in enumerate(provinces())]
-    central = NodeSpec("central", NATION, cluster.url(spec.db("fed_central")), children=provs)
+    central = NodeSpec("central", NATION, cluster.url(spec.db("fed_central")), children=provs, port=free_port())
+    for p in provs:  # each province pushes its version to the central node (tiers.links)
+        p.parent_url = central.url
     return [central, *provs]
 
 

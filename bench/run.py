@@ -20,7 +20,7 @@ import traceback
 from pathlib import Path
 from typing import Any
 
-from . import budgets, cases, cluster, fresh, funds, telemetry
+from . import budgets, cases, cluster, fresh, funds, live, telemetry
 from .cases import Bench, Row
 from .dataset import Spec, ensure
 
@@ -39,6 +39,7 @@ CASES = {
     "fresh": fresh.case_fresh,
     "budgets": budgets.case_budgets,
     "funds": funds.case_funds,
+    "live": live.case_live,
 }
 
 

@@ -78,8 +78,10 @@ def uvicorn_args(factory: str, port: int, workers: int, extra: list[str] | None 
 async def start_node(spec: NodeSpec, workers: int = 1, run_dir: Path | None = None,
                      prefix: list[str] | None = None, extra_env: dict[str, str] | None = None,
                      factory: str = "bench.serve:node_app", uvicorn_extra: list[str] | None = None) -> Server:
-    """A tierfed node from its TOML, as ``tierfed serve`` would build it, with ``workers`` processes."""
-    spec.port = free_port()
+    """A tierfed node from its TOML, as ``tierfed serve`` would build it, with ``workers`` processes
+    (on ``spec.port`` when one was chosen beforehand, e.g. for its children's [parent].url)."""
+    if spec.port < 1024:  # unset, or a placeholder
+        spec.port = free_port()
     cfg = spec.write(run_dir)
     s = _spawn(f"node-{spec.name}-{spec.port}", uvicorn_args(factory, spec.port, workers, uvicorn_extra),
                {"TIERFED_CONFIG": str(cfg), **(extra_env or {})}, spec.port, prefix=prefix)

@@ -35,6 +35,9 @@ class NodeSpec:
     # [cache].max_bytes: 0 (the answer cache off) unless a case measures it, so the cases
     # from before the cache keep measuring answers computed on every request.
     cache_bytes: int = 0
+    # [parent].url: the node this one pushes its version to (tiers.links); "" for none.
+    parent_url: str = ""
+    link_lease_s: float | None = None  # [node].link_lease_s, the default when None
 
     @property
     def url(self) -> str:
@@ -51,6 +54,7 @@ class NodeSpec:
             f"listen = {q(f'127.0.0.1:{self.port or 1}')}",
             f"database_url = {q(self.database_url)}",
             "check_children_at_start = false",
+            *([f"link_lease_s = {self.link_lease_s}"] if self.link_lease_s is not None else []),
             "",
             "[auth]",
             f"jwt_secret = {q(SECRET)}",
@@ -62,6 +66,8 @@ class NodeSpec:
         for c in self.children:
             lines += ["[[children]]", f"name = {q(c.name)}", f"region = {q(c.region)}",
                       f"url = {q(c.url)}", "timeout_s = 30", ""]
+        if self.parent_url:
+            lines += ["[parent]", 'name = "parent"', f"url = {q(self.parent_url)}", "timeout_s = 10", ""]
         return "\n".join(lines) + self.extra_toml
 
     def write(self, run_dir: Path | None = None) -> Path:

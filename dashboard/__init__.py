@@ -30,6 +30,7 @@ STATIC_FILES: dict[str, str] = {
     "app.js": "text/javascript; charset=utf-8",
     "budget.js": "text/javascript; charset=utf-8",
     "funds.js": "text/javascript; charset=utf-8",
+    "live.js": "text/javascript; charset=utf-8",
     "style.css": "text/css; charset=utf-8",
     "echarts.min.js": "text/javascript; charset=utf-8",
     "LICENSE-echarts": "text/plain; charset=utf-8",

@@ -440,6 +440,7 @@
 
     var seq = ++state.mainSeq;
     var op = beginOp();
+    document.dispatchEvent(new CustomEvent("tierfed:dashboard-loading")); /* live.js stops watching */
     setMainState("loading");
     $("#status").textContent = "加载中…";
 
@@ -448,11 +449,8 @@
       return;
     }
 
-    gql(dashboardQuery(schemes), {
-      region: code,
-      period: { from: period.from, to: period.to },
-      schemes: schemes
-    }).then(function (res) {
+    var variables = { region: code, period: { from: period.from, to: period.to }, schemes: schemes };
+    gql(dashboardQuery(schemes), variables).then(function (res) {
       if (seq !== state.mainSeq) { endOp(op, state.lastOutcome); return; }
       var data = res.data || {};
       if (!data.rollup) {
@@ -468,6 +466,11 @@
       $("#status").textContent = "";
       setMainState("ready");
       endOp(op, "ready");
+      /* live.js watches the same operation and renders each new answer in place */
+      document.dispatchEvent(new CustomEvent("tierfed:dashboard-loaded", { detail: {
+        query: dashboardQuery(schemes), variables: variables, data: data,
+        render: function (d, errs) { if (seq === state.mainSeq) renderDashboard(d, errs || [], schemes, period); }
+      } }));
     });
   }
 

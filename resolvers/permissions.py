@@ -155,6 +155,9 @@ FIELDS: dict[str, Rule] = {
     # Which of the two may return a budget depends on its state (tiers/budgets.RETURNERS): checked there too.
     "Mutation.returnBudget": Rule(roles=("BUDGET_REVIEWER", "BUDGET_APPROVER"), action="returnBudget",
                                   region=pool_arg("poolId"), what="budgets"),
+    # Live answers run as the query field of the same name (tierfed/live.py), under its rule.
+    **{f"Subscription.{name}": Rule(filtered=f"run as Query.{name}, with that field's rule")
+       for name in ("nation", "region", "rollup", "pool", "employer", "centralAdjustment")},
     # Fields that read another region's records than the object they hang below.
     "Region.pool": Rule(region=root_region_in_subtree, result=lambda p: p.region_code, what="pools"),
 }

@@ -25,6 +25,15 @@ DESCRIPTIONS: dict[str, str] = {
     "Query": "What a node answers: the directory (open to any valid token), and rollups, pools, persons and "
              "employers inside the token's scope, wherever in the federation they are held.",
     "Query.nation": "The root of the division tree (code \"000000\").",
+    "Subscription.region(code)": REGION_CODE + ", e.g. \"440300\".",
+    "Subscription.rollup(region)": REGION_CODE + " inside the token's scope.",
+    "Subscription.rollup(period)": "The months to add up, both included.",
+    "Subscription.rollup(schemes)": "The schemes to total; all schemes when null.",
+    "Subscription.pool(id)": "The pool's id, as Pool.id gives it.",
+    "Subscription.employer(creditCode)": "The 18-character unified social credit code (its check character is "
+                                         "verified).",
+    "Subscription.centralAdjustment(year)": "The calendar year, e.g. 2025.",
+    "Subscription.centralAdjustment(ratio)": "The remittance ratio, e.g. \"0.045\" for 4.5%.",
     "Query.region(code)": REGION_CODE + ", e.g. \"440300\".",
     "Query.agency": "An agency of the directory by its code; null for a well-formed code that names none.",
     "Query.agency(code)": "Agency code: \"RS\" (human resources and social security) or \"YB\" (healthcare security) "

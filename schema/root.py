@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncGenerator
 from decimal import Decimal as PyDecimal
 
 import strawberry
@@ -128,6 +129,56 @@ class Mutation(pooling_types.PoolingMutations, transfer_types.TransferMutations,
         return await internal.persons_changed(info)
 
 
+LIVE_ONLY = ("subscriptions are answered by the node's live answers (tierfed.live), over graphql-transport-ws or "
+             "Server-Sent Events, never by this resolver")
+
+
+async def _served_live() -> AsyncGenerator[None, None]:
+    # tierfed.live runs a subscription as the query of the same field, once per distinct question:
+    # graphql's own subscribe is never called on this schema (the HTTP endpoint refuses subscriptions).
+    raise bad_input(LIVE_ONLY)
+    yield
+
+
+@strawberry.type(description=(
+    "Live answers: each field sends the answer of the query field of the same name, then a new answer each time "
+    "a commit on any node of the subtree changes it. Over graphql-transport-ws (a WebSocket at /graphql) or "
+    "GraphQL over Server-Sent Events (POST or GET /graphql with Accept: text/event-stream); the same token, scope "
+    "and limits as queries, and the subscription ends when the token expires."))
+class Subscription:
+    @strawberry.subscription(description="Query.nation, live.")
+    async def nation(self) -> AsyncGenerator[Region, None]:
+        async for x in _served_live():
+            yield x  # type: ignore[misc]
+
+    @strawberry.subscription(description="Query.region, live: the region and what is selected below it.")
+    async def region(self, code: strawberry.ID) -> AsyncGenerator[Region | None, None]:
+        async for x in _served_live():
+            yield x  # type: ignore[misc]
+
+    @strawberry.subscription(description="Query.rollup, live: new totals after every commit that changes them, "
+                                         "on any node of the region's subtree.")
+    async def rollup(self, region: strawberry.ID, period: PeriodInput,
+                     schemes: list[Scheme] | None = None) -> AsyncGenerator[Rollup, None]:
+        async for x in _served_live():
+            yield x  # type: ignore[misc]
+
+    @strawberry.subscription(description="Query.pool, live: its balance after every commit that changes it.")
+    async def pool(self, id: strawberry.ID) -> AsyncGenerator[Pool | None, None]:
+        async for x in _served_live():
+            yield x  # type: ignore[misc]
+
+    @strawberry.subscription(description="Query.employer, live.")
+    async def employer(self, credit_code: str) -> AsyncGenerator[Employer | None, None]:
+        async for x in _served_live():
+            yield x  # type: ignore[misc]
+
+    @strawberry.subscription(description="Query.centralAdjustment, live.")
+    async def central_adjustment(self, year: int, ratio: Decimal) -> AsyncGenerator[CentralAdjustment, None]:
+        async for x in _served_live():
+            yield x  # type: ignore[misc]
+
+
 ENTITY_KEYS = {"Region": "code", "Agency": "code", "Pool": "id"}
 
 
@@ -164,6 +215,7 @@ def build_schema() -> strawberry.federation.Schema:
     built = Schema(
         query=Query,
         mutation=Mutation,
+        subscription=Subscription,
         scalar_overrides={PyDecimal: Decimal},
     )
     descriptions.apply(built._schema)

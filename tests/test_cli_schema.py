@@ -163,6 +163,8 @@ EXPECTED_TABLES.update({
 })
 EXPECTED_TABLES |= {"data_version": {"one", "version"}, "data_version_pending": {"xid"}}  # 0007
 EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {"transfers_in", "transfers_out"}
+# 0012: versions pushed up the tree (issue 12)
+EXPECTED_TABLES |= {"tier_link": {"child", "version", "up_until"}, "tier_lease": {"one", "until"}}
 # 0008: fund flows booked from files (issue 15): one summary column per booked category
 EXPECTED_TABLES["fund_flow"] = {"pool_id", "month", "category", "scheme", "region_code", "amount"}
 EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {

@@ -9,13 +9,14 @@ Guangdong's child.
 from __future__ import annotations
 
 import csv
+import dataclasses
 from pathlib import Path
 from typing import Any
 
 import asyncpg
 import httpx
 import pytest
-from tierfed.tiers.versions import OWN_VERSION, own_version
+from tierfed.tiers.versions import OWN_VERSION, SUBTREE_VERSION, own_version
 
 from tests.conftest import Client, node_client, node_config, token
 from tests.nodes import RunningNode, free_port, start_node
@@ -62,8 +63,9 @@ def recorded(rt: Any) -> tuple[int, list[str]]:
     """Since ``start_recording``: the version reads, and every other statement but those of the
     node's background work (the person index, the recovery of changes), which may run any time."""
     qs, rt.statements.queries = rt.statements.queries, None
-    background = ("person_presence", "person_index", "change")
-    return qs.count(OWN_VERSION), [q for q in qs if q != OWN_VERSION and not any(b in q for b in background)]
+    background = ("person_presence", "person_index", "change", "tier_l", "clock_timestamp()")
+    reads = (OWN_VERSION, SUBTREE_VERSION)
+    return sum(qs.count(r) for r in reads), [q for q in qs if q not in reads and not any(b in q for b in background)]
 
 
 def pension(body: dict[str, Any]) -> dict[str, Any]:
@@ -217,16 +219,21 @@ NODES = {"central": "000000", "guangdong": "440000", "shenzhen": "440300"}
 PARENT = {"guangdong": "central", "shenzhen": "guangdong"}
 
 
-def _config(name: str, ports: dict[str, int]) -> Any:
+def _config(name: str, ports: dict[str, int], lease: float = 0) -> Any:
+    """A node of the three tiers; ``lease`` 0: no links (parents check their children per request)."""
     def url(n: str) -> str:
         return f"http://127.0.0.1:{ports[n]}/graphql"
 
     children = [{"region": NODES[c], "url": url(c), "name": c, "timeout_s": 3} for c, p in PARENT.items() if p == name]
-    extra = {"parent": {"url": url(PARENT[name]), "timeout_s": 3}} if name in PARENT else {}
-    return node_config(NODES[name], name, children, **extra)
+    extra: dict[str, Any] = {"parent": {"url": url(PARENT[name]), "timeout_s": 3}} if name in PARENT else {}
+    cfg = node_config(NODES[name], name, children, **extra)
+    return dataclasses.replace(cfg, link_lease_s=lease)
 
 
-async def test_a_commit_at_a_grandchild_is_in_the_very_next_national_answer(new_db: Any, tmp_path: Path) -> None:
+async def test_a_commit_at_a_grandchild_is_in_the_very_next_national_answer_links_down(new_db: Any,
+                                                                                          tmp_path: Path) -> None:
+    """Without links (lease 0) every parent checks its children per request; the pushed case is in
+    tests/test_pushed_versions.py."""
     ports = {n: free_port() for n in NODES}
     nodes: dict[str, RunningNode] = {}
     try:

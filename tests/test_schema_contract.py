@@ -25,7 +25,8 @@ def test_every_type_field_argument_and_enum_value_is_described() -> None:
 
 
 def test_the_description_table_names_only_what_the_code_leaves_undescribed() -> None:
-    undescribed = root.Schema(query=root.Query, mutation=root.Mutation, scalar_overrides={PyDecimal: root.Decimal})
+    undescribed = root.Schema(query=root.Query, mutation=root.Mutation, subscription=root.Subscription,
+                              scalar_overrides={PyDecimal: root.Decimal})
     members = descriptions.members(undescribed._schema)
     unknown = [k for k in descriptions.DESCRIPTIONS if k not in members]
     assert unknown == [], f"schema/descriptions.py names what the schema does not have: {unknown}"

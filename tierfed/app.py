@@ -9,15 +9,17 @@ from collections.abc import AsyncIterator
 from starlette.applications import Starlette
 from starlette.middleware import Middleware
 from starlette.middleware.cors import CORSMiddleware
-from starlette.routing import Route
+from starlette.routing import Route, WebSocketRoute
 
 from .changes_http import changes_endpoint
 from .config import NodeConfig
 from .health import healthz, readyz
 from .http import graphql_endpoint, version_endpoint
 from .instrument import ObserveMiddleware
+from .links_http import link_endpoint
 from .metrics import metrics_endpoint, refresh_metrics
 from .runtime import Runtime, open_runtime
+from .subscriptions import ws_endpoint
 
 
 def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: str | None = None) -> Starlette:
@@ -32,6 +34,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
         rt = runtime or await open_runtime(cfg, database_url)
         app.state.runtime = rt
         await rt.index.start()
+        rt.links.start()
         # On [metrics].listen nobody scrapes through this app: read the database's part of the
         # metrics (changes waiting for a node) every 15 s instead.
         refresh = asyncio.get_running_loop().create_task(refresh_metrics(rt, 15.0)) \
@@ -41,7 +44,10 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
         finally:
             if refresh is not None:
                 refresh.cancel()
+            if rt.live is not None:
+                await rt.live.close()
             await rt.index.stop()
+            await rt.links.stop()
             if runtime is None:
                 await rt.close()
 
@@ -53,7 +59,9 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
                                      expose_headers=["ETag"]))
     routes = [
         Route("/graphql", graphql_endpoint, methods=["GET", "POST"]),
+        WebSocketRoute("/graphql", ws_endpoint),
         Route("/tierfed/version", version_endpoint),
+        Route("/tierfed/link", link_endpoint, methods=["GET", "POST"]),
         Route("/healthz", healthz),
         Route("/readyz", readyz),
         *([Route("/metrics", metrics_endpoint)] if cfg.metrics.enabled and not cfg.metrics.listen else []),

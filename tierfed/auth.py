@@ -31,6 +31,7 @@ class Caller:
     scope: str
     roles: frozenset[str]
     token: str
+    exp: float | None = None  # when the token expires (seconds since the epoch): live answers end then
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -133,7 +134,7 @@ class Keys:
         sub = claims.get(cfg.subject_claim)
         if not isinstance(sub, str) or not sub:
             raise unauthenticated(f"token has no {cfg.subject_claim} claim to name its holder")
-        return _caller(sub, claims.get(cfg.scope_claim), roles, token, tree, cfg.scope_claim)
+        return _caller(sub, claims.get(cfg.scope_claim), roles, token, tree, cfg.scope_claim, claims.get("exp"))
 
     def _own(self, token: str, tree: Tree) -> Caller:
         claims = None
@@ -155,10 +156,11 @@ class Keys:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or any(not isinstance(r, str) or r not in ROLES for r in roles):
             raise unauthenticated(f"token's roles claim must be a list of {', '.join(ROLES)}")
-        return _caller(str(claims["sub"]), claims.get("scope"), roles, token, tree, "scope")
+        return _caller(str(claims["sub"]), claims.get("scope"), roles, token, tree, "scope", claims.get("exp"))
 
 
-def _caller(sub: str, scope: Any, roles: list[str], token: str, tree: Tree, scope_claim: str) -> Caller:
+def _caller(sub: str, scope: Any, roles: list[str], token: str, tree: Tree, scope_claim: str,
+            exp: Any = None) -> Caller:
     """The caller of verified claims. A self token (tierfed.selfservice) holds one self role and
     no other, names its holder in sub, and needs no scope: it reads only its holder, wherever held."""
     role = self_role(frozenset(roles))
@@ -173,7 +175,7 @@ def _caller(sub: str, scope: Any, roles: list[str], token: str, tree: Tree, scop
             scope = NATION
     if not isinstance(scope, str) or not codes.REGION_RE.match(scope) or scope not in tree:
         raise unauthenticated(f"token's {scope_claim} claim must be a known 6-digit region code")
-    return Caller(sub, scope, frozenset(roles), token)
+    return Caller(sub, scope, frozenset(roles), token, float(exp) if isinstance(exp, (int, float)) else None)
 
 
 def _is_ed25519(pem: bytes) -> bool:

@@ -127,6 +127,11 @@ class NodeConfig:
     recovery_interval_s: float = 5.0
     # [cache].max_bytes: bytes of serialized answers kept per worker process (0: no answer cache).
     cache_max_bytes: int = 64 * 2**20
+    # [node].link_lease_s: how long a parent may answer from what this node told it without asking
+    # again (tiers.links); its links are checked every third of it. 0: parents check per request.
+    link_lease_s: float = 6.0
+    # [live].max_subscriptions: live answers (subscriptions) one worker process serves at once.
+    max_subscriptions: int = 10_000
 
     @property
     def host(self) -> str:
@@ -226,6 +231,17 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
     if not 0 < interval <= 3600:
         raise UserError(f"config [node].index_sync_interval_s: expected 0 < seconds <= 3600, got {interval}")
 
+    lease = float(_get(node, "link_lease_s", (int, float), "[node]", 6.0))
+    if not (lease == 0 or 0.3 <= lease <= 600):
+        raise UserError(f"config [node].link_lease_s: expected 0 (parents check per request) or 0.3 to 600 seconds, "
+                        f"got {lease}")
+    live_t = data.get("live", {})
+    if not isinstance(live_t, dict):
+        raise UserError("config [live]: expected a table with max_subscriptions")
+    max_subs = _get(live_t, "max_subscriptions", int, "[live]", 10_000)
+    if not 0 <= max_subs <= 1_000_000:
+        raise UserError(f"config [live].max_subscriptions: expected 0 (no subscriptions) to 1000000, got {max_subs}")
+
     lim_t = data.get("limits", {})
     defaults = Limits()
     limits = Limits(
@@ -296,6 +312,8 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         index_sync_interval_s=interval,
         workers=workers,
         cache_max_bytes=cache_bytes,
+        link_lease_s=lease,
+        max_subscriptions=max_subs,
         metrics=_metrics(data.get("metrics", {})),
         telemetry=_telemetry(data.get("telemetry", {})),
         private_key_file=private_key,

@@ -27,6 +27,7 @@ from .execution import RequestError, format_error, masked, prepare, run
 from .graphiql import page as graphiql_page
 from .runtime import Runtime
 from .selfservice import self_role
+from .subscriptions import sse_endpoint, wants_stream
 from .tiers.versions import subtree_version
 
 log = logging.getLogger("tierfed.http")
@@ -163,6 +164,8 @@ async def graphql_endpoint(request: Request) -> Response:
         params = await _read_params(request, rt)
     except _BadRequest as e:
         return _bad(e.message, e.status, media)
+    if wants_stream(request):  # a subscription over Server-Sent Events (tierfed.subscriptions)
+        return await sse_endpoint(request, rt, params)
     # A request error (nothing ran, no data): 4xx under the GraphQL-over-HTTP media
     # type; 200 under application/json, which older clients expect.
     request_error = 400 if media == GQL_RESPONSE else 200
@@ -190,6 +193,10 @@ async def graphql_endpoint(request: Request) -> Response:
     if req is not None and prepared.operation.name:
         req.operation = observe.redact(prepared.operation.name.value)
         req.metric_operation = rt.metrics.label(prepared.operation.name.value)
+    if prepared.operation.operation == OperationType.SUBSCRIPTION:
+        return _bad("subscriptions are served as live answers: send this operation with Accept: text/event-stream "
+                    "(GraphQL over Server-Sent Events) or over a graphql-transport-ws WebSocket at /graphql",
+                    request_error, media)
     if request.method != "POST" and prepared.operation.operation != OperationType.QUERY:
         return _bad("mutations must be sent with POST", 405, media, {"Allow": "POST"})
     if _has_nul(variables):
@@ -223,6 +230,11 @@ async def graphql_endpoint(request: Request) -> Response:
     except Exception as e:  # noqa: BLE001 - outside any field (the PII audit, a lost database): masked
         return _respond({"errors": [masked(e)]}, 503 if database_down(e) else 500, media)
     body: dict[str, Any] = {}
+    if prepared.operation.operation == OperationType.MUTATION and rt.cfg.parent is not None:
+        # A mutation's commit is reported once every ancestor knows this node's new version (tiers.links).
+        problem = await rt.links.announce()
+        if problem:
+            body["extensions"] = {"freshness": problem}
     if result.errors:
         body["errors"] = [format_error(e) for e in result.errors]
     # Execution started, so the answer has data (null when a non-null root field

@@ -81,6 +81,12 @@ class Metrics:
         self.changes_waiting_age = Gauge("tierfed_changes_waiting_oldest_seconds",
                                          "Age of the oldest change waiting for a node", ["node"], registry=r,
                                          multiprocess_mode="max")
+        self.live_subscriptions = Gauge("tierfed_live_subscriptions", "Subscriptions served (live answers)",
+                                        registry=r, multiprocess_mode="livesum")
+        self.live_watches = Gauge("tierfed_live_watches", "Distinct live questions (each computed once per change)",
+                                  registry=r, multiprocess_mode="livesum")
+        self.live_computations = Counter("tierfed_live_computations", "Answers computed for live questions",
+                                         registry=r)
         self._waiting_nodes: set[str] = set()
 
     def label(self, name: str | None) -> str:

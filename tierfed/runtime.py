@@ -22,6 +22,7 @@ from .db import StatementCounter, create_pool, database_url
 from .errors import UserError
 from .metrics import Metrics, operation_names
 from .persisted import load as load_persisted
+from .tiers.links import Links
 from .tiers.node import Node
 from .tiers.personindex import PersonIndex
 from .tiers.remote import ChildClients
@@ -51,10 +52,17 @@ class Runtime:
     _listener: Any = None
     index: PersonIndex = field(init=False)
     answers: AnswerCache = field(init=False)
+    links: Links = field(init=False)
+    # Called (on the event loop) each time this node's version moves, whoever committed: the
+    # push to the parent and live answers (tierfed_version, migration 0012).
+    on_version: list[Any] = field(default_factory=list)
+    live: Any = None  # tierfed.live.Live, made on the first subscription
 
     def __post_init__(self) -> None:
         self.index = PersonIndex(self.cfg, self.pool, self.node, self.clients, self.keys)
         self.answers = AnswerCache(self.cfg.cache_max_bytes)
+        self.links = Links(self.cfg, self.pool, self.node, self.clients, self.index.node_token)
+        self.on_version.append(self.links.kick)
     changes: Any = None  # tiers.changes.Changes: this node's side of changes across nodes
 
     @property
@@ -66,10 +74,21 @@ class Runtime:
         self.node = Node(self.cfg, Tree(await load_tree(self.pool)))
         self.node.tree_version = version
         self.index.node = self.node
+        self.links.node = self.node
         log.info("division tree reloaded: %d regions", len(self.node.tree))
 
+    def version_moved(self, *_: Any) -> None:
+        for cb in list(self.on_version):
+            try:
+                cb()
+            except Exception:  # noqa: BLE001 - one listener's bug must not stop the others
+                log.exception("version listener failed")
+
     async def close(self) -> None:
+        if self.live is not None:
+            await self.live.close()
         await self.index.stop()
+        await self.links.stop()
         if self.changes is not None:
             await self.changes.close()
         if self._listener is not None:
@@ -124,6 +143,9 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
         await rt.close()
         raise
     rt.changes.start()
+    # Links run beside operations (checks, leases, pushes): on the changes' own pool, so that they
+    # are never counted among an operation's statements.
+    rt.links.pool = rt.changes.pool
     rt._listener = TreeListener(rt)
     await rt._listener.start()
     return rt
@@ -177,6 +199,7 @@ class TreeListener:
         con = await self.rt.pool.acquire()
         con.add_termination_listener(self.on_lost)
         await con.add_listener("tierfed_tree", self.on_change)
+        await con.add_listener("tierfed_version", self.rt.version_moved)
         self.con = con
 
     async def _again(self) -> None:
@@ -185,6 +208,7 @@ class TreeListener:
             try:
                 await self.start()
                 await self.rt.reload_tree()
+                self.rt.version_moved()  # a commit may have been missed meanwhile
                 log.info("tree listener back")
                 return
             except Exception:  # noqa: BLE001 - the database is still down: try again
@@ -201,6 +225,7 @@ class TreeListener:
         try:
             con.remove_termination_listener(self.on_lost)
             await con.remove_listener("tierfed_tree", self.on_change)
+            await con.remove_listener("tierfed_version", self.rt.version_moved)
             await self.rt.pool.release(con)
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:
             # The connection is already gone (the database went away): nothing left to release.

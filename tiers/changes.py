@@ -318,6 +318,9 @@ class Changes:
             if await cs.decide(con, change_id, state) and state == "COMMITTED":
                 await self._apply(con, row)
         await self._tell(change_id, state)
+        if state == "COMMITTED":
+            # Applied here: answered once every ancestor knows this node's new version (tiers.links).
+            await self.rt.links.announce()
         return {"ok": True, "state": state}
 
     async def _apply(self, con: asyncpg.Connection, row: cs.ChangeRow) -> None:

@@ -99,6 +99,8 @@ class ChildClients:
             )
             for c in children
         }
+        # GET /tierfed/version per child (tiers.versions): none while the child's link is up.
+        self.version_requests: dict[str, int] = {c.name: 0 for c in children}
 
     async def post(self, child: Child, token: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
         req = observe.current.get()

@@ -1,13 +1,15 @@
 """Data versions: this node's (one row in PostgreSQL, migration 0007) and its subtree's.
 
 A node's own version advances in the same transaction as every commit that
-changes what an answer can show (triggers do it, so no writer can forget). The
-version of a subtree, as a caller with a given scope sees it, is the node's own
-plus, for every child whose part that scope reaches, the child's subtree version,
-asked of the child with one small GET per operation (``GET /tierfed/version``).
-A child that cannot be asked makes the subtree's version unknown (None): nothing
-is then served from or stored in the answer cache, and the operation runs as
-usual, reporting the child as failed if it is still down.
+changes what an answer can show (triggers do it, so no writer can forget). It also
+advances when a child's version, pushed or checked, moves (``tiers.links``,
+migration 0012). The version of a subtree, as a caller with a given scope sees it,
+is therefore the node's own alone while the links to every child that scope reaches
+are up; for a child whose link is down, the child's subtree version is added, asked
+of the child with one small GET per operation (``GET /tierfed/version``). A child
+that cannot be asked makes the subtree's version unknown (None): nothing is then
+served from or stored in the answer cache, and the operation runs as usual,
+reporting the child as failed if it is still down.
 
 Order matters for freshness: versions are read before the figures, so a figure
 is never older than the version an answer is filed under.
@@ -31,6 +33,9 @@ from .remote import ChildClients
 log = logging.getLogger("tierfed.versions")
 
 OWN_VERSION = "select version from data_version where one"
+# The version and the children whose links are up, in one primary-key lookup (and the few link rows).
+SUBTREE_VERSION = ("select version, array(select child from tier_link where up_until > clock_timestamp()) "
+                   "from data_version where one")
 VERSION_PATH = "/tierfed/version"
 
 
@@ -52,6 +57,7 @@ def reached(node: Node, scope: str) -> list[Child]:
 
 async def child_version(clients: ChildClients, child: Child, token: str) -> str | None:
     """A child's subtree version for this token, or None when it cannot be asked."""
+    clients.version_requests[child.name] = clients.version_requests.get(child.name, 0) + 1
     try:
         r = await clients.clients[child.name].get(
             version_url(child), headers={"Authorization": f"Bearer {token}", "Accept": "application/json",
@@ -68,15 +74,16 @@ async def child_version(clients: ChildClients, child: Child, token: str) -> str 
 
 async def subtree_version(pool: asyncpg.Pool, node: Node, clients: ChildClients, scope: str,
                           token: str) -> str | None:
-    """``own`` (``<version>t<tree version>``) or ``own[child=version,...]`` for the children the scope reaches; None when
-    a child could not be asked."""
+    """``own`` (``<version>t<tree version>``) or ``own[child=version,...]`` for the children the scope reaches
+    whose links are down; None when such a child could not be asked."""
     try:
-        own = await own_version(pool)
+        row = await pool.fetchrow(SUBTREE_VERSION)
+        own, up = int(row[0]), set(row[1])
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as e:  # the operation reports the outage
         log.info("own version unknown: %s", type(e).__name__)
         return None
     mine = f"{own}t{node.tree_version}"  # and the version the tree in memory was loaded at
-    kids = reached(node, scope)
+    kids = [c for c in reached(node, scope) if c.name not in up]
     if not kids:
         return mine
     got = await asyncio.gather(*(child_version(clients, c, token) for c in kids))

@@ -1,6 +1,8 @@
 """After an import commits: what the rest of the federation must learn of it, and what it
 knows that the import should say.
 
+- This node's version moved: the parent is told, and the import is done once every
+  ancestor has acknowledged it (``tiers.links``).
 - The persons this node's subtree holds may have changed: the parent is told, and the
   import is done once every ancestor has read them (``tiers.personindex``).
 - Contribution rows whose person, scheme and month are also held elsewhere in the
@@ -31,9 +33,11 @@ MAX_WARNINGS = 1000
 
 async def after_import(rt: Runtime, rep: Report, path: str | Path) -> list[str]:
     """Tell the parent and add the federation's warnings to ``rep``; returns what could not be done."""
+    # Every ancestor learns this node's new version before the import is reported done (tiers.links).
+    problems = [await rt.links.announce()]
     if rep.kind not in TOLD or not rep.inserted:
-        return []
-    problems = [await rt.index.tell_parent()]
+        return [p for p in problems if p]
+    problems.append(await rt.index.tell_parent())
     span = record_months(path) if rep.kind == "contributions" else None
     if span is not None:
         found, problem = await rt.index.duplicate_warnings(rt.store, *span, lambda ids: record_keys(path, ids))

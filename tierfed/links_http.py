@@ -1,0 +1,55 @@
+"""``/tierfed/link``: the two directions of a node's link to its parent (``tiers.links``).
+
+``GET``: the parent's periodic check; the answer is this node's version and the lease it
+grants. ``POST {"version": n}``: a child's push; answered ``{"ok": true}`` once this node
+recorded it and every ancestor acknowledged this node's new version (or, when that
+failed, once the lease this node granted its parent ran out: ``warning`` says so).
+Both take only a NODE token: from a node above this one (GET), from a child's region (POST).
+"""
+
+from __future__ import annotations
+
+import json
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+
+from .auth import bearer
+from .errors import Code, TierfedError
+from .runtime import Runtime
+
+MAX_BODY = 1024
+
+
+def _refused(code: Code, message: str, status: int) -> JSONResponse:
+    return JSONResponse({"ok": False, "code": code.value, "message": message}, status)
+
+
+async def link_endpoint(request: Request) -> JSONResponse:
+    rt: Runtime = request.app.state.runtime
+    try:
+        caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+    except TierfedError as e:
+        return _refused(Code.UNAUTHENTICATED, e.message, 401)
+    if not caller.has("NODE"):
+        return _refused(Code.FORBIDDEN, "/tierfed/link is node to node: it needs a NODE token", 403)
+    if request.method == "GET":
+        if caller.scope == rt.node.region or not rt.tree.within(rt.node.region, caller.scope):
+            return _refused(Code.FORBIDDEN, f"{caller.scope} is not above this node's region {rt.node.region}", 403)
+        version, valid = await rt.links.grant()
+        return JSONResponse({"version": version, "validFor": valid}, headers={"Cache-Control": "no-store"})
+    child = rt.index.child_of_caller(caller.scope)
+    if child is None:
+        return _refused(Code.FORBIDDEN, f"{caller.scope} is not a child node of this node", 403)
+    body = await request.body()
+    try:
+        msg = json.loads(body) if len(body) <= MAX_BODY else None
+        version = msg.get("version") if isinstance(msg, dict) else None
+    except ValueError:
+        version = None
+    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        return _refused(Code.BAD_USER_INPUT, 'send {"version": <the child\'s version, a whole number>}', 400)
+    # Recorded, and pushed further up; when that push failed this node has waited out the lease it
+    # granted its own parent, which now checks it per request: the child's commit is safe to report.
+    problem = await rt.links.pushed(child, version)
+    return JSONResponse({"ok": True, **({"warning": problem} if problem else {})})

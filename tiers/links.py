@@ -1,0 +1,242 @@
+"""Versions pushed up the tree: a parent answers from what its children told it while
+their links are up, and checks them per request while a link is down.
+
+Two directions over the same link (migration 0012):
+
+- **Up, on commit (push).** After a commit, a child posts its new version to its parent
+  (``POST /tierfed/link``); the parent records it (its own version advances in the same
+  transaction), pushes its own new version to its parent in turn, and only then
+  acknowledges. A commit is reported done once the push is acknowledged: every ancestor
+  has then moved its version, so the very next question anywhere above misses the cache.
+- **Down, periodically (the check, and the lease).** Every ``link_lease_s / 3`` a parent
+  asks each child for its version (``GET /tierfed/link``). The child answers with its
+  version and a lease: how long the parent may answer from it without asking again. The
+  child records the lease *before* reading its version; the parent counts it from the
+  moment it sent the question, so the parent's lease always ends before the child's
+  record of it does. A node grants no lease when it has no parent to push to, and never
+  a longer one than its own links to its children have left (0 when one is down): a
+  lease covers the whole subtree below.
+
+Why this is never stale: a commit is reported done either after every ancestor
+acknowledged its version, or, when the push fails, after the lease the child last
+granted has run out, when the parent checks the child per request again (a child that
+cannot be checked is reported as failed: ``tiers.versions``). No answer served from
+memory can miss a commit reported done before its request arrived.
+
+Node-to-node calls here run without a caller: they carry the NODE token a node signs
+for itself (``tiers.personindex``); a parent accepts a push only from a configured
+child's region, a child answers a check only to a token whose scope is above its region.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from datetime import datetime
+from typing import Any
+
+import asyncpg
+import httpx
+
+from tierfed.config import NodeConfig
+
+from .node import Child, Node
+from .remote import ChildClients
+
+log = logging.getLogger("tierfed.links")
+
+LINK_PATH = "/tierfed/link"
+NOW = "select clock_timestamp()"
+OWN = "select version from data_version where one"
+# On a parent: a child's version, as checked (with a lease counted from when the check was sent) ...
+# Any other version than the one kept moves this node's version: only "it moved" matters, so a
+# late push of an older version costs one needless miss, and a child restored from a backup (its
+# version lower than before) is still noticed.
+CHECKED = ("insert into tier_link (child, version, up_until) values ($1, $2, $3::timestamptz + make_interval(secs => $4)) "
+           "on conflict (child) do update set version = excluded.version, up_until = excluded.up_until")
+# ... or as pushed (the lease is left as it is: only a check grants one).
+PUSHED = ("insert into tier_link (child, version, up_until) values ($1, $2, 'epoch') "
+          "on conflict (child) do update set version = excluded.version")
+DOWN = "update tier_link set up_until = 'epoch' where child = $1"
+# The seconds left of the links to these children (None when one was never checked).
+LEFT = ("select case when count(*) = cardinality($1::text[]) then "
+        "greatest(0, extract(epoch from min(up_until) - clock_timestamp()))::float8 end "
+        "from tier_link where child = any($1::text[])")
+# On a child: the lease granted to the parent, recorded before the version is read.
+GRANT = "update tier_lease set until = greatest(until, clock_timestamp() + make_interval(secs => $1)) where one"
+LEASE_LEFT = "select greatest(0, extract(epoch from until - clock_timestamp()))::float8 from tier_lease where one"
+
+
+def base_url(graphql_url: str) -> str:
+    return graphql_url.rsplit("/", 1)[0]
+
+
+class Links:
+    """One node's side of its links: checking children, granting leases to and pushing to its parent."""
+
+    def __init__(self, cfg: NodeConfig, pool: asyncpg.Pool, node: Node, clients: ChildClients,
+                 node_token: Any) -> None:
+        self.cfg = cfg
+        self.pool = pool
+        self.node = node
+        self.clients = clients
+        self.node_token = node_token  # () -> str | None, the NODE token this node signs for itself
+        self.lease_s = cfg.link_lease_s
+        self._acked = -1  # the own version the parent last acknowledged (in this process)
+        self._push = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._kicked = False
+        self._parent_client: httpx.AsyncClient | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.checks = 0
+        self.pushes = 0
+        self.on_checked: list[Any] = []  # callbacks after each round of checks (live answers' fallback)
+
+    # ------------------------------------------------------------ parent side
+
+    async def check_child(self, child: Child) -> bool:
+        """Ask a child its version and lease; the link is up until the lease runs out. False when it
+        could not be asked (the link is then down at once: requests ask the child themselves)."""
+        tok = self.node_token()
+        if tok is None or self.lease_s <= 0:
+            return False
+        self.checks += 1
+        sent: datetime = await self.pool.fetchval(NOW)
+        try:
+            r = await self.clients.clients[child.name].get(
+                base_url(child.url) + LINK_PATH, headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
+            body = r.json()
+            version, valid = int(body["version"]), float(body["validFor"])
+            if r.status_code != 200:
+                raise ValueError(f"HTTP {r.status_code}")
+        except (httpx.HTTPError, ValueError, OSError, KeyError, TypeError) as e:
+            log.info("link to child node %s down: %s", child.name, type(e).__name__)
+            await self.pool.execute(DOWN, child.name)
+            return False
+        await self.pool.execute(CHECKED, child.name, version, sent, max(0.0, min(valid, self.lease_s)))
+        return valid > 0
+
+    async def check_children(self) -> dict[str, bool]:
+        """Check every child once, concurrently: which links are up."""
+        got = await asyncio.gather(*(self.check_child(c) for c in self.node.children))
+        for cb in self.on_checked:
+            cb()
+        return {c.name: ok for c, ok in zip(self.node.children, got)}
+
+    async def pushed(self, child: Child, version: int) -> str | None:
+        """A child pushed its version: record it, push ours up, then acknowledge (None) or say what failed."""
+        await self.pool.execute(PUSHED, child.name, version)
+        return await self.announce()
+
+    # ------------------------------------------------------------ child side
+
+    async def grant(self) -> tuple[int, float]:
+        """Answer the parent's check: the lease (recorded first), then the version it covers."""
+        valid = 0.0
+        if self.cfg.parent is not None and self.lease_s > 0:
+            valid = self.lease_s
+            if self.node.children:
+                left = await self.pool.fetchval(LEFT, [c.name for c in self.node.children])
+                valid = min(valid, float(left or 0.0))
+            if valid > 0:
+                await self.pool.execute(GRANT, valid)
+        return int(await self.pool.fetchval(OWN)), valid
+
+    async def announce(self, wait: bool = True) -> str | None:
+        """Push this node's version to its parent and wait for every ancestor's acknowledgement.
+        When that fails (and ``wait``: a commit is being reported), wait until the lease last granted
+        to the parent has run out (the parent then checks this node per request), and say so.
+        None when done, or with no parent."""
+        parent = self.cfg.parent
+        if parent is None:
+            return None
+        async with self._push:
+            version = int(await self.pool.fetchval(OWN))
+            if version == self._acked:
+                return None
+            tok = self.node_token()
+            problem = None
+            if tok is None:
+                problem = "this node cannot sign node tokens"
+            else:
+                self.pushes += 1
+                try:
+                    if self._parent_client is None:
+                        # Kept for the node's lifetime: a push reuses its connection. The parent
+                        # acknowledges after its own parent did: allow each tier its timeout.
+                        self._parent_client = httpx.AsyncClient(timeout=httpx.Timeout(parent.timeout_s * 3))
+                    r = await self._parent_client.post(
+                        base_url(parent.url) + LINK_PATH, json={"version": version},
+                        headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
+                    body: Any = r.json()
+                    if r.status_code != 200 or not isinstance(body, dict) or body.get("ok") is not True:
+                        problem = str(body.get("message") if isinstance(body, dict) else body)[:300]
+                except (httpx.HTTPError, ValueError, OSError) as e:
+                    problem = f"{type(e).__name__}"
+            if problem is None:
+                self._acked = version
+                return None
+            if not wait:
+                return f"parent node at {parent.url} was not told of version {version} ({problem})"
+            left = float(await self.pool.fetchval(LEASE_LEFT) or 0.0)
+            log.warning("parent node at %s not told of version %d (%s): waiting %.1f s for its lease to run out",
+                        parent.url, version, problem, left)
+            if left > 0:
+                await asyncio.sleep(left)  # the protocol's wait, not a guess: see the module's docstring
+            return (f"parent node at {parent.url} was not told of this commit ({problem}); it checks this node "
+                    f"per request from now on, until its next check of this node succeeds")
+
+    def kick(self) -> None:
+        """This node's version moved (tierfed_version): push it up soon, bursts folded into one push."""
+        if self.cfg.parent is None or self._kicked:
+            return
+        self._kicked = True
+
+        async def push() -> None:
+            await asyncio.sleep(0)
+            self._kicked = False
+            problem = await self.announce(wait=False)
+            if problem:
+                log.info("links: %s", problem)
+
+        task = asyncio.get_running_loop().create_task(push(), name="tier-link-push")
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    # ------------------------------------------------------------ in the background
+
+    def start(self) -> None:
+        if (self.node.children and self.lease_s > 0) or self.cfg.parent is not None:
+            self._task = asyncio.get_running_loop().create_task(self._run(), name="tier-links")
+
+    async def _run(self) -> None:
+        every = self.lease_s / 3 if self.lease_s > 0 else 30.0
+        while True:
+            started = time.monotonic()
+            try:
+                if self.node.children and self.lease_s > 0:
+                    await self.check_children()
+                # A commit no push followed (psql, a recovery step): the parent learns it here.
+                problem = await self.announce(wait=False)
+                if problem:
+                    log.info("links: %s", problem)
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - logged, tried again next round
+                log.exception("links: background round failed")
+            await asyncio.sleep(max(0.05, every - (time.monotonic() - started)))
+
+    async def stop(self) -> None:
+        for t in list(self._tasks):
+            t.cancel()
+        if self._parent_client is not None:
+            await self._parent_client.aclose()
+            self._parent_client = None
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
+                pass
+            self._task = None
