@@ -1,12 +1,15 @@
 """One import in its own process, timed inside and with its peak RSS:
 ``python -m bench.importrun CONFIG KIND FILE`` (tierfed's own ``import_file``), or
 ``python -m bench.importrun --raw DATABASE_URL FILE`` (the baseline: raw COPY of the
-same CSV rows into a bare table, no checks, no index). Prints one JSON line."""
+same CSV rows into a bare table, no checks, no index). Prints one JSON line. With
+``BENCH_TIERFED_CODE=DIR`` in the environment, ``tierfed`` is imported from DIR (another
+version of the package, for a before/after comparison in the same run)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
@@ -56,6 +59,9 @@ async def raw_copy(url: str, path: str) -> dict:
 
 def main() -> None:
     args = sys.argv[1:]
+    code = os.environ.get("BENCH_TIERFED_CODE")
+    if code:  # another version of the tierfed package (bench.import10m --against)
+        sys.path.insert(0, code)
     if args[0] == "--raw":
         out = asyncio.run(raw_copy(args[1], args[2]))
     else:
