@@ -16,7 +16,8 @@ from tierfed.tiers.transferstore import RESUMMARISE_TRANSFERS
 
 # One import at a time on a node: the checks and the insert see the same stored rows.
 LOCK = "select pg_advisory_xact_lock(7366042)"
-WORK_MEM = "set local work_mem = '256MB'"
+# maintenance_work_mem: the indexes of a new month's partition are built by one sort each.
+WORK_MEM = "set local work_mem = '256MB'; set local maintenance_work_mem = '256MB'"
 
 # ---------------------------------------------------------------- rows checked in Python
 
