@@ -1,12 +1,16 @@
-"""Contributions and benefits at the speed of COPY: the file's lines go to a staging
-table as they are (one COPY, nothing parsed in Python), every check of the row
-path runs as set-based SQL over it, and the reported rows are worded by the same
-Python checks as every other kind.
+"""Contributions and benefits, checked as set-based SQL over a staging table (nothing
+parsed in Python); the reported rows are worded by the same Python checks as every
+other kind.
 
-Stages: read (COPY of the lines), check (one statement: split, look up, flag the
-first bad column of each row and the records' registrations), apply (insert,
-summaries). A key repeated in the file or already stored is found by the
-insert itself; only then do the slower checks that word it run.
+Two ways in. The fast path (``stage_csv``): one COPY through PostgreSQL's CSV parser
+into a text column per field, one check statement over it. Any file it cannot take
+(a row with another number of fields, a line that is not one CSV record, a value that
+does not cast) or with any bad row rolls back to a savepoint and takes the line path
+(``stage``, ``check``): the lines as they are, split in SQL, the first bad column of
+each row flagged and worded. Then apply: months already stored take an insert, months
+not stored yet are loaded whole into new partitions, indexed by one sort and attached;
+a key repeated in the file or already stored is found by the unique index itself, and
+only then do the slower checks that word it run; then the summaries.
 """
 
 from __future__ import annotations

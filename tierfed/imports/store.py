@@ -2,8 +2,9 @@
 
 Two paths share the staging idea: the directory and registration kinds stage
 rows checked in Python (``STAGING``, ``CHECKS``, ``APPLY``); contributions and
-benefits stage the file's lines as they are and check them in SQL
-(``RECORDS``). The history of imports is at the end.
+benefits stage the file's fields (or, for a file the fast path cannot take, its
+lines) as they are and check them in SQL (``RECORDS``), and attach months not
+stored yet as new partitions. The history of imports is at the end.
 """
 
 from __future__ import annotations
