@@ -131,6 +131,29 @@ async def test_a_file_of_stored_and_new_months(registered: str, tmp_path: Path) 
     assert "repeats the (id_number, scheme, month) of line 2" in e.value.errors[0].reason
 
 
+async def test_records_after_a_transfer_out_are_refused_with_their_lines(registered: str, tmp_path: Path) -> None:
+    """A person who moved out by an insurance transfer: records of that month and later belong to
+    the destination, reported with their lines (the fast path numbers lines only when it reports)."""
+    con = await asyncpg.connect(registered)
+    try:
+        await con.execute("insert into insurance_transfer (id, direction, id_number, name, from_region, to_region, "
+                          "effective_from, schemes) values ('t1', 'out', $1, '张三', '440305', '510104', "
+                          "'2025-03-01', '[\"PENSION\"]')", pid(1))
+    finally:
+        await con.close()
+    before = await counts(registered)
+    with pytest.raises(ImportFailed) as e:
+        await run_import(registered, "contributions", write(
+            tmp_path / "t.csv", CONTRIB_HEADER,
+            f"{pid(1)},PENSION,2025-02,440305,,8000.00,1280.00,640.00,640.00",
+            f"{pid(2)},PENSION,2025-03,440106,,6000.00,0.00,1200.00,480.00",
+            f"{pid(1)},PENSION,2025-03,440305,,8000.00,1280.00,640.00,640.00",
+            f"{pid(1)},MEDICAL,2025-04,440305,,8000.00,640.00,160.00,160.00"))
+    assert [(x.line, x.column) for x in e.value.errors] == [(4, "month"), (5, "month")]
+    assert "moved to region 510104 from 2025-03 (transfer t1)" in e.value.errors[0].reason
+    assert await counts(registered) == before
+
+
 async def test_bad_rows_are_all_reported_and_nothing_is_written(registered: str, tmp_path: Path) -> None:
     good = f"{pid(1)},PENSION,2025-01,440305,{credit()},8000.00,1280.00,640.00,640.00"
     f = write(tmp_path / "bad.csv", CONTRIB_HEADER, good,

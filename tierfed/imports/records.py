@@ -108,7 +108,16 @@ async def stage_csv(con: asyncpg.Connection, src: Source, kind: str, progress: P
     progress.rows_checked = total
     # A transfer out refuses the person's later months here whether or not the key is new.
     rows = await con.fetch(store.TRANSFERRED_OUT)
+    if rows:
+        await number_lines(con)
+        rows = await con.fetch(store.TRANSFERRED_OUT)
     return [RowError(r[0], r[1], r[2]) for r in rows], (rows[0][3] if rows else 0), total
+
+
+async def number_lines(con: asyncpg.Connection) -> None:
+    """The file's line of each staged record, when the fast path staged them (a report needs them)."""
+    if await con.fetchval(store.NEEDS_LINES):
+        await con.execute(store.NUMBER_LINES)
 
 
 class _LinePath(Exception):
@@ -165,6 +174,7 @@ async def keyed(con: asyncpg.Connection, kind: str) -> tuple[list[RowError], int
     """Keys repeated in the file, records differing from stored ones under the same key, and
     records of months after the person moved out by an insurance transfer."""
     sql = store.RECORDS[kind]
+    await number_lines(con)
     errors: list[RowError] = []
     n = 0
     for q in (sql.repeated, sql.conflicting, store.TRANSFERRED_OUT):

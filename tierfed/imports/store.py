@@ -320,6 +320,13 @@ _SPLIT = """select row_number() over () + 1 as line, raw,
                                    else string_to_array(raw, ',') end as f
                   from import_line offset 0) l"""
 
+# The fast path stages each record's place in ``import_line`` (``at``, its ctid: COPY appends the
+# records in file order) rather than numbering every line; a report numbers them only when it needs to.
+NEEDS_LINES = "select exists (select 1 from import_staging where line is null)"
+NUMBER_LINES = """update import_staging s set line = n.line
+                  from (select ctid as at, row_number() over (order by ctid) + 1 as line from import_line) n
+                  where s.at = n.at"""
+
 # A (person, scheme, month) repeated in the file: every line after its first, for either kind of record.
 REPEATED_KEY = """select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first,
                          count(*) over ()
@@ -336,7 +343,7 @@ def _contribution_check(source: str, short: str, typed: bool = False) -> str:
     cast, n = ("", "_n") if typed else ("::numeric", "")
     return f"""
 create temp table import_staging on commit drop as
-select line, case when problem is not null or unregistered or unknown_employer then raw end as raw,
+select line, at, case when problem is not null or unregistered or unknown_employer then raw end as raw,
        problem, unregistered, unknown_employer,
        id_number, scheme, month, region_code, nullif(employer, '') as employer_credit_code,
        case when problem is null then base{cast} end as base,
@@ -344,7 +351,7 @@ select line, case when problem is not null or unregistered or unknown_employer t
        case when problem is null then i{cast} end as individual_amount,
        case when problem is null then a{cast} end as individual_account_amount
 from (
-  select x.line, x.raw,
+  select x.line, x.at, x.raw,
          case when {short} then 0
               when p.id_number is null and not tierfed_id_number_ok(x.id_raw) then 1
               when sc.id is null then 2
@@ -379,11 +386,11 @@ CONTRIBUTIONS = RecordSql(
     columns=("id_number", "scheme", "month", "region_code", "employer_credit_code", "base", "employer_amount",
              "individual_amount", "individual_account_amount"),
     check=_contribution_check(
-        f"""select line, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
+        f"""select line, null::tid as at, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
                    btrim(f[$5]) as emp, f[$6] as base, f[$7] as e, f[$8] as i, f[$9] as a
             from ({_SPLIT}) s offset 0""", "x.nf < $10"),
     check_csv=_contribution_check(
-        """select row_number() over () + 1 as line, null::text as raw, id_number as id_raw, scheme as scheme_raw,
+        """select null::bigint as line, ctid as at, null::text as raw, id_number as id_raw, scheme as scheme_raw,
                   month as month_raw, region_code as region_raw, btrim(employer_credit_code) as emp, base,
                   employer_amount as e, individual_amount as i, individual_account_amount as a,
                   base::numeric as base_n, employer_amount::numeric as e_n, individual_amount::numeric as i_n,
@@ -423,12 +430,12 @@ def _benefit_check(source: str, short: str, typed: bool = False) -> str:
     cast, n = ("", "_n") if typed else ("::numeric", "")
     return f"""
 create temp table import_staging on commit drop as
-select line, case when problem is not null or unregistered then raw end as raw,
+select line, at, case when problem is not null or unregistered then raw end as raw,
        problem, unregistered, false as unknown_employer,
        id_number, scheme, month, region_code,
        case when problem is null then amount{cast} end as amount
 from (
-  select x.line, x.raw,
+  select x.line, x.at, x.raw,
          case when {short} then 0
               when p.id_number is null and not tierfed_id_number_ok(x.id_raw) then 1
               when sc.id is null then 2
@@ -453,11 +460,11 @@ BENEFITS = RecordSql(
     table="benefit",
     columns=("id_number", "scheme", "month", "region_code", "amount"),
     check=_benefit_check(
-        f"""select line, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
+        f"""select line, null::tid as at, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
                    f[$5] as amount
             from ({_SPLIT}) s offset 0""", "x.nf < $6"),
     check_csv=_benefit_check(
-        """select row_number() over () + 1 as line, null::text as raw, id_number as id_raw, scheme as scheme_raw,
+        """select null::bigint as line, ctid as at, null::text as raw, id_number as id_raw, scheme as scheme_raw,
                   month as month_raw, region_code as region_raw, amount, amount::numeric as amount_n
            from import_line offset 0""", "false", typed=True),
     problems="""select line, raw, problem, unregistered, unknown_employer from import_staging
