@@ -111,11 +111,17 @@ def fed_specs(spec: Spec) -> list[NodeSpec]:
     return [central, *provs]
 
 
-def run_import(config: Path | None, kind: str, path: Path, raw_url: str | None = None) -> dict[str, Any]:
-    """tierfed's import (or the raw COPY baseline) in a child process; its JSON report."""
+def run_import(config: Path | None, kind: str, path: Path, raw_url: str | None = None,
+               code: Path | None = None) -> dict[str, Any]:
+    """tierfed's import (or the raw COPY baseline) in a child process; its JSON report. ``code``: a
+    directory holding another version of the ``tierfed`` package to import with (a before/after
+    comparison in the same run); its other packages are this checkout's."""
     args = ["--raw", raw_url, str(path)] if raw_url else [str(config), kind, str(path)]
+    env = {**os.environ, "PYTHONPATH": str(cluster.ROOT)}
+    if code:
+        env["BENCH_TIERFED_CODE"] = str(code)
     p = subprocess.run([sys.executable, "-m", "bench.importrun", *args], capture_output=True, text=True,
-                       cwd=cluster.ROOT, env={**os.environ, "PYTHONPATH": str(cluster.ROOT)})
+                       cwd=cluster.ROOT, env=env)
     if p.returncode != 0:
         raise RuntimeError(f"import {kind} {path} failed:\n{p.stderr[-4000:]}")
     return json.loads(p.stdout.strip().splitlines()[-1])

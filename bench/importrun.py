@@ -1,15 +1,19 @@
 """One import in its own process, timed inside and with its peak RSS:
 ``python -m bench.importrun CONFIG KIND FILE`` (tierfed's own ``import_file``), or
 ``python -m bench.importrun --raw DATABASE_URL FILE`` (the baseline: raw COPY of the
-same CSV rows into a bare table, no checks, no index). Prints one JSON line."""
+same CSV rows into a bare table, no checks, no index). Prints one JSON line. With
+``BENCH_TIERFED_CODE=DIR`` in the environment, ``tierfed`` is imported from DIR (another
+version of the package, for a before/after comparison in the same run)."""
 
 from __future__ import annotations
 
 import asyncio
 import json
+import os
 import resource
 import sys
 import time
+from pathlib import Path
 
 import asyncpg
 
@@ -56,12 +60,28 @@ async def raw_copy(url: str, path: str) -> dict:
 
 def main() -> None:
     args = sys.argv[1:]
+    code = os.environ.get("BENCH_TIERFED_CODE")
+    if code:  # another version of the tierfed package (bench.import10m --against)
+        sys.path.insert(0, code)
     if args[0] == "--raw":
         out = asyncio.run(raw_copy(args[1], args[2]))
     else:
         out = asyncio.run(tierfed_import(args[0], args[1], args[2]))
-    out["peak_rss"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    out["peak_rss"] = peak_rss()
     print(json.dumps(out), flush=True)
+
+
+def peak_rss() -> int:
+    """This process's own peak resident set, in bytes: VmHWM of its memory map. (``ru_maxrss``
+    is not: Linux carries the parent's high-water mark over fork and exec, so a child of a large
+    benchmark process reports the parent's size whatever it does itself.)"""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 if __name__ == "__main__":

@@ -88,6 +88,72 @@ async def test_good_file_imports_and_reimport_changes_nothing(registered: str, t
         await con.close()
 
 
+async def test_a_file_of_stored_and_new_months(registered: str, tmp_path: Path) -> None:
+    """Months already stored take an insert; months not stored yet are loaded into new partitions,
+    indexed and attached: the same records and summaries, keys still unique in every month."""
+    await run_import(registered, "contributions", write(
+        tmp_path / "jan.csv", CONTRIB_HEADER, f"{pid(1)},PENSION,2025-01,440305,{credit()},8000.00,1280.00,640.00,640.00"))
+    rep = await run_import(registered, "contributions", write(
+        tmp_path / "both.csv", CONTRIB_HEADER,
+        f"{pid(2)},PENSION,2025-01,440106,,6000.00,0.00,1200.00,480.00",
+        f"{pid(1)},PENSION,2025-03,440305,{credit()},8000.00,1280.00,640.00,640.00",
+        f"{pid(2)},MEDICAL,2025-03,440106,, 100.5 ,10,1.25,0"))
+    assert (rep.rows, rep.inserted) == (3, 3)
+    con = await asyncpg.connect(registered)
+    try:
+        parts = await con.fetch("select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+                                "where i.inhparent = 'contribution'::regclass order by 1")
+        assert [r[0] for r in parts] == ["contribution_2025_01", "contribution_2025_03"]  # none for February
+        assert await con.fetchval("select to_regclass('contribution_new')") is None
+        indexes = await con.fetch("select p.relname, c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid "
+                                  "join pg_class p on p.oid = i.inhparent "
+                                  "where c.relname like 'contribution_2025_03%' and c.relkind = 'i' order by 1")
+        assert [r[0] for r in indexes] == ["contribution_employer", "contribution_pkey"]
+        assert await con.fetchval("select count(*) from contribution where month = '2025-03-01'") == 2
+        with pytest.raises(asyncpg.UniqueViolationError):
+            await con.execute(f"insert into contribution select * from contribution where id_number = '{pid(1)}' "
+                              "and month = '2025-03-01'")
+        march = await con.fetchrow("select employer, base from summary where region_code = '440000' "
+                                   "and month = '2025-03-01' and scheme = 1")
+        assert (march["employer"], march["base"]) == (1280, 8000)
+        medical = await con.fetchval("select base from summary where region_code = '440000' "
+                                     "and month = '2025-03-01' and scheme = 2")
+        assert str(medical) == "100.50"  # added up in fen, stored in yuan with two decimals
+    finally:
+        await con.close()
+    # A key repeated within a month not stored yet is found when its partition is indexed.
+    with pytest.raises(ImportFailed) as e:
+        await run_import(registered, "contributions", write(
+            tmp_path / "apr.csv", CONTRIB_HEADER,
+            f"{pid(1)},PENSION,2025-04,440305,,8000.00,1280.00,640.00,640.00",
+            f"{pid(1)},PENSION,2025-04,440305,,8000.00,1280.00,640.00,640.00"))
+    assert [(x.line, x.column) for x in e.value.errors] == [(3, "id_number")]
+    assert "repeats the (id_number, scheme, month) of line 2" in e.value.errors[0].reason
+
+
+async def test_records_after_a_transfer_out_are_refused_with_their_lines(registered: str, tmp_path: Path) -> None:
+    """A person who moved out by an insurance transfer: records of that month and later belong to
+    the destination, reported with their lines (the fast path numbers lines only when it reports)."""
+    con = await asyncpg.connect(registered)
+    try:
+        await con.execute("insert into insurance_transfer (id, direction, id_number, name, from_region, to_region, "
+                          "effective_from, schemes) values ('t1', 'out', $1, '张三', '440305', '510104', "
+                          "'2025-03-01', '[\"PENSION\"]')", pid(1))
+    finally:
+        await con.close()
+    before = await counts(registered)
+    with pytest.raises(ImportFailed) as e:
+        await run_import(registered, "contributions", write(
+            tmp_path / "t.csv", CONTRIB_HEADER,
+            f"{pid(1)},PENSION,2025-02,440305,,8000.00,1280.00,640.00,640.00",
+            f"{pid(2)},PENSION,2025-03,440106,,6000.00,0.00,1200.00,480.00",
+            f"{pid(1)},PENSION,2025-03,440305,,8000.00,1280.00,640.00,640.00",
+            f"{pid(1)},MEDICAL,2025-04,440305,,8000.00,640.00,160.00,160.00"))
+    assert [(x.line, x.column) for x in e.value.errors] == [(4, "month"), (5, "month")]
+    assert "moved to region 510104 from 2025-03 (transfer t1)" in e.value.errors[0].reason
+    assert await counts(registered) == before
+
+
 async def test_bad_rows_are_all_reported_and_nothing_is_written(registered: str, tmp_path: Path) -> None:
     good = f"{pid(1)},PENSION,2025-01,440305,{credit()},8000.00,1280.00,640.00,640.00"
     f = write(tmp_path / "bad.csv", CONTRIB_HEADER, good,

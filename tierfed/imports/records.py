@@ -1,18 +1,22 @@
-"""Contributions and benefits at the speed of COPY: the file's lines go to a staging
-table as they are (one COPY, nothing parsed in Python), every check of the row
-path runs as set-based SQL over it, and the reported rows are worded by the same
-Python checks as every other kind.
+"""Contributions and benefits, checked as set-based SQL over a staging table (nothing
+parsed in Python); the reported rows are worded by the same Python checks as every
+other kind.
 
-Stages: read (COPY of the lines), check (one statement: split, look up, flag the
-first bad column of each row and the records' registrations), apply (insert,
-summaries). A key repeated in the file or already stored is found by the
-insert itself; only then do the slower checks that word it run.
+Two ways in. The fast path (``stage_csv``): one COPY through PostgreSQL's CSV parser
+into a text column per field, one check statement over it. Any file it cannot take
+(a row with another number of fields, a line that is not one CSV record, a value that
+does not cast) or with any bad row rolls back to a savepoint and takes the line path
+(``stage``, ``check``): the lines as they are, split in SQL, the first bad column of
+each row flagged and worded. Then apply: months already stored take an insert, months
+not stored yet are loaded whole into new partitions, indexed by one sort and attached;
+a key repeated in the file or already stored is found by the unique index itself, and
+only then do the slower checks that word it run; then the summaries.
 """
 
 from __future__ import annotations
 
 import csv
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Iterator
 from typing import Any
 
 import asyncpg
@@ -30,20 +34,33 @@ ROW_CHECK: dict[str, Callable[[Checker, list[str]], tuple]] = {
     "contributions": checks.contribution, "benefits": checks.benefit}
 
 
-async def stage(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, progress: Progress,
-                tick: Callable[[], None] | None = None) -> int:
-    """COPY the file's data lines into ``import_line`` and build the lookups; returns the line count."""
-    _, chunks = src.body()
-    await con.execute(store.LINES)
+async def stage_and_check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, progress: Progress,
+                          tick: Callable[[], None] | None = None) -> tuple[list[RowError], int, int]:
+    """Stage the file and run every check: by the fast path when it takes the file and finds
+    nothing wrong, else line by line (which words every bad row). Returns the first bad rows
+    (by line), their count and the row count."""
+    await lookups(con, scope)
+    fast = await stage_csv(con, src, kind, progress, tick)
+    if fast is not None:
+        return fast
+    src.lines_read = 0
+    progress.rows_read = progress.rows_checked = 0
+    await stage(con, src, progress, tick)
+    return await check(con, src, kind, scope, progress)
+
+
+async def lookups(con: asyncpg.Connection, scope: Scope) -> None:
+    """What a record may name: regions, months, schemes (the checks join on them)."""
     await con.execute(store.LOOKUPS[0])
     await con.copy_records_to_table("import_region", records=[(c,) for c in scope.record_regions()])
     await con.execute(store.LOOKUPS[1], codes.MIN_MONTH, codes.MAX_MONTH)
     await con.execute(store.LOOKUPS[2], list(SCHEME_ID), list(SCHEME_ID.values()))
     for sql in (*store.LOOKUPS[3:], store.ANALYZE_REGIONS):
         await con.execute(sql)
-    progress.phase = "reading"
-    last = {"byte": b"\n"}
 
+
+def _counted(src: Source, chunks: Iterator[bytes], progress: Progress, tick: Callable[[], None] | None,
+             last: dict[str, bytes]) -> AsyncIterator[bytes]:
     async def lines() -> AsyncIterator[bytes]:
         for block in chunks:
             last["byte"] = block[-1:]
@@ -51,10 +68,72 @@ async def stage(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
             if tick:
                 tick()
             yield block
+    return lines()
 
+
+async def stage_csv(con: asyncpg.Connection, src: Source, kind: str, progress: Progress,
+                    tick: Callable[[], None] | None = None) -> tuple[list[RowError], int, int] | None:
+    """The fast path: PostgreSQL's CSV parser splits the fields into text columns (no line
+    split in SQL), and the check runs over them. None (everything it did rolled back) when
+    the file needs the line path: a row with another number of fields than the header, a line
+    PostgreSQL does not read as one CSV record, or any bad row at all, so that the reasons
+    are found and worded exactly as the line path always has. Rows repeated or conflicting
+    with stored ones are worded here (their lines are the file's lines: one record a line)."""
+    sql = store.RECORDS[kind]
+    _, chunks = src.body()
+    if len(set(src.header)) != len(src.header):
+        chunks.close()  # type: ignore[attr-defined]
+        return None
+    progress.phase = "reading"
+    last = {"byte": b"\n"}
+    await con.execute(store.SAVEPOINT_CSV)
     try:
-        status = await con.copy_to_table("import_line", source=lines(), columns=["raw"], format="csv",
-                                          delimiter="\x01", quote="\x02")
+        await con.execute(store.lines_csv(src.header))
+        status = await con.copy_to_table("import_line", source=_counted(src, chunks, progress, tick, last),
+                                          columns=src.header, format="csv", force_not_null=src.header)
+        copied = int(status.rsplit(" ", 1)[1])
+        if copied != src.lines_read + (0 if last["byte"] == b"\n" else 1):
+            raise _LinePath
+        progress.rows_read = copied
+        progress.phase = "checking"
+        await con.execute(sql.check_csv)
+        fmt, unregistered, unknown_employer, total = await con.fetchrow(store.COUNT_PROBLEMS)
+        if fmt or unregistered or unknown_employer:
+            raise _LinePath
+    except (_LinePath, asyncpg.DataError):
+        await con.execute(store.ROLLBACK_CSV)
+        chunks.close()  # type: ignore[attr-defined]
+        return None
+    await con.execute(store.RELEASE_CSV)
+    progress.rows_checked = total
+    # A transfer out refuses the person's later months here whether or not the key is new.
+    rows = await con.fetch(store.TRANSFERRED_OUT)
+    if rows:
+        await number_lines(con)
+        rows = await con.fetch(store.TRANSFERRED_OUT)
+    return [RowError(r[0], r[1], r[2]) for r in rows], (rows[0][3] if rows else 0), total
+
+
+async def number_lines(con: asyncpg.Connection) -> None:
+    """The file's line of each staged record, when the fast path staged them (a report needs them)."""
+    if await con.fetchval(store.NEEDS_LINES):
+        await con.execute(store.NUMBER_LINES)
+
+
+class _LinePath(Exception):
+    """The fast path hands the file to the line path."""
+
+
+async def stage(con: asyncpg.Connection, src: Source, progress: Progress,
+                tick: Callable[[], None] | None = None) -> int:
+    """COPY the file's data lines into ``import_line`` as they are; returns the line count."""
+    _, chunks = src.body()
+    await con.execute(store.LINES)
+    progress.phase = "reading"
+    last = {"byte": b"\n"}
+    try:
+        status = await con.copy_to_table("import_line", source=_counted(src, chunks, progress, tick, last),
+                                          columns=["raw"], format="csv", delimiter="\x01", quote="\x02")
     except asyncpg.DataError as e:  # e.g. carriage returns mixed with newlines as line ends
         raise UserError(f"{src.name}: the file's lines cannot be read as CSV: {e.args[0] if e.args else e}"
                         + (f" ({e.context})" if getattr(e, "context", None) else "")) from None
@@ -95,6 +174,7 @@ async def keyed(con: asyncpg.Connection, kind: str) -> tuple[list[RowError], int
     """Keys repeated in the file, records differing from stored ones under the same key, and
     records of months after the person moved out by an insurance transfer."""
     sql = store.RECORDS[kind]
+    await number_lines(con)
     errors: list[RowError] = []
     n = 0
     for q in (sql.repeated, sql.conflicting, store.TRANSFERRED_OUT):
@@ -109,14 +189,9 @@ async def apply(pool: asyncpg.Pool, con: asyncpg.Connection, src: Source, kind: 
     """Insert the checked records and update the summaries; returns how many were new."""
     sql = store.RECORDS[kind]
     progress.phase = "writing"
-    first, last = await con.fetchrow(store.MONTHS)
-    if first is not None:
-        # Empty month partitions, committed at once (they hold nothing if the import fails).
-        async with pool.acquire() as other:
-            await other.execute(store.PARTITIONS, first, last)
     await con.execute(store.SAVEPOINT)
     try:
-        status = await con.execute(sql.insert)
+        inserted = await _insert(con, sql)
         await con.execute(store.RELEASE_SAVEPOINT)
     except asyncpg.UniqueViolationError:
         # Some keys are repeated in the file or already stored: word the first, or drop
@@ -126,11 +201,33 @@ async def apply(pool: asyncpg.Pool, con: asyncpg.Connection, src: Source, kind: 
         if n:
             raise ImportFailed(src.name, sorted(errors, key=lambda e: e.line)[:MAX_REPORTED], n) from None
         await con.execute(sql.drop_stored)
-        status = await con.execute(sql.insert)
-    inserted = int(status.rsplit(" ", 1)[1])
+        inserted = await _insert(con, sql)
     progress.rows_written = inserted
     await con.execute(sql.summarise, root)
     return inserted
+
+
+async def _insert(con: asyncpg.Connection, sql: store.RecordSql) -> int:
+    """The staged records into the kind's table: months it has a partition for by an insert,
+    the others as new partitions attached whole (``store.new_months``)."""
+    months = [r[0] for r in await con.fetch(store.STAGED_MONTHS)]
+    have = {r[0] for r in await con.fetch(store.PARTITIONS_OF, sql.table)}
+    stored = [m for m in months if store.partition_name(sql.table, m) in have]
+    new = [m for m in months if store.partition_name(sql.table, m) not in have]
+    n = 0
+    if stored:
+        status = await con.execute(sql.insert_into(sql.table, bool(new)), *([stored] if new else []))
+        n += int(status.rsplit(" ", 1)[1])
+    if new:
+        before, after = store.new_months(sql.table, new)
+        for q in before:
+            await con.execute(q)
+        status = await con.execute(sql.insert_into(store.new_table(sql.table), bool(stored)),
+                                   *([new] if stored else []))
+        n += int(status.rsplit(" ", 1)[1])
+        for q in after:
+            await con.execute(q)
+    return n
 
 
 def describe(rows: list[Any], kind: str, index: list[int], width: int, scope: Scope) -> list[RowError]:

@@ -81,8 +81,7 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind: str, path: str | Pat
                             "unchanged", f"the same file as import {seen['id']}: nothing to do"))
                         return rep
                     if kind in store.RECORDS:
-                        await records.stage(con, src, kind, where, job, tick)
-                        errors, nbad, total = await records.check(con, src, kind, where, job)
+                        errors, nbad, total = await records.stage_and_check(con, src, kind, where, job, tick)
                     else:
                         errors, nbad, total = await rows.check(con, src, kind, where, job, tick)
                     rep.rows = total

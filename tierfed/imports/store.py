@@ -2,20 +2,23 @@
 
 Two paths share the staging idea: the directory and registration kinds stage
 rows checked in Python (``STAGING``, ``CHECKS``, ``APPLY``); contributions and
-benefits stage the file's lines as they are and check them in SQL
-(``RECORDS``). The history of imports is at the end.
+benefits stage the file's fields (or, for a file the fast path cannot take, its
+lines) as they are and check them in SQL (``RECORDS``), and attach months not
+stored yet as new partitions. The history of imports is at the end.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import date
 
 from tierfed.tiers.figures import BOOKED
 from tierfed.tiers.transferstore import RESUMMARISE_TRANSFERS
 
 # One import at a time on a node: the checks and the insert see the same stored rows.
 LOCK = "select pg_advisory_xact_lock(7366042)"
-WORK_MEM = "set local work_mem = '256MB'"
+# maintenance_work_mem: the indexes of a new month's partition are built by one sort each.
+WORK_MEM = "set local work_mem = '256MB'; set local maintenance_work_mem = '256MB'"
 
 # ---------------------------------------------------------------- rows checked in Python
 
@@ -250,25 +253,60 @@ LOOKUPS = (
 ANALYZE_REGIONS = "analyze import_region"
 
 # An amount as codes.AMOUNT_RE has it (digits, at most 2 decimals, at most 12 integer digits),
-# spaces around allowed. Written for speed: PostgreSQL's regex engine is slow on bounded repeats.
+# spaces around allowed. Written for speed: PostgreSQL's regex engine is slow on bounded repeats,
+# and a value that matches as it stands (no spaces to trim) in at most 12 characters needs
+# neither btrim nor split_part (the common case: one regex call and one length).
+_AMOUNT_RE = "'^[0-9]+([.][0-9][0-9]?)?$'"
+
+
 def _amount_ok(v: str) -> str:
-    return (f"(({v} ~ '^[0-9]+([.][0-9][0-9]?)?$' or btrim({v}, E' \\t') ~ '^[0-9]+([.][0-9][0-9]?)?$')"
-            f" and length(split_part(btrim({v}, E' \\t'), '.', 1)) <= 12)")
+    return (f"(case when {v} ~ {_AMOUNT_RE} then length({v}) <= 12 or length(split_part({v}, '.', 1)) <= 12"
+            f" else btrim({v}, E' \\t') ~ {_AMOUNT_RE} and length(split_part(btrim({v}, E' \\t'), '.', 1)) <= 12 end)")
+
+
+def _amount_typed_ok(v: str) -> str:
+    """The same check when the source also holds ``<v>_n``, the value cast to numeric (a cast
+    that fails aborts the fast path, whose file then takes the line path). A value printed
+    back exactly as it is written, not negative, below 10^12 and with at most two decimals is
+    an amount: the common case costs no regex. Any other value gets the regex check."""
+    n = f"{v}_n"
+    return f"(({n})::text = {v} and {n} >= 0 and {n} < 1000000000000 and coalesce(scale({n}), 3) <= 2 or {_amount_ok(v)})"
+
+
+# Summaries add up whole fen (bigint: PostgreSQL sums them in 128-bit integers, several times
+# faster than numeric sums) and go back to yuan once per summary row. Their rows are
+# upserted in key order: each index page is visited once, not once per row at random.
+def _fen(v: str) -> str:
+    return f"sum(({v} * 100)::int8)"
+
+
+def _yuan(v: str) -> str:
+    return f"round(sum({v}) / 100, 2)"
 
 
 @dataclass(frozen=True)
 class RecordSql:
     """The statements of one record kind. ``check`` takes the 1-based positions of the
-    kind's columns in the file ($1..$n) and the number of header columns ($n+1)."""
+    kind's columns in the file ($1..$n) and the number of header columns ($n+1);
+    ``check_csv`` is the same check over ``import_line`` holding one typed text column per
+    field (the fast path, see records.py), with no parameters."""
 
     check: str
+    check_csv: str
     problems: str
     repeated: str
     conflicting: str
     drop_stored: str
-    insert: str
     summarise: str
-    columns: tuple[str, ...]
+    columns: tuple[str, ...]  # the file's columns, which are also the table's
+    table: str
+
+    def insert_into(self, target: str, months: bool) -> str:
+        """The staged records into ``target`` (the kind's table or the new months' table);
+        with ``months``, only those of the months in $1."""
+        cols = ", ".join(self.columns)
+        return (f"insert into {target} ({cols}) select {cols} from import_staging"
+                + (" where month = any($1::date[])" if months else ""))
 
 
 # A line is split with string_to_array, or with tierfed_csv_fields when it holds a quote.
@@ -282,6 +320,13 @@ _SPLIT = """select row_number() over () + 1 as line, raw,
                                    else string_to_array(raw, ',') end as f
                   from import_line offset 0) l"""
 
+# The fast path stages each record's place in ``import_line`` (``at``, its ctid: COPY appends the
+# records in file order) rather than numbering every line; a report numbers them only when it needs to.
+NEEDS_LINES = "select exists (select 1 from import_staging where line is null)"
+NUMBER_LINES = """update import_staging s set line = n.line
+                  from (select ctid as at, row_number() over (order by ctid) + 1 as line from import_line) n
+                  where s.at = n.at"""
+
 # A (person, scheme, month) repeated in the file: every line after its first, for either kind of record.
 REPEATED_KEY = """select s.line, 'id_number', 'repeats the (id_number, scheme, month) of line ' || d.first,
                          count(*) over ()
@@ -290,31 +335,34 @@ REPEATED_KEY = """select s.line, 'id_number', 'repeats the (id_number, scheme, m
                         group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
                   where s.problem is null and s.line <> d.first order by s.line limit 1000"""
 
-CONTRIBUTIONS = RecordSql(
-    columns=("id_number", "scheme", "month", "region_code", "employer_credit_code", "base", "employer_amount",
-             "individual_amount", "individual_account_amount"),
-    check=f"""
+def _contribution_check(source: str, short: str, typed: bool = False) -> str:
+    """The contributions check over ``source`` (one row per line: line, raw, the fields by name);
+    ``short`` is true of a line with fewer fields than the header. ``typed``: the source also
+    has each amount cast to numeric (``base_n``...), the check and the staged values use it."""
+    ok = _amount_typed_ok if typed else _amount_ok
+    cast, n = ("", "_n") if typed else ("::numeric", "")
+    return f"""
 create temp table import_staging on commit drop as
-select line, case when problem is not null or unregistered or unknown_employer then raw end as raw,
+select line, at, case when problem is not null or unregistered or unknown_employer then raw end as raw,
        problem, unregistered, unknown_employer,
        id_number, scheme, month, region_code, nullif(employer, '') as employer_credit_code,
-       case when problem is null then base::numeric end as base,
-       case when problem is null then e::numeric end as employer_amount,
-       case when problem is null then i::numeric end as individual_amount,
-       case when problem is null then a::numeric end as individual_account_amount
+       case when problem is null then base{cast} end as base,
+       case when problem is null then e{cast} end as employer_amount,
+       case when problem is null then i{cast} end as individual_amount,
+       case when problem is null then a{cast} end as individual_account_amount
 from (
-  select x.line, x.raw,
-         case when x.nf < $10 then 0
+  select x.line, x.at, x.raw,
+         case when {short} then 0
               when p.id_number is null and not tierfed_id_number_ok(x.id_raw) then 1
               when sc.id is null then 2
               when mo.m is null then 3
               when rg.code is null then 4
               when x.emp <> '' and em.credit_code is null and not tierfed_credit_code_ok(x.emp) then 5
-              when not {_amount_ok('x.base')} then 6
-              when not {_amount_ok('x.e')} then 7
-              when not {_amount_ok('x.i')} then 8
-              when not {_amount_ok('x.a')} then 9
-              when x.a::numeric > x.i::numeric then 10
+              when not {ok('x.base')} then 6
+              when not {ok('x.e')} then 7
+              when not {ok('x.i')} then 8
+              when not {ok('x.a')} then 9
+              when x.a{n}{cast} > x.i{n}{cast} then 10
          end as problem,
          p.id_number is null and not exists (select 1 from person q where q.id_number = upper(btrim(x.id_raw)))
              as unregistered,
@@ -322,17 +370,32 @@ from (
              and not exists (select 1 from employer q where q.credit_code = upper(x.emp)) as unknown_employer,
          coalesce(p.id_number, upper(btrim(x.id_raw))) as id_number, sc.id as scheme, mo.m as month,
          rg.code as region_code, coalesce(em.credit_code, upper(x.emp)) as employer,
-         x.base, x.e, x.i, x.a
-  from (select line, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
-               btrim(f[$5]) as emp, f[$6] as base, f[$7] as e, f[$8] as i, f[$9] as a
-        from ({_SPLIT}) s offset 0) x
+         x.base{n} as base, x.e{n} as e, x.i{n} as i, x.a{n} as a
+  from ({source}) x
   left join person p on p.id_number = x.id_raw
   left join import_scheme sc on sc.v = x.scheme_raw
   left join import_month mo on mo.v = x.month_raw
   left join import_region rg on rg.code = x.region_raw
   left join employer em on em.credit_code = x.emp
   offset 0
-) c""",
+) c"""
+
+
+CONTRIBUTIONS = RecordSql(
+    table="contribution",
+    columns=("id_number", "scheme", "month", "region_code", "employer_credit_code", "base", "employer_amount",
+             "individual_amount", "individual_account_amount"),
+    check=_contribution_check(
+        f"""select line, null::tid as at, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
+                   btrim(f[$5]) as emp, f[$6] as base, f[$7] as e, f[$8] as i, f[$9] as a
+            from ({_SPLIT}) s offset 0""", "x.nf < $10"),
+    check_csv=_contribution_check(
+        """select null::bigint as line, ctid as at, null::text as raw, id_number as id_raw, scheme as scheme_raw,
+                  month as month_raw, region_code as region_raw, btrim(employer_credit_code) as emp, base,
+                  employer_amount as e, individual_amount as i, individual_account_amount as a,
+                  base::numeric as base_n, employer_amount::numeric as e_n, individual_amount::numeric as i_n,
+                  individual_account_amount::numeric as a_n
+           from import_line offset 0""", "false", typed=True),
     problems="""select line, raw, problem, unregistered, unknown_employer from import_staging
                 where problem is not null or unregistered or unknown_employer order by line limit 1000""",
     repeated=REPEATED_KEY,
@@ -347,53 +410,63 @@ from (
                    order by s.line limit 1000""",
     drop_stored="""delete from import_staging s using contribution c
                    where c.id_number = s.id_number and c.scheme = s.scheme and c.month = s.month""",
-    insert="""insert into contribution (id_number, scheme, month, region_code, employer_credit_code, base,
-                                        employer_amount, individual_amount, individual_account_amount)
-              select id_number, scheme, month, region_code, employer_credit_code, base,
-                     employer_amount, individual_amount, individual_account_amount
-              from import_staging""",
     # $1: the node's root region: summaries for the record's region and every ancestor up to it.
-    summarise="""insert into summary (region_code, month, scheme, contributions, employer, individual,
+    summarise=f"""insert into summary (region_code, month, scheme, contributions, employer, individual,
                                       individual_account, base)
-                 select rc.ancestor, a.month, a.scheme, sum(a.n), sum(a.e), sum(a.i), sum(a.ia), sum(a.b)
-                 from (select region_code, month, scheme, count(*) as n, sum(employer_amount) as e,
-                              sum(individual_amount) as i, sum(individual_account_amount) as ia, sum(base) as b
+                 select rc.ancestor, a.month, a.scheme, sum(a.n), {_yuan('a.e')}, {_yuan('a.i')}, {_yuan('a.ia')},
+                        {_yuan('a.b')}
+                 from (select region_code, month, scheme, count(*) as n, {_fen('employer_amount')} as e,
+                              {_fen('individual_amount')} as i, {_fen('individual_account_amount')} as ia,
+                              {_fen('base')} as b
                        from import_staging group by 1, 2, 3) a
                  join region_closure rc on rc.descendant = a.region_code
                  join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-                 group by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+                 group by 1, 2, 3 order by 1, 2, 3""" + SUMMARY_UPSERT_SET,
 )
 
-BENEFITS = RecordSql(
-    columns=("id_number", "scheme", "month", "region_code", "amount"),
-    check=f"""
+def _benefit_check(source: str, short: str, typed: bool = False) -> str:
+    """The benefits check over ``source``, as ``_contribution_check``."""
+    ok = _amount_typed_ok if typed else _amount_ok
+    cast, n = ("", "_n") if typed else ("::numeric", "")
+    return f"""
 create temp table import_staging on commit drop as
-select line, case when problem is not null or unregistered then raw end as raw,
+select line, at, case when problem is not null or unregistered then raw end as raw,
        problem, unregistered, false as unknown_employer,
        id_number, scheme, month, region_code,
-       case when problem is null then amount::numeric end as amount
+       case when problem is null then amount{cast} end as amount
 from (
-  select x.line, x.raw,
-         case when x.nf < $6 then 0
+  select x.line, x.at, x.raw,
+         case when {short} then 0
               when p.id_number is null and not tierfed_id_number_ok(x.id_raw) then 1
               when sc.id is null then 2
               when mo.m is null then 3
               when rg.code is null then 4
-              when not {_amount_ok('x.amount')} then 5
+              when not {ok('x.amount')} then 5
          end as problem,
          p.id_number is null and not exists (select 1 from person q where q.id_number = upper(btrim(x.id_raw)))
              as unregistered,
          coalesce(p.id_number, upper(btrim(x.id_raw))) as id_number, sc.id as scheme, mo.m as month,
-         rg.code as region_code, x.amount
-  from (select line, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
-               f[$5] as amount
-        from ({_SPLIT}) s offset 0) x
+         rg.code as region_code, x.amount{n} as amount
+  from ({source}) x
   left join person p on p.id_number = x.id_raw
   left join import_scheme sc on sc.v = x.scheme_raw
   left join import_month mo on mo.v = x.month_raw
   left join import_region rg on rg.code = x.region_raw
   offset 0
-) c""",
+) c"""
+
+
+BENEFITS = RecordSql(
+    table="benefit",
+    columns=("id_number", "scheme", "month", "region_code", "amount"),
+    check=_benefit_check(
+        f"""select line, null::tid as at, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
+                   f[$5] as amount
+            from ({_SPLIT}) s offset 0""", "x.nf < $6"),
+    check_csv=_benefit_check(
+        """select null::bigint as line, ctid as at, null::text as raw, id_number as id_raw, scheme as scheme_raw,
+                  month as month_raw, region_code as region_raw, amount, amount::numeric as amount_n
+           from import_line offset 0""", "false", typed=True),
     problems="""select line, raw, problem, unregistered, unknown_employer from import_staging
                 where problem is not null or unregistered order by line limit 1000""",
     repeated=REPEATED_KEY,
@@ -405,15 +478,13 @@ from (
                    order by s.line limit 1000""",
     drop_stored="""delete from import_staging s using benefit b
                    where b.id_number = s.id_number and b.scheme = s.scheme and b.month = s.month""",
-    insert="""insert into benefit (id_number, scheme, month, region_code, amount)
-              select id_number, scheme, month, region_code, amount from import_staging""",
-    summarise="""insert into summary (region_code, month, scheme, benefits, benefits_paid)
-                 select rc.ancestor, a.month, a.scheme, sum(a.n), sum(a.p)
-                 from (select region_code, month, scheme, count(*) as n, sum(amount) as p
+    summarise=f"""insert into summary (region_code, month, scheme, benefits, benefits_paid)
+                 select rc.ancestor, a.month, a.scheme, sum(a.n), {_yuan('a.p')}
+                 from (select region_code, month, scheme, count(*) as n, {_fen('amount')} as p
                        from import_staging group by 1, 2, 3) a
                  join region_closure rc on rc.descendant = a.region_code
                  join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-                 group by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+                 group by 1, 2, 3 order by 1, 2, 3""" + SUMMARY_UPSERT_SET,
 )
 
 RECORDS = {"contributions": CONTRIBUTIONS, "benefits": BENEFITS}
@@ -423,13 +494,72 @@ COUNT_PROBLEMS = """select count(*) filter (where problem is not null),
                            count(*) filter (where problem is null and unknown_employer),
                            count(*)
                     from import_staging"""
-MONTHS = "select min(month), max(month) from import_staging"
-# Run in a transaction of its own, committed before the records are inserted: creating a
-# partition locks the whole table, and held until the import commits it would block readers.
-PARTITIONS = "select tierfed_ensure_month_partitions($1, $2)"
+# ---------------------------------------------------------------- records: the fast path and the months
+
+# The fast path (records.py): the file's fields straight into one text column each by
+# PostgreSQL's own CSV parser, under a savepoint that a file it cannot take (a row with
+# another number of fields, a line that is not CSV, any bad row) rolls back to, the file
+# then being staged line by line as above so that the report is worded as always.
+SAVEPOINT_CSV = "savepoint import_csv"
+ROLLBACK_CSV = "rollback to savepoint import_csv"
+RELEASE_CSV = "release savepoint import_csv"
+
+
+def lines_csv(header: list[str]) -> str:
+    """``import_line`` for the fast path: the file's columns, in its order (names checked by Source)."""
+    return ("create temp table import_line (" + ", ".join(f'"{c}" text' for c in header) + ") on commit drop")
+
+
+# The months of the staged records, and the month partitions the kind's table has.
+STAGED_MONTHS = "select distinct month from import_staging order by 1"
+PARTITIONS_OF = """select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid
+                   where i.inhparent = $1::regclass"""
 SAVEPOINT = "savepoint import_insert"
 ROLLBACK_SAVEPOINT = "rollback to savepoint import_insert"
 RELEASE_SAVEPOINT = "release savepoint import_insert"
+
+
+def partition_name(table: str, month: date) -> str:
+    """As tierfed_ensure_month_partitions names them (migrations/0001)."""
+    return f"{table}_{month:%Y_%m}"
+
+
+def new_table(table: str) -> str:
+    """The import's own partitioned table for the months not stored yet (see ``new_months``)."""
+    return f"{table}_new"
+
+
+def new_months(table: str, months: list[date]) -> tuple[list[str], list[str]]:
+    """Months not stored yet, loaded whole before their indexes exist and then attached:
+    the statements before the insert into ``new_table(table)``, and after it.
+
+    The rows go through a partitioned table of the import's own (one pass over the staging
+    table, routed by month), whose partitions are then detached, given their indexes by
+    one sort each (instead of a random insert into a btree per row) and attached to
+    ``table``. Attaching takes a SHARE UPDATE EXCLUSIVE lock on ``table``: readers and
+    writers go on, the new months invisible to them until the import commits; a killed
+    import leaves nothing (it is all one transaction). Each partition carries a CHECK of
+    its bounds so that attaching it does not scan it again.
+    """
+    shadow = new_table(table)
+    before = [f"create table {shadow} (like {table} including defaults including constraints) "
+              "partition by range (month)"]
+    after = []
+    for m in months:
+        name, nxt = partition_name(table, m), _next_month(m)
+        before.append(f"create table {name} partition of {shadow} for values from ('{m}') to ('{nxt}')")
+        before.append(f"alter table {name} add constraint {name}_bounds check (month >= '{m}' and month < '{nxt}')")
+        after.append(f"alter table {shadow} detach partition {name}")
+        after.append(f"alter table {name} add primary key (id_number, scheme, month)")
+        if table == "contribution":
+            after.append(f"create index on {name} (employer_credit_code, month) where employer_credit_code is not null")
+        after.append(f"alter table {table} attach partition {name} for values from ('{m}') to ('{nxt}')")
+    after.append(f"drop table {shadow}")
+    return before, after
+
+
+def _next_month(m: date) -> date:
+    return date(m.year + (m.month == 12), m.month % 12 + 1, 1)
 
 # ---------------------------------------------------------------- history
 
