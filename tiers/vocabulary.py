@@ -100,6 +100,11 @@ def pool_id_parts(value: object) -> tuple[str, int, date] | None:
     return m.group(1), SCHEME_ID[m.group(2)], date(int(m.group(3)), int(m.group(4)), 1)
 
 
+def sql_names(names: tuple[str, ...]) -> str:
+    """A vocabulary's names as an SQL array literal (constant text built from this module)."""
+    return "array[" + ",".join(f"'{n}'" for n in names) + "]"
+
+
 def pool_id_sql(region: str, scheme: str, month: str, names: str) -> str:
     """The pool id in SQL, from expressions of the region, the scheme's number, the first month
     and the parameter carrying ``SCHEMES`` (e.g. ``$3::text[]``)."""

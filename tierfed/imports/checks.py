@@ -17,10 +17,11 @@ from tierfed import codes
 from tierfed.tiers.figures import BOOKED, DERIVED_CATEGORIES, SCHEME_ID
 from tierfed.tiers.node import Node
 from tierfed.tiers.tree import Tree
+from tierfed.tiers.vocabulary import AGENCY_KIND_ID, DEPARTMENT_ID, TIER_ID
 
-TIERS = {"central": 0, "province": 1, "city": 2, "county": 3}
-DEPARTMENTS = {"HUMAN_RESOURCES_SOCIAL_SECURITY": 1, "HEALTHCARE_SECURITY": 2}
-AGENCY_KINDS = {"AGENCY": 1, "BRANCH": 2, "SERVICE_OUTLET": 3}
+TIERS = {name.lower(): i for name, i in TIER_ID.items()}  # as the regions file writes them
+DEPARTMENTS = DEPARTMENT_ID
+AGENCY_KINDS = AGENCY_KIND_ID
 BOOLS = {"true": True, "false": False, "1": True, "0": False, "yes": True, "no": False, "": False}
 
 

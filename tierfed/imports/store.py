@@ -14,6 +14,10 @@ from datetime import date
 
 from tierfed.tiers.figures import BOOKED
 from tierfed.tiers.transferstore import RESUMMARISE_TRANSFERS
+from tierfed.tiers.vocabulary import SCHEMES, TIER_NAMES, pool_id_sql, sql_names
+
+TIER_NAMES_SQL = sql_names(tuple(t.lower() for t in TIER_NAMES))  # as the regions file writes them
+SCHEME_NAMES_SQL = sql_names(SCHEMES)
 
 # One import at a time on a node: the checks and the insert see the same stored rows.
 LOCK = "select pg_advisory_xact_lock(7366042)"
@@ -73,15 +77,15 @@ CHECKS: dict[str, tuple[str, ...]] = {
            from staging s where s.parent_code <> ''
              and not exists (select 1 from staging p where p.code = s.parent_code)
              and not exists (select 1 from region r where r.code = s.parent_code) order by s.line limit 1000""",
-        """select s.line, 'tier', 'a ' || (array['central','province','city','county'])[s.tier + 1]
-                  || ' cannot sit under a ' || (array['central','province','city','county'])[coalesce(p.tier, r.tier) + 1]
+        f"""select s.line, 'tier', 'a ' || ({TIER_NAMES_SQL})[s.tier + 1]
+                  || ' cannot sit under a ' || ({TIER_NAMES_SQL})[coalesce(p.tier, r.tier) + 1]
            from staging s left join staging p on p.code = s.parent_code left join region r on r.code = s.parent_code
            where s.parent_code <> '' and not (
                  (s.tier = 1 and coalesce(p.tier, r.tier) = 0) or (s.tier = 2 and coalesce(p.tier, r.tier) = 1)
               or (s.tier = 3 and coalesce(p.tier, r.tier) in (1, 2)))
            order by s.line limit 1000""",
-        """select s.line, 'tier', 'region ' || s.code || ' is stored as a '
-                  || (array['central','province','city','county'])[r.tier + 1] || ': a tier cannot change'
+        f"""select s.line, 'tier', 'region ' || s.code || ' is stored as a '
+                  || ({TIER_NAMES_SQL})[r.tier + 1] || ': a tier cannot change'
            from staging s join region r on r.code = s.code where r.tier <> s.tier order by s.line limit 1000""",
     ),
     "agencies": (
@@ -114,8 +118,8 @@ CHECKS: dict[str, tuple[str, ...]] = {
            order by s.line limit 1000""",
     ),
     "fund_flows": (
-        f"""select s.line, 'month', 'no pool of ' || (array['PENSION','MEDICAL','WORK_INJURY','UNEMPLOYMENT',
-                  'MATERNITY'])[s.scheme] || ' held on this node covers ' || s.region_code || ' in '
+        f"""select s.line, 'month', 'no pool of ' || ({SCHEME_NAMES_SQL})[s.scheme] || ' held on this node covers '
+                  || s.region_code || ' in '
                   || to_char(s.month, 'YYYY-MM') || ' (a pool held by a parent node books its flows there)'
            from staging s where not exists (select 1 from ({_FLOW_POOLS}) f where f.line = s.line)
            order by s.line limit 1000""",
@@ -184,9 +188,9 @@ APPLY: dict[str, tuple[str, ...]] = {
                   excluded.vertically_managed)""",
     ),
     "pools": (
-        """insert into pool (id, scheme, region_code, opened_from, opening_balance)
-           select s.region_code || '-' || (array['PENSION','MEDICAL','WORK_INJURY','UNEMPLOYMENT','MATERNITY'])[s.scheme]
-                  || '-' || to_char(s.opened_from, 'YYYYMM'), s.scheme, s.region_code, s.opened_from, s.opening_balance
+        f"""insert into pool (id, scheme, region_code, opened_from, opening_balance)
+           select {pool_id_sql("s.region_code", "s.scheme", "s.opened_from", SCHEME_NAMES_SQL)},
+                  s.scheme, s.region_code, s.opened_from, s.opening_balance
            from staging s on conflict (id) do nothing""",
     ),
     "regions": (
