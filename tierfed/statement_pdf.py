@@ -162,6 +162,7 @@ def render(statements: list[dict[str, Any]], year: int, issuer: str, generated: 
            font_number: int = 0) -> bytes:
     """One page (or more, for many transfers) per statement, all in one PDF."""
     from fpdf import FPDF
+    from fpdf.fonts import TTFFont
 
     pdf = FPDF(orientation="P", unit="mm", format="A4")
     pdf.set_auto_page_break(auto=True, margin=18)
@@ -173,7 +174,9 @@ def render(statements: list[dict[str, Any]], year: int, issuer: str, generated: 
         pdf.add_font("cjk", "", font_file)
     # The embedded subset keeps the font's own bounding box (a valid one for any subset): computing
     # it again from every glyph's outline was two thirds of the time of a statement.
-    pdf.fonts["cjk"].ttfont.recalcBBoxes = False
+    cjk = pdf.fonts["cjk"]
+    if isinstance(cjk, TTFFont):
+        cjk.ttfont.recalcBBoxes = False
     for st in statements:
         _page(pdf, st, year, issuer, generated)
     return bytes(pdf.output())
