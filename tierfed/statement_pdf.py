@@ -174,9 +174,9 @@ def render(statements: list[dict[str, Any]], year: int, issuer: str, generated: 
         pdf.add_font("cjk", "", font_file)
     # The embedded subset keeps the font's own bounding box (a valid one for any subset): computing
     # it again from every glyph's outline was two thirds of the time of a statement.
-    cjk = pdf.fonts["cjk"]
-    if isinstance(cjk, TTFFont):
-        cjk.ttfont.recalcBBoxes = False
+    font = pdf.fonts["cjk"]
+    assert isinstance(font, TTFFont)
+    font.ttfont.recalcBBoxes = False
     for st in statements:
         _page(pdf, st, year, issuer, generated)
     return bytes(pdf.output())
