@@ -119,7 +119,9 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
     from .tiers.changes import Changes
 
     try:
-        rt.changes = Changes(rt, await create_pool(url, None, min_size=0, max_size=10))
+        changes_counter = StatementCounter()
+        rt.changes = Changes(rt, await create_pool(url, changes_counter, min_size=0, max_size=10))
+        rt.changes.statements = changes_counter
     except UserError:
         await rt.close()
         raise

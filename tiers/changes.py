@@ -36,6 +36,7 @@ import asyncpg
 import httpx
 
 from tierfed import codes
+from tierfed.db import StatementCounter
 from tierfed.errors import Code, TierfedError, bad_input, conflict
 
 from . import changestore as cs
@@ -43,6 +44,7 @@ from . import transfers
 from .faults import crash_point
 from .figures import SCHEMES
 from .identity import NodeIdentity
+from .stepclient import StepClient, StepError
 from .pooling import (
     CLOSE,
     OPEN,
@@ -64,6 +66,7 @@ log = logging.getLogger("tierfed.changes")
 RAISE = "raisePoolingLevel"
 ASYNC_COMMIT = "set local synchronous_commit = off"
 TRANSFER = transfers.TRANSFER
+TELL_BATCH = 200  # decisions told to one child in one step at most
 
 # (opening balance, balance) of each pool at a month, computed by the caller's
 # resolvers so that pools spanning nodes add their children's flows exactly.
@@ -106,11 +109,18 @@ class Changes:
         self.parent = (Peer(cfg.parent.name, "", internal_url(cfg.parent.url), cfg.parent.timeout_s)
                        if cfg.parent else None)
         self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+        self.steps = StepClient()  # http:// peers: one write per step, no httpx machinery
         self.in_flight: set[str] = set()
         self.interval = cfg.recovery_interval_s
         self._task: asyncio.Task[None] | None = None
         self._telling: set[asyncio.Task[Any]] = set()
+        # Decisions waiting to be told to each child, sent together (one step per child
+        # for however many changes were decided meanwhile): change id -> how many of its
+        # children have acknowledged it (for the crash point after the first).
+        self._to_tell: dict[str, list[str]] = {}
+        self._told_count: dict[str, int] = {}
         self.sent: dict[str, int] = {}
+        self.statements = StatementCounter()  # the SQL statements of change steps (tests count them)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -127,6 +137,7 @@ class Changes:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
                 pass
         await self.client.aclose()
+        await self.steps.aclose()
         await self.pool.close()
 
     async def _loop(self) -> None:
@@ -161,6 +172,21 @@ class Changes:
         except PermissionError as e:
             raise Unreachable(str(e)) from None
         headers = {"Authorization": f"Node {sig}", "Content-Type": "application/json"}
+        if self.steps.handles(peer.url):
+            try:
+                status, raw = await self.steps.post(peer.url, body, headers, peer.timeout_s)
+                out = json.loads(raw)
+            except TimeoutError:
+                raise Unreachable(f"did not answer within {peer.timeout_s:g} s") from None
+            except StepError as e:
+                raise Unreachable(f"could not be reached ({e})") from None
+            except ValueError:
+                raise Unreachable(f"answered garbage (HTTP {status})") from None
+            if not isinstance(out, dict):
+                raise Unreachable("answered garbage")
+            if status == 403:
+                raise Unreachable(f"refused this node's signature: {out.get('message')}")
+            return out
         try:
             try:
                 r = await self.client.post(peer.url, content=body, timeout=peer.timeout_s, headers=headers)
@@ -188,6 +214,9 @@ class Changes:
         try:
             if op == "prepare":
                 return await self._prepare(msg, sender)
+            if op in ("commit", "abort") and isinstance(msg.get("changes"), list):
+                return await self._finish_many([str(c) for c in msg["changes"]],
+                                               "COMMITTED" if op == "commit" else "ABORTED")
             if op == "commit":
                 return await self._finish(change_id, "COMMITTED")
             if op == "abort":
@@ -318,6 +347,18 @@ class Changes:
         await self._tell(change_id, state)
         return {"ok": True, "state": state}
 
+    async def _finish_many(self, change_ids: list[str], state: str) -> dict[str, Any]:
+        """Several decisions in one step (the coordinator tells them together): each applied or
+        released as ``_finish`` does, in turn; the state each change has here afterwards."""
+        states: dict[str, str | None] = {}
+        for change_id in change_ids:
+            try:
+                states[change_id] = (await self._finish(change_id, state))["state"]
+            except TierfedError as e:
+                log.error("change %s: %s not applied here: %s", change_id, state, e.message)
+                states[change_id] = None
+        return {"ok": True, "states": states}
+
     async def _apply(self, con: asyncpg.Connection, row: cs.ChangeRow) -> None:
         plan = row.plan
         if row.kind == TRANSFER:
@@ -332,12 +373,68 @@ class Changes:
             await cs.decide(con, change_id, "ABORTED")
         await self._tell(change_id, "ABORTED")
 
-    def tell_later(self, change_id: str) -> None:
-        """After the decision the caller has its answer (COMMITTED): the children are told
-        meanwhile (recovery tells any that this misses)."""
-        task = asyncio.get_running_loop().create_task(self._tell(change_id, "COMMITTED", crash_after_first=True))
-        self._telling.add(task)
-        task.add_done_callback(self._telling.discard)
+    def tell_later(self, change_id: str, nodes: list[str] | None = None) -> None:
+        """After the decision the caller has its answer (COMMITTED): the children taking part
+        (``nodes``, or as recorded) are told meanwhile, the decisions made meanwhile batched into
+        one step per child; recovery tells any that this misses."""
+        if nodes is None:
+            task = asyncio.get_running_loop().create_task(self._tell_recorded_later(change_id))
+            self._telling.add(task)
+            task.add_done_callback(self._telling.discard)
+            return
+        self._told_count[change_id] = 0
+        for node in nodes:
+            queue = self._to_tell.setdefault(node, [])
+            queue.append(change_id)
+            if len(queue) == 1:  # no sender running for this child: start one
+                task = asyncio.get_running_loop().create_task(self._tell_queued(node))
+                self._telling.add(task)
+                task.add_done_callback(self._telling.discard)
+        if not nodes:
+            self._told_count.pop(change_id, None)
+
+    async def _tell_recorded_later(self, change_id: str) -> None:
+        parts = await cs.participants(self.pool, [change_id])
+        self.tell_later(change_id, [p.node for p in parts if p.state == "PENDING"])
+
+    async def _tell_queued(self, node: str) -> None:
+        """Send the decisions queued for one child, as many as are queued, one step at a time."""
+        queue = self._to_tell[node]
+        try:
+            while queue:
+                batch = queue[:TELL_BATCH]
+                peer = self.child_peer(node)
+                try:
+                    if peer is None:
+                        raise Unreachable("is no longer a configured child")
+                    a = await self.send(peer, {"op": "commit", "changes": batch})
+                except Unreachable as e:
+                    log.warning("changes %s: node '%s' not told commit: %s", ",".join(batch), node, e)
+                    a = {}
+                states = a.get("states") if isinstance(a.get("states"), dict) else {}
+                acked = [c for c in batch if states.get(c) == "COMMITTED"]
+                if acked:
+                    await cs.participants_state(self.pool, acked, node, "COMMITTED")
+                for c in batch:
+                    if c not in acked and a:
+                        log.error("change %s: node '%s' answered %s to commit", c, node, states.get(c))
+                # the batch leaves the queue only now: a decision queued meanwhile joins the next step
+                del queue[:len(batch)]
+                for c in batch:
+                    n = self._told_count.get(c)
+                    if n is None:
+                        continue
+                    if c in acked:
+                        self._told_count[c] = n + 1
+                        if n == 0:
+                            crash_point("coordinator-mid-commit")
+                    if not any(c in q for q in self._to_tell.values()):
+                        self._told_count.pop(c, None)
+        finally:
+            # Emptied, or left on an error (recovery tells what is left): the next decision starts a sender.
+            self._to_tell.pop(node, None)
+            for c in queue:
+                self._told_count.pop(c, None)
 
     async def settled(self) -> None:
         """Wait until the children of every decision made here have been told (tests, benchmarks)."""
@@ -346,6 +443,8 @@ class Changes:
 
     async def _tell(self, change_id: str, state: str, crash_after_first: bool = False) -> list[str]:
         """Send the decision to every child not yet told; the names of those that did not answer."""
+        if not self.node.children:
+            return []  # a node without children asked none to take part
         parts = [p for p in await cs.participants(self.pool, [change_id]) if p.state == "PENDING"]
         op = "commit" if state == "COMMITTED" else "abort"
         told = 0
@@ -495,7 +594,7 @@ class Changes:
                 await con.execute(RECORD_CHANGE, inp.idempotency_key, json.dumps(inp.to_json()),
                                   json.dumps({**result, "change": change_id}), caller)
             crash_point("coordinator-after-decision")
-            self.tell_later(change_id)
+            self.tell_later(change_id, [k.name for k in kids])
             # The answer shows the new pool as decided (its opening balance is the amount moved);
             # read afterwards, its opening balance is recomputed live from its predecessors.
             new = PoolRec(new_id, scheme, region, eff, None, transferred, None, virtual=True,

@@ -207,6 +207,16 @@ async def participant_state(pool: asyncpg.Pool, change_id: str, node: str, state
         await con.execute(PARTICIPANT_STATE, change_id, node, state)
 
 
+PARTICIPANTS_STATE = "update change_participant set state = $3 where change_id = any($1::text[]) and node = $2"
+
+
+async def participants_state(pool: asyncpg.Pool, change_ids: list[str], node: str, state: str) -> None:
+    """A child's acknowledgement of several decisions told in one step; not flushed either."""
+    async with pool.acquire() as con, con.transaction():
+        await con.execute("set local synchronous_commit = off")
+        await con.execute(PARTICIPANTS_STATE, change_ids, node, state)
+
+
 async def participants(con: asyncpg.Connection | asyncpg.Pool, ids: list[str]) -> list[ParticipantRow]:
     return [ParticipantRow(r["change_id"], r["node"], r["region"], r["state"])
             for r in await con.fetch(PARTICIPANTS, ids)]

@@ -189,21 +189,35 @@ async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> d
 
 
 async def locate_here_or_below(ch: Changes, id_number: str) -> dict[str, Any]:
-    """Where the person is registered, when that region is in this node's subtree (asking children)."""
+    """Where the person is registered, when that region is in this node's subtree (asking children).
+
+    The person index (tiers/personindex.py) names the children holding the person: while it
+    is current for every child, those are asked first, and the others only when none of
+    them has the person registered (the index may lag behind a transfer just made)."""
     node = ch.node
     async with ch.pool.acquire() as con:
-        row = await ts.person(con, id_number)
-    if row is not None and node.in_subtree(row["region_code"]) and node.child_for(row["region_code"]) is None:
-        return {"ok": True, "region": row["region_code"]}
+        row = await con.fetchrow(ts.LOCATE, id_number)
+    here = row["region_code"]
+    if here is not None and node.in_subtree(here) and node.child_for(here) is None:
+        return {"ok": True, "region": here}
     peers = ch.child_peers()
-    answers = await asyncio.gather(*(ch._ask(p, {"op": "locate", "idNumber": id_number}) for p in peers))
-    for a in answers:
-        if a.get("region"):
-            return {"ok": True, "region": a["region"]}
-    down = [a for a in answers if not a.get("ok")]
-    if down:
-        return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": down[0].get("node"),
-                "message": f"cannot tell where the person is registered: {down[0].get('message')}"}
+    index = getattr(ch.rt, "index", None)
+    if index is not None and peers and all(index.is_current(p.name) for p in peers):
+        held = set(row["children"])
+        rounds = [[p for p in peers if p.name in held], [p for p in peers if p.name not in held]]
+    else:
+        rounds = [peers]
+    for asked in rounds:
+        if not asked:
+            continue
+        answers = await asyncio.gather(*(ch._ask(p, {"op": "locate", "idNumber": id_number}) for p in asked))
+        for a in answers:
+            if a.get("region"):
+                return {"ok": True, "region": a["region"]}
+        down = [a for a in answers if not a.get("ok")]
+        if down:
+            return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": down[0].get("node"),
+                    "message": f"cannot tell where the person is registered: {down[0].get('message')}"}
     return {"ok": True, "region": None}
 
 
@@ -292,7 +306,7 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
             for side in local:
                 await apply(con, change_id, {**moving, "side": side}, node.region)
         crash_point("coordinator-after-decision")
-        ch.tell_later(change_id)
+        ch.tell_later(change_id, [k.name for k in kids])
         return TransferOutcome(_rec(change_id, moving, "COMMITTED"), False, False)
     except BaseException:
         if not decided and not inp.dry_run:

@@ -12,6 +12,12 @@ import asyncpg
 
 PERSON = "select id_number, name, region_code from person where id_number = $1"
 
+# Where the person is registered here (if at all), and the children the person index names as holding them.
+LOCATE = """
+select (select region_code from person where id_number = $1) as region_code,
+       array(select child from person_index where id_number = $1 order by child) as children
+"""
+
 LAST_RECORD = """
 select max(m) from (select max(month) as m from contribution where id_number = $1
                     union all select max(month) from benefit where id_number = $1) x
