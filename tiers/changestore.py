@@ -52,10 +52,13 @@ BY_ID = "select * from change where id = $1"
 # An aborted attempt leaves its key free for another: the live one first.
 BY_KEY = "select * from change where idempotency_key = $1 order by (state = 'ABORTED'), started_at desc limit 1"
 
-# The decision, or a participant's part applied or released: PENDING moves exactly once.
+# The decision, or a participant's part applied or released: PENDING moves exactly once,
+# and what the change held is released in the same statement.
 DECIDE = """
-update change set state = $2, decided_at = now(), result = coalesce($3::jsonb, result)
-where id = $1 and state = 'PENDING'
+with d as (update change set state = $2, decided_at = now(), result = coalesce($3::jsonb, result)
+           where id = $1 and state = 'PENDING' returning id),
+     r as (delete from change_reservation where change_id in (select id from d))
+select count(*) from d
 """
 
 PARTICIPANT_STATE = "update change_participant set state = $3 where change_id = $1 and node = $2"
@@ -193,11 +196,7 @@ async def reserve_person(con: asyncpg.Connection, change_id: str, id_number: str
 
 async def decide(con: asyncpg.Connection, change_id: str, state: str, result: dict[str, Any] | None = None) -> bool:
     """Move a PENDING change to ``state`` and release what it holds; False when it had already moved."""
-    done = await con.execute(DECIDE, change_id, state, json.dumps(result) if result is not None else None)
-    if done != "UPDATE 1":
-        return False
-    await con.execute(RELEASE, change_id)
-    return True
+    return bool(await con.fetchval(DECIDE, change_id, state, json.dumps(result) if result is not None else None))
 
 
 async def participant_state(pool: asyncpg.Pool, change_id: str, node: str, state: str) -> None:

@@ -44,15 +44,6 @@ POOLED_RATE = Decimal("0.12")
 ACCOUNT_SCHEMES = (1, 2)  # PENSION and MEDICAL carry individual accounts
 CENT = Decimal("0.01")
 
-OVERLAPPING_RAISE = """
-select c.id, c.idempotency_key from change_reservation r join change c on c.id = r.change_id
-where c.kind = 'raisePoolingLevel' and r.region_code in (
-    select descendant from region_closure where ancestor = $1
-    union all select ancestor from region_closure where descendant = $1)
-limit 1
-"""
-
-
 @dataclass(frozen=True)
 class TransferInput:
     id_number: str
@@ -86,28 +77,26 @@ async def check_side(con: asyncpg.Connection, side: str, inp: dict[str, Any], no
     """This node's checks of its side (held here, not by a child); the answer the coordinator needs."""
     id_number, eff = inp["idNumber"], codes.month(inp["effectiveFrom"])
     region = inp["from"] if side == "out" else inp["to"]
-    held = await con.fetchrow(OVERLAPPING_RAISE, region)
-    if held is not None:
-        raise conflict(f"raise {held['id']} (key {held['idempotency_key']!r}) in progress covers region {region}; "
-                       "try again when it has finished", change=held["id"])
-    reserved = await cs.person_reserved(con, id_number)
-    if reserved is not None:
-        raise conflict(f"change {reserved['id']} ({reserved['kind']}) in progress holds this person; "
-                       "try again when it has finished", change=reserved["id"])
-    prev = await ts.latest(con, id_number)
-    if prev is not None and prev["effective_from"] >= eff:
+    c = await con.fetchrow(ts.CHECK_SIDE, region, id_number, side == "out", eff)
+    if c["raise_id"] is not None:
+        raise conflict(f"raise {c['raise_id']} (key {c['raise_key']!r}) in progress covers region {region}; "
+                       "try again when it has finished", change=c["raise_id"])
+    if c["reserved_id"] is not None:
+        raise conflict(f"change {c['reserved_id']} ({c['reserved_kind']}) in progress holds this person; "
+                       "try again when it has finished", change=c["reserved_id"])
+    if c["prev_id"] is not None and c["prev_from"] >= eff:
         raise bad_input(f"effectiveFrom {inp['effectiveFrom']} is not after the person's previous transfer, "
-                        f"effective {codes.month_str(prev['effective_from'])} ({prev['id']})", argument="effectiveFrom")
+                        f"effective {codes.month_str(c['prev_from'])} ({c['prev_id']})", argument="effectiveFrom")
     if side == "in":
         return {"ok": True}
-    person = await ts.person(con, id_number)
-    if person is None or person["region_code"] != region:
+    if c["region_code"] != region:
         raise bad_input(f"node '{node_name}' has no person with this ID number registered in {region}")
-    last = await ts.last_record(con, id_number)
+    last = c["last_month"]
     if last is not None and last >= eff:
         raise bad_input(f"effectiveFrom {inp['effectiveFrom']} is not after the person's last record at the origin "
                         f"({codes.month_str(last)}): records up to then stay at the origin", argument="effectiveFrom")
-    return {"ok": True, "name": person["name"], "schemes": what_moves(await ts.origin_figures(con, id_number, eff))}
+    figures = list(zip(c["schemes"] or [], c["accounts"] or [], c["bases"] or []))
+    return {"ok": True, "name": c["name"], "schemes": what_moves(figures)}
 
 
 async def apply(con: asyncpg.Connection, change_id: str, plan: dict[str, Any], root: str) -> None:
