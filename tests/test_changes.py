@@ -327,6 +327,48 @@ async def test_transfer_from_guangdong_to_sichuan(fed: Fed, tmp_path: Path) -> N
     await import_file(sc.pool, sc.node, "contributions", late(TO), progress=False)
 
 
+RECOVERY_SQL = ("select c.id from change c where c.role = 'coordinator'", "select id, parent_node from change",
+                "select c.id, c.state, p.node from change c", "select pg_try_advisory_lock(7366045",
+                "select pg_advisory_unlock(7366045", "select pg_advisory_lock(7366044")
+
+
+async def test_a_transfer_costs_a_fixed_number_of_steps_and_statements(fed: Fed) -> None:
+    """Round trips between nodes and SQL statements of change steps, per node, for one transfer
+    from Guangdong to Sichuan coordinated at central: counted, so that they cannot creep back up."""
+    person = await _gd_person(fed)
+    central = fed.nodes["central"].runtime.changes
+    for n in ("central", "guangdong"):  # the person index read (a node restarted above made it not current)
+        assert await fed.nodes[n].runtime.index.sync_all() == {}
+    sent0 = {n: dict(rn.runtime.changes.sent) for n, rn in fed.nodes.items()}
+    for rn in fed.nodes.values():
+        rn.runtime.changes.statements.queries = []
+    central.sent_log = []
+    try:
+        got = await fed.ask("central", TRANSFER, {"in": {"idNumber": person, "to": "510105", "effectiveFrom": "2025-07",
+                                                         "idempotencyKey": "t-count"}}, SC_OP)
+        assert "errors" not in got, got
+        await fed.settle()
+        statements = {n: [q for q in rn.runtime.changes.statements.queries or []
+                          if not q.lstrip().startswith(RECOVERY_SQL)] for n, rn in fed.nodes.items()}
+    finally:
+        for rn in fed.nodes.values():
+            rn.runtime.changes.statements.queries = None
+        log, central.sent_log = central.sent_log, None
+    steps = {n: {k: v - sent0[n].get(k, 0) for k, v in rn.runtime.changes.sent.items() if v - sent0[n].get(k, 0)}
+             for n, rn in fed.nodes.items()}
+    # central asks Guangdong where the person is (the person index names it alone), each side
+    # prepares once, and each is told the decision once; no other node sends anything
+    assert steps == {"central": {"guangdong": 3, "sichuan": 2}, "guangdong": {}, "shenzhen": {}, "sichuan": {}}, (steps, log)
+    counts = {n: len(q) for n, q in statements.items()}
+    # central: the key, where the person is, the intent (begin, async commit, change, participants,
+    # reservation, commit), the decision (begin, decide and release, commit), the acknowledgements
+    # (begin, async commit, update, commit per child); each side: its prepare (the retry check, begin,
+    # checks, change, reservation, commit) and its commit (the row, begin, async commit, decide,
+    # transfer, person, pooled fund booked at the origin and the destination, commit)
+    assert counts == {"central": 19, "guangdong": 16, "sichuan": 14, "shenzhen": 0}, (counts, statements)
+    assert central.statements.queries is None
+
+
 async def test_a_change_that_holds_a_person_conflicts(fed: Fed) -> None:
     """A raise in progress over Sichuan (its part reserved there) makes a transfer into Sichuan a CONFLICT."""
     sc = fed.nodes["sichuan"].runtime

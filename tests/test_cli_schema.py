@@ -168,6 +168,8 @@ EXPECTED_TABLES["fund_flow"] = {"pool_id", "month", "category", "scheme", "regio
 EXPECTED_TABLES["summary"] = EXPECTED_TABLES["summary"] | {
     "fiscal_subsidy", "interest", "investment_return", "subsidy_from_above", "remittance_from_below", "other_income",
     "subsidy_to_below", "remittance_to_above", "other_expenditure", "booked_net"}
+# 0013: the process coordinating a change, for recovery with several workers (issue 11)
+EXPECTED_TABLES["change"] = EXPECTED_TABLES["change"] | {"owner"}
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:

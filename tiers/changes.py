@@ -64,6 +64,7 @@ from .store import POOL_COLUMNS, PoolRec, _pool
 log = logging.getLogger("tierfed.changes")
 
 RAISE = "raisePoolingLevel"
+OWNER_SETTING = "tierfed.owner"  # set on the change steps' connections: see Changes.owner
 ASYNC_COMMIT = "set local synchronous_commit = off"
 TRANSFER = transfers.TRANSFER
 TELL_BATCH = 200  # decisions told to one child in one step at most
@@ -98,9 +99,15 @@ def _refusal(e: TierfedError) -> dict[str, Any]:
 class Changes:
     """This node's side of every change across nodes, and the recovery task."""
 
-    def __init__(self, rt: Any, pool: asyncpg.Pool) -> None:
+    def __init__(self, rt: Any, pool: asyncpg.Pool, owner: str | None = None) -> None:
         self.rt = rt
         self.pool = pool  # a pool of its own: change steps are not statements of an operation
+        # This process's name on the changes it coordinates (the pool's connections set
+        # OWNER_SETTING to it, and migration 0013's column default reads it), held as a
+        # session advisory lock while the process lives: see recover_once.
+        self.owner = owner or uuid.uuid4().hex
+        self._owner_con: Any = None
+        self._first_pass = True
         cfg = rt.cfg
         self.identity = NodeIdentity(
             cfg.name, cfg.private_key_file,
@@ -120,9 +127,31 @@ class Changes:
         self._to_tell: dict[str, list[str]] = {}
         self._told_count: dict[str, int] = {}
         self.sent: dict[str, int] = {}
+        self.sent_log: list[tuple[str, str]] | None = None  # set to a list to keep (node, step) of each step sent
         self.statements = StatementCounter()  # the SQL statements of change steps (tests count them)
 
     # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Hold this process's owner lock (before it coordinates anything)."""
+        await self._hold_owner_lock()
+
+    async def _hold_owner_lock(self) -> None:
+        if self._owner_con is not None and not self._owner_con.is_closed():
+            return
+        if self._owner_con is not None:
+            try:
+                await self.pool.release(self._owner_con)
+            except Exception:  # noqa: BLE001 - a dead connection: dropped
+                pass
+            self._owner_con = None
+        con = await self.pool.acquire()
+        try:
+            await con.execute(cs.HOLD_OWNER, self.owner)
+        except BaseException:
+            await self.pool.release(con)
+            raise
+        self._owner_con = con
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -138,6 +167,11 @@ class Changes:
                 pass
         await self.client.aclose()
         await self.steps.aclose()
+        if self._owner_con is not None:
+            try:
+                await self.pool.release(self._owner_con)
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
         await self.pool.close()
 
     async def _loop(self) -> None:
@@ -167,6 +201,8 @@ class Changes:
         """One signed step to ``peer``; Unreachable when it does not answer (or answers garbage)."""
         body = json.dumps(msg).encode()
         self.sent[peer.name] = self.sent.get(peer.name, 0) + 1
+        if self.sent_log is not None:
+            self.sent_log.append((peer.name, str(msg.get("op"))))
         try:
             sig = self.identity.sign(body, peer.name)
         except PermissionError as e:
@@ -477,14 +513,38 @@ class Changes:
     # ------------------------------------------------------------ recovery
 
     async def recover_once(self) -> None:
-        """One pass of recovery (also run on start): see the module docstring."""
-        for change_id in await cs.stale_undecided(self.pool, 0):
+        """One pass of recovery (also run on start): see the module docstring.
+
+        A node may run several worker processes, each with this task: a pass runs in one
+        of them at a time (a session advisory lock on the owner connection; the others skip
+        it), and an undecided change is presumed aborted only when the process that
+        coordinates it is gone (its owner lock is free) or is this one and no longer at
+        work on it. The first pass after start asks about everything; later passes leave
+        alone what is younger than the peers' timeouts (it is being sent as it should)."""
+        await self._hold_owner_lock()
+        con = self._owner_con
+        if not await con.fetchval(cs.TRY_RECOVERY_LOCK):
+            return
+        try:
+            await self._recover(0 if self._first_pass else self._settle_s())
+            self._first_pass = False
+        finally:
+            if not con.is_closed():
+                await con.execute(cs.RECOVERY_UNLOCK)
+
+    def _settle_s(self) -> float:
+        """How long a step normally takes at most: a peer's timeout."""
+        timeouts = [p.timeout_s for p in self.child_peers()] + ([self.parent.timeout_s] if self.parent else [])
+        return max(timeouts, default=0.0)
+
+    async def _recover(self, age_s: float) -> None:
+        for change_id in await cs.stale_undecided(self.pool, 0, self.owner):
             if change_id in self.in_flight:
                 continue
             async with self.pool.acquire() as con, con.transaction():
                 if await cs.decide(con, change_id, "ABORTED"):
-                    log.warning("change %s was undecided when this node stopped: aborted", change_id)
-        for change_id, parent in await cs.waiting_parts(self.pool, 0):
+                    log.warning("change %s was undecided and its coordinating process gone: aborted", change_id)
+        for change_id, parent in await cs.waiting_parts(self.pool, age_s):
             if change_id in self.in_flight or self.parent is None or parent != self.parent.name:
                 continue
             try:
@@ -494,7 +554,7 @@ class Changes:
                 continue
             if a.get("state") in ("COMMITTED", "ABORTED", "UNKNOWN"):
                 await self._finish(change_id, "COMMITTED" if a["state"] == "COMMITTED" else "ABORTED")
-        for change_id, state, _node in await cs.untold(self.pool):
+        for change_id, state, _node in await cs.untold(self.pool, age_s):
             await self._tell(change_id, state)
 
     # ------------------------------------------------------------ coordinator: raises

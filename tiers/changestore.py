@@ -65,11 +65,25 @@ PARTICIPANT_STATE = "update change_participant set state = $3 where change_id = 
 
 PARTICIPANTS = "select change_id, node, region, state from change_participant where change_id = any($1::text[]) order by node"
 
-# Coordinated by this node and undecided for longer than $1 seconds: presumed aborted.
+# Coordinated by this node, undecided for longer than $1 seconds, and not in the hands of a
+# live process other than this one ($2): the owner's lock (HOLD_OWNER) is gone. Rows from
+# before migration 0013 have no owner.
 STALE_UNDECIDED = """
-select id from change where role = 'coordinator' and state = 'PENDING'
-  and started_at < now() - make_interval(secs => $1)
+select c.id from change c where c.role = 'coordinator' and c.state = 'PENDING'
+  and c.started_at < now() - make_interval(secs => $1)
+  and (c.owner is null or c.owner = $2 or not exists (
+      select 1 from pg_locks l
+      where l.locktype = 'advisory' and l.granted and l.objsubid = 2 and l.classid = 7366044
+        and l.objid = (hashtext(c.owner)::bigint & 4294967295)::oid
+        and l.database = (select oid from pg_database where datname = current_database())))
 """
+
+# Held by each process on a connection of its own for as long as it lives.
+HOLD_OWNER = "select pg_advisory_lock(7366044, hashtext($1))"
+
+# One recovery pass at a time on a node, whatever the number of its worker processes.
+TRY_RECOVERY_LOCK = "select pg_try_advisory_lock(7366045, 0)"
+RECOVERY_UNLOCK = "select pg_advisory_unlock(7366045, 0)"
 
 # Parts waiting for a decision this node does not make.
 WAITING_PARTS = """
@@ -77,10 +91,10 @@ select id, parent_node from change where role = 'participant' and state = 'PENDI
   and started_at < now() - make_interval(secs => $1)
 """
 
-# Decided here, with a child not yet told.
+# Decided here (longer than $1 seconds ago), with a child not yet told.
 UNTOLD = """
 select c.id, c.state, p.node from change c join change_participant p on p.change_id = c.id
-where c.state <> 'PENDING' and p.state = 'PENDING'
+where c.state <> 'PENDING' and p.state = 'PENDING' and c.decided_at < now() - make_interval(secs => $1)
 order by c.started_at
 """
 
@@ -221,16 +235,16 @@ async def participants(con: asyncpg.Connection | asyncpg.Pool, ids: list[str]) -
             for r in await con.fetch(PARTICIPANTS, ids)]
 
 
-async def stale_undecided(pool: asyncpg.Pool, age_s: float) -> list[str]:
-    return [r["id"] for r in await pool.fetch(STALE_UNDECIDED, age_s)]
+async def stale_undecided(pool: asyncpg.Pool, age_s: float, owner: str | None = None) -> list[str]:
+    return [r["id"] for r in await pool.fetch(STALE_UNDECIDED, age_s, owner)]
 
 
 async def waiting_parts(pool: asyncpg.Pool, age_s: float) -> list[tuple[str, str]]:
     return [(r["id"], r["parent_node"]) for r in await pool.fetch(WAITING_PARTS, age_s)]
 
 
-async def untold(pool: asyncpg.Pool) -> list[tuple[str, str, str]]:
-    return [(r["id"], r["state"], r["node"]) for r in await pool.fetch(UNTOLD)]
+async def untold(pool: asyncpg.Pool, age_s: float = 0) -> list[tuple[str, str, str]]:
+    return [(r["id"], r["state"], r["node"]) for r in await pool.fetch(UNTOLD, age_s)]
 
 
 async def listing(pool: asyncpg.Pool, state: str | None, first: int) -> list[ChangeRow]:
