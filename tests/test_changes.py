@@ -360,12 +360,13 @@ async def test_a_transfer_costs_a_fixed_number_of_steps_and_statements(fed: Fed)
     # prepares once, and each is told the decision once; no other node sends anything
     assert steps == {"central": {"guangdong": 3, "sichuan": 2}, "guangdong": {}, "shenzhen": {}, "sichuan": {}}, (steps, log)
     counts = {n: len(q) for n, q in statements.items()}
-    # central: the key, where the person is, the intent (begin, async commit, change, participants,
-    # reservation, commit), the decision (begin, decide and release, commit), the acknowledgements
-    # (begin, async commit, update, commit per child); each side: its prepare (the retry check, begin,
-    # checks, change, reservation, commit) and its commit (the row, begin, async commit, decide,
-    # transfer, person, pooled fund booked at the origin and the destination, commit)
-    assert counts == {"central": 19, "guangdong": 16, "sichuan": 14, "shenzhen": 0}, (counts, statements)
+    # central: the key, where the person is, the intent (begin, async commit, the key locked and
+    # checked against every kind of change, change, participants, reservation, commit), the decision
+    # (begin, decide and release, commit), the acknowledgements (begin, async commit, update, commit
+    # per child); each side: its prepare (the retry check, begin, checks, the key locked and checked,
+    # change, reservation, commit) and its commit (the row, begin, async commit, decide, transfer,
+    # person, pooled fund booked, commit); Guangdong also looks for children of its own to tell
+    assert counts == {"central": 21, "guangdong": 18, "sichuan": 16, "shenzhen": 0}, (counts, statements)
     assert central.statements.queries is None
 
 

@@ -311,6 +311,7 @@ class Changes:
                     for p, j in zip(replaced, mine):
                         j["liveOpening"], j["balance"] = (str(x) for x in figures[p.id])
                 if not dry:
+                    await cs.claim_key(con, str(msg["key"]), change_id)
                     plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(codes.add_months(eff, -1)),
                             "successor": inp["successor"], "vertical": bool(inp.get("vertical")),
                             "replaced": [p.id for p in replaced], "pools": mine}
@@ -596,6 +597,7 @@ class Changes:
                     if await con.fetchval("select exists (select 1 from pool where id = $1)", new_id):
                         raise conflict(f"pool {new_id} already exists")
                     if not inp.dry_run:
+                        await cs.claim_key(con, inp.idempotency_key)
                         await cs.insert(con, change_id, RAISE, "coordinator", None, inp.idempotency_key,
                                         inp.to_json(), {"replaced": [p.id for p in local]}, caller)
                         await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
@@ -628,7 +630,14 @@ class Changes:
                       for _, a in answers for p in a.get("pools", [])]
             reported = {p["id"]: (Decimal(p["liveOpening"]), Decimal(p["balance"]))
                         for _, a in answers for p in a.get("pools", []) if "balance" in p}
-            figures = {**reported, **await balances([*local, *(p for p in remote if p.id not in reported)], before)}
+            # Local pools over regions this node holds whole: their figures in two statements, as a
+            # participant without children gives its own; the others (spanning child nodes) add
+            # their children's flows through the caller's resolvers.
+            whole = [p for p in local if self.node.holds_whole(p.region_code)]
+            async with self.pool.acquire() as con:
+                here = await cs.pool_figures(con, whole, scheme, before)
+            rest = [p for p in [*local, *remote] if p.id not in reported and p.id not in here]
+            figures = {**reported, **here, **(await balances(rest, before) if rest else {})}
             transferred = sum((figures[p.id][1] for p in [*local, *remote]), Decimal("0.00"))
             closed_local = [replace(p, closed_after=before, successor_id=new_id) for p in local]
             # Pools held by children, as of the decision: figures fixed, so that the answer

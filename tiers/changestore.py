@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from tierfed.errors import conflict
+
 from .store import POOL_OPENINGS
 
 INSERT_CHANGE = """
@@ -172,6 +174,27 @@ def _change(r: asyncpg.Record | None) -> ChangeRow | None:
     return ChangeRow(r["id"], r["kind"], r["role"], r["parent_node"], r["state"], r["idempotency_key"],
                      json.loads(r["input"]), json.loads(r["plan"]), json.loads(r["result"]) if r["result"] else None,
                      r["caller"], r["started_at"], r["decided_at"])
+
+
+# Idempotency keys hold across kinds of change (raises on one node in pooling_change, changes
+# across nodes in change): writers of either take this transaction lock on the key first, then
+# look in both, so two requests with one key never both pass the check.
+KEY_LOCK = "select pg_advisory_xact_lock(7366046, hashtext($1))"
+KEY_USED = """
+select coalesce((select 'raisePoolingLevel' from pooling_change where idempotency_key = $1 limit 1),
+                (select kind || ' ' || id from change where idempotency_key = $1 and state <> 'ABORTED'
+                   and id <> coalesce($2::text, '') limit 1))
+"""
+
+
+async def claim_key(con: asyncpg.Connection, key: str, change_id: str | None = None) -> None:
+    """CONFLICT when ``key`` is already used here by another change of any kind (a raise on this
+    node, or another change across nodes; ``change_id``'s own part excepted). In a transaction:
+    the key stays locked until it commits."""
+    await con.execute(KEY_LOCK, key)
+    used = await con.fetchval(KEY_USED, key, change_id)
+    if used is not None:
+        raise conflict(f"idempotency key {key!r} was already used by another change ({used}) on this node")
 
 
 async def by_id(con: asyncpg.Connection | asyncpg.Pool, change_id: str) -> ChangeRow | None:
