@@ -112,4 +112,4 @@ async def predecessors(root: PoolRec, info: Info) -> list[PoolRec]:
     if root.held_by is not None:
         return await changes.child_pool_predecessors(info, root)
     local: list[PoolRec] = await ctx(info).loaders.pool_predecessors.load(root.id)
-    return local + await changes.remote_predecessors(info, root)
+    return sorted(local + await changes.remote_predecessors(info, root), key=lambda p: p.id)  # in id order

@@ -44,7 +44,6 @@ from . import transfers
 from .faults import crash_point
 from .figures import SCHEMES
 from .identity import NodeIdentity
-from .stepclient import StepClient, StepError
 from .pooling import (
     CLOSE,
     OPEN,
@@ -59,6 +58,7 @@ from .pooling import (
     plan_replaced,
     pool_id,
 )
+from .stepclient import StepClient, StepError
 from .store import POOL_COLUMNS, PoolRec, _pool
 
 log = logging.getLogger("tierfed.changes")
@@ -448,7 +448,8 @@ class Changes:
                 except Unreachable as e:
                     log.warning("changes %s: node '%s' not told commit: %s", ",".join(batch), node, e)
                     a = {}
-                states = a.get("states") if isinstance(a.get("states"), dict) else {}
+                got = a.get("states")
+                states: dict[str, Any] = got if isinstance(got, dict) else {}
                 acked = [c for c in batch if states.get(c) == "COMMITTED"]
                 if acked:
                     await cs.participants_state(self.pool, acked, node, "COMMITTED")

@@ -144,7 +144,7 @@ async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> d
             raise bad_input(f"region {region} is not in node '{node.name}''s subtree")
         holder[side] = node.child_for(region)
     here = [s for s in sides if holder[s] is None]
-    kids = []
+    kids: list[Any] = []
     for side in sides:  # the origin's holder first
         h = holder[side]
         if h is not None and all(k.name != h.name for k in kids):
