@@ -80,6 +80,23 @@ async def opening_beyond_node(info: Info, root: PoolRec) -> Decimal:
     return sum(await asyncio.gather(*(part(m) for m in members)), Decimal("0.00"))
 
 
+async def child_pool_predecessors(info: Info, root: PoolRec) -> list[PoolRec]:
+    """The predecessors of a pool held by a child node, asked of that node (forwarded with the
+    caller's token, so the child applies the caller's scope): each is held in the child's subtree,
+    and its own figures and predecessors are asked of the child in turn."""
+    c = ctx(info)
+    got = await _ask_child_pool(info, root.region_code, root.id,
+                                "predecessors { id region { code } openedFrom closedAfter }")
+    out = []
+    for p in (got or {}).get("predecessors") or []:
+        region = p["region"]["code"]
+        owner = c.node.child_for(region)
+        out.append(PoolRec(p["id"], root.scheme, region, codes.month(p["openedFrom"]),
+                           codes.month(p["closedAfter"]) if p["closedAfter"] else None, Decimal("0.00"), root.id,
+                           held_by=owner.name if owner is not None else c.node.name))
+    return sorted(out, key=lambda p: p.id)
+
+
 async def remote_predecessors(info: Info, root: PoolRec) -> list[PoolRec]:
     c = ctx(info)
     if not c.node.children:

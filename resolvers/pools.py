@@ -86,6 +86,6 @@ async def predecessors(root: PoolRec, info: Info) -> list[PoolRec]:
     if root.virtual:
         return list(root.predecessor_recs)
     if root.held_by is not None:
-        return []  # asked of the node that holds it: pool(id: ...) { predecessors }
+        return await changes.child_pool_predecessors(info, root)
     local: list[PoolRec] = await ctx(info).loaders.pool_predecessors.load(root.id)
-    return local + await changes.remote_predecessors(info, root)
+    return sorted(local + await changes.remote_predecessors(info, root), key=lambda p: p.id)  # in id order

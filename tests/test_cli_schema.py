@@ -179,6 +179,8 @@ EXPECTED_TABLES["budget_step"] = {"id", "pool_id", "year", "action", "from_state
                                   "reason", "changes", "at"}
 # 0011: statements sent to persons (issue 16)
 EXPECTED_TABLES["statement_sent"] = {"id_number", "year", "delivery", "region_code", "file", "sent_at"}
+# 0013: the process coordinating a change, for recovery with several workers (issue 11)
+EXPECTED_TABLES["change"] = EXPECTED_TABLES["change"] | {"owner"}
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:

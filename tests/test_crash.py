@@ -75,12 +75,14 @@ class Proc:
     def url(self) -> str:
         return f"http://127.0.0.1:{self.port}/graphql"
 
-    def start(self, crash_at: str | None = None) -> None:
+    def start(self, crash_at: str | None = None, workers: int = 1) -> None:
         env = {k: v for k, v in os.environ.items() if k != "TIERFED_CRASH_AT"}
         if crash_at:
             env["TIERFED_CRASH_AT"] = crash_at
-        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "tierfed"), "serve", "--config", str(self.config)],
-                                     env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("ab"))
+        # in a process group of its own: kill -9 reaches every worker, not only uvicorn's supervisor
+        self.proc = subprocess.Popen([str(Path(sys.executable).parent / "tierfed"), "serve", "--config", str(self.config),
+                                      "--workers", str(workers)],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=self.log.open("ab"), start_new_session=True)
 
     async def ready(self) -> None:
         deadline = time.monotonic() + 30
@@ -97,7 +99,7 @@ class Proc:
 
     def kill9(self) -> None:
         if self.proc is not None and self.proc.poll() is None:
-            os.kill(self.proc.pid, signal.SIGKILL)
+            os.killpg(self.proc.pid, signal.SIGKILL)
             self.proc.wait(10)
 
     async def died(self, within: float = 20) -> bool:
@@ -287,3 +289,40 @@ async def test_chaos_kill_nine_during_a_stream_of_changes(cluster: Cluster) -> N
     applied = await cl.cons["central"].fetchval(
         "select count(*) from change where state = 'COMMITTED' and idempotency_key like 'chaos-%'")
     assert applied > 0  # some changes went through despite the kills
+
+
+async def test_recovery_in_another_worker_leaves_a_change_in_progress_alone(cluster: Cluster) -> None:
+    """Central served by two worker processes, each running recovery: while one worker waits for a
+    participant (Sichuan, frozen with SIGSTOP), the other's recovery passes must not presume the
+    change abandoned; once Sichuan answers, the change commits everywhere."""
+    cl = cluster
+    cl.procs["central"].kill9()
+    cl.procs["central"].start(workers=2)
+    await cl.procs["central"].ready()
+    # a person not moved yet (the chaos run before moves many)
+    person = (await cl.persons_of("guangdong", "44", 1) + await cl.persons_of("shenzhen", "4403", 1))[0]
+    sichuan = cl.procs["sichuan"].proc
+    assert sichuan is not None
+    os.kill(sichuan.pid, signal.SIGSTOP)
+    try:
+        answer = asyncio.create_task(cl.post("central", TRANSFER, transfer_in(person, "510104", "workers-1")))
+        con = cl.cons["central"]
+        deadline = time.monotonic() + 20
+        while not await con.fetchval("select exists (select 1 from change where idempotency_key = 'workers-1')"):
+            assert time.monotonic() < deadline, "the transfer was not started"
+            await asyncio.sleep(0.05)
+        # both workers run recovery every 0.3 s: ten intervals while the coordinating worker waits
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline:
+            state = await con.fetchval("select state from change where idempotency_key = 'workers-1'")
+            assert state == "PENDING", f"another worker's recovery moved a change in progress to {state}"
+            await asyncio.sleep(0.1)
+    finally:
+        os.kill(sichuan.pid, signal.SIGCONT)
+    got = await answer
+    assert got is not None and "errors" not in got, got
+    assert got["data"]["transferInsurance"]["transfer"]["state"] == "COMMITTED"
+    await cl.settled()
+    await cl.agree(await last_change(cl), "COMMITTED")
+    await cl.conserved()
+    await cl.restart("central")  # one worker again, as the other tests of this module expect

@@ -54,7 +54,8 @@ def database_url(cfg: NodeConfig) -> str:
     return embedded.url_for(cfg.data_dir, embedded.database_name(cfg.name))
 
 
-async def create_pool(url: str, counter: StatementCounter | None = None, **kw: Any) -> asyncpg.Pool:
+async def create_pool(url: str, counter: StatementCounter | None = None, settings: dict[str, str] | None = None,
+                      **kw: Any) -> asyncpg.Pool:
     async def init(con: asyncpg.Connection) -> None:
         if counter is not None:
             con.add_query_logger(counter)
@@ -67,7 +68,7 @@ async def create_pool(url: str, counter: StatementCounter | None = None, **kw: A
 
     return await asyncpg.create_pool(
         url, min_size=kw.pop("min_size", 1), max_size=kw.pop("max_size", 10),
-        server_settings=SERVER_SETTINGS, init=init, reset=reset, **kw
+        server_settings={**SERVER_SETTINGS, **(settings or {})}, init=init, reset=reset, **kw
     )
 
 

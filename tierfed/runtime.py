@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,10 +136,15 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
         except UserError:
             await rt.close()
             raise
-    from .tiers.changes import Changes
+    from .tiers.changes import OWNER_SETTING, Changes
 
     try:
-        rt.changes = Changes(rt, await create_pool(url, None, min_size=0, max_size=10))
+        changes_counter = StatementCounter()
+        owner = uuid.uuid4().hex  # this process, on the rows of the changes it coordinates (migration 0013)
+        rt.changes = Changes(rt, await create_pool(url, changes_counter, {OWNER_SETTING: owner}, min_size=0, max_size=10),
+                             owner)
+        rt.changes.statements = changes_counter
+        await rt.changes.open()
     except UserError:
         await rt.close()
         raise

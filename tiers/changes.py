@@ -36,6 +36,7 @@ import asyncpg
 import httpx
 
 from tierfed import codes
+from tierfed.db import StatementCounter
 from tierfed.errors import Code, TierfedError, bad_input, conflict
 
 from . import changestore as cs
@@ -57,13 +58,16 @@ from .pooling import (
     plan_replaced,
     pool_id,
 )
+from .stepclient import StepClient, StepError
 from .store import POOL_COLUMNS, PoolRec, _pool
 
 log = logging.getLogger("tierfed.changes")
 
 RAISE = "raisePoolingLevel"
+OWNER_SETTING = "tierfed.owner"  # set on the change steps' connections: see Changes.owner
 ASYNC_COMMIT = "set local synchronous_commit = off"
 TRANSFER = transfers.TRANSFER
+TELL_BATCH = 200  # decisions told to one child in one step at most
 
 # (opening balance, balance) of each pool at a month, computed by the caller's
 # resolvers so that pools spanning nodes add their children's flows exactly.
@@ -95,9 +99,15 @@ def _refusal(e: TierfedError) -> dict[str, Any]:
 class Changes:
     """This node's side of every change across nodes, and the recovery task."""
 
-    def __init__(self, rt: Any, pool: asyncpg.Pool) -> None:
+    def __init__(self, rt: Any, pool: asyncpg.Pool, owner: str | None = None) -> None:
         self.rt = rt
         self.pool = pool  # a pool of its own: change steps are not statements of an operation
+        # This process's name on the changes it coordinates (the pool's connections set
+        # OWNER_SETTING to it, and migration 0013's column default reads it), held as a
+        # session advisory lock while the process lives: see recover_once.
+        self.owner = owner or uuid.uuid4().hex
+        self._owner_con: Any = None
+        self._first_pass = True
         cfg = rt.cfg
         self.identity = NodeIdentity(
             cfg.name, cfg.private_key_file,
@@ -106,13 +116,42 @@ class Changes:
         self.parent = (Peer(cfg.parent.name, "", internal_url(cfg.parent.url), cfg.parent.timeout_s)
                        if cfg.parent else None)
         self.client = httpx.AsyncClient(limits=httpx.Limits(max_connections=50, max_keepalive_connections=20))
+        self.steps = StepClient()  # http:// peers: one write per step, no httpx machinery
         self.in_flight: set[str] = set()
         self.interval = cfg.recovery_interval_s
         self._task: asyncio.Task[None] | None = None
         self._telling: set[asyncio.Task[Any]] = set()
+        # Decisions waiting to be told to each child, sent together (one step per child
+        # for however many changes were decided meanwhile): change id -> how many of its
+        # children have acknowledged it (for the crash point after the first).
+        self._to_tell: dict[str, list[str]] = {}
+        self._told_count: dict[str, int] = {}
         self.sent: dict[str, int] = {}
+        self.sent_log: list[tuple[str, str]] | None = None  # set to a list to keep (node, step) of each step sent
+        self.statements = StatementCounter()  # the SQL statements of change steps (tests count them)
 
     # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Hold this process's owner lock (before it coordinates anything)."""
+        await self._hold_owner_lock()
+
+    async def _hold_owner_lock(self) -> None:
+        if self._owner_con is not None and not self._owner_con.is_closed():
+            return
+        if self._owner_con is not None:
+            try:
+                await self.pool.release(self._owner_con)
+            except Exception:  # noqa: BLE001 - a dead connection: dropped
+                pass
+            self._owner_con = None
+        con = await self.pool.acquire()
+        try:
+            await con.execute(cs.HOLD_OWNER, self.owner)
+        except BaseException:
+            await self.pool.release(con)
+            raise
+        self._owner_con = con
 
     def start(self) -> None:
         self._task = asyncio.get_running_loop().create_task(self._loop())
@@ -127,6 +166,12 @@ class Changes:
             except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
                 pass
         await self.client.aclose()
+        await self.steps.aclose()
+        if self._owner_con is not None:
+            try:
+                await self.pool.release(self._owner_con)
+            except Exception:  # noqa: BLE001 - closing anyway
+                pass
         await self.pool.close()
 
     async def _loop(self) -> None:
@@ -156,11 +201,28 @@ class Changes:
         """One signed step to ``peer``; Unreachable when it does not answer (or answers garbage)."""
         body = json.dumps(msg).encode()
         self.sent[peer.name] = self.sent.get(peer.name, 0) + 1
+        if self.sent_log is not None:
+            self.sent_log.append((peer.name, str(msg.get("op"))))
         try:
             sig = self.identity.sign(body, peer.name)
         except PermissionError as e:
             raise Unreachable(str(e)) from None
         headers = {"Authorization": f"Node {sig}", "Content-Type": "application/json"}
+        if self.steps.handles(peer.url):
+            try:
+                status, raw = await self.steps.post(peer.url, body, headers, peer.timeout_s)
+                out = json.loads(raw)
+            except TimeoutError:
+                raise Unreachable(f"did not answer within {peer.timeout_s:g} s") from None
+            except StepError as e:
+                raise Unreachable(f"could not be reached ({e})") from None
+            except ValueError:
+                raise Unreachable(f"answered garbage (HTTP {status})") from None
+            if not isinstance(out, dict):
+                raise Unreachable("answered garbage")
+            if status == 403:
+                raise Unreachable(f"refused this node's signature: {out.get('message')}")
+            return out
         try:
             try:
                 r = await self.client.post(peer.url, content=body, timeout=peer.timeout_s, headers=headers)
@@ -188,6 +250,9 @@ class Changes:
         try:
             if op == "prepare":
                 return await self._prepare(msg, sender)
+            if op in ("commit", "abort") and isinstance(msg.get("changes"), list):
+                return await self._finish_many([str(c) for c in msg["changes"]],
+                                               "COMMITTED" if op == "commit" else "ABORTED")
             if op == "commit":
                 return await self._finish(change_id, "COMMITTED")
             if op == "abort":
@@ -248,6 +313,7 @@ class Changes:
                     for p, j in zip(replaced, mine):
                         j["liveOpening"], j["balance"] = (str(x) for x in figures[p.id])
                 if not dry:
+                    await cs.claim_key(con, str(msg["key"]), change_id)
                     plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(codes.add_months(eff, -1)),
                             "successor": inp["successor"], "vertical": bool(inp.get("vertical")),
                             "replaced": [p.id for p in replaced], "pools": mine}
@@ -323,6 +389,18 @@ class Changes:
             await self.rt.links.announce()
         return {"ok": True, "state": state}
 
+    async def _finish_many(self, change_ids: list[str], state: str) -> dict[str, Any]:
+        """Several decisions in one step (the coordinator tells them together): each applied or
+        released as ``_finish`` does, in turn; the state each change has here afterwards."""
+        states: dict[str, str | None] = {}
+        for change_id in change_ids:
+            try:
+                states[change_id] = (await self._finish(change_id, state))["state"]
+            except TierfedError as e:
+                log.error("change %s: %s not applied here: %s", change_id, state, e.message)
+                states[change_id] = None
+        return {"ok": True, "states": states}
+
     async def _apply(self, con: asyncpg.Connection, row: cs.ChangeRow) -> None:
         plan = row.plan
         if row.kind == TRANSFER:
@@ -339,12 +417,69 @@ class Changes:
             await cs.decide(con, change_id, "ABORTED")
         await self._tell(change_id, "ABORTED")
 
-    def tell_later(self, change_id: str) -> None:
-        """After the decision the caller has its answer (COMMITTED): the children are told
-        meanwhile (recovery tells any that this misses)."""
-        task = asyncio.get_running_loop().create_task(self._tell(change_id, "COMMITTED", crash_after_first=True))
-        self._telling.add(task)
-        task.add_done_callback(self._telling.discard)
+    def tell_later(self, change_id: str, nodes: list[str] | None = None) -> None:
+        """After the decision the caller has its answer (COMMITTED): the children taking part
+        (``nodes``, or as recorded) are told meanwhile, the decisions made meanwhile batched into
+        one step per child; recovery tells any that this misses."""
+        if nodes is None:
+            task = asyncio.get_running_loop().create_task(self._tell_recorded_later(change_id))
+            self._telling.add(task)
+            task.add_done_callback(self._telling.discard)
+            return
+        self._told_count[change_id] = 0
+        for node in nodes:
+            queue = self._to_tell.setdefault(node, [])
+            queue.append(change_id)
+            if len(queue) == 1:  # no sender running for this child: start one
+                task = asyncio.get_running_loop().create_task(self._tell_queued(node))
+                self._telling.add(task)
+                task.add_done_callback(self._telling.discard)
+        if not nodes:
+            self._told_count.pop(change_id, None)
+
+    async def _tell_recorded_later(self, change_id: str) -> None:
+        parts = await cs.participants(self.pool, [change_id])
+        self.tell_later(change_id, [p.node for p in parts if p.state == "PENDING"])
+
+    async def _tell_queued(self, node: str) -> None:
+        """Send the decisions queued for one child, as many as are queued, one step at a time."""
+        queue = self._to_tell[node]
+        try:
+            while queue:
+                batch = queue[:TELL_BATCH]
+                peer = self.child_peer(node)
+                try:
+                    if peer is None:
+                        raise Unreachable("is no longer a configured child")
+                    a = await self.send(peer, {"op": "commit", "changes": batch})
+                except Unreachable as e:
+                    log.warning("changes %s: node '%s' not told commit: %s", ",".join(batch), node, e)
+                    a = {}
+                got = a.get("states")
+                states: dict[str, Any] = got if isinstance(got, dict) else {}
+                acked = [c for c in batch if states.get(c) == "COMMITTED"]
+                if acked:
+                    await cs.participants_state(self.pool, acked, node, "COMMITTED")
+                for c in batch:
+                    if c not in acked and a:
+                        log.error("change %s: node '%s' answered %s to commit", c, node, states.get(c))
+                # the batch leaves the queue only now: a decision queued meanwhile joins the next step
+                del queue[:len(batch)]
+                for c in batch:
+                    n = self._told_count.get(c)
+                    if n is None:
+                        continue
+                    if c in acked:
+                        self._told_count[c] = n + 1
+                        if n == 0:
+                            crash_point("coordinator-mid-commit")
+                    if not any(c in q for q in self._to_tell.values()):
+                        self._told_count.pop(c, None)
+        finally:
+            # Emptied, or left on an error (recovery tells what is left): the next decision starts a sender.
+            self._to_tell.pop(node, None)
+            for c in queue:
+                self._told_count.pop(c, None)
 
     async def settled(self) -> None:
         """Wait until the children of every decision made here have been told (tests, benchmarks)."""
@@ -353,6 +488,8 @@ class Changes:
 
     async def _tell(self, change_id: str, state: str, crash_after_first: bool = False) -> list[str]:
         """Send the decision to every child not yet told; the names of those that did not answer."""
+        if not self.node.children:
+            return []  # a node without children asked none to take part
         parts = [p for p in await cs.participants(self.pool, [change_id]) if p.state == "PENDING"]
         op = "commit" if state == "COMMITTED" else "abort"
         told = 0
@@ -385,14 +522,38 @@ class Changes:
     # ------------------------------------------------------------ recovery
 
     async def recover_once(self) -> None:
-        """One pass of recovery (also run on start): see the module docstring."""
-        for change_id in await cs.stale_undecided(self.pool, 0):
+        """One pass of recovery (also run on start): see the module docstring.
+
+        A node may run several worker processes, each with this task: a pass runs in one
+        of them at a time (a session advisory lock on the owner connection; the others skip
+        it), and an undecided change is presumed aborted only when the process that
+        coordinates it is gone (its owner lock is free) or is this one and no longer at
+        work on it. The first pass after start asks about everything; later passes leave
+        alone what is younger than the peers' timeouts (it is being sent as it should)."""
+        await self._hold_owner_lock()
+        con = self._owner_con
+        if not await con.fetchval(cs.TRY_RECOVERY_LOCK):
+            return
+        try:
+            await self._recover(0 if self._first_pass else self._settle_s())
+            self._first_pass = False
+        finally:
+            if not con.is_closed():
+                await con.execute(cs.RECOVERY_UNLOCK)
+
+    def _settle_s(self) -> float:
+        """How long a step normally takes at most: a peer's timeout."""
+        timeouts = [p.timeout_s for p in self.child_peers()] + ([self.parent.timeout_s] if self.parent else [])
+        return max(timeouts, default=0.0)
+
+    async def _recover(self, age_s: float) -> None:
+        for change_id in await cs.stale_undecided(self.pool, 0, self.owner):
             if change_id in self.in_flight:
                 continue
             async with self.pool.acquire() as con, con.transaction():
                 if await cs.decide(con, change_id, "ABORTED"):
-                    log.warning("change %s was undecided when this node stopped: aborted", change_id)
-        for change_id, parent in await cs.waiting_parts(self.pool, 0):
+                    log.warning("change %s was undecided and its coordinating process gone: aborted", change_id)
+        for change_id, parent in await cs.waiting_parts(self.pool, age_s):
             if change_id in self.in_flight or self.parent is None or parent != self.parent.name:
                 continue
             try:
@@ -402,7 +563,7 @@ class Changes:
                 continue
             if a.get("state") in ("COMMITTED", "ABORTED", "UNKNOWN"):
                 await self._finish(change_id, "COMMITTED" if a["state"] == "COMMITTED" else "ABORTED")
-        for change_id, state, _node in await cs.untold(self.pool):
+        for change_id, state, _node in await cs.untold(self.pool, age_s):
             await self._tell(change_id, state)
 
     # ------------------------------------------------------------ coordinator: raises
@@ -444,6 +605,7 @@ class Changes:
                     if await con.fetchval("select exists (select 1 from pool where id = $1)", new_id):
                         raise conflict(f"pool {new_id} already exists")
                     if not inp.dry_run:
+                        await cs.claim_key(con, inp.idempotency_key)
                         await cs.insert(con, change_id, RAISE, "coordinator", None, inp.idempotency_key,
                                         inp.to_json(), {"replaced": [p.id for p in local]}, caller)
                         await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
@@ -476,7 +638,14 @@ class Changes:
                       for _, a in answers for p in a.get("pools", [])]
             reported = {p["id"]: (Decimal(p["liveOpening"]), Decimal(p["balance"]))
                         for _, a in answers for p in a.get("pools", []) if "balance" in p}
-            figures = {**reported, **await balances([*local, *(p for p in remote if p.id not in reported)], before)}
+            # Local pools over regions this node holds whole: their figures in two statements, as a
+            # participant without children gives its own; the others (spanning child nodes) add
+            # their children's flows through the caller's resolvers.
+            whole = [p for p in local if self.node.holds_whole(p.region_code)]
+            async with self.pool.acquire() as con:
+                here = await cs.pool_figures(con, whole, scheme, before)
+            rest = [p for p in [*local, *remote] if p.id not in reported and p.id not in here]
+            figures = {**reported, **here, **(await balances(rest, before) if rest else {})}
             transferred = sum((figures[p.id][1] for p in [*local, *remote]), Decimal("0.00"))
             closed_local = [replace(p, closed_after=before, successor_id=new_id) for p in local]
             # Pools held by children, as of the decision: figures fixed, so that the answer
@@ -502,7 +671,7 @@ class Changes:
                 await con.execute(RECORD_CHANGE, inp.idempotency_key, json.dumps(inp.to_json()),
                                   json.dumps({**result, "change": change_id}), caller)
             crash_point("coordinator-after-decision")
-            self.tell_later(change_id)
+            self.tell_later(change_id, [k.name for k in kids])
             # The answer shows the new pool as decided (its opening balance is the amount moved);
             # read afterwards, its opening balance is recomputed live from its predecessors.
             new = PoolRec(new_id, scheme, region, eff, None, transferred, None, virtual=True,

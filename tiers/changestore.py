@@ -16,6 +16,8 @@ from typing import Any
 
 import asyncpg
 
+from tierfed.errors import conflict
+
 from .store import POOL_OPENINGS
 from .vocabulary import fund_flow_sql
 
@@ -53,21 +55,38 @@ BY_ID = "select * from change where id = $1"
 # An aborted attempt leaves its key free for another: the live one first.
 BY_KEY = "select * from change where idempotency_key = $1 order by (state = 'ABORTED'), started_at desc limit 1"
 
-# The decision, or a participant's part applied or released: PENDING moves exactly once.
+# The decision, or a participant's part applied or released: PENDING moves exactly once,
+# and what the change held is released in the same statement.
 DECIDE = """
-update change set state = $2, decided_at = now(), result = coalesce($3::jsonb, result)
-where id = $1 and state = 'PENDING'
+with d as (update change set state = $2, decided_at = now(), result = coalesce($3::jsonb, result)
+           where id = $1 and state = 'PENDING' returning id),
+     r as (delete from change_reservation where change_id in (select id from d))
+select count(*) from d
 """
 
 PARTICIPANT_STATE = "update change_participant set state = $3 where change_id = $1 and node = $2"
 
 PARTICIPANTS = "select change_id, node, region, state from change_participant where change_id = any($1::text[]) order by node"
 
-# Coordinated by this node and undecided for longer than $1 seconds: presumed aborted.
+# Coordinated by this node, undecided for longer than $1 seconds, and not in the hands of a
+# live process other than this one ($2): the owner's lock (HOLD_OWNER) is gone. Rows from
+# before migration 0013 have no owner.
 STALE_UNDECIDED = """
-select id from change where role = 'coordinator' and state = 'PENDING'
-  and started_at < now() - make_interval(secs => $1)
+select c.id from change c where c.role = 'coordinator' and c.state = 'PENDING'
+  and c.started_at < now() - make_interval(secs => $1)
+  and (c.owner is null or c.owner = $2 or not exists (
+      select 1 from pg_locks l
+      where l.locktype = 'advisory' and l.granted and l.objsubid = 2 and l.classid = 7366044
+        and l.objid = (hashtext(c.owner)::bigint & 4294967295)::oid
+        and l.database = (select oid from pg_database where datname = current_database())))
 """
+
+# Held by each process on a connection of its own for as long as it lives.
+HOLD_OWNER = "select pg_advisory_lock(7366044, hashtext($1))"
+
+# One recovery pass at a time on a node, whatever the number of its worker processes.
+TRY_RECOVERY_LOCK = "select pg_try_advisory_lock(7366045, 0)"
+RECOVERY_UNLOCK = "select pg_advisory_unlock(7366045, 0)"
 
 # Parts waiting for a decision this node does not make.
 WAITING_PARTS = """
@@ -75,10 +94,10 @@ select id, parent_node from change where role = 'participant' and state = 'PENDI
   and started_at < now() - make_interval(secs => $1)
 """
 
-# Decided here, with a child not yet told.
+# Decided here (longer than $1 seconds ago), with a child not yet told.
 UNTOLD = """
 select c.id, c.state, p.node from change c join change_participant p on p.change_id = c.id
-where c.state <> 'PENDING' and p.state = 'PENDING'
+where c.state <> 'PENDING' and p.state = 'PENDING' and c.decided_at < now() - make_interval(secs => $1)
 order by c.started_at
 """
 
@@ -158,6 +177,27 @@ def _change(r: asyncpg.Record | None) -> ChangeRow | None:
                      r["caller"], r["started_at"], r["decided_at"])
 
 
+# Idempotency keys hold across kinds of change (raises on one node in pooling_change, changes
+# across nodes in change): writers of either take this transaction lock on the key first, then
+# look in both, so two requests with one key never both pass the check.
+KEY_LOCK = "select pg_advisory_xact_lock(7366046, hashtext($1))"
+KEY_USED = """
+select coalesce((select 'raisePoolingLevel' from pooling_change where idempotency_key = $1 limit 1),
+                (select kind || ' ' || id from change where idempotency_key = $1 and state <> 'ABORTED'
+                   and id <> coalesce($2::text, '') limit 1))
+"""
+
+
+async def claim_key(con: asyncpg.Connection, key: str, change_id: str | None = None) -> None:
+    """CONFLICT when ``key`` is already used here by another change of any kind (a raise on this
+    node, or another change across nodes; ``change_id``'s own part excepted). In a transaction:
+    the key stays locked until it commits."""
+    await con.execute(KEY_LOCK, key)
+    used = await con.fetchval(KEY_USED, key, change_id)
+    if used is not None:
+        raise conflict(f"idempotency key {key!r} was already used by another change ({used}) on this node")
+
+
 async def by_id(con: asyncpg.Connection | asyncpg.Pool, change_id: str) -> ChangeRow | None:
     return _change(await con.fetchrow(BY_ID, change_id))
 
@@ -194,11 +234,7 @@ async def reserve_person(con: asyncpg.Connection, change_id: str, id_number: str
 
 async def decide(con: asyncpg.Connection, change_id: str, state: str, result: dict[str, Any] | None = None) -> bool:
     """Move a PENDING change to ``state`` and release what it holds; False when it had already moved."""
-    done = await con.execute(DECIDE, change_id, state, json.dumps(result) if result is not None else None)
-    if done != "UPDATE 1":
-        return False
-    await con.execute(RELEASE, change_id)
-    return True
+    return bool(await con.fetchval(DECIDE, change_id, state, json.dumps(result) if result is not None else None))
 
 
 async def participant_state(pool: asyncpg.Pool, change_id: str, node: str, state: str) -> None:
@@ -208,21 +244,31 @@ async def participant_state(pool: asyncpg.Pool, change_id: str, node: str, state
         await con.execute(PARTICIPANT_STATE, change_id, node, state)
 
 
+PARTICIPANTS_STATE = "update change_participant set state = $3 where change_id = any($1::text[]) and node = $2"
+
+
+async def participants_state(pool: asyncpg.Pool, change_ids: list[str], node: str, state: str) -> None:
+    """A child's acknowledgement of several decisions told in one step; not flushed either."""
+    async with pool.acquire() as con, con.transaction():
+        await con.execute("set local synchronous_commit = off")
+        await con.execute(PARTICIPANTS_STATE, change_ids, node, state)
+
+
 async def participants(con: asyncpg.Connection | asyncpg.Pool, ids: list[str]) -> list[ParticipantRow]:
     return [ParticipantRow(r["change_id"], r["node"], r["region"], r["state"])
             for r in await con.fetch(PARTICIPANTS, ids)]
 
 
-async def stale_undecided(pool: asyncpg.Pool, age_s: float) -> list[str]:
-    return [r["id"] for r in await pool.fetch(STALE_UNDECIDED, age_s)]
+async def stale_undecided(pool: asyncpg.Pool, age_s: float, owner: str | None = None) -> list[str]:
+    return [r["id"] for r in await pool.fetch(STALE_UNDECIDED, age_s, owner)]
 
 
 async def waiting_parts(pool: asyncpg.Pool, age_s: float) -> list[tuple[str, str]]:
     return [(r["id"], r["parent_node"]) for r in await pool.fetch(WAITING_PARTS, age_s)]
 
 
-async def untold(pool: asyncpg.Pool) -> list[tuple[str, str, str]]:
-    return [(r["id"], r["state"], r["node"]) for r in await pool.fetch(UNTOLD)]
+async def untold(pool: asyncpg.Pool, age_s: float = 0) -> list[tuple[str, str, str]]:
+    return [(r["id"], r["state"], r["node"]) for r in await pool.fetch(UNTOLD, age_s)]
 
 
 async def listing(pool: asyncpg.Pool, state: str | None, first: int) -> list[ChangeRow]:

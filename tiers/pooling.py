@@ -200,6 +200,9 @@ async def check_not_reserved(con: asyncpg.Connection, scheme: int, region: str) 
 
 
 async def _raise(con: asyncpg.Connection, tree: Tree, inp: RaiseInput, caller: str) -> RaiseOutcome:
+    if not inp.dry_run:
+        # the key may not be one a change across nodes (a transfer, a raise) already uses here
+        await changestore.claim_key(con, inp.idempotency_key)
     await _lock(con, tree, inp.scheme, inp.region)
     await check_not_reserved(con, inp.scheme, inp.region)
     eff = inp.effective_from

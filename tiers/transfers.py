@@ -20,6 +20,7 @@ step on and keeps a part of its own, with nothing to apply).
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from dataclasses import dataclass
 from datetime import date
@@ -43,15 +44,6 @@ ASYNC_COMMIT = "set local synchronous_commit = off"
 POOLED_RATE = Decimal("0.12")
 ACCOUNT_SCHEMES = (1, 2)  # PENSION and MEDICAL carry individual accounts
 CENT = Decimal("0.01")
-
-OVERLAPPING_RAISE = """
-select c.id, c.idempotency_key from change_reservation r join change c on c.id = r.change_id
-where c.kind = 'raisePoolingLevel' and r.region_code in (
-    select descendant from region_closure where ancestor = $1
-    union all select ancestor from region_closure where descendant = $1)
-limit 1
-"""
-
 
 @dataclass(frozen=True)
 class TransferInput:
@@ -86,83 +78,104 @@ async def check_side(con: asyncpg.Connection, side: str, inp: dict[str, Any], no
     """This node's checks of its side (held here, not by a child); the answer the coordinator needs."""
     id_number, eff = inp["idNumber"], codes.month(inp["effectiveFrom"])
     region = inp["from"] if side == "out" else inp["to"]
-    held = await con.fetchrow(OVERLAPPING_RAISE, region)
-    if held is not None:
-        raise conflict(f"raise {held['id']} (key {held['idempotency_key']!r}) in progress covers region {region}; "
-                       "try again when it has finished", change=held["id"])
-    reserved = await cs.person_reserved(con, id_number)
-    if reserved is not None:
-        raise conflict(f"change {reserved['id']} ({reserved['kind']}) in progress holds this person; "
-                       "try again when it has finished", change=reserved["id"])
-    prev = await ts.latest(con, id_number)
-    if prev is not None and prev["effective_from"] >= eff:
+    c = await con.fetchrow(ts.CHECK_SIDE, region, id_number, side == "out", eff)
+    if c["raise_id"] is not None:
+        raise conflict(f"raise {c['raise_id']} (key {c['raise_key']!r}) in progress covers region {region}; "
+                       "try again when it has finished", change=c["raise_id"])
+    if c["reserved_id"] is not None:
+        raise conflict(f"change {c['reserved_id']} ({c['reserved_kind']}) in progress holds this person; "
+                       "try again when it has finished", change=c["reserved_id"])
+    if c["prev_id"] is not None and c["prev_from"] >= eff:
         raise bad_input(f"effectiveFrom {inp['effectiveFrom']} is not after the person's previous transfer, "
-                        f"effective {codes.month_str(prev['effective_from'])} ({prev['id']})", argument="effectiveFrom")
+                        f"effective {codes.month_str(c['prev_from'])} ({c['prev_id']})", argument="effectiveFrom")
     if side == "in":
         return {"ok": True}
-    person = await ts.person(con, id_number)
-    if person is None or person["region_code"] != region:
+    if c["region_code"] != region:
         raise bad_input(f"node '{node_name}' has no person with this ID number registered in {region}")
-    last = await ts.last_record(con, id_number)
+    last = c["last_month"]
     if last is not None and last >= eff:
         raise bad_input(f"effectiveFrom {inp['effectiveFrom']} is not after the person's last record at the origin "
                         f"({codes.month_str(last)}): records up to then stay at the origin", argument="effectiveFrom")
-    return {"ok": True, "name": person["name"], "schemes": what_moves(await ts.origin_figures(con, id_number, eff))}
+    figures = list(zip(c["schemes"] or [], c["accounts"] or [], c["bases"] or []))
+    return {"ok": True, "name": c["name"], "schemes": what_moves(figures)}
 
 
 async def apply(con: asyncpg.Connection, change_id: str, plan: dict[str, Any], root: str) -> None:
-    """Apply one side held here: record the transfer, move or register the person, book the pooled fund."""
-    if plan.get("nested"):
-        return
-    eff = codes.month(plan["effectiveFrom"])
-    t = ts.TransferRec(change_id, plan["idNumber"], plan["name"], plan["from"], plan["to"], eff, plan["schemes"])
-    await ts.record(con, t, plan["side"])
-    if plan["side"] == "out":
-        await ts.move_person(con, t.id_number, t.to_region)
+    """Apply the sides held here (``plan["sides"]``, or the one ``plan["side"]``): record the transfer,
+    move or register the person, book the pooled fund."""
+    if "sides" in plan:
+        sides = list(plan["sides"])
     else:
-        await ts.register_person(con, t.id_number, t.name, t.to_region)
-    for s in t.schemes:
-        amount = Decimal(s["pooledFund"])
-        if amount:
-            moved_in, moved_out = (amount, Decimal(0)) if plan["side"] == "in" else (Decimal(0), amount)
-            await ts.book(con, t.from_region if plan["side"] == "out" else t.to_region, eff, int(s["scheme"]),
-                          moved_in, moved_out, root)
+        sides = [] if plan.get("nested") else [plan["side"]]
+    eff = codes.month(plan["effectiveFrom"]) if sides else None
+    for side in sides:
+        assert eff is not None
+        t = ts.TransferRec(change_id, plan["idNumber"], plan["name"], plan["from"], plan["to"], eff, plan["schemes"])
+        await ts.record(con, t, side)
+        if side == "out":
+            await ts.move_person(con, t.id_number, t.to_region)
+        else:
+            await ts.register_person(con, t.id_number, t.name, t.to_region)
+        for s in t.schemes:
+            amount = Decimal(s["pooledFund"])
+            if amount:
+                moved_in, moved_out = (amount, Decimal(0)) if side == "in" else (Decimal(0), amount)
+                await ts.book(con, t.from_region if side == "out" else t.to_region, eff, int(s["scheme"]),
+                              moved_in, moved_out, root)
 
 
 # ---------------------------------------------------------------- participant
 
 async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> dict[str, Any]:
-    """A side of a transfer sent by the parent: checked and reserved here, or passed on to the child holding it."""
-    change_id, inp, side = str(msg["change"]), dict(msg["input"]), str(msg["side"])
-    region = inp["from"] if side == "out" else inp["to"]
+    """The sides of a transfer sent by the parent (``sides``: ``out``, ``in`` or both; ``side`` for one):
+    those held here checked and reserved here, the others passed on to the children holding them,
+    the origin's first (it tells what moves), then the destination's with it. A node holding both
+    sides, or both sides' children, thus coordinates its own subtree's part of the change."""
+    change_id, inp = str(msg["change"]), dict(msg["input"])
+    raw_sides = msg.get("sides") or [msg.get("side")]
+    sides = [s for s in ("out", "in") if s in raw_sides]
     node = ch.node
-    if side not in ("out", "in") or region not in node.tree or not node.in_subtree(region):
-        raise bad_input(f"region {region} is not in node '{node.name}''s subtree")
-    owner = node.child_for(region)
+    if not sides or len(sides) != len(raw_sides):
+        raise bad_input("a transfer's sides are 'out' and 'in'")
+    holder = {}
+    for side in sides:
+        region = inp.get("from") if side == "out" else inp.get("to")
+        if not isinstance(region, str) or region not in node.tree or not node.in_subtree(region):
+            raise bad_input(f"region {region} is not in node '{node.name}''s subtree")
+        holder[side] = node.child_for(region)
+    here = [s for s in sides if holder[s] is None]
+    kids: list[Any] = []
+    for side in sides:  # the origin's holder first
+        h = holder[side]
+        if h is not None and all(k.name != h.name for k in kids):
+            kids.append(h)
+    answer: dict[str, Any] = {"ok": True}
+    moving = dict(inp)
     async with ch.pool.acquire() as con:
         tr = con.transaction()
         await tr.start()
         try:
-            if owner is not None:
-                answer: dict[str, Any] = {"ok": True}
-                plan = {**inp, "side": side, "nested": True}
-                if not dry:
-                    reserved = await cs.person_reserved(con, inp["idNumber"])
-                    if reserved is not None:
-                        raise conflict(f"change {reserved['id']} in progress holds this person")
-            else:
-                answer = await check_side(con, side, inp, node.name)
-                plan = {**inp, "side": side, "name": answer.get("name", inp.get("name")),
-                        "schemes": answer.get("schemes", inp.get("schemes")), "answer": answer}
+            if "out" in here:
+                answer = await check_side(con, "out", inp, node.name)
+                moving.update(name=answer["name"], schemes=answer["schemes"])
+            if "in" in here:
+                await check_side(con, "in", moving, node.name)
+            if not here and not dry:
+                reserved = await cs.person_reserved(con, inp["idNumber"])
+                if reserved is not None:
+                    raise conflict(f"change {reserved['id']} in progress holds this person")
             if not dry:
+                await cs.claim_key(con, str(msg["key"]), change_id)
+                plan = {**moving, "sides": here, "nested": not here}
+                if "out" in here or "out" not in sides:
+                    plan["answer"] = answer
                 await cs.insert(con, change_id, TRANSFER, "participant", parent, str(msg["key"]), inp, plan,
                                 str(msg.get("caller", "")))
-                if owner is not None:
-                    await cs.add_participants(con, change_id, [(owner.name, owner.region)])
+                await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
                 await cs.reserve_person(con, change_id, inp["idNumber"])
         except asyncpg.UniqueViolationError:
             await tr.rollback()
-            raise conflict("another change in progress holds this person") from None
+            raise conflict("another change in progress holds this person or uses this idempotency key") from None
         except BaseException:
             await tr.rollback()
             raise
@@ -170,40 +183,75 @@ async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> d
             await tr.rollback()
         else:
             await tr.commit()
-    if owner is None:
+    if not kids:
         if not dry:
             crash_point("participant-after-reserve")
         return answer
-    peer = ch.child_peer(owner.name)
-    assert peer is not None
     ch.in_flight.add(change_id)
+    failure: dict[str, Any] | None = None
     try:
-        got = await ch._ask(peer, msg)
+        for kid in kids:
+            theirs = [s for s in sides if holder[s] is not None and holder[s].name == kid.name]
+            peer = ch.child_peer(kid.name)
+            assert peer is not None
+            step = {**msg, "sides": theirs, "input": moving}
+            step.pop("side", None)
+            if len(theirs) == 1:
+                step["side"] = theirs[0]
+            got = await ch._ask(peer, step)
+            if not got.get("ok"):
+                failure = got
+                break
+            if "out" in theirs:
+                answer = got
+                moving.update(name=got["name"], schemes=got["schemes"])
     finally:
         ch.in_flight.discard(change_id)
-    if not got.get("ok") and not dry:
-        await ch._release(change_id, [peer])
-    elif not dry:
+    if failure is not None:
+        if not dry:
+            await ch._release(change_id, [])
+        return failure
+    if not dry:
+        if "out" in sides and "out" not in here:
+            # What moves came from a child: kept (flushed) before answering, as this node applies
+            # its own side with it, and a repeated prepare gets the same answer.
+            async with ch.pool.acquire() as con:
+                await con.execute("update change set plan = plan || $2::jsonb where id = $1", change_id,
+                                  json.dumps({"name": moving["name"], "schemes": moving["schemes"], "answer": answer}))
         crash_point("participant-after-reserve")
-    return got
+    return answer
 
 
 async def locate_here_or_below(ch: Changes, id_number: str) -> dict[str, Any]:
-    """Where the person is registered, when that region is in this node's subtree (asking children)."""
+    """Where the person is registered, when that region is in this node's subtree (asking children).
+
+    The person index (tiers/personindex.py) names the children holding the person: while it
+    is current for every child, those are asked first, and the others only when none of
+    them has the person registered (the index may lag behind a transfer just made)."""
     node = ch.node
     async with ch.pool.acquire() as con:
-        row = await ts.person(con, id_number)
-    if row is not None and node.in_subtree(row["region_code"]) and node.child_for(row["region_code"]) is None:
-        return {"ok": True, "region": row["region_code"]}
+        row = await con.fetchrow(ts.LOCATE, id_number)
+    here = row["region_code"]
+    if here is not None and node.in_subtree(here) and node.child_for(here) is None:
+        return {"ok": True, "region": here}
     peers = ch.child_peers()
-    answers = await asyncio.gather(*(ch._ask(p, {"op": "locate", "idNumber": id_number}) for p in peers))
-    for a in answers:
-        if a.get("region"):
-            return {"ok": True, "region": a["region"]}
-    down = [a for a in answers if not a.get("ok")]
-    if down:
-        return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": down[0].get("node"),
-                "message": f"cannot tell where the person is registered: {down[0].get('message')}"}
+    index = getattr(ch.rt, "index", None)
+    if index is not None and peers and all(index.is_current(p.name) for p in peers):
+        held = set(row["children"])
+        rounds = [[p for p in peers if p.name in held], [p for p in peers if p.name not in held]]
+    else:
+        rounds = [peers]
+    for asked in rounds:
+        if not asked:
+            continue
+        answers = await asyncio.gather(*(ch._ask(p, {"op": "locate", "idNumber": id_number}) for p in asked))
+        for a in answers:
+            if a.get("region"):
+                return {"ok": True, "region": a["region"]}
+        down = [a for a in answers if not a.get("ok")]
+        if down:
+            return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": down[0].get("node"),
+                    "message": f"cannot tell where the person is registered: {down[0].get('message')}"}
     return {"ok": True, "region": None}
 
 
@@ -230,12 +278,12 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
     if frm == inp.to:
         raise bad_input(f"the person is already registered in region {inp.to}", argument="to")
     origin, dest = node.child_for(frm), node.child_for(inp.to)
-    if origin is not None and dest is not None and origin.name == dest.name:
-        raise bad_input(f"both regions are held by node '{origin.name}': send the transfer to {origin.url}",
-                        nodes=[origin.name])
+    # Both regions in one child's subtree: that child takes both sides (and coordinates its own
+    # subtree's part); this node, as the one the mutation was sent to, coordinates and decides.
+    both = origin is not None and dest is not None and origin.name == dest.name
     base = {**inp.to_json(), "from": frm}
     change_id = uuid.uuid4().hex
-    kids = [k for k in (origin, dest) if k is not None]
+    kids = [origin] if both else [k for k in (origin, dest) if k is not None]
     ch.in_flight.add(change_id)
     decided = False
     local: dict[str, dict[str, Any]] = {}
@@ -250,6 +298,7 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
                 if dest is None:
                     local["in"] = await check_side(con, "in", base, node.name)
                 if not inp.dry_run:
+                    await cs.claim_key(con, inp.idempotency_key)
                     await cs.insert(con, change_id, TRANSFER, "coordinator", None, inp.idempotency_key,
                                     inp.to_json(), {"from": frm}, caller)
                     await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
@@ -269,7 +318,8 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
         msg = {"op": "prepare", "kind": TRANSFER, "change": change_id, "key": inp.idempotency_key,
                "caller": caller, "dryRun": inp.dry_run}
         if origin is not None:
-            out = await ch._ask(ch.child_peer(origin.name), {**msg, "side": "out", "input": base})  # type: ignore[arg-type]
+            step = {**msg, "sides": ["out", "in"], "input": base} if both else {**msg, "side": "out", "input": base}
+            out = await ch._ask(ch.child_peer(origin.name), step)  # type: ignore[arg-type]
             if not out.get("ok"):
                 raise ch._refused([(ch.child_peer(origin.name), out)])  # type: ignore[list-item]
             if not inp.dry_run:
@@ -277,7 +327,7 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
         else:
             out = local["out"]
         moving = {**base, "name": out["name"], "schemes": out["schemes"]}
-        if dest is not None:
+        if dest is not None and not both:
             got = await ch._ask(ch.child_peer(dest.name), {**msg, "side": "in", "input": moving})  # type: ignore[arg-type]
             if not got.get("ok"):
                 raise ch._refused([(ch.child_peer(dest.name), got)])  # type: ignore[list-item]
@@ -292,7 +342,7 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
             for side in local:
                 await apply(con, change_id, {**moving, "side": side}, node.region)
         crash_point("coordinator-after-decision")
-        ch.tell_later(change_id)
+        ch.tell_later(change_id, [k.name for k in kids])
         return TransferOutcome(_rec(change_id, moving, "COMMITTED"), False, False)
     except BaseException:
         if not decided and not inp.dry_run:

@@ -12,6 +12,45 @@ import asyncpg
 
 PERSON = "select id_number, name, region_code from person where id_number = $1"
 
+# Where the person is registered here (if at all), and the children the person index names as holding them.
+LOCATE = """
+select (select region_code from person where id_number = $1) as region_code,
+       array(select child from person_index where id_number = $1 order by child) as children
+"""
+
+# A side's checks in one statement ($1 the side's region, $2 the person, $3 true at the origin,
+# $4 effectiveFrom): a raise in progress over the region, a change holding the person, the
+# person's latest transfer; at the origin also where the person is registered, their last
+# record and what they have before $4 per scheme (individual-account credits, sum of bases).
+CHECK_SIDE = """
+select h.id as raise_id, h.idempotency_key as raise_key, v.id as reserved_id, v.kind as reserved_kind,
+       t.id as prev_id, t.effective_from as prev_from, p.name, p.region_code,
+       case when $3 then (select max(m) from (select max(month) as m from contribution where id_number = $2
+                                              union all select max(month) from benefit where id_number = $2) x)
+       end as last_month,
+       f.schemes, f.accounts, f.bases
+from (select 1) one
+left join lateral (
+    select c.id, c.idempotency_key from change_reservation r join change c on c.id = r.change_id
+    where c.kind = 'raisePoolingLevel' and r.region_code in (
+        select descendant from region_closure where ancestor = $1
+        union all select ancestor from region_closure where descendant = $1)
+    limit 1) h on true
+left join lateral (
+    select c.id, c.kind from change_reservation r join change c on c.id = r.change_id where r.id_number = $2 limit 1
+) v on true
+left join lateral (
+    select id, effective_from from insurance_transfer where id_number = $2 order by effective_from desc limit 1
+) t on true
+left join person p on p.id_number = $2 and $3
+left join lateral (
+    select array_agg(scheme order by scheme) as schemes, array_agg(account order by scheme) as accounts,
+           array_agg(bases order by scheme) as bases
+    from (select scheme, sum(individual_account_amount) as account, sum(base) as bases
+          from contribution where id_number = $2 and month < $4 and $3 group by scheme) x
+) f on true
+"""
+
 LAST_RECORD = """
 select max(m) from (select max(month) as m from contribution where id_number = $1
                     union all select max(month) from benefit where id_number = $1) x
