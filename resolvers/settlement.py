@@ -13,7 +13,7 @@ from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input
 
 from . import adjustment
-from .common import as_month
+from .common import as_month, year_arg
 from .context import ctx
 
 
@@ -25,6 +25,7 @@ async def settle_central_adjustment(info: Info, year: int, ratio: object, month:
                         f"{c.node.region}", argument="input")
     if not idempotency_key or len(idempotency_key) > 200:
         raise bad_input("idempotencyKey must be 1 to 200 characters", argument="idempotencyKey")
+    year_arg(year)
     at = as_month(month, "month") if month is not None else date(year, 12, 1)
     if at < date(year, 12, 1) or at > codes.current_month():
         raise bad_input(f"month {codes.month_str(at)} must be the year's December or a later month, and not after "

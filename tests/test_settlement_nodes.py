@@ -207,6 +207,7 @@ async def test_settled_every_province_pool_books_its_part_and_the_sum_is_kept(fe
     (settle_in(month="2024-11"), NATIONAL_OP, "central", "BAD_USER_INPUT", "December"),
     (settle_in(idempotencyKey=""), NATIONAL_OP, "central", "BAD_USER_INPUT", "idempotencyKey"),
     (settle_in(ratio="2"), NATIONAL_OP, "central", "BAD_USER_INPUT", "ratio"),
+    (settle_in(year=0), NATIONAL_OP, "central", "BAD_USER_INPUT", "year 0 is out of range"),
     (settle_in(), token("440000", ("VIEWER", "OPERATOR")), "guangdong", "BAD_USER_INPUT", "central node"),
 ])
 async def test_bad_settlements_are_refused(fed: Fed, variables: dict[str, Any], tok: str, node: str, code: str,
