@@ -173,10 +173,14 @@ class Live:
             sub.timer = asyncio.get_running_loop().call_later(
                 max(0.0, caller.exp - time.time()), self._expired, sub)
         if not watch.ready.is_set():
-            async with watch.lock:
-                if not watch.ready.is_set():
-                    await self._refresh(watch, first=True)
-                    watch.ready.set()
+            try:
+                async with watch.lock:
+                    if not watch.ready.is_set():
+                        await self._refresh(watch, first=True)
+                        watch.ready.set()
+            except BaseException:  # the client went away meanwhile (cancelled): nothing left behind
+                self.unsubscribe(sub)
+                raise
         elif watch.body is not None and watch.answer_id is not None:
             sub.offer(watch.answer_id, watch.body)
             if watch.final:
