@@ -23,6 +23,7 @@ or after an answer that can never change (a refusal: FORBIDDEN, BAD_USER_INPUT, 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import hashlib
 import json
 import logging
@@ -158,7 +159,9 @@ class Live:
             key = hashlib.sha256(f"{key}\x1f{caller.sub}".encode()).hexdigest()
         sub = Subscriber(caller, last_id)
         if self._fallback is None and self.rt.node.children:
-            self._fallback = asyncio.get_running_loop().create_task(self._fall_back(), name="live-fallback")
+            # A context of its own: not the subscribing request's (its record of child calls would grow forever).
+            self._fallback = asyncio.get_running_loop().create_task(self._fall_back(), name="live-fallback",
+                                                                    context=contextvars.Context())
         watch = self.watches.get(key)
         if watch is None:
             watch = self.watches[key] = Watch(key, qtext, prepared, variables, operation_name)
@@ -170,10 +173,14 @@ class Live:
             sub.timer = asyncio.get_running_loop().call_later(
                 max(0.0, caller.exp - time.time()), self._expired, sub)
         if not watch.ready.is_set():
-            async with watch.lock:
-                if not watch.ready.is_set():
-                    await self._refresh(watch, first=True)
-                    watch.ready.set()
+            try:
+                async with watch.lock:
+                    if not watch.ready.is_set():
+                        await self._refresh(watch, first=True)
+                        watch.ready.set()
+            except BaseException:  # the client went away meanwhile (cancelled): nothing left behind
+                self.unsubscribe(sub)
+                raise
         elif watch.body is not None and watch.answer_id is not None:
             sub.offer(watch.answer_id, watch.body)
             if watch.final:
@@ -209,7 +216,8 @@ class Live:
             return
         self._dirty = True
         if self._loop_task is None or self._loop_task.done():
-            self._loop_task = asyncio.get_running_loop().create_task(self._refresh_all(), name="live-refresh")
+            self._loop_task = asyncio.get_running_loop().create_task(self._refresh_all(), name="live-refresh",
+                                                                     context=contextvars.Context())
 
     def checked(self) -> None:
         """After a round of link checks: watches whose version asks children per request may have moved."""

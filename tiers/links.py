@@ -134,7 +134,8 @@ class Links:
     async def grant(self) -> tuple[int, float]:
         """Answer the parent's check: the lease (recorded first), then the version it covers."""
         valid = 0.0
-        if self.cfg.parent is not None and self.lease_s > 0:
+        # No lease without a way to push: a parent to push to, and a key to sign the push with.
+        if self.cfg.parent is not None and self.lease_s > 0 and self.node_token() is not None:
             valid = self.lease_s
             if self.node.children:
                 left = await self.pool.fetchval(LEFT, [c.name for c in self.node.children])
