@@ -16,7 +16,6 @@ from tierfed.tiers import budgets as tb
 from tierfed.tiers import budgetstore as bs
 from tierfed.tiers.budgetstore import BudgetRec, StepRec
 from tierfed.tiers.figures import FUND_CATEGORIES, FUND_EXPENDITURE, FUND_INCOME, SCHEME_ID, SCHEMES, ZERO
-from tierfed.tiers.remote import PLAN
 from tierfed.tiers.store import PoolRec
 
 from tierfed import codes
@@ -510,6 +509,3 @@ async def _reread(con: Any, t: Target) -> BudgetRec:
     assert rec is not None
     return rec
 
-
-def in_plan(info: Info) -> bool:
-    return ctx(info).remote.mode == PLAN
