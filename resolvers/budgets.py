@@ -224,10 +224,10 @@ def sum_lines(parts: list[tb.Part], cats: tuple[str, ...], only_approved: bool) 
     return [LineRec(c, sum((p.lines.get(c, ZERO) for p in parts if counted(p, only_approved)), ZERO)) for c in cats]
 
 
-async def _compile(info: Info, code: str, year: int, through: date | None) -> tb.Compiled:
+async def _compile(info: Info, code: str, year: int, through: date | None, scheme: int | None = None) -> tb.Compiled:
     c = ctx(info)
-    return await tb.compile_region(
-        c.node, lambda r, y: c.loaders.budget_parts.load((r, y)), c.summary.load_many, c.remote, code, year, through)
+    return await tb.compile_region(c.node, lambda r, y: c.loaders.budget_parts.load((r, y)), c.summary.load_many,
+                                   c.remote, code, year, through, scheme)
 
 
 async def compiled_budget(info: Info, region: str, year: int, schemes: list[str] | None,
@@ -324,7 +324,7 @@ async def budget_execution(info: Info, region: str, scheme: str, month: object, 
     c.access.region(code, "budgets")
     at = as_month(month, "month")
     year = year_arg(at.year)
-    got = await _compile(info, code, year, at)
+    got = await _compile(info, code, year, at, SCHEME_ID[scheme])
     mine = [p for p in got.parts if p.scheme == SCHEME_ID[scheme]]
 
     def line(cat: str) -> ExecutionLineRec:
@@ -349,7 +349,10 @@ async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str,
         at = as_month(through, "through") if through is not None else None
         if at is not None and at.year != year:
             raise bad_input("through must be a month of the year", argument="args")
-        out.append((await _compile(info, code, year, at)).to_json())
+        scheme = a.get("scheme")
+        if scheme is not None and (not isinstance(scheme, int) or isinstance(scheme, bool) or not 1 <= scheme <= 5):
+            raise bad_input("scheme must be 1 to 5 or null", argument="args")
+        out.append((await _compile(info, code, year, at, scheme)).to_json())
     return out
 
 
