@@ -19,7 +19,7 @@ from tierfed.tiers.figures import FUND_CATEGORIES, FUND_EXPENDITURE, FUND_INCOME
 from tierfed.tiers.store import PoolRec
 
 from tierfed import codes
-from tierfed.errors import bad_input, conflict, forbidden
+from tierfed.errors import Code, TierfedError, bad_input, conflict, forbidden
 
 from . import funds
 from .common import as_month, forward, int_arg, region_code, subtree_region, year_arg
@@ -397,6 +397,11 @@ async def start(info: Info, pool_id: str, year: int, base_from: object | None, b
             yearly = f.amount * 12 / months * (1 + grow.get(f.category, Decimal(0)) / 100)
             lines[f.category] = codes.fen(yearly)
         s = await ctx(info).summary.load((pool.region_code, first, last, True))
+        if not s.complete:
+            # A base missing a child node's records would be a wrong draft: write none.
+            raise TierfedError(Code.TIER_UNAVAILABLE, f"the accounts of pool {t.pool_id} over the base period "
+                               f"could not be read whole (no answer for {', '.join(sorted(s.missing))}): "
+                               "nothing was written; try again when the node is back", regions=sorted(s.missing))
         lastf = s.rows.get((last, pool.scheme))
         total_months = sum((f.contributions for (m, sc), f in s.rows.items() if sc == pool.scheme), 0)
         factor = 1 + hc / 100
