@@ -1,7 +1,10 @@
 """Fund budgets: drafts, the workflow's steps, the compiled budget of a region and its execution.
 
 Every step goes to the node holding the pool (a parent answers with that node's
-address, as for raisePoolingLevel); reads are answered anywhere above it.
+address, as for raisePoolingLevel); reads are answered anywhere above it (``budget`` is a
+held field: the federation layer asks the child holding the pool). Who may take a step is
+each field's rule in ``permissions.py``; a return's role depends on the stored state and
+is asked there too (``permissions.step_role``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,10 @@ from tierfed.tiers.figures import FUND_CATEGORIES, FUND_EXPENDITURE, FUND_INCOME
 from tierfed.tiers.store import PoolRec
 
 from tierfed import codes
-from tierfed.errors import Code, TierfedError, bad_input, conflict, forbidden
+from tierfed.errors import Code, TierfedError, bad_input, conflict
 
-from . import funds
-from .common import as_month, forward, int_arg, region_code, subtree_region, year_arg
+from . import funds, permissions
+from .common import as_month, int_arg, region_code, subtree_region, year_arg
 from .context import ctx
 from .pools import parse_pool_id
 from .rollups import PeriodRec, period_arg
@@ -93,14 +96,11 @@ class Target:
     year: int
 
 
-def target(info: Info, pool_id: str, year: int, role: str, action: str) -> Target:
-    """The budget a step acts on: the role and scope checked before any SQL, then the pool's
-    node: a budget held by a child node is changed there."""
+def target(info: Info, pool_id: str, year: int, action: str) -> Target:
+    """The budget a step acts on (its role and scope already checked by the field's rule, before
+    any SQL): a budget held by a child node is changed there."""
     c = ctx(info)
-    region = parse_pool_id(pool_id)
-    c.access.role(role, action)
-    subtree_region(info, region)
-    c.access.region(region, "budgets")
+    region = subtree_region(info, parse_pool_id(pool_id))
     year_arg(year)
     owner = c.node.child_for(region)
     if owner is not None:
@@ -117,15 +117,12 @@ def open_in(pool: PoolRec, year: int) -> bool:
 
 
 async def budget(info: Info, pool_id: str, year: int) -> Any:
+    """A budget of a pool this node holds (the layer asks the child holding any other)."""
     region = parse_pool_id(pool_id)
     c = ctx(info)
     year_arg(year)
     if region_code(info, region, must_exist=False) is None or not c.node.in_subtree(region):
         return None
-    owner = c.node.child_for(region)
-    if owner is not None:
-        return await forward(info, owner)
-    c.access.region(region, "budgets")
     return await c.loaders.budget.load((pool_id, year))
 
 
@@ -233,8 +230,6 @@ async def _compile(info: Info, code: str, year: int, through: date | None, schem
 async def compiled_budget(info: Info, region: str, year: int, schemes: list[str] | None,
                           only_approved: bool) -> CompiledRec:
     code = subtree_region(info, region)
-    c = ctx(info)
-    c.access.region(code, "budgets")
     year_arg(year)
     got = await _compile(info, code, year, None)
     wanted = [s for s in SCHEMES if not schemes or s in schemes]
@@ -320,8 +315,6 @@ async def budget_execution(info: Info, region: str, scheme: str, month: object, 
     that budget, and apart, the actual of the pools without one (so a missing draft never
     inflates the share executed)."""
     code = subtree_region(info, region)
-    c = ctx(info)
-    c.access.region(code, "budgets")
     at = as_month(month, "month")
     year = year_arg(at.year)
     got = await _compile(info, code, year, at, SCHEME_ID[scheme])
@@ -339,11 +332,11 @@ async def budget_execution(info: Info, region: str, scheme: str, month: object, 
 
 
 async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A parent's budget calls, for this node's subtree (scope checked here too)."""
+    """A parent's budget calls, for this node's subtree (each region's scope checked where the
+    call is dispatched, resolvers/internal.py)."""
     out = []
     for a in args:
         code = subtree_region(info, str(a.get("region", "")))
-        ctx(info).access.region(code, "budgets")
         year = year_arg(int_arg(a, "year"))
         through = a.get("through")
         at = as_month(through, "through") if through is not None else None
@@ -374,7 +367,7 @@ async def start(info: Info, pool_id: str, year: int, base_from: object | None, b
                 growth: list[tuple[Any, Decimal]], headcount_growth: Decimal | None) -> BudgetRec:
     """A new draft: zeros, or the base period's accounts annualised, each category grown by its
     stated percentage (fen, half up); expected headcounts from the base period's last month."""
-    t = target(info, pool_id, year, "OPERATOR", "startBudget")
+    t = target(info, pool_id, year, "startBudget")
     grow = {name: percent_arg(p, f"growth {name}") for name, p in
             ((category_name(cat), p) for cat, p in growth)}
     if len(grow) != len(growth):
@@ -431,7 +424,7 @@ async def start(info: Info, pool_id: str, year: int, base_from: object | None, b
 async def edit(info: Info, pool_id: str, year: int, lines: list[tuple[Any, Decimal]],
                expected: tuple[int | None, int | None, int | None]) -> BudgetRec:
     """New amounts for the categories given (others unchanged) and headcounts; only a DRAFT."""
-    t = target(info, pool_id, year, "OPERATOR", "editBudget")
+    t = target(info, pool_id, year, "editBudget")
     new = lines_arg(lines, "lines")
     names = ("expectedInsured", "expectedContributors", "expectedBeneficiaries")
     for n, v in zip(names, expected):
@@ -466,9 +459,9 @@ def _not_editable(t: Target, cur: BudgetRec) -> str:
 
 async def step(info: Info, pool_id: str, year: int, to: str) -> BudgetRec:
     """SUBMITTED, REVIEWED or APPROVED: the next state, by its role, from the state before it."""
-    frm, _, role = tb.STEPS[to]
+    frm = tb.STEPS[to][0]
     action = {"SUBMITTED": "submitBudget", "REVIEWED": "reviewBudget", "APPROVED": "approveBudget"}[to]
-    t = target(info, pool_id, year, role, action)
+    t = target(info, pool_id, year, action)
     c = ctx(info)
     async with c.store.pool.acquire() as con, con.transaction():
         cur = await _current(con, t)
@@ -484,11 +477,7 @@ async def step(info: Info, pool_id: str, year: int, to: str) -> BudgetRec:
 async def give_back(info: Info, pool_id: str, year: int, reason: str) -> BudgetRec:
     """RETURNED to DRAFT with a reason: a SUBMITTED budget by its reviewer, a REVIEWED one by its approver."""
     c = ctx(info)
-    if not (c.caller.has("BUDGET_REVIEWER") or c.caller.has("BUDGET_APPROVER")):
-        raise forbidden("returnBudget needs the BUDGET_REVIEWER or BUDGET_APPROVER role; your token has "
-                        f"{sorted(c.caller.roles) or 'none'}")
-    role = "BUDGET_REVIEWER" if c.caller.has("BUDGET_REVIEWER") else "BUDGET_APPROVER"
-    t = target(info, pool_id, year, role, "returnBudget")
+    t = target(info, pool_id, year, "returnBudget")
     why = (reason or "").strip()
     if not why or len(why) > 2000:
         raise bad_input("reason must say why, in 1 to 2000 characters", argument="reason")
@@ -499,7 +488,7 @@ async def give_back(info: Info, pool_id: str, year: int, reason: str) -> BudgetR
             raise bad_input(f"returnBudget returns a SUBMITTED or REVIEWED budget; the {t.year} budget of pool "
                             f"{t.pool_id} is {cur.state}" + (" and frozen" if cur.state == tb.FROZEN else ""),
                             argument="poolId", state=cur.state)
-        c.access.role(needs, f"returning a {cur.state} budget")
+        permissions.step_role(info, needs, f"returning a {cur.state} budget")
         await bs.move(con, t.pool_id, t.year, "DRAFT", why)
         await bs.record(con, t.pool_id, t.year, "RETURNED", cur.state, "DRAFT", c.caller.sub, c.caller.roles, why, {})
         return await _reread(con, t)

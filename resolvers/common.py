@@ -1,15 +1,11 @@
-"""Argument checks and forwarding shared by the resolvers."""
+"""Argument checks shared by the resolvers."""
 
 from __future__ import annotations
 
 from datetime import date
 from typing import Any
 
-from graphql import GraphQLList, GraphQLNonNull
 from strawberry.types import Info
-from tierfed.tiers.forward import field_piece
-from tierfed.tiers.node import Child
-from tierfed.tiers.remote import PLAN, Forwarded, wrap
 
 from tierfed import codes
 from tierfed.errors import bad_input
@@ -56,36 +52,6 @@ def year_arg(year: int) -> int:
     if not 1990 <= year <= 2100:
         raise bad_input(f"year {year} is out of range: expected 1990 to 2100", argument="year")
     return year
-
-
-async def forward(info: Info, child: Child, on_region: str | None = None) -> Any:
-    """Ask ``child`` for the current field: a root field, or a field of region ``on_region``."""
-    raw = info._raw_info
-    text, used = field_piece(raw, keep_alias=on_region is not None)
-    c = ctx(info)
-    piece = f'region(code: "{on_region}") {{ {text} }}' if on_region else text
-    data = await c.remote.forward(child, piece, used)
-    if data is None and c.remote.mode == PLAN:
-        return [] if _is_list(raw.return_type) else None
-    if on_region is None or data is None:
-        return data
-    assert isinstance(data, Forwarded)
-    return wrap(data.data.get(raw.path.key))
-
-
-def _is_list(t: Any) -> bool:
-    if isinstance(t, GraphQLNonNull):
-        t = t.of_type
-    return isinstance(t, GraphQLList)
-
-
-async def first_found(info: Info, children: list[Child]) -> Any:
-    """Ask every child for a root field whose holder is unknown; the first non-null answer wins."""
-    for ch in children:
-        got = await forward(info, ch)
-        if got is not None:
-            return got
-    return None
 
 
 def int_arg(args: dict[str, Any], key: str) -> int:

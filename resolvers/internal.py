@@ -14,7 +14,7 @@ from tierfed.tiers.remote import LIVE, RemoteCalls, summary_to_json
 from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, forbidden
 
-from . import budgets, duplicates
+from . import budgets, duplicates, pooling
 from .common import as_month, int_arg, subtree_region, year_arg
 from .context import ctx
 from .persons import id_arg
@@ -53,9 +53,13 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
     if kind == "duplicates":
         return await duplicates.answer_calls(info, args)
     if kind == "budgets":
+        for a in args:
+            c.access.region(subtree_region(info, str(a.get("region", ""))), "budgets")
         return await budgets.answer_calls(info, args)
     if kind == "elsewhere":
         return await elsewhere(info, args)
+    if kind == "pools":
+        return [await pooling.pools_at(info, as_month(a.get("asOf"), "asOf")) for a in args]
     if kind == "presence":
         node_caller(info)
         out = []
@@ -73,14 +77,13 @@ def node_caller(info: Info) -> None:
     """Node-to-node work without a caller: a NODE token whose scope covers this node."""
     c = ctx(info)
     c.access.role("NODE", "this internal call")
-    if not c.node.tree.within(c.node.region, c.caller.scope):
+    if not c.access.may(c.node.region):
         raise forbidden(f"node token of {c.caller.scope} does not cover this node's region {c.node.region}")
 
 
 async def persons_changed(info: Info) -> bool:
     """A child tells this node its person feed moved: read it, then tell our own parent."""
     c = ctx(info)
-    c.access.role("NODE", "_tierPersonsChanged")
     index = c.runtime.index
     child = index.child_of_caller(c.caller.scope)
     if child is None:
@@ -105,8 +108,6 @@ async def elsewhere(info: Info, args: list[Any]) -> list[Any]:
     child = rt.index.child_of_caller(c.caller.scope)
     if child is None:
         raise forbidden(f"{c.caller.scope} is not a child node of this node")
-    if c.remote.planning:
-        return [[] for _ in args]  # the work below runs once, in the pass that answers
     out = []
     for a in args:
         f, t = period_arg(a.get("from"), a.get("to"))

@@ -2,73 +2,49 @@
 
 from __future__ import annotations
 
-import re
 from datetime import date
 from decimal import Decimal
 from typing import Any
 
 from strawberry.types import Info
-from tierfed.tiers.figures import SCHEME_ID, SCHEMES
 from tierfed.tiers.store import PoolRec
 from tierfed.tiers.tree import RegionRec
+from tierfed.tiers.vocabulary import POOL_ID_EXAMPLE, SCHEME_ID, pool_id_parts
 
 from tierfed import codes
 from tierfed.errors import bad_input
 
 from . import changes
-from .common import as_month, forward, region_code
+from .common import as_month, region_code
 from .context import ctx
-
-POOL_ID_RE = re.compile(r"^(\d{6})-(PENSION|MEDICAL|WORK_INJURY|UNEMPLOYMENT|MATERNITY)-(\d{4})(\d{2})$")
-
-
-def pool_id(region: str, scheme: int, opened_from: date) -> str:
-    """Pool ids name their region, scheme and first month: routable across the federation."""
-    return f"{region}-{SCHEMES[scheme - 1]}-{opened_from.year:04d}{opened_from.month:02d}"
 
 
 def parse_pool_id(value: str) -> str:
-    m = POOL_ID_RE.match(value) if isinstance(value, str) else None
-    if not m or not 1 <= int(m.group(4)) <= 12:
-        raise bad_input(f"pool id {value!r} is malformed: expected REGION-SCHEME-YYYYMM, e.g. 440000-MEDICAL-202501",
+    """The region of a well-formed pool id."""
+    parts = pool_id_parts(value)
+    if parts is None:
+        raise bad_input(f"pool id {value!r} is malformed: expected REGION-SCHEME-YYYYMM, e.g. {POOL_ID_EXAMPLE}",
                         argument="id")
-    return m.group(1)
+    return parts[0]
 
 
-async def pool(info: Info, id: str) -> Any:
+async def pool(info: Info, id: str) -> PoolRec | None:
+    """A pool this node holds, by id (also a gateway's _entities: a gateway routes to the holder)."""
     region = parse_pool_id(id)
     c = ctx(info)
-    if region_code(info, region, must_exist=False) is None or not c.node.in_subtree(region):
+    if region_code(info, region, must_exist=False) is None or not c.node.in_subtree(region) \
+            or c.node.child_for(region) is not None:
         return None
-    owner = c.node.child_for(region)
-    if owner is not None:
-        return await forward(info, owner)
-    c.access.region(region, "pools")
-    return await c.loaders.pool.load(id)
-
-
-async def pool_reference(info: Info, id: str) -> PoolRec | None:
-    """A pool for a gateway's _entities: only pools this node holds (a gateway routes to the holder)."""
-    region = parse_pool_id(id)
-    c = ctx(info)
-    if region not in c.node.tree or not c.node.in_subtree(region) or c.node.child_for(region) is not None:
-        return None
-    c.access.region(region, "pools")
     return await c.loaders.pool.load(id)  # type: ignore[no-any-return]
+
 
 
 async def region_pool(root: RegionRec, info: Info, scheme: str, as_of: object | None) -> Any:
     c = ctx(info)
     if not c.node.in_subtree(root.code):
         return None
-    owner = c.node.child_for(root.code)
-    if owner is not None:
-        return await forward(info, owner, on_region=root.code)
-    c.access.region(root.code, "pools")
     at = as_month(as_of, "asOf") if as_of is not None else codes.current_month()
     rec: PoolRec | None = await c.loaders.pool_covering.load((root.code, SCHEME_ID[scheme], at))
-    if rec is not None:
-        c.access.region(rec.region_code, "pools")
     return rec
 
 

@@ -7,14 +7,13 @@ from typing import Any
 from strawberry.types import Info
 from tierfed.tiers.store import AgencyRec
 from tierfed.tiers.tree import NATION, RegionRec
+from tierfed.tiers.vocabulary import DEPARTMENT_ID
 
 from tierfed import codes
 from tierfed.errors import bad_input
 
-from .common import first_found, forward, region_code
+from .common import region_code
 from .context import ctx
-
-DEPARTMENT_ID = {"HUMAN_RESOURCES_SOCIAL_SECURITY": 1, "HEALTHCARE_SECURITY": 2}
 
 
 async def nation(info: Info) -> RegionRec:
@@ -41,36 +40,20 @@ async def ancestors(root: RegionRec, info: Info) -> list[RegionRec]:
 
 
 async def region_agencies(root: RegionRec, info: Info, department: str | None) -> Any:
-    c = ctx(info)
-    owner = c.node.child_for(root.code)
-    if owner is not None:
-        return await forward(info, owner, on_region=root.code)
-    recs = await c.loaders.agencies_by_region.load(root.code)
+    recs = await ctx(info).loaders.agencies_by_region.load(root.code)
     if department is None:
         return recs
     return [a for a in recs if a.department == DEPARTMENT_ID[department]]
 
 
-async def agency(info: Info, code: str) -> Any:
-    try:
-        codes.agency_code(code)
-    except ValueError as e:
-        raise bad_input(str(e), argument="code") from None
-    c = ctx(info)
-    rec: AgencyRec | None = await c.loaders.agency.load(code)
-    if rec is not None:
-        owner = c.node.child_for(rec.region_code)
-        return rec if owner is None else await forward(info, owner)
-    return await first_found(info, c.node.children)
-
-
-async def agency_reference(info: Info, code: str) -> AgencyRec | None:
-    """An agency by code for a gateway's _entities: checked, from the directory this node holds."""
+async def agency(info: Info, code: str) -> AgencyRec | None:
+    """An agency by code, from the directory this node holds (checked): also a gateway's _entities."""
     try:
         codes.agency_code(code)
     except ValueError as e:
         raise bad_input(str(e), argument="code") from None
     return await ctx(info).loaders.agency.load(code)  # type: ignore[no-any-return]
+
 
 
 async def agency_region(root: AgencyRec, info: Info) -> RegionRec:

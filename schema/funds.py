@@ -8,7 +8,6 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from tierfed.resolvers import funds as fun
 from tierfed.tiers.figures import FUND_CATEGORIES
-from tierfed.tiers.remote import Forwarded
 
 from .scalars import Decimal
 from .types import Period
@@ -59,4 +58,4 @@ class FundAccount:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, (fun.AccountRec, Forwarded))
+        return isinstance(obj, fun.AccountRec)

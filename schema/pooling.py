@@ -83,7 +83,8 @@ class PoolingQueries:
     async def pooling_changes(self, info: Info, region: strawberry.ID | None = None, limit: int = 50) -> list[PoolingChange]:
         return await rp.changes(info, str(region) if region else None, limit)  # type: ignore[return-value]
 
-    @strawberry.field(name="_tierPools", description="Internal, node to node: pools open at a month, as JSON rows.")
+    @strawberry.field(name="_tierPools", description="Internal, node to node: pools open at a month, as JSON rows.",
+                      deprecation_reason="Nodes of 0.2 ask _tierCall(kind: \"pools\"); kept for parents still on 0.1.")
     async def tier_pools(self, info: Info, as_of: Month) -> list[JSON]:
         return await rp.pools_at(info, as_of)  # type: ignore[arg-type,return-value]
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from enum import Enum
 from typing import TYPE_CHECKING, Annotated
 
 import strawberry
@@ -11,15 +10,16 @@ from strawberry.types import Info
 from tierfed.resolvers import adjustment as adj
 from tierfed.resolvers import employers as emp
 from tierfed.resolvers import funds as fun
+from tierfed.resolvers import permissions as perm
 from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 from tierfed.resolvers import transfers as trn
 from tierfed.resolvers.context import ctx
-from tierfed.tiers.remote import Forwarded
-from tierfed.tiers.store import AGENCY_KINDS, DEPARTMENTS, AgencyRec, PoolRec
+from tierfed.tiers.store import AgencyRec, PoolRec
 from tierfed.tiers.tree import TIER_NAMES, RegionRec
+from tierfed.tiers.vocabulary import AGENCY_KINDS, DEPARTMENTS, SCHEMES, AgencyKind, Department, Scheme, Tier
 
 from .scalars import Decimal, Month
 
@@ -28,37 +28,14 @@ if TYPE_CHECKING:
     from .transfers import InsuranceTransfer
 
 
-@strawberry.enum
-class Tier(Enum):
-    CENTRAL = "CENTRAL"
-    PROVINCE = "PROVINCE"
-    CITY = "CITY"
-    COUNTY = "COUNTY"
-
-
-@strawberry.enum(description="Social insurance schemes.")
-class Scheme(Enum):
-    PENSION = "PENSION"
-    MEDICAL = "MEDICAL"
-    WORK_INJURY = "WORK_INJURY"
-    UNEMPLOYMENT = "UNEMPLOYMENT"
-    MATERNITY = "MATERNITY"
-
-
-@strawberry.enum(description=(
+# The vocabulary's enums (tiers/vocabulary.py), served as they are.
+strawberry.enum(Tier)
+strawberry.enum(Scheme, description="Social insurance schemes.")
+strawberry.enum(Department, description=(
     "The administrative department an agency belongs to. Pension, work-injury and\n"
     "unemployment agencies sit under human resources and social security; medical\n"
     "and maternity agencies under healthcare security."))
-class Department(Enum):
-    HUMAN_RESOURCES_SOCIAL_SECURITY = "HUMAN_RESOURCES_SOCIAL_SECURITY"
-    HEALTHCARE_SECURITY = "HEALTHCARE_SECURITY"
-
-
-@strawberry.enum
-class AgencyKind(Enum):
-    AGENCY = "AGENCY"
-    BRANCH = "BRANCH"
-    SERVICE_OUTLET = "SERVICE_OUTLET"
+strawberry.enum(AgencyKind)
 
 
 @strawberry.input(description="Inclusive range of months.")
@@ -109,7 +86,7 @@ class Region:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, (RegionRec, Forwarded))
+        return isinstance(obj, RegionRec)
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Region | None:
@@ -152,11 +129,11 @@ class Agency:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, (AgencyRec, Forwarded))
+        return isinstance(obj, AgencyRec)
 
     @classmethod
     async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Agency | None:
-        return await reg.agency_reference(info, str(code))  # type: ignore[no-any-return]
+        return await reg.agency(info, str(code))  # type: ignore[no-any-return]
 
 
 @strawberry.federation.type(keys=["id"], description="A fund pooled at one tier for one scheme over one region's subtree.")
@@ -165,7 +142,7 @@ class Pool:
 
     @strawberry.field
     def scheme(self) -> Scheme:
-        return pol.SCHEMES[self.scheme - 1]  # type: ignore[return-value,operator]
+        return SCHEMES[self.scheme - 1]  # type: ignore[return-value,operator]
 
     @strawberry.field(description="The pooling level: the tier of the region the fund is pooled over.")
     def level(self, info: Info) -> Tier:
@@ -217,11 +194,13 @@ class Pool:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, (PoolRec, Forwarded))
+        return isinstance(obj, PoolRec)
 
     @classmethod
     async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Pool | None:
-        return await pol.pool_reference(info, str(id))  # type: ignore[return-value]
+        # A gateway's _entities: the rule of Query.pool, as the field applies it.
+        await perm.before(perm.FIELDS["Query.pool"], None, info._raw_info, {"id": str(id)})
+        return await pol.pool(info, str(id))  # type: ignore[return-value]
 
 
 @strawberry.type(description="Totals of one scheme over a region's subtree and a period.")

@@ -147,6 +147,24 @@ async def test_timing_in_the_answer_per_node_of_the_tree(three_tiers: dict[str, 
     assert sz["timing"]["sqlStatements"] >= 1
 
 
+async def test_an_operation_runs_twice_only_when_it_asks_a_child(three_tiers: dict[str, RunningNode]) -> None:
+    """The planning pass is the answer when no child was needed: the operation runs once."""
+    timing = {"tierfed-timing": "1"}
+    local = '{ region(code: "110000") { name agencies { code } pool(scheme: PENSION) { id } } }'
+    held = '{ region(code: "440300") { name agencies { code } pool(scheme: PENSION) { id } } }'
+    for query, passes, asked in ((local, 1, []), (held, 2, ["guangdong"]), (ROLLUP, 2, ["guangdong"])):
+        body = (await _post(three_tiers["central"], query, {"r": "000000"} if "$r" in query else None, NATIONAL,
+                            **timing)).json()
+        assert "errors" not in body, body
+        t = body["extensions"]["timing"]
+        assert (t["passes"], [c["child"] for c in t["children"]]) == (passes, asked), query
+    # Guangdong answered Shenzhen's region by asking Shenzhen: two passes there too.
+    body = (await _post(three_tiers["central"], held, None, NATIONAL, **timing)).json()
+    (gd,) = body["extensions"]["timing"]["children"]
+    assert gd["timing"]["passes"] == 2 and [c["child"] for c in gd["timing"]["children"]] == ["shenzhen"]
+    assert gd["timing"]["children"][0]["timing"]["passes"] == 1
+
+
 def _samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     out = {}
     for fam in text_string_to_metric_families(text):

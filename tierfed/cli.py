@@ -232,7 +232,7 @@ def cmd_persist(args: argparse.Namespace) -> int:
 
 
 def cmd_verify(args: argparse.Namespace) -> int:
-    from .verify import verify
+    from .tiers.store import verify_summaries as verify
 
     cfg = load(args.config)
     n, bad = _run(_with_db(cfg, lambda con: verify(con, cfg.region)))

@@ -71,6 +71,11 @@ async def create_pool(url: str, counter: StatementCounter | None = None, **kw: A
     )
 
 
+async def applied_version(pool: asyncpg.Pool) -> int | None:
+    """The latest migration applied to the database (None before the first)."""
+    return await pool.fetchval("select max(version) from schema_migrations")  # type: ignore[no-any-return]
+
+
 def migration_files() -> list[tuple[int, str, str]]:
     pkg = resources.files("tierfed.migrations")
     out = []

@@ -25,7 +25,7 @@ from .importer import import_file
 from .runtime import Runtime, open_runtime
 from .tiers.identity import generate_key_pair
 from .tiers.node import Node
-from .tiers.store import load_tree
+from .tiers.store import has_persons, load_tree
 from .tiers.tree import Tree
 
 PROVINCE_NODES = (("guangdong", "440000", "广东省"), ("sichuan", "510000", "四川省"), ("zhejiang", "330000", "浙江省"))
@@ -77,7 +77,7 @@ async def prepare(cfgs: list[NodeConfig], data_dir: Path, persons: int) -> None:
         pool = await create_pool(urls[c.name])
         async with pool.acquire() as con:
             await migrate(con)
-        if not await pool.fetchval("select exists (select 1 from person)"):
+        if not await has_persons(pool):
             empty.append(c)
         await pool.close()
     if not empty:

@@ -16,11 +16,9 @@ from graphql import (
     ExecutionResult,
     FragmentDefinitionNode,
     GraphQLError,
-    GraphQLObjectType,
     OperationDefinitionNode,
     OperationType,
     StringValueNode,
-    default_field_resolver,
     execute,
     parse,
     print_ast,
@@ -32,17 +30,20 @@ from graphql.validation import NoSchemaIntrospectionCustomRule, ValidationRule, 
 from . import limits, observe
 from .auth import Access, Caller
 from .errors import Code, TierfedError, database_down, database_unavailable
+from .resolvers import permissions
 from .resolvers.context import Context, Loaders, SummaryLoader
+from .resolvers.held import HELD
 from .runtime import Runtime
 from .schema.root import schema
 from .telemetry import current_span, span
+from .tiers import layer
 from .tiers.employers import EmployerParts, EmployerReads
 from .tiers.persons import PersonParts, PersonReads
-from .tiers.remote import LIVE, PLAN, Forwarded, RemoteCalls, wrap
+from .tiers.remote import LIVE, PLAN, RemoteCalls
+from .tiers.store import record_pii_reads
 
 log = logging.getLogger("tierfed.execution")
 GRAPHQL_SCHEMA = schema._schema
-PII_AUDIT = "insert into pii_audit (caller, scope, id_number, operation) select $1, $2, unnest($3::text[]), unnest($4::text[])"
 
 
 class RequestError(Exception):
@@ -146,34 +147,8 @@ def _prepare(rt: Runtime, query: str, operation_name: str | None, variables: dic
     return Prepared(doc, op, defs, label)
 
 
-# The types whose objects can come from a child's answer (a forwarded pool, agency,
-# person or employer, and what hangs below them). Rollups never do: they are merged
-# from summaries. Their fields read a child's answer by response key.
-FORWARDABLE = ("Region", "Agency", "Pool", "Person", "PersonalStatement", "PersonSchemeYear", "Employer",
-               "EmployerSchemeTotals", "InsuranceTransfer", "TransferredScheme", "FundAccount", "FundFlow", "Period",
-               "Budget", "BudgetLine", "BudgetBasis", "BudgetGrowth")
-
-
-def _read_forwarded(resolve: Any) -> Any:
-    def field(root: Any, info: Any, **args: Any) -> Any:
-        if type(root) is Forwarded:
-            return wrap(root.data.get(info.path.key))
-        return resolve(root, info, **args)
-
-    return field
-
-
-def _install_forwarded_reading() -> None:
-    """Wrap the resolvers of the forwardable types' fields, once, rather than running a
-    middleware on every field of every operation (most are rollup figures)."""
-    for name in FORWARDABLE:
-        gtype = GRAPHQL_SCHEMA.type_map[name]
-        assert isinstance(gtype, GraphQLObjectType)
-        for fdef in gtype.fields.values():
-            fdef.resolve = _read_forwarded(fdef.resolve or default_field_resolver)
-
-
-_install_forwarded_reading()
+layer.install(GRAPHQL_SCHEMA, HELD)
+permissions.install(GRAPHQL_SCHEMA)  # outermost: a field is checked before it is forwarded or resolved
 
 
 async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[str, Any],
@@ -193,6 +168,9 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
 
 
     async def once(ctx: Context) -> ExecutionResult:
+        req = observe.current.get()
+        if req is not None:
+            req.passes += 1
         res = execute(GRAPHQL_SCHEMA, prepared.document, context_value=ctx, variable_values=variables,
                       operation_name=operation_name)
         return await res if asyncio.iscoroutine(res) or asyncio.isfuture(res) else res  # type: ignore[return-value]
@@ -200,9 +178,10 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
     ctx = context()
     with span("graphql.plan" if two_pass else "graphql.execute"):
         result = await once(ctx)
-    if two_pass:
-        # The planning pass leaves out what no child is asked for (totals, byMonth):
-        # run the operation again with the children's answers, or with none needed.
+    if remote.planned:
+        # The planning pass answered every child's part with a placeholder: ask each child
+        # involved once, then run the operation again with their answers. An operation that
+        # needed no child is done: the planning pass was the answer.
         with span("graphql.children"):
             await remote.fetch_planned()
         ctx = context()
@@ -211,8 +190,7 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
     if remote.errors:
         result = ExecutionResult(result.data, [*(result.errors or []), *remote.errors])
     if ctx.pii_reads:
-        await rt.pool.execute(PII_AUDIT, caller.sub, caller.scope,
-                              [r[0] for r in ctx.pii_reads], [r[1] for r in ctx.pii_reads])
+        await record_pii_reads(rt.pool, caller.sub, caller.scope, ctx.pii_reads)
     return result
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 
 from . import codes
 from .tiers.tree import Tree
+from .tiers.vocabulary import SCHEMES
 
 # 2020 census, millions; and a relative wage level.
 PROVINCES = {
@@ -40,7 +41,6 @@ PROVINCES = {
 AVERAGE_WAGE = 7800  # yuan a month, urban units, order of magnitude of recent years
 SURNAMES = "王李张刘陈杨黄赵吴周徐孙马朱胡郭何高林罗郑梁谢宋唐许韩冯邓曹彭曾肖田董袁潘于蒋蔡余杜叶程苏魏吕丁任沈姚卢姜崔钟谭陆汪范金石廖贾夏韦付方白邹孟熊秦邱江尹薛闫段雷侯龙史陶黎贺顾毛郝龚邵万钱严覃武戴莫孔向汤"
 GIVEN = "伟芳娜秀英敏静丽强磊军洋勇艳杰娟涛明超秀兰霞平刚桂英华建国文辉玉兰红梅志强海燕婷雪浩宇子涵欣怡梓轩一诺思远佳琪俊杰晨阳嘉怡雨桐"
-SCHEMES = ("PENSION", "MEDICAL", "WORK_INJURY", "UNEMPLOYMENT", "MATERNITY")
 # Pools: (scheme, level) where the data set starts; cities fall back to their province
 # or county as the ragged tree requires.
 POOL_LEVELS = {"PENSION": 1, "MEDICAL": 2, "WORK_INJURY": 2, "UNEMPLOYMENT": 1, "MATERNITY": 2}

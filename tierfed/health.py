@@ -16,7 +16,7 @@ import httpx
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
-from .db import migration_files
+from .db import applied_version, migration_files
 from .errors import RETRY_AFTER_S, database_down
 from .runtime import Runtime
 from .tiers.node import Child
@@ -35,7 +35,7 @@ async def database_state(rt: Runtime) -> dict[str, Any]:
     """``{"state": "ok"}``, or why not: the database does not answer, or migrations are missing."""
     latest = max(v for v, _, _ in migration_files())
     try:
-        applied = await asyncio.wait_for(rt.pool.fetchval("select max(version) from schema_migrations"), DB_TIMEOUT_S)
+        applied = await asyncio.wait_for(applied_version(rt.pool), DB_TIMEOUT_S)
     except TimeoutError:
         return {"state": "unavailable", "reason": f"no answer within {DB_TIMEOUT_S:g} s"}
     except Exception as e:  # noqa: BLE001 - reported, never raised: this is the probe

@@ -53,6 +53,7 @@ class RequestInfo:
     outcome: str = "ok"
     timing_wanted: bool = False
     sql_statements: int = 0
+    passes: int = 0  # executions of the operation: 2 when children were asked (plan, then answer)
     sql_seconds: float = 0.0
     children: list[ChildCall] = field(default_factory=list)
     error_refs: list[str] = field(default_factory=list)
@@ -69,6 +70,7 @@ class RequestInfo:
             "node": self.node,
             "ms": round(self.elapsed() * 1000, 2),
             "sqlStatements": self.sql_statements,
+            "passes": self.passes,
             "sqlMs": round(self.sql_seconds * 1000, 2),
             "children": [
                 {"child": c.child, "outcome": c.outcome, "ms": round(c.seconds * 1000, 2),

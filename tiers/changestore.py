@@ -17,6 +17,7 @@ from typing import Any
 import asyncpg
 
 from .store import POOL_OPENINGS
+from .vocabulary import fund_flow_sql
 
 INSERT_CHANGE = """
 insert into change (id, kind, role, parent_node, idempotency_key, input, plan, caller)
@@ -261,9 +262,8 @@ async def remote_predecessors_of(pool: asyncpg.Pool, ids: list[str]) -> dict[str
 
 
 # Per pool: pooled contributions less benefits plus transfers in less out, from its first month to $3.
-POOL_FLOWS = """
-select k.id, coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid
-                          + s.transfers_in - s.transfers_out + s.booked_net), 0) as flow
+POOL_FLOWS = f"""
+select k.id, coalesce(sum({fund_flow_sql("s")}), 0) as flow
 from unnest($1::text[], $2::text[], $3::date[]) as k (id, region, first)
 left join summary s on s.region_code = k.region and s.scheme = $4 and s.month between k.first and $5
 group by k.id

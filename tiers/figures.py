@@ -10,20 +10,19 @@ from dataclasses import dataclass, field
 from datetime import date
 from decimal import Decimal
 
-ZERO = Decimal("0.00")
-SCHEMES = ("PENSION", "MEDICAL", "WORK_INJURY", "UNEMPLOYMENT", "MATERNITY")
-SCHEME_ID = {name: i + 1 for i, name in enumerate(SCHEMES)}
+from .vocabulary import (  # noqa: F401 - the vocabulary, as the modules reading figures know it
+    BOOKED,
+    BOOKED_SIGN,
+    DERIVED_CATEGORIES,
+    FUND_CATEGORIES,
+    FUND_EXPENDITURE,
+    FUND_FLOW_TERMS,
+    FUND_INCOME,
+    SCHEME_ID,
+    SCHEMES,
+)
 
-# The contract's FundFlowCategory: a pooled fund's income, then its expenditure, in enum order.
-FUND_INCOME = ("CONTRIBUTIONS", "FISCAL_SUBSIDY", "INTEREST", "INVESTMENT_RETURN", "TRANSFER_IN",
-               "SUBSIDY_FROM_ABOVE", "REMITTANCE_FROM_BELOW", "OTHER_INCOME")
-FUND_EXPENDITURE = ("BENEFITS", "TRANSFER_OUT", "SUBSIDY_TO_BELOW", "REMITTANCE_TO_ABOVE", "OTHER_EXPENDITURE")
-FUND_CATEGORIES = FUND_INCOME + FUND_EXPENDITURE
-# Derived from the records (pooled contributions, benefits) and from insurance transfers; never imported.
-DERIVED_CATEGORIES = ("CONTRIBUTIONS", "BENEFITS", "TRANSFER_IN", "TRANSFER_OUT")
-# Booked from fund_flows files, one summary column each (the category in lower case).
-BOOKED = tuple(c for c in FUND_CATEGORIES if c not in DERIVED_CATEGORIES)
-BOOKED_SIGN = tuple(1 if c in FUND_INCOME else -1 for c in BOOKED)
+ZERO = Decimal("0.00")
 
 
 def booked_zero() -> list[Decimal]:
@@ -72,7 +71,8 @@ class Figures:
     def fund_flow(self) -> Decimal:
         """What the month adds to a pooled fund: pooled contributions less benefits, plus transfers in less
         out, plus the booked fund flows' income less their expenditure."""
-        return self.pooled - self.benefits_paid + self.transfers_in - self.transfers_out + self.booked_net
+        return sum((getattr(self, column) if sign > 0 else -getattr(self, column) for column, sign in FUND_FLOW_TERMS),
+                   ZERO)
 
     def category(self, name: str) -> Decimal:
         """The amount of one FundFlowCategory."""

@@ -26,6 +26,7 @@ from . import changestore
 from .figures import SCHEMES
 from .store import POOL_COLUMNS, POOL_OPENINGS, PoolRec, _pool
 from .tree import TIER_NAMES, Tree
+from .vocabulary import fund_flow_sql, pool_id
 
 # Schemes 1, 3, 4 (pension, work injury, unemployment) sit under human resources and
 # social security (department 1); 2 and 5 (medical, maternity) under healthcare security.
@@ -42,9 +43,8 @@ order by p.region_code, p.opened_from
 
 # Pooled contributions minus benefits, plus transfers in minus out, of open pools' regions
 # from their first month to $4.
-FLOWS = """
-select coalesce(sum(s.employer + s.individual - s.individual_account - s.benefits_paid
-                    + s.transfers_in - s.transfers_out + s.booked_net), 0)
+FLOWS = f"""
+select coalesce(sum({fund_flow_sql("s")}), 0)
 from unnest($1::text[], $2::date[]) as k (region, first)
 join summary s on s.region_code = k.region and s.scheme = $3 and s.month between k.first and $4
 """
@@ -108,10 +108,6 @@ class RaiseOutcome:
 
 class _DryRun(Exception):
     pass
-
-
-def pool_id(region: str, scheme: int, opened_from: date) -> str:
-    return f"{region}-{SCHEMES[scheme - 1]}-{opened_from.year:04d}{opened_from.month:02d}"
 
 
 def _lock_key(scheme: int, region: str) -> int:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
 import time
 from dataclasses import dataclass, field
 from datetime import date
@@ -51,6 +50,15 @@ class Forwarded:
         self.data = data
 
 
+@dataclass(frozen=True)
+class Piece:
+    """A field of the caller's operation that a child answers: printed from the operation's
+    syntax tree, and asked as a field of region ``region`` or, without one, as a root field."""
+
+    region: str | None
+    text: str
+
+
 def wrap(value: Any) -> Any:
     if isinstance(value, dict):
         return Forwarded(value)
@@ -62,8 +70,8 @@ def wrap(value: Any) -> Any:
 @dataclass
 class ChildAnswer:
     summaries: dict[tuple[str, date, date, bool], Summary] = field(default_factory=dict)
-    pieces: dict[str, Any] = field(default_factory=dict)
-    piece_errors: dict[str, dict[str, Any]] = field(default_factory=dict)
+    pieces: dict[Piece, Any] = field(default_factory=dict)
+    piece_errors: dict[Piece, dict[str, Any]] = field(default_factory=dict)
     calls: dict[tuple[str, str], Any] = field(default_factory=dict)
     failure: str | None = None
 
@@ -71,7 +79,7 @@ class ChildAnswer:
 @dataclass
 class ChildNeeds:
     summaries: list[tuple[str, date, date, bool]] = field(default_factory=list)
-    pieces: list[str] = field(default_factory=list)
+    pieces: list[Piece] = field(default_factory=list)
     variables: set[str] = field(default_factory=set)
     # kind -> the JSON text of each call's argument, in order of first need
     calls: dict[str, list[str]] = field(default_factory=dict)
@@ -91,10 +99,8 @@ class ChildClients:
             )
             for c in children
         }
-        self.requests: dict[str, int] = {c.name: 0 for c in children}
 
     async def post(self, child: Child, token: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
-        self.requests[child.name] += 1
         req = observe.current.get()
         started = time.perf_counter()
         call = observe.ChildCall(child.name, "unreachable", 0.0)
@@ -182,9 +188,11 @@ class RemoteCalls:
                 out.append(answer.summaries[k])
         return out
 
-    async def forward(self, child: Child, piece: str, used_variables: set[str], raw: bool = False) -> Any:
+    async def forward(self, child: Child, piece: Piece | str, used_variables: set[str], raw: bool = False) -> Any:
         """The child's answer to one piece of the operation (None while planning);
         ``raw`` gives the JSON itself rather than objects read by response key."""
+        if isinstance(piece, str):
+            piece = Piece(None, piece)
         if self.mode == PLAN:
             need = self._need(child)
             if piece not in need.pieces:
@@ -317,6 +325,14 @@ class RemoteCalls:
             answer.failure = f"answered garbage ({type(e).__name__})"
         return answer
 
+    def failure_of(self, region: str) -> TierfedError:
+        """The TIER_UNAVAILABLE reported for the child of ``region``, taken back from the
+        operation's errors so that a field which cannot answer without it raises it at its path."""
+        for i, err in enumerate(self.errors):
+            if (err.extensions or {}).get("region") == region:
+                return self.errors.pop(i)
+        return TierfedError(Code.TIER_UNAVAILABLE, f"child node of {region} gave no answer", region=region)
+
     def _report(self, child: Child, reason: str) -> None:
         if child.name in self._reported:
             return
@@ -356,9 +372,6 @@ def unavailable(child: Child, reason: str) -> TierfedError:
     )
 
 
-REGION_PIECE = re.compile(r'^region\(code: "(\d{6})"\) \{ (.*) \}$', re.S)
-
-
 @dataclass
 class Document:
     """The one request to a child: its text, variables, and where each piece's answer is."""
@@ -366,7 +379,7 @@ class Document:
     text: str
     variables: dict[str, Any]
     # piece -> (alias, index in that alias's list or None)
-    where: dict[str, tuple[str, int | None]]
+    where: dict[Piece, tuple[str, int | None]]
     # kind of internal call -> alias of its one _tierCall field
     calls: dict[str, str] = field(default_factory=dict)
 
@@ -380,13 +393,12 @@ def build_document(needs: ChildNeeds, variable_defs: dict[str, str], variables: 
             f'{{region: {json.dumps(r)}, from: "{month_str(f)}", to: "{month_str(t)}", compact: {str(c).lower()}}}'
             for r, f, t, c in needs.summaries)
         parts.append(f"s: _tierSummaries(keys: [{keys}])")
-    where: dict[str, tuple[str, int | None]] = {}
-    groups: dict[str, list[tuple[str, str]]] = {}
+    where: dict[Piece, tuple[str, int | None]] = {}
+    groups: dict[str, list[tuple[Piece, str]]] = {}
     others = []
     for piece in needs.pieces:
-        m = REGION_PIECE.match(piece)
-        if m:
-            groups.setdefault(m.group(2), []).append((piece, m.group(1)))
+        if piece.region is not None:
+            groups.setdefault(piece.text, []).append((piece, piece.region))
         else:
             others.append(piece)
     sent = {k: variables[k] for k in needs.variables if k in variables}
@@ -401,7 +413,7 @@ def build_document(needs: ChildNeeds, variable_defs: dict[str, str], variables: 
     for i, piece in enumerate(others):
         alias = f"f{i}"
         where[piece] = (alias, None)
-        parts.append(f"{alias}: {piece}")
+        parts.append(f"{alias}: {piece.text}")
     calls: dict[str, str] = {}
     for i, (kind, args) in enumerate(needs.calls.items()):
         c_alias, c_var = f"c{i}", f"tierfedC{i}"

@@ -16,9 +16,7 @@ import asyncpg
 
 from .figures import BOOKED, Figures, Summary
 from .tree import RegionRec
-
-DEPARTMENTS = ("HUMAN_RESOURCES_SOCIAL_SECURITY", "HEALTHCARE_SECURITY")
-AGENCY_KINDS = ("AGENCY", "BRANCH", "SERVICE_OUTLET")
+from .vocabulary import fund_flow_sql
 
 
 @dataclass(frozen=True, slots=True)
@@ -182,7 +180,7 @@ order by p.scheme, p.region_code
 # started from, plus the flows (pooled contributions minus benefits) of every
 # predecessor over the months it covered. Late records for a predecessor's
 # months change its flows and so, through this, its successor's opening.
-POOL_OPENINGS = """
+POOL_OPENINGS = f"""
 with recursive chain (root, id) as (
     select p.id, p.id from pool p where p.id = any($1::text[])
     union all
@@ -198,8 +196,7 @@ select m.root,
        + coalesce(sum(f.flow) filter (where m.is_predecessor), 0) as opening
 from members m
 left join lateral (
-    select sum(s.employer + s.individual - s.individual_account - s.benefits_paid
-               + s.transfers_in - s.transfers_out + s.booked_net) as flow
+    select sum({fund_flow_sql("s")}) as flow
     from summary s
     where m.is_predecessor and s.region_code = m.region_code and s.scheme = m.scheme
       and s.month between m.opened_from and m.closed_after
@@ -302,14 +299,89 @@ class Store:
         return {r["root"]: r["opening"] for r in await self.pool.fetch(POOL_OPENINGS, list(ids))}
 
 
+# Raw figures per (region, month, scheme) for every region from the node's root down,
+# full-outer-joined with the summaries; any difference is a row here.
+VERIFY = """
+with raw_c as (
+    select rc.ancestor as region_code, c.month, c.scheme, count(*) as contributions,
+           sum(c.employer_amount) as employer, sum(c.individual_amount) as individual,
+           sum(c.individual_account_amount) as individual_account, sum(c.base) as base
+    from contribution c join region_closure rc on rc.descendant = c.region_code
+    join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+    group by 1, 2, 3
+), raw_b as (
+    select rc.ancestor as region_code, b.month, b.scheme, count(*) as benefits, sum(b.amount) as benefits_paid
+    from benefit b join region_closure rc on rc.descendant = b.region_code
+    join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+    group by 1, 2, 3
+), raw as (
+    select coalesce(c.region_code, b.region_code) as region_code, coalesce(c.month, b.month) as month,
+           coalesce(c.scheme, b.scheme) as scheme,
+           coalesce(c.contributions, 0) as contributions, coalesce(c.employer, 0) as employer,
+           coalesce(c.individual, 0) as individual, coalesce(c.individual_account, 0) as individual_account,
+           coalesce(c.base, 0) as base, coalesce(b.benefits, 0) as benefits,
+           coalesce(b.benefits_paid, 0) as benefits_paid
+    from raw_c c full join raw_b b using (region_code, month, scheme)
+)
+select coalesce(r.region_code, s.region_code) as region_code, coalesce(r.month, s.month) as month,
+       coalesce(r.scheme, s.scheme) as scheme
+from raw r full join summary s using (region_code, month, scheme)
+where (coalesce(r.contributions, 0), coalesce(r.employer, 0), coalesce(r.individual, 0),
+       coalesce(r.individual_account, 0), coalesce(r.base, 0), coalesce(r.benefits, 0),
+       coalesce(r.benefits_paid, 0))
+   is distinct from
+      (coalesce(s.contributions, 0), coalesce(s.employer, 0), coalesce(s.individual, 0),
+       coalesce(s.individual_account, 0), coalesce(s.base, 0), coalesce(s.benefits, 0),
+       coalesce(s.benefits_paid, 0))
+order by 1, 2, 3
+limit 100
+"""
+
+
+async def verify_summaries(con: asyncpg.Connection | asyncpg.Pool, root: str) -> tuple[int, list[tuple[str, str, int]]]:
+    """``tierfed verify``: (summary rows checked, the (region, month, scheme) keys whose summary differs
+    from the same figures computed from the raw records)."""
+    bad = await con.fetch(VERIFY, root)
+    n = await con.fetchval("select count(*) from summary")
+    return int(n), [(r["region_code"], r["month"].isoformat()[:7], r["scheme"]) for r in bad]
+
+
+PII_AUDIT = """
+insert into pii_audit (caller, scope, id_number, operation)
+select $1, $2, unnest($3::text[]), unnest($4::text[])
+"""
+
+
+async def record_pii_reads(pool: asyncpg.Pool, caller: str, scope: str, reads: Sequence[tuple[str, str]]) -> None:
+    """One audit row per unmasked ID number read: (ID number, operation) pairs of one request."""
+    await pool.execute(PII_AUDIT, caller, scope, [r[0] for r in reads], [r[1] for r in reads])
+
+
+async def has_persons(pool: asyncpg.Pool) -> bool:
+    return bool(await pool.fetchval("select exists (select 1 from person)"))
+
+
 PII_AUDIT_LOG = """
 select a.id, a.at, a.caller, a.scope, a.id_number, a.operation from pii_audit a
 where ($1::text is null or a.id_number = $1) order by a.id desc limit $2
 """
 
 
-async def pii_audit_log(pool: asyncpg.Pool, id_number: str | None, limit: int) -> list[asyncpg.Record]:
-    return await pool.fetch(PII_AUDIT_LOG, id_number, limit)
+@dataclass(frozen=True, slots=True)
+class PiiReadRec:
+    """One unmasked read of an ID number, as the audit log keeps it."""
+
+    id: str
+    at: str
+    caller: str
+    scope: str
+    id_number: str
+    operation: str
+
+
+async def pii_audit_log(pool: asyncpg.Pool, id_number: str | None, limit: int) -> list[PiiReadRec]:
+    return [PiiReadRec(str(r["id"]), r["at"].isoformat(), r["caller"], r["scope"], r["id_number"], r["operation"])
+            for r in await pool.fetch(PII_AUDIT_LOG, id_number, limit)]
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 
-TIER_NAMES = ("CENTRAL", "PROVINCE", "CITY", "COUNTY")
+from .vocabulary import TIER_NAMES
+
 NATION = "000000"
 
 

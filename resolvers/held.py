@@ -1,0 +1,55 @@
+"""Which fields are answered where a region's records live: the one declaration the
+federation layer (``tiers.layer``) reads. A field listed here is asked of the child node
+holding the region its ``where`` names; its resolver runs only for regions this node holds.
+
+To make a field of a region answered by the child that holds the region, add it here;
+the types below it read the child's answer by themselves.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from graphql import GraphQLResolveInfo
+from tierfed.tiers.layer import ANY_CHILD, AnyChild, Held
+
+from tierfed import codes
+from tierfed.errors import bad_input
+
+from .pools import parse_pool_id
+
+
+async def root_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str:
+    """The region object the field hangs below."""
+    return str(root.code)
+
+
+async def pool_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
+    """The region a pool id names (checked: a malformed id is the caller's error)."""
+    region = parse_pool_id(args["id"])
+    node = info.context.node
+    return region if region in node.tree and node.in_subtree(region) else None
+
+
+async def budget_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
+    """The region of the pool a budget belongs to (checked as pool_region)."""
+    return await pool_region(root, info, {"id": args["poolId"]})
+
+
+async def agency_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | AnyChild | None:
+    """The region of an agency this node's directory knows; any child's, when it knows none."""
+    try:
+        codes.agency_code(args["code"])
+    except ValueError as e:
+        raise bad_input(str(e), argument="code") from None
+    rec = await info.context.loaders.agency.load(args["code"])
+    return ANY_CHILD if rec is None else rec.region_code
+
+
+HELD: dict[str, Held] = {
+    "Region.pool": Held(root_region, on_region=True),
+    "Region.agencies": Held(root_region, on_region=True),
+    "Query.pool": Held(pool_region),
+    "Query.agency": Held(agency_region),
+    "Query.budget": Held(budget_region),
+}

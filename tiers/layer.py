@@ -1,0 +1,166 @@
+"""The federation layer: fields answered by the node that holds their region, and the
+reading of what a child answered, installed once on the executable schema.
+
+One declaration (a ``Held`` per field, listed in ``resolvers/held.py``) says which
+fields are answered where a region's records live, and how to find that region from
+the field's parent object and arguments. ``install`` wraps those fields: when a child
+node holds the region, the field is cut from the caller's operation (its syntax tree,
+fragments inlined, printed with ``print_ast``: see ``tiers.forward``) and asked of that
+child, grouped with everything else the operation needs from it into one request
+(``tiers.remote``); otherwise the field's own resolver runs, on this node's records.
+
+What a child answers is JSON shaped as the caller asked. The fields of every type
+reachable from a held field read it by response key, so resolvers never see it: they
+are only ever called for objects this node holds.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from graphql import (
+    GraphQLField,
+    GraphQLInterfaceType,
+    GraphQLList,
+    GraphQLNonNull,
+    GraphQLObjectType,
+    GraphQLResolveInfo,
+    GraphQLSchema,
+    GraphQLUnionType,
+    default_field_resolver,
+    get_named_type,
+    is_leaf_type,
+)
+
+from .forward import field_piece
+from .remote import Forwarded, Piece, wrap
+
+
+class AnyChild:
+    """The region is not known on this node: every child is asked, the first answer wins."""
+
+
+ANY_CHILD = AnyChild()
+Where = Callable[[Any, GraphQLResolveInfo, dict[str, Any]], Awaitable["str | AnyChild | None"]]
+
+
+@dataclass(frozen=True)
+class Held:
+    """A field answered by the node holding a region.
+
+    ``where(parent, info, args)`` names the region (or ``ANY_CHILD``, or None for "answer
+    here"); it runs before the resolver, so it also checks the arguments that name the
+    region. ``on_region`` says the field hangs below that region's object and is asked as
+    one of its fields (many regions' fields travel as one ``_entities`` call); otherwise
+    the field is a root field, asked as it is written.
+    """
+
+    where: Where
+    on_region: bool = False
+
+
+def install(schema: GraphQLSchema, held: dict[str, Held]) -> None:
+    """Wrap the held fields and the fields of every type a child's answer can fill, once."""
+    for coordinate, decl in held.items():
+        type_name, field_name = coordinate.split(".")
+        gtype = schema.type_map[type_name]
+        assert isinstance(gtype, GraphQLObjectType), coordinate
+        fdef = gtype.fields[field_name]
+        fdef.resolve = _held(decl, fdef.resolve or default_field_resolver, fdef)
+    for gtype in _reachable(schema, held):
+        for fdef in gtype.fields.values():
+            fdef.resolve = _reading(fdef.resolve or default_field_resolver, is_leaf_type(get_named_type(fdef.type)))
+        if gtype.is_type_of is not None:
+            gtype.is_type_of = _forwarded_or(gtype.is_type_of)
+
+
+def _reachable(schema: GraphQLSchema, held: dict[str, Held]) -> list[GraphQLObjectType]:
+    """The object types whose objects can come from a child's answer."""
+    todo = [get_named_type(_field(schema, c).type) for c in held]
+    seen: dict[str, GraphQLObjectType] = {}
+    while todo:
+        t = todo.pop()
+        if isinstance(t, (GraphQLInterfaceType, GraphQLUnionType)):
+            todo.extend(schema.get_possible_types(t))
+            continue
+        if not isinstance(t, GraphQLObjectType) or t.name in seen:
+            continue
+        seen[t.name] = t
+        todo.extend(get_named_type(f.type) for f in t.fields.values())
+    return list(seen.values())
+
+
+def _field(schema: GraphQLSchema, coordinate: str) -> GraphQLField:
+    type_name, field_name = coordinate.split(".")
+    gtype = schema.type_map[type_name]
+    assert isinstance(gtype, GraphQLObjectType), coordinate
+    return gtype.fields[field_name]
+
+
+def is_forwarded(value: Any) -> bool:
+    """Whether ``value`` is (part of) a child's answer, read by response key."""
+    return type(value) is Forwarded
+
+
+def _reading(resolve: Any, leaf: bool = False) -> Any:
+    """``leaf``: a scalar or enum field, whose value is kept as the child sent it (a JSON
+    scalar's object is data, not an object to read by response key)."""
+
+    def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        if type(root) is Forwarded:
+            value = root.data.get(str(info.path.key))
+            return value if leaf else wrap(value)
+        return resolve(root, info, **args)
+
+    return field
+
+
+def _forwarded_or(is_type_of: Any) -> Any:
+    def check(obj: Any, info: GraphQLResolveInfo) -> Any:
+        return type(obj) is Forwarded or is_type_of(obj, info)
+
+    return check
+
+
+def _held(decl: Held, resolve: Any, fdef: GraphQLField) -> Any:
+    is_list = _is_list(fdef.type)
+
+    async def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        if type(root) is Forwarded:
+            return wrap(root.data.get(str(info.path.key)))
+        where = await decl.where(root, info, args)
+        c = info.context
+        if isinstance(where, AnyChild):
+            for child in c.node.children:
+                got = await _ask(c, child, info, None, is_list)
+                if got is not None:
+                    return got
+            return None
+        owner = c.node.child_for(where) if where is not None else None
+        if owner is None:
+            got = resolve(root, info, **args)
+            return await got if isinstance(got, Awaitable) else got
+        return await _ask(c, owner, info, where if decl.on_region else None, is_list)
+
+    return field
+
+
+async def _ask(c: Any, child: Any, info: GraphQLResolveInfo, on_region: str | None, is_list: bool) -> Any:
+    """The child's answer to the current field, as objects the reading fields understand;
+    while the operation is being planned, a placeholder of the field's shape."""
+    text, used = field_piece(info, keep_alias=on_region is not None)
+    got = await c.remote.forward(child, Piece(on_region, text), used)
+    if got is None:
+        return [] if is_list and c.remote.planning else None
+    if on_region is None:
+        return got
+    assert isinstance(got, Forwarded)
+    return wrap(got.data.get(str(info.path.key)))
+
+
+def _is_list(t: Any) -> bool:
+    if isinstance(t, GraphQLNonNull):
+        t = t.of_type
+    return isinstance(t, GraphQLList)
