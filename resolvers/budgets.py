@@ -15,14 +15,14 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from strawberry.types import Info
+from tierfed.tiers import budgetflow as flow
 from tierfed.tiers import budgets as tb
-from tierfed.tiers import budgetstore as bs
 from tierfed.tiers.budgetstore import BudgetRec, StepRec
 from tierfed.tiers.figures import FUND_CATEGORIES, FUND_EXPENDITURE, FUND_INCOME, SCHEME_ID, SCHEMES, ZERO
 from tierfed.tiers.store import PoolRec
 
 from tierfed import codes
-from tierfed.errors import Code, TierfedError, bad_input, conflict
+from tierfed.errors import Code, TierfedError, bad_input
 
 from . import funds, permissions
 from .common import as_month, int_arg, region_code, subtree_region, year_arg
@@ -408,17 +408,7 @@ async def start(info: Info, pool_id: str, year: int, base_from: object | None, b
                  "growth": {k: str(v) for k, v in grow.items()}, "headcountGrowth": str(hc)}
     rec = BudgetRec(t.pool_id, t.year, pool.scheme, pool.region_code, "DRAFT", *expected, basis, None,
                     {k: v for k, v in lines.items() if v != 0})
-    c = ctx(info)
-    async with c.store.pool.acquire() as con, con.transaction():
-        prior = await bs.locked(con, t.pool_id, t.year)
-        if prior is not None:
-            raise conflict(f"pool {t.pool_id} already has a budget for {t.year} ({prior.state}): edit it with "
-                           "editBudget")
-        await bs.insert(con, rec)
-        await bs.record(con, t.pool_id, t.year, "STARTED", None, "DRAFT", c.caller.sub, c.caller.roles, None,
-                        {"basis": basis, "lines": {k: [None, str(v)] for k, v in rec.lines.items()},
-                         "expected": list(expected)})
-        return await _reread(con, t)
+    return await flow.create(ctx(info).store.pool, rec, _who(info))
 
 
 async def edit(info: Info, pool_id: str, year: int, lines: list[tuple[Any, Decimal]],
@@ -426,83 +416,31 @@ async def edit(info: Info, pool_id: str, year: int, lines: list[tuple[Any, Decim
     """New amounts for the categories given (others unchanged) and headcounts; only a DRAFT."""
     t = target(info, pool_id, year, "editBudget")
     new = lines_arg(lines, "lines")
-    names = ("expectedInsured", "expectedContributors", "expectedBeneficiaries")
-    for n, v in zip(names, expected):
+    for n, v in zip(flow.HEADCOUNTS, expected):
         count_arg(v, n)
     if not new and all(v is None for v in expected):
         raise bad_input("editBudget changes nothing: give lines or expected headcounts", argument="input")
-    c = ctx(info)
-    async with c.store.pool.acquire() as con, con.transaction():
-        cur = await _current(con, t)
-        if cur.state != tb.EDITABLE:
-            raise bad_input(_not_editable(t, cur), argument="poolId", state=cur.state)
-        changes: dict[str, Any] = {"lines": {k: [str(cur.amount(k)), str(v)] for k, v in new.items()
-                                             if cur.amount(k) != v}}
-        old = (cur.expected_insured, cur.expected_contributors, cur.expected_beneficiaries)
-        heads = tuple(o if v is None else v for o, v in zip(old, expected))
-        for n, o, v in zip(names, old, heads):
-            if o != v:
-                changes[n] = [o, v]
-        await bs.set_lines(con, t.pool_id, t.year, new)
-        await bs.set_headcounts(con, t.pool_id, t.year, heads)  # type: ignore[arg-type]
-        await bs.record(con, t.pool_id, t.year, "EDITED", cur.state, cur.state, c.caller.sub, c.caller.roles, None,
-                        changes)
-        return await _reread(con, t)
-
-
-def _not_editable(t: Target, cur: BudgetRec) -> str:
-    if cur.state == tb.FROZEN:
-        return f"the {t.year} budget of pool {t.pool_id} is APPROVED and frozen: it cannot change any more"
-    return (f"the {t.year} budget of pool {t.pool_id} is {cur.state}: only a DRAFT can be edited "
-            "(a reviewer or approver can return it to DRAFT with a reason)")
+    return await flow.edit(ctx(info).store.pool, t.pool_id, t.year, new, expected, _who(info))
 
 
 async def step(info: Info, pool_id: str, year: int, to: str) -> BudgetRec:
     """SUBMITTED, REVIEWED or APPROVED: the next state, by its role, from the state before it."""
-    frm = tb.STEPS[to][0]
     action = {"SUBMITTED": "submitBudget", "REVIEWED": "reviewBudget", "APPROVED": "approveBudget"}[to]
     t = target(info, pool_id, year, action)
-    c = ctx(info)
-    async with c.store.pool.acquire() as con, con.transaction():
-        cur = await _current(con, t)
-        if cur.state != frm:
-            raise bad_input(f"{action} moves a {frm} budget to {to}; the {t.year} budget of pool {t.pool_id} is "
-                            f"{cur.state}" + (" and frozen" if cur.state == tb.FROZEN else ""),
-                            argument="poolId", state=cur.state)
-        await bs.move(con, t.pool_id, t.year, to, None)
-        await bs.record(con, t.pool_id, t.year, to, frm, to, c.caller.sub, c.caller.roles, None, {})
-        return await _reread(con, t)
+    return await flow.advance(ctx(info).store.pool, t.pool_id, t.year, to, action, _who(info))
 
 
 async def give_back(info: Info, pool_id: str, year: int, reason: str) -> BudgetRec:
     """RETURNED to DRAFT with a reason: a SUBMITTED budget by its reviewer, a REVIEWED one by its approver."""
-    c = ctx(info)
     t = target(info, pool_id, year, "returnBudget")
     why = (reason or "").strip()
     if not why or len(why) > 2000:
         raise bad_input("reason must say why, in 1 to 2000 characters", argument="reason")
-    async with c.store.pool.acquire() as con, con.transaction():
-        cur = await _current(con, t)
-        needs = tb.RETURNERS.get(cur.state)
-        if needs is None:
-            raise bad_input(f"returnBudget returns a SUBMITTED or REVIEWED budget; the {t.year} budget of pool "
-                            f"{t.pool_id} is {cur.state}" + (" and frozen" if cur.state == tb.FROZEN else ""),
-                            argument="poolId", state=cur.state)
-        permissions.step_role(info, needs, f"returning a {cur.state} budget")
-        await bs.move(con, t.pool_id, t.year, "DRAFT", why)
-        await bs.record(con, t.pool_id, t.year, "RETURNED", cur.state, "DRAFT", c.caller.sub, c.caller.roles, why, {})
-        return await _reread(con, t)
+    return await flow.give_back(ctx(info).store.pool, t.pool_id, t.year, why, _who(info),
+                                lambda role, action: permissions.step_role(info, role, action))
 
 
-async def _current(con: Any, t: Target) -> BudgetRec:
-    cur = await bs.locked(con, t.pool_id, t.year)
-    if cur is None:
-        raise bad_input(f"pool {t.pool_id} has no budget for {t.year}: start one with startBudget", argument="poolId")
-    return cur
-
-
-async def _reread(con: Any, t: Target) -> BudgetRec:
-    rec = await bs.locked(con, t.pool_id, t.year)
-    assert rec is not None
-    return rec
+def _who(info: Info) -> flow.Who:
+    c = ctx(info)
+    return flow.Who(c.caller.sub, sorted(c.caller.roles))
 

@@ -74,12 +74,12 @@ def pool_arg(path: str) -> RegionOf:
         value: Any = args
         for step in path.split("."):
             value = value.get(step) if isinstance(value, dict) else getattr(value, step, None)
-        return None if value is None else subtree_region(info, parse_pool_id(str(value)))
+        return None if value is None else subtree_region(info, parse_pool_id(str(value)))  # type: ignore[arg-type]
 
     return region
 
 
-def step_role(info: GraphQLResolveInfo, role: str, action: str) -> None:
+def step_role(info: Any, role: str, action: str) -> None:
     """A step whose role depends on what is stored, asked once the state is read: returning a
     budget is its reviewer's from SUBMITTED, its approver's from REVIEWED (tiers/budgets.py
     RETURNERS). The field's rule has checked the scope and that the caller holds one of them."""
