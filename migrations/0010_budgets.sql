@@ -24,7 +24,10 @@ create index budget_region_year on budget (year, region_code);
 create table budget_line (
     pool_id  text collate "C" not null,
     year     smallint not null,
-    category text collate "C" not null,
+    category text collate "C" not null check (category in (
+                 'CONTRIBUTIONS', 'FISCAL_SUBSIDY', 'INTEREST', 'INVESTMENT_RETURN', 'TRANSFER_IN',
+                 'SUBSIDY_FROM_ABOVE', 'REMITTANCE_FROM_BELOW', 'OTHER_INCOME', 'BENEFITS', 'TRANSFER_OUT',
+                 'SUBSIDY_TO_BELOW', 'REMITTANCE_TO_ABOVE', 'OTHER_EXPENDITURE')),
     amount   numeric(16, 2) not null check (amount >= 0),
     primary key (pool_id, year, category),
     foreign key (pool_id, year) references budget (pool_id, year)

@@ -1,7 +1,10 @@
 """Fund budgets: drafts, the workflow's steps, the compiled budget of a region and its execution.
 
 Every step goes to the node holding the pool (a parent answers with that node's
-address, as for raisePoolingLevel); reads are answered anywhere above it.
+address, as for raisePoolingLevel); reads are answered anywhere above it (``budget`` is a
+held field: the federation layer asks the child holding the pool). Who may take a step is
+each field's rule in ``permissions.py``; a return's role depends on the stored state and
+is asked there too (``permissions.step_role``).
 """
 
 from __future__ import annotations
@@ -12,19 +15,18 @@ from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
 from strawberry.types import Info
+from tierfed.tiers import budgetflow as flow
 from tierfed.tiers import budgets as tb
-from tierfed.tiers import budgetstore as bs
 from tierfed.tiers.budgetstore import BudgetRec, StepRec
 from tierfed.tiers.figures import FUND_CATEGORIES, FUND_EXPENDITURE, FUND_INCOME, SCHEME_ID, SCHEMES, ZERO
 from tierfed.tiers.store import PoolRec
 
 from tierfed import codes
-from tierfed.errors import bad_input, conflict
+from tierfed.errors import Code, TierfedError, bad_input
 
-from . import funds
-from .common import as_month, int_arg, region_code, year_arg
+from . import funds, permissions
+from .common import as_month, int_arg, region_code, subtree_region, year_arg
 from .context import ctx
-from .permissions import call_region
 from .pools import parse_pool_id
 from .rollups import PeriodRec, period_arg
 
@@ -95,10 +97,10 @@ class Target:
 
 
 def target(info: Info, pool_id: str, year: int, action: str) -> Target:
-    """The budget a step acts on (its role and scope checked by the step's rule, before any SQL),
-    then the pool's node: a budget held by a child node is changed there."""
+    """The budget a step acts on (its role and scope already checked by the field's rule, before
+    any SQL): a budget held by a child node is changed there."""
     c = ctx(info)
-    region = parse_pool_id(pool_id)
+    region = subtree_region(info, parse_pool_id(pool_id))
     year_arg(year)
     owner = c.node.child_for(region)
     if owner is not None:
@@ -115,6 +117,7 @@ def open_in(pool: PoolRec, year: int) -> bool:
 
 
 async def budget(info: Info, pool_id: str, year: int) -> Any:
+    """A budget of a pool this node holds (the layer asks the child holding any other)."""
     region = parse_pool_id(pool_id)
     c = ctx(info)
     year_arg(year)
@@ -218,15 +221,15 @@ def sum_lines(parts: list[tb.Part], cats: tuple[str, ...], only_approved: bool) 
     return [LineRec(c, sum((p.lines.get(c, ZERO) for p in parts if counted(p, only_approved)), ZERO)) for c in cats]
 
 
-async def _compile(info: Info, code: str, year: int, through: date | None) -> tb.Compiled:
+async def _compile(info: Info, code: str, year: int, through: date | None, scheme: int | None = None) -> tb.Compiled:
     c = ctx(info)
-    return await tb.compile_region(
-        c.node, lambda r, y: c.loaders.budget_parts.load((r, y)), c.summary.load_many, c.remote, code, year, through)
+    return await tb.compile_region(c.node, lambda r, y: c.loaders.budget_parts.load((r, y)), c.summary.load_many,
+                                   c.remote, code, year, through, scheme)
 
 
 async def compiled_budget(info: Info, region: str, year: int, schemes: list[str] | None,
                           only_approved: bool) -> CompiledRec:
-    code = region  # checked by its rule (resolvers/permissions.py)
+    code = subtree_region(info, region)
     year_arg(year)
     got = await _compile(info, code, year, None)
     wanted = [s for s in SCHEMES if not schemes or s in schemes]
@@ -311,10 +314,10 @@ async def budget_execution(info: Info, region: str, scheme: str, month: object, 
     pools of the scheme inside the region: the actual of the pools whose budget is counted against
     that budget, and apart, the actual of the pools without one (so a missing draft never
     inflates the share executed)."""
-    code = region  # checked by its rule (resolvers/permissions.py)
+    code = subtree_region(info, region)
     at = as_month(month, "month")
     year = year_arg(at.year)
-    got = await _compile(info, code, year, at)
+    got = await _compile(info, code, year, at, SCHEME_ID[scheme])
     mine = [p for p in got.parts if p.scheme == SCHEME_ID[scheme]]
 
     def line(cat: str) -> ExecutionLineRec:
@@ -329,16 +332,20 @@ async def budget_execution(info: Info, region: str, scheme: str, month: object, 
 
 
 async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str, Any]]:
-    """A parent's budget calls, for this node's subtree (scope checked here too)."""
+    """A parent's budget calls, for this node's subtree (each region's scope checked as an
+    internal call's region is, ``permissions.call_region``)."""
     out = []
     for a in args:
-        code = call_region(info, a.get("region", ""), "budgets")
+        code = permissions.call_region(info, a.get("region", ""), "budgets")
         year = year_arg(int_arg(a, "year"))
         through = a.get("through")
         at = as_month(through, "through") if through is not None else None
         if at is not None and at.year != year:
             raise bad_input("through must be a month of the year", argument="args")
-        out.append((await _compile(info, code, year, at)).to_json())
+        scheme = a.get("scheme")
+        if scheme is not None and (not isinstance(scheme, int) or isinstance(scheme, bool) or not 1 <= scheme <= 5):
+            raise bad_input("scheme must be 1 to 5 or null", argument="args")
+        out.append((await _compile(info, code, year, at, scheme)).to_json())
     return out
 
 
@@ -383,6 +390,11 @@ async def start(info: Info, pool_id: str, year: int, base_from: object | None, b
             yearly = f.amount * 12 / months * (1 + grow.get(f.category, Decimal(0)) / 100)
             lines[f.category] = codes.fen(yearly)
         s = await ctx(info).summary.load((pool.region_code, first, last, True))
+        if not s.complete:
+            # A base missing a child node's records would be a wrong draft: write none.
+            raise TierfedError(Code.TIER_UNAVAILABLE, f"the accounts of pool {t.pool_id} over the base period "
+                               f"could not be read whole (no answer for {', '.join(sorted(s.missing))}): "
+                               "nothing was written; try again when the node is back", regions=sorted(s.missing))
         lastf = s.rows.get((last, pool.scheme))
         total_months = sum((f.contributions for (m, sc), f in s.rows.items() if sc == pool.scheme), 0)
         factor = 1 + hc / 100
@@ -396,17 +408,7 @@ async def start(info: Info, pool_id: str, year: int, base_from: object | None, b
                  "growth": {k: str(v) for k, v in grow.items()}, "headcountGrowth": str(hc)}
     rec = BudgetRec(t.pool_id, t.year, pool.scheme, pool.region_code, "DRAFT", *expected, basis, None,
                     {k: v for k, v in lines.items() if v != 0})
-    c = ctx(info)
-    async with c.store.pool.acquire() as con, con.transaction():
-        prior = await bs.locked(con, t.pool_id, t.year)
-        if prior is not None:
-            raise conflict(f"pool {t.pool_id} already has a budget for {t.year} ({prior.state}): edit it with "
-                           "editBudget")
-        await bs.insert(con, rec)
-        await bs.record(con, t.pool_id, t.year, "STARTED", None, "DRAFT", c.caller.sub, c.caller.roles, None,
-                        {"basis": basis, "lines": {k: [None, str(v)] for k, v in rec.lines.items()},
-                         "expected": list(expected)})
-        return await _reread(con, t)
+    return await flow.create(ctx(info).store.pool, rec, _who(info))
 
 
 async def edit(info: Info, pool_id: str, year: int, lines: list[tuple[Any, Decimal]],
@@ -414,83 +416,31 @@ async def edit(info: Info, pool_id: str, year: int, lines: list[tuple[Any, Decim
     """New amounts for the categories given (others unchanged) and headcounts; only a DRAFT."""
     t = target(info, pool_id, year, "editBudget")
     new = lines_arg(lines, "lines")
-    names = ("expectedInsured", "expectedContributors", "expectedBeneficiaries")
-    for n, v in zip(names, expected):
+    for n, v in zip(flow.HEADCOUNTS, expected):
         count_arg(v, n)
     if not new and all(v is None for v in expected):
         raise bad_input("editBudget changes nothing: give lines or expected headcounts", argument="input")
-    c = ctx(info)
-    async with c.store.pool.acquire() as con, con.transaction():
-        cur = await _current(con, t)
-        if cur.state != tb.EDITABLE:
-            raise bad_input(_not_editable(t, cur), argument="poolId", state=cur.state)
-        changes: dict[str, Any] = {"lines": {k: [str(cur.amount(k)), str(v)] for k, v in new.items()
-                                             if cur.amount(k) != v}}
-        old = (cur.expected_insured, cur.expected_contributors, cur.expected_beneficiaries)
-        heads = tuple(o if v is None else v for o, v in zip(old, expected))
-        for n, o, v in zip(names, old, heads):
-            if o != v:
-                changes[n] = [o, v]
-        await bs.set_lines(con, t.pool_id, t.year, new)
-        await bs.set_headcounts(con, t.pool_id, t.year, heads)  # type: ignore[arg-type]
-        await bs.record(con, t.pool_id, t.year, "EDITED", cur.state, cur.state, c.caller.sub, c.caller.roles, None,
-                        changes)
-        return await _reread(con, t)
-
-
-def _not_editable(t: Target, cur: BudgetRec) -> str:
-    if cur.state == tb.FROZEN:
-        return f"the {t.year} budget of pool {t.pool_id} is APPROVED and frozen: it cannot change any more"
-    return (f"the {t.year} budget of pool {t.pool_id} is {cur.state}: only a DRAFT can be edited "
-            "(a reviewer or approver can return it to DRAFT with a reason)")
+    return await flow.edit(ctx(info).store.pool, t.pool_id, t.year, new, expected, _who(info))
 
 
 async def step(info: Info, pool_id: str, year: int, to: str) -> BudgetRec:
     """SUBMITTED, REVIEWED or APPROVED: the next state, by its role, from the state before it."""
-    frm, _, _ = tb.STEPS[to]
     action = {"SUBMITTED": "submitBudget", "REVIEWED": "reviewBudget", "APPROVED": "approveBudget"}[to]
     t = target(info, pool_id, year, action)
-    c = ctx(info)
-    async with c.store.pool.acquire() as con, con.transaction():
-        cur = await _current(con, t)
-        if cur.state != frm:
-            raise bad_input(f"{action} moves a {frm} budget to {to}; the {t.year} budget of pool {t.pool_id} is "
-                            f"{cur.state}" + (" and frozen" if cur.state == tb.FROZEN else ""),
-                            argument="poolId", state=cur.state)
-        await bs.move(con, t.pool_id, t.year, to, None)
-        await bs.record(con, t.pool_id, t.year, to, frm, to, c.caller.sub, c.caller.roles, None, {})
-        return await _reread(con, t)
+    return await flow.advance(ctx(info).store.pool, t.pool_id, t.year, to, action, _who(info))
 
 
 async def give_back(info: Info, pool_id: str, year: int, reason: str) -> BudgetRec:
     """RETURNED to DRAFT with a reason: a SUBMITTED budget by its reviewer, a REVIEWED one by its approver."""
-    c = ctx(info)
     t = target(info, pool_id, year, "returnBudget")
     why = (reason or "").strip()
     if not why or len(why) > 2000:
         raise bad_input("reason must say why, in 1 to 2000 characters", argument="reason")
-    async with c.store.pool.acquire() as con, con.transaction():
-        cur = await _current(con, t)
-        needs = tb.RETURNERS.get(cur.state)
-        if needs is None:
-            raise bad_input(f"returnBudget returns a SUBMITTED or REVIEWED budget; the {t.year} budget of pool "
-                            f"{t.pool_id} is {cur.state}" + (" and frozen" if cur.state == tb.FROZEN else ""),
-                            argument="poolId", state=cur.state)
-        c.access.role(needs, f"returning a {cur.state} budget")
-        await bs.move(con, t.pool_id, t.year, "DRAFT", why)
-        await bs.record(con, t.pool_id, t.year, "RETURNED", cur.state, "DRAFT", c.caller.sub, c.caller.roles, why, {})
-        return await _reread(con, t)
+    return await flow.give_back(ctx(info).store.pool, t.pool_id, t.year, why, _who(info),
+                                lambda role, action: permissions.step_role(info, role, action))
 
 
-async def _current(con: Any, t: Target) -> BudgetRec:
-    cur = await bs.locked(con, t.pool_id, t.year)
-    if cur is None:
-        raise bad_input(f"pool {t.pool_id} has no budget for {t.year}: start one with startBudget", argument="poolId")
-    return cur
-
-
-async def _reread(con: Any, t: Target) -> BudgetRec:
-    rec = await bs.locked(con, t.pool_id, t.year)
-    assert rec is not None
-    return rec
+def _who(info: Info) -> flow.Who:
+    c = ctx(info)
+    return flow.Who(c.caller.sub, sorted(c.caller.roles))
 

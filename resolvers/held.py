@@ -48,6 +48,11 @@ def region_arg(argument: str) -> Where:
     return where
 
 
+async def budget_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
+    """The region of the pool a budget belongs to (checked as pool_region)."""
+    return await pool_region(root, info, {"id": args["poolId"]})
+
+
 async def agency_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | AnyChild | None:
     """The region of an agency this node's directory knows; any child's, when it knows none."""
     try:
@@ -63,6 +68,6 @@ HELD: dict[str, Held] = {
     "Region.agencies": Held(root_region, on_region=True),
     "Query.pool": Held(pool_region),
     "Query.agency": Held(agency_region),
-    "Query.budget": Held(pool_region_of("poolId")),
+    "Query.budget": Held(budget_region),
     "Query.fundReport": Held(region_arg("region")),
 }

@@ -21,10 +21,11 @@ from typing import Any
 
 from graphql import GraphQLObjectType, GraphQLResolveInfo, GraphQLSchema, default_field_resolver
 from strawberry.types import Info
+from tierfed.tiers.budgets import RETURNERS, STEPS
 from tierfed.tiers.layer import is_forwarded
 
 from .common import subtree_region
-from .held import pool_region, pool_region_of, root_region
+from .held import budget_region, pool_region, root_region
 from .pools import parse_pool_id
 
 RegionOf = Callable[[Any, GraphQLResolveInfo, dict[str, Any]], Awaitable[str | None]]
@@ -86,6 +87,17 @@ def pool_arg(path: str) -> RegionOf:
     return region
 
 
+def step_role(info: Any, role: str, action: str) -> None:
+    """A step whose role depends on what is stored, asked once the state is read: returning a
+    budget is its reviewer's from SUBMITTED, its approver's from REVIEWED (tiers/budgets.py
+    RETURNERS). The field's rule has checked the scope and that the caller holds one of them."""
+    info.context.access.role(role, action)
+
+
+def _budget_step(to: str, action: str) -> Rule:
+    return Rule(roles=(STEPS[to][2],), action=action, region=pool_arg("poolId"), what="budgets")
+
+
 async def root_region_in_subtree(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
     """The parent region's, when it is inside this node's subtree (outside it the field answers null)."""
     code = await root_region(root, info, args)
@@ -139,22 +151,19 @@ FIELDS: dict[str, Rule] = {
     "Query.fundReport": Rule(region=arg("region"), what="fund reports"),
     "Mutation.settleCentralAdjustment": Rule(roles=("OPERATOR",), action="settleCentralAdjustment", node=True,
                                              what="the central adjustment (it needs every province of this node)"),
-    "Query.budget": Rule(region=pool_region_of("poolId"), what="budgets"),
+    # Fund budgets (issue 16): read inside the scope; each step by its role over the pool's region.
+    "Query.budget": Rule(region=budget_region, what="budgets"),
     "Query.compiledBudget": Rule(region=arg("region"), what="budgets"),
     "Query.budgetExecution": Rule(region=arg("region"), what="budgets"),
     "Mutation.startBudget": Rule(roles=("OPERATOR",), action="startBudget", region=pool_arg("input.poolId"),
                                  what="budgets"),
     "Mutation.editBudget": Rule(roles=("OPERATOR",), action="editBudget", region=pool_arg("input.poolId"),
                                 what="budgets"),
-    "Mutation.submitBudget": Rule(roles=("OPERATOR",), action="submitBudget", region=pool_arg("poolId"),
+    "Mutation.submitBudget": _budget_step("SUBMITTED", "submitBudget"),
+    "Mutation.reviewBudget": _budget_step("REVIEWED", "reviewBudget"),
+    "Mutation.approveBudget": _budget_step("APPROVED", "approveBudget"),
+    "Mutation.returnBudget": Rule(roles=tuple(RETURNERS.values()), action="returnBudget", region=pool_arg("poolId"),
                                   what="budgets"),
-    "Mutation.reviewBudget": Rule(roles=("BUDGET_REVIEWER",), action="reviewBudget", region=pool_arg("poolId"),
-                                  what="budgets"),
-    "Mutation.approveBudget": Rule(roles=("BUDGET_APPROVER",), action="approveBudget", region=pool_arg("poolId"),
-                                   what="budgets"),
-    # Which of the two may return a budget depends on its state (tiers/budgets.RETURNERS): checked there too.
-    "Mutation.returnBudget": Rule(roles=("BUDGET_REVIEWER", "BUDGET_APPROVER"), action="returnBudget",
-                                  region=pool_arg("poolId"), what="budgets"),
     # Live answers run as the query field of the same name (tierfed/live.py), under its rule.
     **{f"Subscription.{name}": Rule(filtered=f"run as Query.{name}, with that field's rule")
        for name in ("nation", "region", "rollup", "pool", "employer", "centralAdjustment")},

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from decimal import Decimal as PyDecimal
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated
 
 import strawberry
 from strawberry.scalars import JSON
@@ -13,6 +13,7 @@ from strawberry.types import Info
 from tierfed.resolvers import budgets as rb
 from tierfed.resolvers.regions import region as region_by_code
 from tierfed.tiers.figures import FUND_CATEGORIES, FUND_EXPENDITURE, FUND_INCOME, SCHEMES
+from tierfed.tiers.remote import Forwarded
 
 from .funds import FundFlowCategory
 from .scalars import Decimal, Month
@@ -76,47 +77,35 @@ class BudgetBasis:
         return PyDecimal(self.basis["headcountGrowth"])  # type: ignore[attr-defined]
 
 
-def _step(root: object, info: Info, attr: str) -> Any:
-    """A step's field from this node's record (a child's answer is read by the federation layer)."""
-    value = getattr(root, attr)
-    return value.isoformat() if attr == "at" else list(value) if attr == "roles" else value
-
-
 @strawberry.type(description="One step of a budget: who took it, when, and what changed.")
 class BudgetStep:
     @strawberry.field
-    def action(self, info: Info) -> BudgetAction:
-        return BudgetAction(_step(self, info, "action"))
+    def action(self) -> BudgetAction:
+        return BudgetAction(self.action)  # type: ignore[attr-defined]
 
     @strawberry.field
-    def from_state(self, info: Info) -> BudgetState | None:
-        v = _step(self, info, "from_state")
-        return BudgetState(v) if v else None
+    def from_state(self) -> BudgetState | None:
+        return BudgetState(self.from_state) if self.from_state else None  # type: ignore[attr-defined]
 
     @strawberry.field
-    def to_state(self, info: Info) -> BudgetState:
-        return BudgetState(_step(self, info, "to_state"))
+    def to_state(self) -> BudgetState:
+        return BudgetState(self.to_state)  # type: ignore[attr-defined]
 
     @strawberry.field(description="The subject of the token that took the step.")
-    def by(self, info: Info) -> str:
-        return str(_step(self, info, "caller"))
+    def by(self) -> str:
+        return self.caller  # type: ignore[attr-defined,no-any-return]
 
     @strawberry.field(description="The roles that token carried.")
-    def roles(self, info: Info) -> list[str]:
-        return list(_step(self, info, "roles"))
+    def roles(self) -> list[str]:
+        return list(self.roles)
 
     @strawberry.field(description="When (ISO 8601, UTC).")
-    def at(self, info: Info) -> str:
-        return str(_step(self, info, "at"))
+    def at(self) -> str:
+        return self.at.isoformat()  # type: ignore[attr-defined,no-any-return]
 
-    @strawberry.field(description="Why it was returned; null for other steps.")
-    def reason(self, info: Info) -> str | None:
-        return _step(self, info, "reason")  # type: ignore[no-any-return]
-
-    @strawberry.field(description=(
+    reason: str | None = strawberry.field(description="Why it was returned; null for other steps.")
+    changes: JSON = strawberry.field(description=(
         "What changed: lines as {category: [old, new]}, headcounts as [old, new]; a start also gives its basis."))
-    def changes(self, info: Info) -> JSON:
-        return _step(self, info, "changes")  # type: ignore[no-any-return]
 
 
 @strawberry.type(description=(
@@ -186,7 +175,7 @@ class Budget:
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
-        return isinstance(obj, rb.BudgetRec)
+        return isinstance(obj, (rb.BudgetRec, Forwarded))
 
 
 @strawberry.type(description="How far the parts of a compiled budget have come.")

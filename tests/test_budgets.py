@@ -345,3 +345,25 @@ async def test_execution_is_the_accounts_to_date_against_the_budget(world: Any) 
         assert Decimal(got["totalExpenditure"]["budget"]) == sum((budget[k] for k in FUND_EXPENDITURE), Decimal(0))
     body = await c.gql(EXECUTION, {"r": "440000", "s": "MEDICAL", "m": "2025-13"}, VIEWER)
     assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+
+
+async def test_compiled_budgets_and_execution_take_the_same_few_statements_whatever_the_region(world: Any) -> None:
+    """One statement for the parts of every pool inside the region, one for their summaries, one for
+    the regions named: the nation's hundreds of pools cost what one province's do."""
+    c, _, _ = world
+    counter = c.runtime.statements
+    counts, seen = {}, {}
+    for region in ("000000", "440000", "440300"):
+        for what, q, v in (("compiled", COMPILED, {"r": region, "y": 2025}),
+                           ("execution", EXECUTION, {"r": region, "s": "MEDICAL", "m": "2025-06"})):
+            c.runtime.answers.clear()
+            counter.queries = []
+            try:
+                await ok(c, q, v, VIEWER)
+                seen[(what, region)] = [x.split()[:6] for x in counter.queries]
+                counts[(what, region)] = len(counter.queries)
+            finally:
+                counter.queries = None
+    assert len({n for (w, _), n in counts.items() if w == "compiled"}) == 1, seen
+    assert len({n for (w, _), n in counts.items() if w == "execution"}) == 1, seen
+    assert max(counts.values()) <= 5, seen

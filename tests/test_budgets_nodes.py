@@ -254,4 +254,17 @@ async def test_with_a_province_node_down_the_rest_is_compiled_and_the_gap_named(
     assert body["data"]["compiledBudget"]["complete"] and "errors" not in body
 
 
+async def test_a_draft_from_accounts_missing_a_child_nodes_records_is_not_written(fed: Fed) -> None:
+    """With Shenzhen down, Guangdong's province pension accounts lack Shenzhen's records: starting a
+    draft from them fails with TIER_UNAVAILABLE and writes nothing, rather than a wrong draft."""
+    await fed.nodes["shenzhen"].stop()
+    before = {n: await c.fetchval("select count(*) from budget_step") for n, c in fed.cons.items()}
+    body = await fed.ask("guangdong", START, {"in": {"poolId": "440000-PENSION-202401", "year": 2027,
+                                                     "basePeriod": {"from": "2025-01", "to": "2025-06"}}})
+    assert [e["extensions"]["code"] for e in body["errors"]][0] == "TIER_UNAVAILABLE", body
+    assert "nothing was written" in body["errors"][0]["message"] and body["data"] is None
+    assert {n: await c.fetchval("select count(*) from budget_step") for n, c in fed.cons.items()} == before
+    assert await fed.cons["guangdong"].fetchval("select count(*) from budget where year = 2027") == 0
+
+
 __all__ = ["BUDGET"]

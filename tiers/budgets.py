@@ -107,18 +107,21 @@ def actual_of(summary: Summary, scheme: int) -> dict[str, Decimal]:
 
 
 async def compile_region(node: Node, local_parts: Callable[[str, int], Any], summaries: Callable[[list[Any]], Any],
-                         remote: RemoteCalls, region: str, year: int, through: date | None) -> Compiled:
+                         remote: RemoteCalls, region: str, year: int, through: date | None,
+                         scheme: int | None = None) -> Compiled:
     """The parts of ``region``'s budget for ``year`` held on this node and on its children.
 
     ``local_parts(region, year)`` gives this node's PartRows (a per-request loader, read once
     for both passes of a query); ``summaries(keys)`` full summaries (this node's records
-    and its children's). Children that give no answer leave their region in ``missing``."""
+    and its children's). Only ``scheme``'s pools when given (execution reads one scheme's
+    accounts, not every pool's). Children that give no answer leave their region in ``missing``."""
     owner = node.child_for(region)
     asks: list[tuple[Child, str]] = [(owner, region)] if owner is not None else \
         [(ch, ch.region) for ch in node.children_within(region)]
     out = Compiled()
     if owner is None:
-        rows = [r for r in await local_parts(region, year) if node.child_for(r.region_code) is None]
+        rows = [r for r in await local_parts(region, year)
+                if node.child_for(r.region_code) is None and scheme in (None, r.scheme)]
         parts = [Part(r.pool_id, r.scheme, r.region_code, r.state, r.expected, dict(r.lines)) for r in rows]
         if through is not None:
             wanted = [(i, actual_period(r, year, through)) for i, r in enumerate(rows)]
@@ -135,7 +138,7 @@ async def compile_region(node: Node, local_parts: Callable[[str, int], Any], sum
         out.parts.extend(parts)
 
     async def ask(child: Child, code: str) -> Compiled | None:
-        arg = {"region": code, "year": year, "through": month_str(through) if through else None}
+        arg = {"region": code, "year": year, "through": month_str(through) if through else None, "scheme": scheme}
         try:
             got = await remote.call(child, "budgets", arg)
         except ChildFailed:

@@ -71,8 +71,7 @@ def install(schema: GraphQLSchema, held: dict[str, Held]) -> None:
         fdef.resolve = _held(decl, fdef.resolve or default_field_resolver, fdef)
     for gtype in _reachable(schema, held):
         for fdef in gtype.fields.values():
-            leaf = is_leaf_type(get_named_type(fdef.type))  # a JSON value stays as the child sent it
-            fdef.resolve = _reading(fdef.resolve or default_field_resolver, leaf)
+            fdef.resolve = _reading(fdef.resolve or default_field_resolver, is_leaf_type(get_named_type(fdef.type)))
         if gtype.is_type_of is not None:
             gtype.is_type_of = _forwarded_or(gtype.is_type_of)
 
@@ -105,7 +104,10 @@ def is_forwarded(value: Any) -> bool:
     return type(value) is Forwarded
 
 
-def _reading(resolve: Any, leaf: bool) -> Any:
+def _reading(resolve: Any, leaf: bool = False) -> Any:
+    """``leaf``: a scalar or enum field, whose value is kept as the child sent it (a JSON
+    scalar's object is data, not an object to read by response key)."""
+
     def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         if type(root) is Forwarded:
             value = root.data.get(str(info.path.key))
