@@ -36,6 +36,7 @@ from .auth import Caller
 from .errors import UserError
 from .statement_pdf import Font, FontCut, find_font, render, texts_of
 from .tiers.faults import crash_point
+from .tiers.person_store import RECORD_STATEMENTS_SENT, STATEMENTS_SENT
 from .tiers.tree import NATION
 
 BATCH = 20  # persons per GraphQL operation: the default [limits].max_root_fields
@@ -190,8 +191,7 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
         leftover.unlink(missing_ok=True)
 
     delivery = "county" if per_county else "person"
-    sent = {r["id_number"] for r in await rt.pool.fetch(
-        "select id_number from statement_sent where year = $1 and delivery = $2", year, delivery)}
+    sent = {r["id_number"] for r in await rt.pool.fetch(STATEMENTS_SENT, year, delivery)}
     report = Report(persons=len(persons))
     caller = Caller(f"statements:{rt.cfg.name}", rt.node.region, frozenset({"VIEWER"}), token())
     issuer = ("人力资源和社会保障部社会保险事业管理中心" if rt.node.region == NATION
@@ -305,7 +305,4 @@ def full_name(tree: Any, code: str) -> str:
 async def _record(rt: Any, persons: list[tuple[str, str]], year: int, delivery: str, name: str) -> None:
     crash_point("statements-before-record")
     async with rt.pool.acquire() as con, con.transaction():
-        await con.executemany(
-            "insert into statement_sent (id_number, year, delivery, region_code, file) values ($1, $2, $3, $4, $5) "
-            "on conflict (id_number, year, delivery) do update set file = excluded.file, sent_at = now()",
-            [(i, year, delivery, r, name) for i, r in persons])
+        await con.executemany(RECORD_STATEMENTS_SENT, [(i, year, delivery, r, name) for i, r in persons])

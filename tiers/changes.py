@@ -45,12 +45,7 @@ from .faults import crash_point
 from .figures import SCHEMES
 from .identity import NodeIdentity
 from .pooling import (
-    CLOSE,
-    OPEN,
-    POOLS_OF_SCHEME_NEAR,
-    RECORD_CHANGE,
     SCHEME_DEPARTMENT,
-    VERTICAL,
     RaiseInput,
     RaiseOutcome,
     _lock,
@@ -58,8 +53,9 @@ from .pooling import (
     plan_replaced,
     pool_id,
 )
+from .poolstore import CLOSE, OPEN, POOL_EXISTS, POOLS_BY_ID, POOLS_OF_SCHEME_NEAR, RAISE_KEY_USED, RECORD_CHANGE, VERTICAL
 from .stepclient import StepClient, StepError
-from .store import POOL_COLUMNS, PoolRec, _pool
+from .store import PoolRec, _pool
 
 log = logging.getLogger("tierfed.changes")
 
@@ -343,7 +339,7 @@ class Changes:
             if pools:  # kept to answer a repeated prepare; its children's reservations are durable on their nodes
                 async with self.pool.acquire() as con, con.transaction():
                     await con.execute(ASYNC_COMMIT)
-                    await con.execute("update change set plan = plan || $2::jsonb where id = $1", change_id,
+                    await con.execute(cs.MERGE_PLAN, change_id,
                                       json.dumps({"pools": all_pools}))
             crash_point("participant-after-reserve")
             return {"ok": True, "pools": all_pools}
@@ -579,8 +575,7 @@ class Changes:
         if prior is not None and not inp.dry_run and prior.state != "ABORTED":
             return await self._replay(prior, inp)
         async with self.pool.acquire() as con:
-            if not inp.dry_run and await con.fetchval("select exists (select 1 from pooling_change "
-                                                      "where idempotency_key = $1)", inp.idempotency_key):
+            if not inp.dry_run and await con.fetchval(RAISE_KEY_USED, inp.idempotency_key):
                 raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
         msg_input = {"scheme": scheme, "region": region, "effectiveFrom": codes.month_str(eff),
                      "successor": new_id, "vertical": inp.vertical_management}
@@ -602,7 +597,7 @@ class Changes:
                     if problems:
                         raise bad_input("raisePoolingLevel refused, nothing changed: " + "; ".join(problems),
                                         problems=problems)
-                    if await con.fetchval("select exists (select 1 from pool where id = $1)", new_id):
+                    if await con.fetchval(POOL_EXISTS, new_id):
                         raise conflict(f"pool {new_id} already exists")
                     if not inp.dry_run:
                         await cs.claim_key(con, inp.idempotency_key)
@@ -711,8 +706,7 @@ class Changes:
             raise conflict(f"change {prior.id} with idempotency key {inp.idempotency_key!r} is in progress")
         result = prior.result
         async with self.pool.acquire() as con:
-            recs = {r["id"]: _pool(r) for r in await con.fetch(
-                f"select {POOL_COLUMNS} from pool p where p.id = any($1::text[])", [result["pool"], *result["closed"]])}
+            recs = {r["id"]: _pool(r) for r in await con.fetch(POOLS_BY_ID, [result["pool"], *result["closed"]])}
             for r in await cs.remote_predecessors(self.pool, [result["pool"]]):
                 recs[r["predecessor_id"]] = PoolRec(r["predecessor_id"], r["scheme"], r["region_code"], r["opened_from"],
                                                     r["closed_after"], r["opening_balance"], r["successor_id"],

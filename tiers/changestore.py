@@ -342,3 +342,7 @@ group by node
 
 async def waiting_by_node(pool: asyncpg.Pool) -> list[tuple[str, int, float]]:
     return [(r["node"], r["changes"], r["oldest_s"]) for r in await pool.fetch(WAITING_BY_NODE)]
+
+
+# A participant keeps what it reserved with its part of the change's plan.
+MERGE_PLAN = "update change set plan = plan || $2::jsonb where id = $1"

@@ -175,3 +175,18 @@ async def held_by(pool: asyncpg.Pool, child: str, ids: Sequence[str]) -> set[str
 async def own_keys(pool: asyncpg.Pool, ids: Sequence[str], first: date, last: date) -> list[tuple[str, int, date, str]]:
     return [(r["id_number"], r["scheme"], r["month"], r["region_code"])
             for r in await pool.fetch(OWN_KEYS, list(ids), first, last)]
+
+
+# Who is registered in a region, a page at a time (tiers/registered.py).
+REGISTERED_PAGE = """
+select p.id_number, p.region_code from person p
+where p.region_code in (select descendant from region_closure where ancestor = $1) and p.id_number > $2
+order by p.id_number limit $3"""
+
+
+# Statements sent to persons (tierfed/statements.py).
+STATEMENTS_SENT = "select id_number from statement_sent where year = $1 and delivery = $2"
+RECORD_STATEMENTS_SENT = """
+insert into statement_sent (id_number, year, delivery, region_code, file) values ($1, $2, $3, $4, $5)
+on conflict (id_number, year, delivery) do update set file = excluded.file, sent_at = now()
+"""

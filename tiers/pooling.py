@@ -24,60 +24,27 @@ from tierfed.errors import bad_input, conflict
 
 from . import changestore
 from .figures import SCHEMES
-from .store import POOL_COLUMNS, POOL_OPENINGS, PoolRec, _pool
+from .poolstore import (
+    CHANGE_BY_KEY,
+    CHANGES,
+    CLOSE,
+    FLOWS,
+    OPEN,
+    POOL_EXISTS,
+    POOLS_BY_ID,
+    POOLS_OF_SCHEME_NEAR,
+    RECORD_CHANGE,
+    TRY_LOCK,
+    TRY_LOCK_SHARED,
+    VERTICAL,
+)
+from .store import POOL_OPENINGS, PoolRec, _pool
 from .tree import TIER_NAMES, Tree
-from .vocabulary import fund_flow_sql, pool_id
+from .vocabulary import pool_id
 
 # Schemes 1, 3, 4 (pension, work injury, unemployment) sit under human resources and
 # social security (department 1); 2 and 5 (medical, maternity) under healthcare security.
 SCHEME_DEPARTMENT = {1: 1, 2: 2, 3: 1, 4: 1, 5: 2}
-
-POOLS_OF_SCHEME_NEAR = f"""
-select {POOL_COLUMNS}, rc.depth, (rc.descendant = $2 and rc.depth > 0) as above
-from pool p
-join region_closure rc on (rc.ancestor = $2 and rc.descendant = p.region_code)
-                       or (rc.descendant = $2 and rc.ancestor = p.region_code and rc.depth > 0)
-where p.scheme = $1
-order by p.region_code, p.opened_from
-"""
-
-# Pooled contributions minus benefits, plus transfers in minus out, of open pools' regions
-# from their first month to $4.
-FLOWS = f"""
-select coalesce(sum({fund_flow_sql("s")}), 0)
-from unnest($1::text[], $2::date[]) as k (region, first)
-join summary s on s.region_code = k.region and s.scheme = $3 and s.month between k.first and $4
-"""
-
-CLOSE = "update pool set closed_after = $2, successor_id = $3 where id = any($1::text[])"
-
-OPEN = """
-insert into pool (id, scheme, region_code, opened_from, closed_after, opening_balance)
-values ($1, $2, $3, $4, null, $5)
-"""
-
-VERTICAL = """
-update agency a set vertically_managed = true,
-       parent_code = coalesce((select p.code from agency p join region r on r.code = a.region_code
-                               where p.region_code = r.parent_code and p.department = a.department
-                               and p.kind = 1 order by p.code limit 1), a.parent_code)
-from region_closure rc
-where rc.ancestor = $1 and rc.descendant = a.region_code and rc.depth > 0
-  and a.department = $2 and a.kind = 1
-"""
-
-CHANGE_BY_KEY = "select input, result from pooling_change where idempotency_key = $1"
-
-RECORD_CHANGE = """
-insert into pooling_change (idempotency_key, input, result, caller) values ($1, $2::jsonb, $3::jsonb, $4)
-"""
-
-CHANGES = """
-select c.id, c.idempotency_key, c.input, c.result, c.caller, c.created_at
-from pooling_change c
-where $1::text is null or c.input->>'region' = any(select descendant from region_closure where ancestor = $1)
-order by c.id desc limit $2
-"""
 
 
 @dataclass(frozen=True)
@@ -115,9 +82,9 @@ def _lock_key(scheme: int, region: str) -> int:
 
 
 async def _lock(con: asyncpg.Connection, tree: Tree, scheme: int, region: str) -> None:
-    ok = await con.fetchval("select pg_try_advisory_xact_lock($1)", _lock_key(scheme, region))
+    ok = await con.fetchval(TRY_LOCK, _lock_key(scheme, region))
     for anc in tree.by_code[region].ancestors:
-        ok = ok and await con.fetchval("select pg_try_advisory_xact_lock_shared($1)", _lock_key(scheme, anc))
+        ok = ok and await con.fetchval(TRY_LOCK_SHARED, _lock_key(scheme, anc))
     if not ok:
         raise conflict(f"another pooling change of {SCHEMES[scheme - 1]} on a subtree overlapping {region} "
                        "is in progress; try again when it has finished")
@@ -156,8 +123,7 @@ async def _replay(con: asyncpg.Connection, inp: RaiseInput, prior: asyncpg.Recor
     if json.loads(prior["input"]) != inp.to_json():
         raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
     result = json.loads(prior["result"])
-    recs = {r["id"]: _pool(r) for r in await con.fetch(
-        f"select {POOL_COLUMNS} from pool p where p.id = any($1::text[])", [result["pool"], *result["closed"]])}
+    recs = {r["id"]: _pool(r) for r in await con.fetch(POOLS_BY_ID, [result["pool"], *result["closed"]])}
     return RaiseOutcome(recs[result["pool"]], [recs[i] for i in result["closed"]],
                         Decimal(result["transferred"]), False, True, "COMMITTED")
 
@@ -214,7 +180,7 @@ async def _raise(con: asyncpg.Connection, tree: Tree, inp: RaiseInput, caller: s
         raise bad_input("raisePoolingLevel refused, nothing changed: " + "; ".join(problems), problems=problems)
     transferred = await balances_at(con, replaced, inp.scheme, before)
     new_id = pool_id(inp.region, inp.scheme, eff)
-    if await con.fetchval("select exists (select 1 from pool where id = $1)", new_id):
+    if await con.fetchval(POOL_EXISTS, new_id):
         raise conflict(f"pool {new_id} already exists")
     await con.execute(OPEN, new_id, inp.scheme, inp.region, eff, transferred)
     await con.execute(CLOSE, [p.id for p in replaced], before, new_id)

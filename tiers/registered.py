@@ -14,12 +14,8 @@ from typing import Any
 import asyncpg
 
 from .node import Node
+from .person_store import REGISTERED_PAGE
 from .remote import RemoteCalls, ask_children
-
-PAGE = """
-select p.id_number, p.region_code from person p
-where p.region_code in (select descendant from region_closure where ancestor = $1) and p.id_number > $2
-order by p.id_number limit $3"""
 
 
 async def registered(node: Node, pool: asyncpg.Pool, remote: RemoteCalls, region: str, after: str,
@@ -31,7 +27,7 @@ async def registered(node: Node, pool: asyncpg.Pool, remote: RemoteCalls, region
         asked, local = [(owner, region)], []
     else:  # each child whose whole part lies inside the region is asked for that part
         asked = [(c, c.region) for c in node.children_within(region)]
-        local = [[r["id_number"], r["region_code"]] for r in await pool.fetch(PAGE, region, after, first)]
+        local = [[r["id_number"], r["region_code"]] for r in await pool.fetch(REGISTERED_PAGE, region, after, first)]
     got = await asyncio.gather(*(ask_children(remote, [c], "registered", {"region": r, "after": after,
                                                                           "first": first}) for c, r in asked))
     answers = [a for one in got for a in one[0]]

@@ -99,10 +99,13 @@ class ChildClients:
             )
             for c in children
         }
+        # Requests per child (read by the benchmarks and the tests that count them).
+        self.requests: dict[str, int] = {c.name: 0 for c in children}
         # GET /tierfed/version per child (tiers.versions): none while the child's link is up.
         self.version_requests: dict[str, int] = {c.name: 0 for c in children}
 
     async def post(self, child: Child, token: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
+        self.requests[child.name] += 1
         req = observe.current.get()
         started = time.perf_counter()
         call = observe.ChildCall(child.name, "unreachable", 0.0)

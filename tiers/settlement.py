@@ -28,44 +28,12 @@ from tierfed.errors import bad_input, conflict
 
 from . import changestore as cs
 from .faults import crash_point
-from .figures import BOOKED, SCHEME_ID
+from .figures import SCHEME_ID
 from .pooling import _lock, check_not_reserved
+from .poolstore import BOOK, BOOKED_ALREADY, PROVINCE_POOL
 
 SETTLE = "settleCentralAdjustment"
 PENSION = SCHEME_ID["PENSION"]
-
-PROVINCE_POOL = """
-select id from pool where scheme = $1 and region_code = $2
-  and opened_from <= $3 and (closed_after is null or closed_after >= $3)
-"""
-
-BOOKED_ALREADY = """
-select category, amount from fund_flow
-where pool_id = $1 and month = $2 and category in ('REMITTANCE_TO_ABOVE', 'SUBSIDY_FROM_ABOVE')
-order by category
-"""
-
-_COLUMNS = ", ".join(c.lower() for c in BOOKED)
-_SUMS = ", ".join(f"coalesce(sum(f.amount) filter (where f.category = '{c}'), 0)" for c in BOOKED)
-_ADD = ", ".join(f"{c} = summary.{c} + excluded.{c}" for c in (x.lower() for x in BOOKED))
-
-# The flows and their summaries in one statement, for each pool's region and every ancestor
-# up to the node's root ($1), as the fund_flows import books them.
-BOOK = f"""
-with f as (
-    insert into fund_flow (pool_id, month, category, scheme, region_code, amount)
-    select p.id, $2::date, k.category, p.scheme, p.region_code, k.amount
-    from unnest($3::text[], $4::text[], $5::numeric[]) as k (pool_id, category, amount)
-    join pool p on p.id = k.pool_id
-    returning pool_id, month, category, scheme, amount)
-insert into summary (region_code, month, scheme, {_COLUMNS})
-select rc.ancestor, f.month, f.scheme, {_SUMS}
-from f join pool p on p.id = f.pool_id
-join region_closure rc on rc.descendant = p.region_code
-join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-group by 1, 2, 3
-on conflict (region_code, month, scheme) do update set {_ADD}
-"""
 
 
 @dataclass(frozen=True)

@@ -216,7 +216,7 @@ async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> d
             # What moves came from a child: kept (flushed) before answering, as this node applies
             # its own side with it, and a repeated prepare gets the same answer.
             async with ch.pool.acquire() as con:
-                await con.execute("update change set plan = plan || $2::jsonb where id = $1", change_id,
+                await con.execute(cs.MERGE_PLAN, change_id,
                                   json.dumps({"name": moving["name"], "schemes": moving["schemes"], "answer": answer}))
         crash_point("participant-after-reserve")
     return answer

@@ -27,15 +27,12 @@ import httpx
 from tierfed import observe
 from tierfed.telemetry import child_headers
 
+from .linkstore import OWN_VERSION, SUBTREE_VERSION
 from .node import Child, Node
 from .remote import ChildClients
 
 log = logging.getLogger("tierfed.versions")
 
-OWN_VERSION = "select version from data_version where one"
-# The version and the children whose links are up, in one primary-key lookup (and the few link rows).
-SUBTREE_VERSION = ("select version, array(select child from tier_link where up_until > clock_timestamp()) "
-                   "from data_version where one")
 VERSION_PATH = "/tierfed/version"
 
 
