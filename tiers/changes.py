@@ -44,6 +44,7 @@ from . import settlement, transfers
 from .faults import crash_point
 from .figures import SCHEMES
 from .identity import NodeIdentity
+from .intent import ASYNC_COMMIT, intent
 from .pooling import (
     SCHEME_DEPARTMENT,
     RaiseInput,
@@ -61,7 +62,7 @@ log = logging.getLogger("tierfed.changes")
 
 RAISE = "raisePoolingLevel"
 OWNER_SETTING = "tierfed.owner"  # set on the change steps' connections: see Changes.owner
-ASYNC_COMMIT = "set local synchronous_commit = off"
+
 TRANSFER = transfers.TRANSFER
 TELL_BATCH = 200  # decisions told to one child in one step at most
 
@@ -583,37 +584,22 @@ class Changes:
         self.in_flight.add(change_id)
         decided = False
         try:
-            async with self.pool.acquire() as con:
-                tr = con.transaction()
-                await tr.start()
-                try:
-                    # The intent need not be flushed: lost in a crash, the participants asking
-                    # about the change hear UNKNOWN and release (no decision can have been made).
-                    await con.execute(ASYNC_COMMIT)
-                    await _lock(con, tree, scheme, region)
-                    await check_not_reserved(con, scheme, region)
-                    rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, region)
-                    local, problems = plan_replaced(tree, rows, region, tree.by_code[region].tier, eff)
-                    if problems:
-                        raise bad_input("raisePoolingLevel refused, nothing changed: " + "; ".join(problems),
-                                        problems=problems)
-                    if await con.fetchval(POOL_EXISTS, new_id):
-                        raise conflict(f"pool {new_id} already exists")
-                    if not inp.dry_run:
-                        await cs.claim_key(con, inp.idempotency_key)
-                        await cs.insert(con, change_id, RAISE, "coordinator", None, inp.idempotency_key,
-                                        inp.to_json(), {"replaced": [p.id for p in local]}, caller)
-                        await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                        await cs.reserve_pools(con, change_id, scheme, region)
-                except BaseException:
-                    await tr.rollback()
-                    raise
-                if inp.dry_run:
-                    await tr.rollback()
-                else:
-                    await tr.commit()
-            if not inp.dry_run:
-                crash_point("coordinator-after-intent")
+            async with intent(self.pool, inp.dry_run) as con:
+                await _lock(con, tree, scheme, region)
+                await check_not_reserved(con, scheme, region)
+                rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, region)
+                local, problems = plan_replaced(tree, rows, region, tree.by_code[region].tier, eff)
+                if problems:
+                    raise bad_input("raisePoolingLevel refused, nothing changed: " + "; ".join(problems),
+                                    problems=problems)
+                if await con.fetchval(POOL_EXISTS, new_id):
+                    raise conflict(f"pool {new_id} already exists")
+                if not inp.dry_run:
+                    await cs.claim_key(con, inp.idempotency_key)
+                    await cs.insert(con, change_id, RAISE, "coordinator", None, inp.idempotency_key,
+                                    inp.to_json(), {"replaced": [p.id for p in local]}, caller)
+                    await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
+                    await cs.reserve_pools(con, change_id, scheme, region)
             msg = {"op": "prepare", "kind": RAISE, "change": change_id, "key": inp.idempotency_key,
                    "caller": caller, "input": msg_input, "dryRun": inp.dry_run}
             answers: list[tuple[Peer, dict[str, Any]]] = []

@@ -29,6 +29,7 @@ from tierfed.errors import bad_input, conflict
 from . import changestore as cs
 from .faults import crash_point
 from .figures import SCHEME_ID
+from .intent import intent
 from .pooling import _lock, check_not_reserved
 from .poolstore import BOOK, BOOKED_ALREADY, PROVINCE_POOL
 
@@ -174,25 +175,14 @@ async def settle(ch: Any, inp: SettleInput, caller: str) -> SettleOutcome:
     ch.in_flight.add(change_id)
     decided = False
     try:
-        async with ch.pool.acquire() as con:
-            tr = con.transaction()
-            await tr.start()
-            try:
-                mine = await check(con, node, local, inp.month)
-                if not inp.dry_run:
-                    await cs.insert(con, change_id, SETTLE, "coordinator", None, inp.idempotency_key, inp.key_json(),
-                                    {"bookings": [b.to_json() for b in mine]}, caller)
-                    await cs.add_participants(con, change_id, [(p.name, p.region) for p, _ in by_child.values()])
-                    await reserve(con, change_id, mine)
-            except BaseException:
-                await tr.rollback()
-                raise
-            if inp.dry_run:
-                await tr.rollback()
-            else:
-                await tr.commit()
-        if not inp.dry_run:
-            crash_point("coordinator-after-intent")
+        async with intent(ch.pool, inp.dry_run) as con:
+            mine = await check(con, node, local, inp.month)
+            if not inp.dry_run:
+                await cs.claim_key(con, inp.idempotency_key)  # keys hold across kinds, as for raises and transfers
+                await cs.insert(con, change_id, SETTLE, "coordinator", None, inp.idempotency_key, inp.key_json(),
+                                {"bookings": [b.to_json() for b in mine]}, caller)
+                await cs.add_participants(con, change_id, [(p.name, p.region) for p, _ in by_child.values()])
+                await reserve(con, change_id, mine)
 
         async def ask(peer: Any, part: list[Booking]) -> tuple[Any, dict[str, Any]]:
             msg = {"op": "prepare", "kind": SETTLE, "change": change_id, "key": inp.idempotency_key,

@@ -35,12 +35,13 @@ from tierfed.errors import Code, TierfedError, bad_input, conflict
 from . import changestore as cs
 from . import transferstore as ts
 from .faults import crash_point
+from .intent import intent
 
 if TYPE_CHECKING:
     from .changes import Changes
 
 TRANSFER = "transferInsurance"
-ASYNC_COMMIT = "set local synchronous_commit = off"
+
 POOLED_RATE = Decimal("0.12")
 ACCOUNT_SCHEMES = (1, 2)  # PENSION and MEDICAL carry individual accounts
 CENT = Decimal("0.01")
@@ -288,11 +289,8 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
     decided = False
     local: dict[str, dict[str, Any]] = {}
     try:
-        async with ch.pool.acquire() as con:
-            tr = con.transaction()
-            await tr.start()
-            try:
-                await con.execute(ASYNC_COMMIT)  # the intent: see tiers/changes.py
+        try:
+            async with intent(ch.pool, inp.dry_run) as con:
                 if origin is None:
                     local["out"] = await check_side(con, "out", base, node.name)
                 if dest is None:
@@ -303,18 +301,8 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
                                     inp.to_json(), {"from": frm}, caller)
                     await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
                     await cs.reserve_person(con, change_id, inp.id_number)
-            except asyncpg.UniqueViolationError:
-                await tr.rollback()
-                raise conflict("another change in progress holds this person or uses this idempotency key") from None
-            except BaseException:
-                await tr.rollback()
-                raise
-            if inp.dry_run:
-                await tr.rollback()
-            else:
-                await tr.commit()
-        if not inp.dry_run:
-            crash_point("coordinator-after-intent")
+        except asyncpg.UniqueViolationError:
+            raise conflict("another change in progress holds this person or uses this idempotency key") from None
         msg = {"op": "prepare", "kind": TRANSFER, "change": change_id, "key": inp.idempotency_key,
                "caller": caller, "dryRun": inp.dry_run}
         if origin is not None:
