@@ -13,11 +13,13 @@ states, messages and what each crash point leaves):
 4. *Commit*: each child applies its part when told, or, if it was down, when
    it asks its parent on its own (recovery); it never decides alone.
 
-Recovery runs on start and every ``[node] recovery_interval_s``: a change this
-node coordinates that is undecided and not in progress in this process is
-presumed aborted; decided changes are re-sent to children not yet told; a part
+Recovery runs on start and every ``[node] recovery_interval_s``, in one worker
+process of the node at a time: a change this node coordinates that is undecided
+and whose coordinating process is gone (or is this one, no longer at work on it)
+is presumed aborted; decided changes are re-sent to children not yet told; a part
 waiting for a decision asks the parent. Steps between nodes travel over
-``POST /internal/changes``, signed by the sending node's key (tiers/identity.py).
+``POST /internal/changes`` (tiers/stepclient.py), signed by the sending node's key
+(tiers/identity.py); decisions are told to each child in batches.
 """
 
 from __future__ import annotations
