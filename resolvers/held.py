@@ -16,6 +16,7 @@ from tierfed.tiers.layer import ANY_CHILD, AnyChild, Held, Where
 from tierfed import codes
 from tierfed.errors import bad_input
 
+from . import rollups
 from .pools import parse_pool_id
 
 
@@ -62,6 +63,10 @@ async def agency_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any
     rec = await info.context.loaders.agency.load(args["code"])
     return ANY_CHILD if rec is None else rec.region_code
 
+
+# Figures computed from summaries, which the planning pass only loads (so that the children's
+# parts are asked for) without computing them twice.
+DEFERRED = {"Rollup.totals": rollups.summary_of, "Rollup.byMonth": rollups.monthly_summary_of}
 
 HELD: dict[str, Held] = {
     "Region.pool": Held(root_region, on_region=True),

@@ -57,6 +57,14 @@ async def _summary(root: RollupRec, info: Info, compact: bool = True) -> Summary
     return await ctx(info).summary.load((root.region, root.first, root.last, compact))  # type: ignore[no-any-return]
 
 
+async def summary_of(root: RollupRec, info: Info) -> Summary:
+    return await _summary(root, info)
+
+
+async def monthly_summary_of(root: RollupRec, info: Info) -> Summary:
+    return await _summary(root, info, compact=False)
+
+
 async def rollup_region(root: RollupRec, info: Info) -> RegionRec:
     return await ctx(info).loaders.region.load(root.region)
 

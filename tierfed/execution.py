@@ -32,7 +32,7 @@ from .auth import Access, Caller
 from .errors import Code, TierfedError, database_down, database_unavailable
 from .resolvers import permissions
 from .resolvers.context import Context, Loaders, SummaryLoader
-from .resolvers.held import HELD
+from .resolvers.held import DEFERRED, HELD
 from .runtime import Runtime
 from .schema.root import schema
 from .telemetry import current_span, span
@@ -147,7 +147,7 @@ def _prepare(rt: Runtime, query: str, operation_name: str | None, variables: dic
     return Prepared(doc, op, defs, label)
 
 
-layer.install(GRAPHQL_SCHEMA, HELD)
+layer.install(GRAPHQL_SCHEMA, HELD, DEFERRED)
 permissions.install(GRAPHQL_SCHEMA)  # outermost: a field is checked before it is forwarded or resolved
 
 
@@ -189,10 +189,11 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
     ctx = context()
     with span("graphql.plan" if two_pass else "graphql.execute"):
         result = await once(ctx)
-    if remote.planned:
-        # The planning pass answered every child's part with a placeholder: ask each child
-        # involved once, then run the operation again with their answers. An operation that
-        # needed no child is done: the planning pass was the answer.
+    if remote.planned or remote.deferred:
+        # The planning pass answered every child's part with a placeholder (and left out the
+        # figures that need no child): ask each child involved once, then run the operation
+        # again with their answers. An operation that needed neither is done: the planning
+        # pass was the answer.
         with span("graphql.children"):
             await remote.fetch_planned()
         ctx = context()

@@ -61,8 +61,17 @@ class Held:
     on_region: bool = False
 
 
-def install(schema: GraphQLSchema, held: dict[str, Held]) -> None:
-    """Wrap the held fields and the fields of every type a child's answer can fill, once."""
+Load = Callable[[Any, GraphQLResolveInfo], Awaitable[Any]]
+
+
+def install(schema: GraphQLSchema, held: dict[str, Held], deferred: dict[str, Load] | None = None) -> None:
+    """Wrap the held fields and the fields of every type a child's answer can fill, once; and
+    the ``deferred`` fields: figures computed from what they load (``deferred[field]``), which
+    never ask a child otherwise. The planning pass only loads (so that what comes from children
+    is asked for) and computes nothing; the operation then runs a second time."""
+    for coordinate, load in (deferred or {}).items():
+        fdef = _field(schema, coordinate)
+        fdef.resolve = _deferred(fdef.resolve or default_field_resolver, load, _is_list(fdef.type))
     for coordinate, decl in held.items():
         type_name, field_name = coordinate.split(".")
         gtype = schema.type_map[type_name]
@@ -113,6 +122,19 @@ def _reading(resolve: Any, leaf: bool = False) -> Any:
             value = root.data.get(str(info.path.key))
             return value if leaf else wrap(value)
         return resolve(root, info, **args)
+
+    return field
+
+
+def _deferred(resolve: Any, load: Load, is_list: bool) -> Any:
+    async def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        remote = info.context.remote
+        if remote.planning and type(root) is not Forwarded:
+            remote.deferred = True
+            await load(root, info)
+            return [] if is_list else None
+        got = resolve(root, info, **args)
+        return await got if isinstance(got, Awaitable) else got
 
     return field
 

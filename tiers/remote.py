@@ -160,6 +160,8 @@ class RemoteCalls:
         self.answers: dict[str, ChildAnswer] = {}
         self.errors: list[TierfedError] = []
         self._reported: set[str] = set()
+        # The planning pass left out a field that needs no child (tiers.layer's deferred fields).
+        self.deferred = False
 
     # ------------------------------------------------------------ planning
 
