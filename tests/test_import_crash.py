@@ -181,9 +181,13 @@ async def test_readers_get_the_old_figures_until_commit_and_are_never_blocked(re
         new = await client.data(query)
         assert new["person"]["statement"]["schemes"] != old["person"]["statement"]["schemes"]
         assert sum(t["contributorMonths"] for t in new["rollup"]["totals"]) > 100_000
-    # Before the commit, every answer is the old one; after it, the old or the new, nothing in between.
+    # Before the commit, every answer is the old one; after it, each figure the old or the new one,
+    # nothing in between. (The rollup and the statement are read by different statements: a commit
+    # landing while a request runs may show in one and not yet in the other, which Freshness allows:
+    # each still reflects every commit made before the request arrived. README, Known limitations.)
     assert all(answer == old for answer, committed in seen if not committed)
-    assert all(answer in (old, new) for answer, _ in seen)
+    for part in ("rollup", "person"):
+        assert all(answer[part] in (old[part], new[part]) for answer, _ in seen), part
     assert sum(1 for _, committed in seen if not committed) >= 5, "the import ended before readers could watch it"
     # never blocked: no read waited on the import (each is a few milliseconds; the import takes seconds)
     assert slowest < 5, slowest
