@@ -46,7 +46,7 @@ from . import settlement, transfers
 from .faults import crash_point
 from .figures import SCHEMES
 from .identity import NodeIdentity
-from .intent import ASYNC_COMMIT, intent
+from .intent import ASYNC_COMMIT, intent, step
 from .pooling import (
     SCHEME_DEPARTMENT,
     RaiseInput,
@@ -293,40 +293,30 @@ class Changes:
         if raised not in tree or not tree.within(root, raised) or root == raised:
             raise bad_input(f"this node's region {root} is not strictly inside the raised region {raised}")
         kids = self.child_peers()
-        async with self.pool.acquire() as con:
-            tr = con.transaction()
-            await tr.start()
-            try:
-                await _lock(con, tree, scheme, root)
-                await check_not_reserved(con, scheme, root)
-                rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, root)
-                replaced, problems = plan_replaced(tree, rows, root, tree.by_code[raised].tier, eff)
-                if problems:
-                    raise bad_input(f"node '{self.node.name}': " + "; ".join(problems), problems=problems)
-                mine = [_pool_json(p, self.node.name) for p in replaced]
-                if not kids:
-                    # A node without children holds every record its pools cover: it gives their
-                    # figures at the month before, saving the coordinator a question per pool.
-                    before = codes.add_months(eff, -1)
-                    figures = await cs.pool_figures(con, replaced, scheme, before)
-                    for p, j in zip(replaced, mine):
-                        j["liveOpening"], j["balance"] = (str(x) for x in figures[p.id])
-                if not dry:
-                    await cs.claim_key(con, str(msg["key"]), change_id)
-                    plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(codes.add_months(eff, -1)),
-                            "successor": inp["successor"], "vertical": bool(inp.get("vertical")),
-                            "replaced": [p.id for p in replaced], "pools": mine}
-                    await cs.insert(con, change_id, RAISE, "participant", parent, str(msg["key"]), inp, plan,
-                                    str(msg.get("caller", "")))
-                    await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                    await cs.reserve_pools(con, change_id, scheme, root)
-            except BaseException:
-                await tr.rollback()
-                raise
-            if dry:
-                await tr.rollback()
-            else:
-                await tr.commit()
+        async with step(self.pool, dry) as con:
+            await _lock(con, tree, scheme, root)
+            await check_not_reserved(con, scheme, root)
+            rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, root)
+            replaced, problems = plan_replaced(tree, rows, root, tree.by_code[raised].tier, eff)
+            if problems:
+                raise bad_input(f"node '{self.node.name}': " + "; ".join(problems), problems=problems)
+            mine = [_pool_json(p, self.node.name) for p in replaced]
+            if not kids:
+                # A node without children holds every record its pools cover: it gives their
+                # figures at the month before, saving the coordinator a question per pool.
+                before = codes.add_months(eff, -1)
+                figures = await cs.pool_figures(con, replaced, scheme, before)
+                for p, j in zip(replaced, mine):
+                    j["liveOpening"], j["balance"] = (str(x) for x in figures[p.id])
+            if not dry:
+                await cs.claim_key(con, str(msg["key"]), change_id)
+                plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(codes.add_months(eff, -1)),
+                        "successor": inp["successor"], "vertical": bool(inp.get("vertical")),
+                        "replaced": [p.id for p in replaced], "pools": mine}
+                await cs.insert(con, change_id, RAISE, "participant", parent, str(msg["key"]), inp, plan,
+                                str(msg.get("caller", "")))
+                await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
+                await cs.reserve_pools(con, change_id, scheme, root)
         if not dry:
             self.in_flight.add(change_id)
         try:

@@ -1,5 +1,6 @@
-"""The coordinator's intent, shared by every kind of change across nodes (``tiers.changes``,
-``tiers.transfers``, ``tiers.settlement``): one transaction that checks this node's part and
+"""The transactions of a change's steps, shared by every kind of change across nodes
+(``tiers.changes``, ``tiers.transfers``, ``tiers.settlement``); and the coordinator's intent:
+one transaction that checks this node's part and
 records the change, its participants and its reservations, committed only when it is no dry
 run, and rolled back whole on any error."""
 
@@ -18,13 +19,16 @@ ASYNC_COMMIT = "set local synchronous_commit = off"
 
 
 @asynccontextmanager
-async def intent(pool: asyncpg.Pool, dry_run: bool) -> AsyncIterator[asyncpg.Connection]:
-    """A connection in the intent's transaction; after it, the crash point of a recorded intent."""
+async def step(pool: asyncpg.Pool, dry_run: bool, flushed: bool = True) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in one transaction of a change's step: committed, or with ``dry_run`` rolled
+    back after doing everything; rolled back whole on any error. ``flushed`` false: committed
+    without waiting for the disk (an intent only, see ASYNC_COMMIT)."""
     async with pool.acquire() as con:
         tr = con.transaction()
         await tr.start()
         try:
-            await con.execute(ASYNC_COMMIT)
+            if not flushed:
+                await con.execute(ASYNC_COMMIT)
             yield con
         except BaseException:
             await tr.rollback()
@@ -33,5 +37,12 @@ async def intent(pool: asyncpg.Pool, dry_run: bool) -> AsyncIterator[asyncpg.Con
             await tr.rollback()
         else:
             await tr.commit()
+
+
+@asynccontextmanager
+async def intent(pool: asyncpg.Pool, dry_run: bool) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in the intent's transaction; after it, the crash point of a recorded intent."""
+    async with step(pool, dry_run, flushed=False) as con:
+        yield con
     if not dry_run:
         crash_point("coordinator-after-intent")

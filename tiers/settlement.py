@@ -29,7 +29,7 @@ from tierfed.errors import bad_input, conflict
 from . import changestore as cs
 from .faults import crash_point
 from .figures import SCHEME_ID
-from .intent import intent
+from .intent import intent, step
 from .pooling import _lock, check_not_reserved
 from .poolstore import BOOK, BOOKED_ALREADY, PROVINCE_POOL
 
@@ -124,24 +124,14 @@ async def prepare(ch: Any, msg: dict[str, Any], parent: str, dry: bool) -> dict[
     for b in bookings:
         if not node.in_subtree(b.region) or node.child_for(b.region) is not None:
             raise bad_input(f"node '{node.name}' does not hold province {b.region}'s pool")
-    async with ch.pool.acquire() as con:
-        tr = con.transaction()
-        await tr.start()
-        try:
-            mine = await check(con, node, bookings, month)
-            answer = {"ok": True, "pools": {b.region: b.pool for b in mine}}
-            if not dry:
-                plan = {"month": codes.month_str(month), "bookings": [b.to_json() for b in mine], "answer": answer}
-                await cs.insert(con, change_id, SETTLE, "participant", parent, str(msg["key"]), inp, plan,
-                                str(msg.get("caller", "")))
-                await reserve(con, change_id, mine)
-        except BaseException:
-            await tr.rollback()
-            raise
-        if dry:
-            await tr.rollback()
-        else:
-            await tr.commit()
+    async with step(ch.pool, dry) as con:
+        mine = await check(con, node, bookings, month)
+        answer = {"ok": True, "pools": {b.region: b.pool for b in mine}}
+        if not dry:
+            plan = {"month": codes.month_str(month), "bookings": [b.to_json() for b in mine], "answer": answer}
+            await cs.insert(con, change_id, SETTLE, "participant", parent, str(msg["key"]), inp, plan,
+                            str(msg.get("caller", "")))
+            await reserve(con, change_id, mine)
     if not dry:
         crash_point("participant-after-reserve")
     return answer

@@ -36,6 +36,7 @@ from . import changestore as cs
 from . import transferstore as ts
 from .faults import crash_point
 from .intent import intent
+from .intent import step as step_transaction
 
 if TYPE_CHECKING:
     from .changes import Changes
@@ -152,10 +153,8 @@ async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> d
             kids.append(h)
     answer: dict[str, Any] = {"ok": True}
     moving = dict(inp)
-    async with ch.pool.acquire() as con:
-        tr = con.transaction()
-        await tr.start()
-        try:
+    try:
+        async with step_transaction(ch.pool, dry) as con:
             if "out" in here:
                 answer = await check_side(con, "out", inp, node.name)
                 moving.update(name=answer["name"], schemes=answer["schemes"])
@@ -174,16 +173,8 @@ async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> d
                                 str(msg.get("caller", "")))
                 await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
                 await cs.reserve_person(con, change_id, inp["idNumber"])
-        except asyncpg.UniqueViolationError:
-            await tr.rollback()
-            raise conflict("another change in progress holds this person or uses this idempotency key") from None
-        except BaseException:
-            await tr.rollback()
-            raise
-        if dry:
-            await tr.rollback()
-        else:
-            await tr.commit()
+    except asyncpg.UniqueViolationError:
+        raise conflict("another change in progress holds this person or uses this idempotency key") from None
     if not kids:
         if not dry:
             crash_point("participant-after-reserve")
