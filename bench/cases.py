@@ -103,6 +103,17 @@ def sequential(port: int, raw: bytes) -> Any:
     return go
 
 
+async def timed_request(port: int, raw: bytes, n: int, budget: float) -> tuple[Stats, dict[str, Any]]:
+    """``raw`` sent once (its answer returned, checked) and then timed ``n`` times, within
+    ``budget`` seconds, over one kept-alive connection."""
+    call = sequential(port, raw)
+    try:
+        doc = await call()
+        return await timed(call, n, budget_s=budget), doc
+    finally:
+        await call.conn.close()
+
+
 def ratio(a: Stats, b: Stats) -> float:
     return a.median / b.median
 

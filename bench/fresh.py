@@ -20,9 +20,22 @@ import random
 from typing import Any
 
 from . import cluster
-from .cases import FIRST, LAST, PROVINCE, Bench, Row, dashboard_ops, load_run, ms, persons_of, ratio, rollup_request, sequential
+from .cases import (
+    FIRST,
+    LAST,
+    PROVINCE,
+    Bench,
+    Row,
+    dashboard_ops,
+    load_run,
+    ms,
+    persons_of,
+    ratio,
+    rollup_request,
+    timed_request,
+)
 from .dataset import fed_specs, single_spec
-from .load import Conn, Op, Stats, check_graphql, gql, post, timed
+from .load import Conn, Op, check_graphql, gql, post
 from .servers import Server, start_memory, start_node, start_plain
 from .topology import NATION, SECRET
 
@@ -48,14 +61,6 @@ async def _topology(b: Bench, cache: bool) -> Server:
     return c
 
 
-async def _time(port: int, raw: bytes, n: int, budget: float) -> tuple[Stats, dict[str, Any]]:
-    call = sequential(port, raw)
-    try:
-        doc = await call()
-        return await timed(call, n, budget_s=budget), doc
-    finally:
-        await call.conn.close()
-
 
 async def case_fresh(b: Bench) -> None:
     ds = b.data
@@ -67,8 +72,8 @@ async def case_fresh(b: Bench) -> None:
     raw = rollup_request(tok)
     hot = await _node(b, ds.single_url, "fresh-hot", True)
     cold = await _node(b, ds.single_url, "fresh-cold", False)
-    s_hot, d_hot = await _time(hot.port, raw, n, budget)
-    s_cold, d_cold = await _time(cold.port, raw, n, budget)
+    s_hot, d_hot = await timed_request(hot.port, raw, n, budget)
+    s_cold, d_cold = await timed_request(cold.port, raw, n, budget)
     if d_hot != d_cold:
         raise AssertionError("case 10: the cached answer differs from the computed one")
     body = cluster.BENCH_DIR / "run" / "fresh-answer.json"
@@ -83,10 +88,10 @@ async def case_fresh(b: Bench) -> None:
     b.servers.append(memory)
     plain = await start_plain(ds.single_url, SECRET)
     b.servers.append(plain)
-    s_mem, d_mem = await _time(memory.port, raw, n, budget)
+    s_mem, d_mem = await timed_request(memory.port, raw, n, budget)
     if d_mem != d_hot:
         raise AssertionError("case 10: the memory floor returns other bytes")
-    s_plain, _ = await _time(plain.port, post("/rollup", {"region": NATION, "from": FIRST, "to": LAST}, tok), n,
+    s_plain, _ = await timed_request(plain.port, post("/rollup", {"region": NATION, "from": FIRST, "to": LAST}, tok), n,
                              budget)
     b.stop_all()
     out["rollup"] = {"hot": s_hot.to_json(), "cold": s_cold.to_json(), "memory_floor": s_mem.to_json(),
@@ -95,10 +100,10 @@ async def case_fresh(b: Bench) -> None:
 
     # --- federated, hot and cold, against the single node
     fed_hot = await _topology(b, True)
-    f_hot, fd = await _time(fed_hot.port, raw, b.n(300, 60), budget)
+    f_hot, fd = await timed_request(fed_hot.port, raw, b.n(300, 60), budget)
     b.stop_all()
     fed_cold = await _topology(b, False)
-    f_cold, fd2 = await _time(fed_cold.port, raw, b.n(300, 60), budget)
+    f_cold, fd2 = await timed_request(fed_cold.port, raw, b.n(300, 60), budget)
     b.stop_all()
     if fd != d_hot or fd2 != d_hot:
         raise AssertionError("case 10: the federated answer differs from the single node's")
@@ -115,7 +120,7 @@ async def case_fresh(b: Bench) -> None:
         node = await _node(b, ds.single_url, f"fresh-dash-{label}", cache)
         if cache:  # every question asked once before the timed run: the hot state
             for op in ops[:3]:
-                await _time(node.port, op.raw(random.Random(0)), 1, 5)
+                await timed_request(node.port, op.raw(random.Random(0)), 1, 5)
             for i in ids:
                 c = Conn(node.port)
                 try:

@@ -18,7 +18,7 @@ from typing import Any
 
 import asyncpg
 
-from .cases import FIRST, LAST, PROVINCE, Bench, Row, ms, ratio, sequential
+from .cases import FIRST, LAST, PROVINCE, Bench, Row, ms, ratio, timed_request
 from .dataset import fed_specs, single_spec
 from .load import Stats, gql, timed
 from .servers import Server, start_node
@@ -80,14 +80,6 @@ async def _sql_stats(url: str, sql: str, args: tuple[Any, ...], n: int, budget: 
         await con.close()
 
 
-async def _graphql_stats(port: int, raw: bytes, n: int, budget: float) -> tuple[Stats, dict[str, Any]]:
-    call = sequential(port, raw)
-    try:
-        doc = await call()
-        return await timed(call, n, budget_s=budget), doc
-    finally:
-        await call.conn.close()
-
 
 async def _single(b: Bench) -> Server:
     spec = single_spec(b.data.single_url, "funds-single")
@@ -118,7 +110,7 @@ async def case_funds(b: Bench) -> None:
     # --- the national ranking of counties
     raw_q = gql(RANKING, {"first": first, "from": FIRST, "to": LAST}, tok)
     single = await _single(b)
-    s_one, doc = await _graphql_stats(single.port, raw_q, n, budget)
+    s_one, doc = await timed_request(single.port, raw_q, n, budget)
     s_sql, rows = await _sql_stats(ds.single_url, RAW_RANKING, (_month(FIRST), _month(LAST), first), n, budget)
     got = [(e["region"]["code"], e["value"]) for e in doc["data"]["ranking"]["entries"]]
     want = [(r["code"], None if r["value"] is None else str(r["value"])) for r in rows]
@@ -128,7 +120,7 @@ async def case_funds(b: Bench) -> None:
     # --- a province pool's yearly account
     pool_id = await _pool_id(ds.single_url)
     raw_a = gql(ACCOUNT, {"id": pool_id, "from": FIRST, "to": LAST}, tok)
-    a_one, adoc = await _graphql_stats(single.port, raw_a, n, budget)
+    a_one, adoc = await timed_request(single.port, raw_a, n, budget)
     a_sql, arows = await _sql_stats(ds.single_url, RAW_ACCOUNT, (pool_id, _month(FIRST), _month(LAST)), n, budget)
     acc, r = adoc["data"]["pool"]["account"], arows[0]
     closing = r["opening"] + r["pooled"] - r["benefits"] + r["other"]
@@ -138,7 +130,7 @@ async def case_funds(b: Bench) -> None:
 
     # --- the ranking federated
     central = await _federation(b)
-    f_one, fdoc = await _graphql_stats(central.port, raw_q, b.n(200, 30), budget)
+    f_one, fdoc = await timed_request(central.port, raw_q, b.n(200, 30), budget)
     b.stop_all()
     if fdoc["data"]["ranking"] != doc["data"]["ranking"]:
         raise AssertionError("case 11: the federated ranking differs from the single node's")
