@@ -32,7 +32,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from datetime import datetime
 from typing import Any
 
@@ -41,6 +40,7 @@ import httpx
 
 from tierfed.config import NodeConfig
 
+from . import background
 from .linkstore import CHECKED, DOWN, GRANT, LEASE_LEFT, LEFT, OWN, PUSHED
 from .node import Child, Node
 from .remote import ChildClients
@@ -192,24 +192,16 @@ class Links:
 
     def start(self) -> None:
         if (self.node.children and self.lease_s > 0) or self.cfg.parent is not None:
-            self._task = asyncio.get_running_loop().create_task(self._run(), name="tier-links")
+            self._task = background.every("tier-links", self.lease_s / 3 if self.lease_s > 0 else 30.0,
+                                          self._round, first_at_once=True)
 
-    async def _run(self) -> None:
-        every = self.lease_s / 3 if self.lease_s > 0 else 30.0
-        while True:
-            started = time.monotonic()
-            try:
-                if self.node.children and self.lease_s > 0:
-                    await self.check_children()
-                # A commit no push followed (psql, a recovery step): the parent learns it here.
-                problem = await self.announce(wait=False)
-                if problem:
-                    log.info("links: %s", problem)
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - logged, tried again next round
-                log.exception("links: background round failed")
-            await asyncio.sleep(max(0.05, every - (time.monotonic() - started)))
+    async def _round(self) -> None:
+        if self.node.children and self.lease_s > 0:
+            await self.check_children()
+        # A commit no push followed (psql, a recovery step): the parent learns it here.
+        problem = await self.announce(wait=False)
+        if problem:
+            log.info("links: %s", problem)
 
     async def stop(self) -> None:
         for t in list(self._tasks):
@@ -217,10 +209,5 @@ class Links:
         if self._parent_client is not None:
             await self._parent_client.aclose()
             self._parent_client = None
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
-                pass
-            self._task = None
+        await background.stop(self._task)
+        self._task = None

@@ -35,7 +35,7 @@ from tierfed.codes import mask_id, month_str
 from tierfed.config import NodeConfig
 from tierfed.errors import UserError
 
-from . import person_store
+from . import background, person_store
 from .duplicates import Duplicates, months_from_json, warnings
 from .node import Child, Node
 from .remote import LIVE, ChildClients, RemoteCalls
@@ -213,25 +213,13 @@ class PersonIndex:
         if self.node.children:
             await self.sync_all()
         await self.tell_if_moved()
-        self._task = asyncio.get_running_loop().create_task(self._run(), name="person-index")
+        self._task = background.every("person-index", self.cfg.index_sync_interval_s, self._round)
 
-    async def _run(self) -> None:
-        while True:
-            await asyncio.sleep(self.cfg.index_sync_interval_s)
-            try:
-                if self.node.children:
-                    await self.sync_all()
-                await self.tell_if_moved()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - logged, tried again next round
-                log.exception("person index: background round failed")
+    async def _round(self) -> None:
+        if self.node.children:
+            await self.sync_all()
+        await self.tell_if_moved()
 
     async def stop(self) -> None:
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - stopping
-                pass
-            self._task = None
+        await background.stop(self._task)
+        self._task = None
