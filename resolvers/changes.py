@@ -12,11 +12,13 @@ from typing import Any
 from strawberry.types import Info
 from tierfed.tiers import changestore as cs
 from tierfed.tiers import pooling as tp
+from tierfed.tiers.remote import ChildFailed, unavailable
 from tierfed.tiers.store import PoolRec
 
 from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input
 
+from .common import as_month
 from .context import ctx
 
 STATES = ("PENDING", "COMMITTED", "ABORTED")
@@ -42,21 +44,66 @@ def _flow(summary: Any, scheme: int) -> Decimal:
     return sum((f.fund_flow for (_, sc), f in summary.rows.items() if sc == scheme), Decimal("0.00"))
 
 
-async def _ask_child_pool(info: Info, region: str, pool_id: str, selection: str) -> dict[str, Any] | None:
+async def _child_pool(info: Info, region: str, pool_id: str, as_of: date | None = None) -> dict[str, Any] | None:
+    """A pool held by the child node whose subtree holds ``region``, as that child answers the
+    internal call ``pool`` (below): None while the operation is planned. The child checks the
+    caller's scope for the pool's region, as its ``Query.pool`` would."""
     c = ctx(info)
     owner = c.node.child_for(region)
     if owner is None:
         raise TierfedError(Code.TIER_UNAVAILABLE, f"pool {pool_id}'s region {region} is held by no child node")
-    got = await c.remote.forward(owner, f'pool(id: "{pool_id}") {{ {selection} }}', set(), raw=True)
-    if got is None and c.remote.mode != "plan":
+    arg: dict[str, Any] = {"id": pool_id}
+    if as_of is not None:
+        arg["asOf"] = codes.month_str(as_of)
+    try:
+        got = await c.remote.call(owner, "pool", arg)
+    except ChildFailed as e:
+        raise unavailable(e.child, str(e)) from None
+    if got is None and not c.remote.planning:
         raise TierfedError(Code.TIER_UNAVAILABLE, f"child node '{owner.name}' does not know pool {pool_id}",
                            node=owner.name)
     return got  # type: ignore[no-any-return]
 
 
+async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+    """The internal call ``pool``: a pool of this node's subtree by id, with its live opening
+    balance, its balance at ``asOf`` (when asked) and its predecessors; null for a pool that
+    does not exist. A pool held further down is asked of the child holding it in turn."""
+    from . import pools
+    from .permissions import call_region
+
+    c = ctx(info)
+    out: list[dict[str, Any] | None] = []
+    for a in args:
+        pid = str(a.get("id", ""))
+        region = call_region(info, pools.parse_pool_id(pid), "pools")
+        owner = c.node.child_for(region)
+        if owner is None:
+            rec: PoolRec | None = await c.loaders.pool.load(pid)
+        else:
+            got = await _child_pool(info, region, pid)
+            rec = None if got is None else PoolRec(pid, int(got["scheme"]), region, codes.month(got["openedFrom"]),
+                                                   codes.month(got["closedAfter"]) if got["closedAfter"] else None,
+                                                   Decimal("0.00"), None, held_by=owner.name)
+        if rec is None:
+            out.append(None)
+            continue
+        at = as_month(a["asOf"], "asOf") if a.get("asOf") is not None else None
+        out.append({
+            "scheme": rec.scheme, "openedFrom": codes.month_str(rec.opened_from),
+            "closedAfter": codes.month_str(rec.closed_after) if rec.closed_after else None,
+            "openingBalance": str(await pools.opening_balance(rec, info)),
+            "balance": str(await pools.balance_at(rec, info, at)) if at is not None else None,
+            "predecessors": [{"id": p.id, "region": p.region_code, "openedFrom": codes.month_str(p.opened_from),
+                              "closedAfter": codes.month_str(p.closed_after) if p.closed_after else None}
+                             for p in await pools.predecessors(rec, info)],
+        })
+    return out
+
+
 async def remote_opening(info: Info, root: PoolRec) -> Decimal:
     """The live opening balance of a pool held by a child node, asked of that node."""
-    got = await _ask_child_pool(info, root.region_code, root.id, "openingBalance")
+    got = await _child_pool(info, root.region_code, root.id)
     return Decimal(got["openingBalance"]) if got else Decimal("0.00")
 
 
@@ -71,7 +118,7 @@ async def opening_beyond_node(info: Info, root: PoolRec) -> Decimal:
 
     async def part(m: cs.ChainMember) -> Decimal:
         if m.remote:
-            got = await _ask_child_pool(info, m.region_code, m.id, f'balance(asOf: "{codes.month_str(m.closed_after)}")')
+            got = await _child_pool(info, m.region_code, m.id, m.closed_after)
             return Decimal(got["balance"]) if got else Decimal("0.00")
         kids = c.node.children_within(m.region_code)
         sums = await asyncio.gather(*(c.summary.load((ch.region, m.opened_from, m.closed_after, True)) for ch in kids))
@@ -81,17 +128,15 @@ async def opening_beyond_node(info: Info, root: PoolRec) -> Decimal:
 
 
 async def child_pool_predecessors(info: Info, root: PoolRec) -> list[PoolRec]:
-    """The predecessors of a pool held by a child node, asked of that node (forwarded with the
-    caller's token, so the child applies the caller's scope): each is held in the child's subtree,
-    and its own figures and predecessors are asked of the child in turn."""
+    """The predecessors of a pool held by a child node, asked of that node (with the caller's
+    token, so the child applies the caller's scope): each is held in the child's subtree, and
+    its own figures and predecessors are asked of the child in turn."""
     c = ctx(info)
-    got = await _ask_child_pool(info, root.region_code, root.id,
-                                "predecessors { id region { code } openedFrom closedAfter }")
+    got = await _child_pool(info, root.region_code, root.id)
     out = []
     for p in (got or {}).get("predecessors") or []:
-        region = p["region"]["code"]
-        owner = c.node.child_for(region)
-        out.append(PoolRec(p["id"], root.scheme, region, codes.month(p["openedFrom"]),
+        owner = c.node.child_for(p["region"])
+        out.append(PoolRec(p["id"], root.scheme, p["region"], codes.month(p["openedFrom"]),
                            codes.month(p["closedAfter"]) if p["closedAfter"] else None, Decimal("0.00"), root.id,
                            held_by=owner.name if owner is not None else c.node.name))
     return sorted(out, key=lambda p: p.id)
@@ -101,9 +146,7 @@ async def remote_predecessors(info: Info, root: PoolRec) -> list[PoolRec]:
     c = ctx(info)
     if not c.node.children:
         return []
-    rows = await c.loaders.pool_remote_predecessors.load(root.id)
-    return [PoolRec(r["predecessor_id"], r["scheme"], r["region_code"], r["opened_from"], r["closed_after"],
-                    r["opening_balance"], r["successor_id"], held_by=r["node"]) for r in rows]
+    return await c.loaders.pool_remote_predecessors.load(root.id)  # type: ignore[no-any-return]
 
 
 # ---------------------------------------------------------------- changes(state:, first:)

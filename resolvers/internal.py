@@ -15,7 +15,7 @@ from tierfed.tiers.remote import LIVE, RemoteCalls, summary_to_json
 from tierfed import codes
 from tierfed.errors import Code, TierfedError, bad_input, forbidden
 
-from . import budgets, duplicates, pooling, ranking
+from . import budgets, changes, duplicates, pooling, ranking
 from .common import as_month, int_arg, subtree_region, year_arg
 from .context import ctx
 from .persons import id_arg
@@ -59,6 +59,8 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
         return await ranking.answer_calls(info, args)
     if kind == "elsewhere":
         return await elsewhere(info, args)
+    if kind == "pool":
+        return await changes.answer_pool_calls(info, args)
     if kind == "pools":
         return [await pooling.pools_at(info, as_month(a.get("asOf"), "asOf")) for a in args]
     if kind == "registered":  # who is registered in a region (tierfed statements): nodes only

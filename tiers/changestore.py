@@ -18,7 +18,7 @@ import asyncpg
 
 from tierfed.errors import conflict
 
-from .store import POOL_OPENINGS
+from .store import POOL_OPENINGS, PoolRec
 from .vocabulary import fund_flow_sql
 
 INSERT_CHANGE = """
@@ -300,10 +300,13 @@ async def chains(pool: asyncpg.Pool, ids: list[str]) -> dict[str, list[ChainMemb
     return out
 
 
-async def remote_predecessors_of(pool: asyncpg.Pool, ids: list[str]) -> dict[str, list[asyncpg.Record]]:
-    out: dict[str, list[asyncpg.Record]] = {i: [] for i in ids}
+async def remote_predecessors_of(pool: asyncpg.Pool, ids: list[str]) -> dict[str, list[PoolRec]]:
+    """Per pool, its predecessors held by child nodes (``held_by`` names the node)."""
+    out: dict[str, list[PoolRec]] = {i: [] for i in ids}
     for r in await remote_predecessors(pool, ids):
-        out[r["successor_id"]].append(r)
+        out[r["successor_id"]].append(PoolRec(r["predecessor_id"], r["scheme"], r["region_code"], r["opened_from"],
+                                              r["closed_after"], r["opening_balance"], r["successor_id"],
+                                              held_by=r["node"]))
     return out
 
 
