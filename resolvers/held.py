@@ -11,6 +11,7 @@ from __future__ import annotations
 from typing import Any
 
 from graphql import GraphQLResolveInfo
+from tierfed.tiers.figures import SCHEMES
 from tierfed.tiers.layer import ANY_CHILD, AnyChild, Held, Where
 
 from tierfed import codes
@@ -64,6 +65,24 @@ async def agency_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any
     return ANY_CHILD if rec is None else rec.region_code
 
 
+def moved_region(attribute: str) -> Where:
+    """A transfer's origin or destination region (``attribute`` of the scheme moved), when the
+    caller may see it; otherwise the field answers here (null)."""
+
+    async def where(root: Any, info: GraphQLResolveInfo, args: dict[str, Any]) -> str | None:
+        region = str(getattr(root, attribute))
+        c = info.context
+        return region if c.node.in_subtree(region) and c.access.may(region) else None
+
+    return where
+
+
+def pool_of_moved(root: Any, args: dict[str, Any]) -> tuple[str, dict[str, Any]]:
+    """The pool a transfer's pooled fund left or entered: the region's pool of the scheme in the
+    transfer's first month."""
+    return "pool", {"scheme": SCHEMES[root.scheme - 1], "asOf": codes.month_str(root.month)}
+
+
 # Figures computed from summaries, which the planning pass only loads (so that the children's
 # parts are asked for) without computing them twice.
 DEFERRED = {"Rollup.totals": rollups.summary_of, "Rollup.byMonth": rollups.monthly_summary_of}
@@ -75,4 +94,6 @@ HELD: dict[str, Held] = {
     "Query.agency": Held(agency_region),
     "Query.budget": Held(budget_region),
     "Query.fundReport": Held(region_arg("region")),
+    "TransferredScheme.fromPool": Held(moved_region("from_region"), on_region=True, as_region_field=pool_of_moved),
+    "TransferredScheme.toPool": Held(moved_region("to_region"), on_region=True, as_region_field=pool_of_moved),
 }

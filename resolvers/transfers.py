@@ -69,22 +69,12 @@ def scheme_name(root: SchemeMoved) -> str:
 
 async def pool_at(info: Info, region: str, scheme: int, month: date) -> PoolRec | None:
     """The pool covering ``region`` for the scheme in the month, when the caller may see it; else null
-    (the origin releases the person's figures, not its pools)."""
+    (the origin releases the person's figures, not its pools). A region a child node holds is
+    answered by that child (``resolvers/held.py``)."""
     c = ctx(info)
     if not c.node.in_subtree(region) or not c.access.may(region):
         return None
-    owner = c.node.child_for(region)
-    if owner is None:
-        rec: PoolRec | None = await c.loaders.pool_covering.load((region, scheme, month))
-    else:
-        piece = (f'region(code: "{region}") {{ pool(scheme: {SCHEMES[scheme - 1]}, asOf: "{codes.month_str(month)}") '
-                 "{ id region { code } openedFrom closedAfter openingBalance } }")
-        got = await c.remote.forward(owner, piece, set(), raw=True)
-        p = (got or {}).get("pool")
-        rec = None if not p else PoolRec(
-            p["id"], scheme, p["region"]["code"], codes.month(p["openedFrom"]),
-            codes.month(p["closedAfter"]) if p["closedAfter"] else None, Decimal(p["openingBalance"]), None,
-            held_by=owner.name)
+    rec: PoolRec | None = await c.loaders.pool_covering.load((region, scheme, month))
     if rec is None or not c.access.may(rec.region_code):
         return None
     return rec

@@ -308,6 +308,25 @@ async def test_transfer_from_guangdong_to_sichuan(fed: Fed, tmp_path: Path) -> N
         assert p["data"]["person"]["region"]["code"] == TO
         assert [x["id"] for x in p["data"]["person"]["transfers"]] == [t["id"]]
 
+    # the pools a transfer moved money between are answered by the nodes holding them, with
+    # the caller's selection (here their balances, equal to the pools' own), and are null
+    # outside the caller's scope (a Chengdu operator sees the city's pools, not Sichuan's provincial
+    # pension pool nor Guangdong's)
+    tq = ('query($id: String!) { person(idNumber: $id) { transfers { schemes { scheme fromPool { id '
+          'balance(asOf: "2025-07") } toPool { id region { code } balance(asOf: "2025-07") } } } } }')
+    p = await fed.ask("central", tq, {"id": person}, NATIONAL_OP)
+    assert "errors" not in p, p
+    pension = next(s for s in p["data"]["person"]["transfers"][0]["schemes"] if s["scheme"] == "PENSION")
+    assert pension["fromPool"] == {"id": "440000-PENSION-202401", "balance": b1["g"]["balance"]}, pension
+    assert pension["toPool"] == {"id": "510000-PENSION-202401", "region": {"code": "510000"},
+                                 "balance": b1["s"]["balance"]}, pension
+    chengdu = token("510100", ("VIEWER", "OPERATOR"), sub="op-cd")
+    p = await fed.ask("central", tq, {"id": person}, chengdu)
+    assert "errors" not in p, p
+    moved = {s["scheme"]: s for s in p["data"]["person"]["transfers"][0]["schemes"]}
+    assert all(s["fromPool"] is None for s in moved.values()) and moved["PENSION"]["toPool"] is None, moved
+    assert {s["toPool"]["region"]["code"] for n, s in moved.items() if n != "PENSION"} == {"510100"}, moved
+
     again = await fed.ask("central", TRANSFER, inp, SC_OP)
     assert again["data"]["transferInsurance"]["replayed"] is True
     assert again["data"]["transferInsurance"]["transfer"]["id"] == t["id"]

@@ -9,15 +9,22 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLResolveInfo, print_ast
+from graphql import GraphQLEnumType, GraphQLObjectType, GraphQLResolveInfo, get_named_type, print_ast
 from graphql.language import (
+    ArgumentNode,
+    BooleanValueNode,
+    EnumValueNode,
     FieldNode,
     FragmentDefinitionNode,
     FragmentSpreadNode,
     InlineFragmentNode,
+    IntValueNode,
+    NameNode,
     Node,
     SelectionNode,
     SelectionSetNode,
+    StringValueNode,
+    ValueNode,
     VariableNode,
 )
 
@@ -67,17 +74,47 @@ def field_piece(info: GraphQLResolveInfo, keep_alias: bool) -> tuple[str, set[st
         printed = [FieldNode(alias=n.alias, name=n.name, arguments=n.arguments, directives=n.directives,
                              selection_set=_inline_opt(n.selection_set, frags)) for n in nodes]
     else:
-        sels: list[SelectionNode] = []
-        for n in nodes:
-            inl = _inline_opt(n.selection_set, frags)
-            if inl is not None:
-                sels.extend(inl.selections)
         first = nodes[0]
         printed = [FieldNode(name=first.name, arguments=first.arguments, directives=(),
-                             selection_set=SelectionSetNode(selections=tuple(sels)) if sels else None)]
+                             selection_set=_merged_selection(info))]
     used: set[str] = set()
     _variables(printed, used)
     return " ".join(print_ast(n).replace("\n", " ") for n in printed), used
+
+
+def _merged_selection(info: GraphQLResolveInfo) -> SelectionSetNode | None:
+    sels: list[SelectionNode] = []
+    for n in info.field_nodes:
+        inl = _inline_opt(n.selection_set, info.fragments)
+        if inl is not None:
+            sels.extend(inl.selections)
+    return SelectionSetNode(selections=tuple(sels)) if sels else None
+
+
+def _literal(value: Any, gtype: Any) -> ValueNode:
+    if isinstance(get_named_type(gtype), GraphQLEnumType):
+        return EnumValueNode(value=str(value))
+    if isinstance(value, bool):
+        return BooleanValueNode(value=value)
+    if isinstance(value, int):
+        return IntValueNode(value=str(value))
+    return StringValueNode(value=str(value))
+
+
+def field_piece_as(info: GraphQLResolveInfo, type_name: str, name: str, args: dict[str, Any]) -> tuple[str, set[str]]:
+    """The current field's selection asked as field ``name`` of ``type_name`` with the values
+    ``args`` (checked against that field's arguments), under the current field's response key;
+    and the variables the selection uses."""
+    gtype = info.schema.type_map[type_name]
+    assert isinstance(gtype, GraphQLObjectType), type_name
+    fdef = gtype.fields[name]
+    arguments = tuple(ArgumentNode(name=NameNode(value=k), value=_literal(v, fdef.args[k].type))
+                      for k, v in args.items())
+    node = FieldNode(alias=NameNode(value=str(info.path.key)), name=NameNode(value=name), arguments=arguments,
+                     directives=(), selection_set=_merged_selection(info))
+    used: set[str] = set()
+    _variables(node, used)
+    return print_ast(node).replace("\n", " "), used
 
 
 def variable_definitions(info: GraphQLResolveInfo) -> dict[str, str]:

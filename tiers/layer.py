@@ -34,7 +34,7 @@ from graphql import (
     is_leaf_type,
 )
 
-from .forward import field_piece
+from .forward import field_piece, field_piece_as
 from .remote import Forwarded, Piece, wrap
 
 
@@ -53,12 +53,17 @@ class Held:
     ``where(parent, info, args)`` names the region (or ``ANY_CHILD``, or None for "answer
     here"); it runs before the resolver, so it also checks the arguments that name the
     region. ``on_region`` says the field hangs below that region's object and is asked as
-    one of its fields (many regions' fields travel as one ``_entities`` call); otherwise
-    the field is a root field, asked as it is written.
+    one of its fields (many regions' fields travel as one ``_entities`` call), or as the
+    region's field ``as_region_field`` names; otherwise the field is a root field, asked as
+    it is written.
     """
 
     where: Where
     on_region: bool = False
+    # A field of another type than Region that stands for a field of the region's object:
+    # ``as_region_field(parent, args)`` gives that field's name and arguments, and the child
+    # is asked for it (with the caller's selection) as one of the region's fields.
+    as_region_field: Callable[[Any, dict[str, Any]], tuple[str, dict[str, Any]]] | None = None
 
 
 Load = Callable[[Any, GraphQLResolveInfo], Awaitable[Any]]
@@ -164,15 +169,20 @@ def _held(decl: Held, resolve: Any, fdef: GraphQLField) -> Any:
         if owner is None:
             got = resolve(root, info, **args)
             return await got if isinstance(got, Awaitable) else got
-        return await _ask(c, owner, info, where if decl.on_region else None, is_list)
+        as_field = decl.as_region_field(root, args) if decl.as_region_field is not None else None
+        return await _ask(c, owner, info, where if decl.on_region else None, is_list, as_field)
 
     return field
 
 
-async def _ask(c: Any, child: Any, info: GraphQLResolveInfo, on_region: str | None, is_list: bool) -> Any:
+async def _ask(c: Any, child: Any, info: GraphQLResolveInfo, on_region: str | None, is_list: bool,
+               as_field: tuple[str, dict[str, Any]] | None = None) -> Any:
     """The child's answer to the current field, as objects the reading fields understand;
     while the operation is being planned, a placeholder of the field's shape."""
-    text, used = field_piece(info, keep_alias=on_region is not None)
+    if as_field is not None:
+        text, used = field_piece_as(info, "Region", *as_field)
+    else:
+        text, used = field_piece(info, keep_alias=on_region is not None)
     got = await c.remote.forward(child, Piece(on_region, text), used)
     if got is None:
         return [] if is_list and c.remote.planning else None
