@@ -56,13 +56,9 @@ async def _child_pool(info: Info, region: str, pool_id: str, as_of: date | None 
     if as_of is not None:
         arg["asOf"] = codes.month_str(as_of)
     try:
-        got = await c.remote.call(owner, "pool", arg)
+        return await c.remote.call(owner, "pool", arg, missing=f"does not know pool {pool_id}")  # type: ignore[no-any-return]
     except ChildFailed as e:
         raise unavailable(e.child, str(e)) from None
-    if got is None and not c.remote.planning:
-        raise TierfedError(Code.TIER_UNAVAILABLE, f"child node '{owner.name}' does not know pool {pool_id}",
-                           node=owner.name)
-    return got  # type: ignore[no-any-return]
 
 
 async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str, Any] | None]:

@@ -195,9 +195,9 @@ class RemoteCalls:
                 out.append(answer.summaries[k])
         return out
 
-    async def forward(self, child: Child, piece: Piece | str, used_variables: set[str], raw: bool = False) -> Any:
-        """The child's answer to one piece of the operation (None while planning);
-        ``raw`` gives the JSON itself rather than objects read by response key."""
+    async def forward(self, child: Child, piece: Piece | str, used_variables: set[str]) -> Any:
+        """The child's answer to one piece of the operation (None while planning), as objects
+        read by response key."""
         if isinstance(piece, str):
             piece = Piece(None, piece)
         if self.mode == PLAN:
@@ -221,12 +221,12 @@ class RemoteCalls:
             except ValueError:
                 c = Code.TIER_UNAVAILABLE
             raise TierfedError(c, str(err.get("message", "error at child node")), node=child.name)
-        got = answer.pieces.get(piece)
-        return got if raw else wrap(got)
+        return wrap(answer.pieces.get(piece))
 
-    async def call(self, child: Child, kind: str, arg: dict[str, Any]) -> Any:
+    async def call(self, child: Child, kind: str, arg: dict[str, Any], missing: str | None = None) -> Any:
         """The child's answer to one internal call (``_tierCall``); None while planning.
-        Raises ChildFailed (after reporting TIER_UNAVAILABLE once) when the child gave none."""
+        Raises ChildFailed (after reporting TIER_UNAVAILABLE once) when the child gave none;
+        with ``missing``, a null answer is TIER_UNAVAILABLE too, saying the child ``missing``."""
         key = json.dumps(arg, sort_keys=True, separators=(",", ":"))
         if self.mode == PLAN:
             listed = self._need(child).calls.setdefault(kind, [])
@@ -240,7 +240,10 @@ class RemoteCalls:
             reason = answer.failure or "gave no answer to an internal call"
             self._report(child, reason)
             raise ChildFailed(child, reason)
-        return answer.calls[(kind, key)]
+        got = answer.calls[(kind, key)]
+        if got is None and missing is not None:
+            raise TierfedError(Code.TIER_UNAVAILABLE, f"child node '{child.name}' {missing}", node=child.name)
+        return got
 
     @property
     def planning(self) -> bool:
