@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -82,24 +81,12 @@ async def overview(info: Info, as_of: object | None) -> list[SchemeOverview]:
     return out
 
 
-@dataclass(frozen=True)
-class ChangeRec:
-    id: str
-    idempotency_key: str
-    caller: str
-    at: str
-    input: Any
-    result: Any
-
-
-async def changes(info: Info, region: str | None, limit: int) -> list[ChangeRec]:
+async def changes(info: Info, region: str | None, limit: int) -> list[tp.ChangeRec]:
     c = ctx(info)
     code = region or c.caller.scope  # checked by its rule (resolvers/permissions.py)
     if not 1 <= limit <= 1000:
         raise bad_input("limit must be 1 to 1000", argument="limit")
-    rows = await tp.changes(c.store.pool, code, limit)
-    return [ChangeRec(str(r["id"]), r["idempotency_key"], r["caller"], r["created_at"].isoformat(),
-                      json.loads(r["input"]), json.loads(r["result"])) for r in rows]
+    return await tp.changes(c.store.pool, code, limit)
 
 
 __all__ = ["PoolRec", "raise_pooling_level", "overview", "changes"]

@@ -196,5 +196,18 @@ async def _raise(con: asyncpg.Connection, tree: Tree, inp: RaiseInput, caller: s
     return RaiseOutcome(new, closed, transferred, inp.dry_run, False, None if inp.dry_run else "COMMITTED")
 
 
-async def changes(pool: asyncpg.Pool, region: str | None, limit: int) -> list[asyncpg.Record]:
-    return await pool.fetch(CHANGES, region, limit)
+@dataclass(frozen=True)
+class ChangeRec:
+    """A raise recorded on this node (``poolingChanges``)."""
+
+    id: str
+    idempotency_key: str
+    caller: str
+    at: str
+    input: Any
+    result: Any
+
+
+async def changes(pool: asyncpg.Pool, region: str | None, limit: int) -> list[ChangeRec]:
+    return [ChangeRec(str(r["id"]), r["idempotency_key"], r["caller"], r["created_at"].isoformat(),
+                      json.loads(r["input"]), json.loads(r["result"])) for r in await pool.fetch(CHANGES, region, limit)]

@@ -3,7 +3,7 @@
 
 from .checks import Bad, checked, fen
 from .report import MAX_REPORTED, ImportFailed, Progress, Report, RowError
-from .run import KINDS, history, import_file
+from .run import KINDS, ImportRunRec, history, import_file
 
 __all__ = ["Bad", "checked", "fen", "MAX_REPORTED", "ImportFailed", "Progress", "Report", "RowError", "KINDS",
-           "history", "import_file"]
+           "history", "import_file", "ImportRunRec"]

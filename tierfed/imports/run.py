@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -125,9 +126,41 @@ async def _record(con: asyncpg.Connection, args: list[Any]) -> int | None:
         return None
 
 
-async def history(pool: asyncpg.Pool, scope: str, kind: str | None, limit: int) -> list[asyncpg.Record]:
+@dataclass(frozen=True)
+class ImportRunRec:
+    """One import as the history (``imports``) shows it."""
+
+    id: str
+    kind: str
+    file_name: str
+    sha256: str
+    caller: str
+    scope: str
+    via: str
+    started_at: str
+    finished_at: str
+    seconds: float
+    bytes: float
+    rows: int
+    inserted: int
+    unchanged: int
+    bad_rows: int
+    outcome: str
+    message: str | None
+    warnings: list[str]
+    version: str | None
+    same_as: str | None
+
+
+async def history(pool: asyncpg.Pool, scope: str, kind: str | None, limit: int) -> list[ImportRunRec]:
     """Imports submitted inside ``scope``'s subtree, newest first."""
-    return list(await pool.fetch(store.HISTORY, scope, kind, limit))
+    return [ImportRunRec(
+        str(r["id"]), r["kind"], r["file_name"], r["sha256"], r["caller"], r["scope"], r["via"],
+        r["started_at"].isoformat(), r["finished_at"].isoformat(),
+        round((r["finished_at"] - r["started_at"]).total_seconds(), 3), float(r["bytes"]),
+        r["rows"], r["inserted"], r["unchanged"], r["bad_rows"], r["outcome"], r["message"],
+        list(json.loads(r["warnings"])), str(r["version"]) if r["version"] is not None else None,
+        str(r["same_as"]) if r["same_as"] is not None else None) for r in await pool.fetch(store.HISTORY, scope, kind, limit)]
 
 
 def _bar(src: Source, enabled: bool | None) -> Any:
