@@ -94,6 +94,8 @@ HELD: dict[str, Held] = {
     "Query.agency": Held(agency_region),
     "Query.budget": Held(budget_region),
     "Query.fundReport": Held(region_arg("region")),
-    "TransferredScheme.fromPool": Held(moved_region("from_region"), on_region=True, as_region_field=pool_of_moved),
-    "TransferredScheme.toPool": Held(moved_region("to_region"), on_region=True, as_region_field=pool_of_moved),
+    "TransferredScheme.fromPool": Held(moved_region("from_region"), on_region=True, as_region_field=pool_of_moved,
+                                       refused_as_null=True),
+    "TransferredScheme.toPool": Held(moved_region("to_region"), on_region=True, as_region_field=pool_of_moved,
+                                       refused_as_null=True),
 }

@@ -230,6 +230,23 @@ async def test_province_token_at_central(fed: Federation) -> None:
     assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN"
 
 
+async def test_refusals_below_forwarded_fields_are_the_holders(fed: Federation) -> None:
+    """A field a child answers inside a forwarded object (a pool outside a city token's scope,
+    below that city's county) fails at the central node exactly as on the one node holding
+    everything: the same data, the same error at the same path, not a silent null."""
+    chengdu = token("510100", ("VIEWER",))
+    q = """{ r: region(code: "510104") { code p: pool(scheme: PENSION, asOf: "2025-02") { id level }
+                                         m: pool(scheme: MEDICAL, asOf: "2025-02") { id level } }
+             g: region(code: "440305") { s: pool(scheme: PENSION, asOf: "2025-02") { id } } }"""
+
+    def shape(body: dict[str, Any]) -> Any:
+        return body.get("data"), sorted((tuple(e["path"]), e["extensions"]["code"]) for e in body.get("errors", []))
+
+    want = shape(await fed.one(q, None, chengdu))
+    assert want[1], want  # the case exists: some pool here lies outside the city's scope
+    assert shape(await fed.central(q, None, chengdu)) == want
+
+
 async def test_child_down_leaves_the_rest_intact(fed: Federation) -> None:
     want = (await fed.one(ROLLUP, {"r": "000000"}))["data"]["rollup"]
     sichuan = (await fed.one(ROLLUP, {"r": "510000"}))["data"]["rollup"]

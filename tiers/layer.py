@@ -34,6 +34,8 @@ from graphql import (
     is_leaf_type,
 )
 
+from tierfed.errors import Code, TierfedError
+
 from .forward import field_piece, field_piece_as
 from .remote import Forwarded, Piece, wrap
 
@@ -64,6 +66,9 @@ class Held:
     # ``as_region_field(parent, args)`` gives that field's name and arguments, and the child
     # is asked for it (with the caller's selection) as one of the region's fields.
     as_region_field: Callable[[Any, dict[str, Any]], tuple[str, dict[str, Any]]] | None = None
+    # The child refusing the caller (FORBIDDEN: the answer lies outside the caller's scope)
+    # answers null, as the field's own resolver does for regions this node holds.
+    refused_as_null: bool = False
 
 
 Load = Callable[[Any, GraphQLResolveInfo], Awaitable[Any]]
@@ -124,8 +129,8 @@ def _reading(resolve: Any, leaf: bool = False) -> Any:
 
     def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         if type(root) is Forwarded:
-            value = root.data.get(str(info.path.key))
-            return value if leaf else wrap(value)
+            value, errors = root.read(str(info.path.key))
+            return value if leaf else wrap(value, errors)
         return resolve(root, info, **args)
 
     return field
@@ -156,7 +161,7 @@ def _held(decl: Held, resolve: Any, fdef: GraphQLField) -> Any:
 
     async def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         if type(root) is Forwarded:
-            return wrap(root.data.get(str(info.path.key)))
+            return wrap(*root.read(str(info.path.key)))
         where = await decl.where(root, info, args)
         c = info.context
         if isinstance(where, AnyChild):
@@ -170,7 +175,12 @@ def _held(decl: Held, resolve: Any, fdef: GraphQLField) -> Any:
             got = resolve(root, info, **args)
             return await got if isinstance(got, Awaitable) else got
         as_field = decl.as_region_field(root, args) if decl.as_region_field is not None else None
-        return await _ask(c, owner, info, where if decl.on_region else None, is_list, as_field)
+        try:
+            return await _ask(c, owner, info, where if decl.on_region else None, is_list, as_field)
+        except TierfedError as e:
+            if decl.refused_as_null and e.code is Code.FORBIDDEN:
+                return None
+            raise
 
     return field
 
@@ -189,7 +199,7 @@ async def _ask(c: Any, child: Any, info: GraphQLResolveInfo, on_region: str | No
     if on_region is None:
         return got
     assert isinstance(got, Forwarded)
-    return wrap(got.data.get(str(info.path.key)))
+    return wrap(*got.read(str(info.path.key)))
 
 
 def _is_list(t: Any) -> bool:

@@ -41,13 +41,30 @@ log = logging.getLogger("tierfed.remote")
 PLAN, REPLAY, LIVE = "plan", "replay", "live"
 
 
+# Where a child reported errors inside a piece's answer: a tree by response key (and list
+# index), the error itself under ERROR at the place it was raised.
+ERROR = "\x00error"
+Errors = dict[Any, Any]
+
+
 class Forwarded:
-    """A child's answer to a forwarded field: its sub-fields are read by response key."""
+    """A child's answer to a forwarded field: its sub-fields are read by response key, and a
+    sub-field the child failed fails again here, with the child's error (``errors``)."""
 
-    __slots__ = ("data",)
+    __slots__ = ("data", "errors")
 
-    def __init__(self, data: dict[str, Any]) -> None:
+    def __init__(self, data: dict[str, Any], errors: Errors | None = None) -> None:
         self.data = data
+        self.errors = errors
+
+    def read(self, key: str) -> tuple[Any, Errors | None]:
+        """The value under ``key`` and the errors below it; raises the child's error when the
+        child failed that very field."""
+        value = self.data.get(key)
+        below = self.errors.get(key) if self.errors else None
+        if value is None and below:  # failed here, or below in a non-null field that made it null
+            raise child_error(_first(below))
+        return value, below
 
 
 @dataclass(frozen=True)
@@ -59,12 +76,37 @@ class Piece:
     text: str
 
 
-def wrap(value: Any) -> Any:
+def wrap(value: Any, errors: Errors | None = None) -> Any:
     if isinstance(value, dict):
-        return Forwarded(value)
+        return Forwarded(value, errors)
     if isinstance(value, list):
-        return [wrap(v) for v in value]
+        return [wrap(v, errors.get(i) if errors else None) for i, v in enumerate(value)]
     return value
+
+
+def child_error(err: dict[str, Any], node: str | None = None) -> TierfedError:
+    """A child's error, raised again here with its code (TIER_UNAVAILABLE for one we do not know)."""
+    ext = err.get("extensions") or {}
+    try:
+        code = Code(ext.get("code", Code.TIER_UNAVAILABLE.value))
+    except ValueError:
+        code = Code.TIER_UNAVAILABLE
+    extra = {k: v for k, v in ext.items() if k != "code"}
+    if node is not None:
+        extra["node"] = node
+    return TierfedError(code, str(err.get("message", "error at child node")), **extra)
+
+
+def _first(tree: Errors) -> dict[str, Any]:
+    while ERROR not in tree:
+        tree = next(iter(tree.values()))
+    return tree[ERROR]  # type: ignore[no-any-return]
+
+
+def _file_error(tree: Errors, path: list[Any], err: dict[str, Any]) -> None:
+    for step in path:
+        tree = tree.setdefault(step, {})
+    tree.setdefault(ERROR, err)
 
 
 @dataclass
@@ -72,6 +114,8 @@ class ChildAnswer:
     summaries: dict[tuple[str, date, date, bool], Summary] = field(default_factory=dict)
     pieces: dict[Piece, Any] = field(default_factory=dict)
     piece_errors: dict[Piece, dict[str, Any]] = field(default_factory=dict)
+    # errors the child reported inside a piece's answer, by path below the piece
+    inner_errors: dict[Piece, Errors] = field(default_factory=dict)
     calls: dict[tuple[str, str], Any] = field(default_factory=dict)
     failure: str | None = None
 
@@ -214,14 +258,8 @@ class RemoteCalls:
             raise unavailable(child, answer.failure)
         err = answer.piece_errors.get(piece)
         if err is not None and answer.pieces.get(piece) is None:
-            ext = err.get("extensions") or {}
-            code = ext.get("code", Code.TIER_UNAVAILABLE.value)
-            try:
-                c = Code(code)
-            except ValueError:
-                c = Code.TIER_UNAVAILABLE
-            raise TierfedError(c, str(err.get("message", "error at child node")), node=child.name)
-        return wrap(answer.pieces.get(piece))
+            raise child_error(err, child.name)
+        return wrap(answer.pieces.get(piece), answer.inner_errors.get(piece))
 
     async def call(self, child: Child, kind: str, arg: dict[str, Any], missing: str | None = None) -> Any:
         """The child's answer to one internal call (``_tierCall``); None while planning.
@@ -265,6 +303,7 @@ class RemoteCalls:
         prev.summaries.update(ans.summaries)
         prev.pieces.update(ans.pieces)
         prev.piece_errors.update(ans.piece_errors)
+        prev.inner_errors.update(ans.inner_errors)
         prev.calls.update(ans.calls)
         if ans.failure:
             prev.failure = ans.failure
@@ -289,10 +328,14 @@ class RemoteCalls:
             answer.failure = "answered garbage (data or errors of the wrong shape)"
             return answer
         by_alias: dict[tuple[str, int | None], dict[str, Any]] = {}
+        inner: dict[tuple[str, int | None], Errors] = {}
         for err in errors:
             path = err.get("path") if isinstance(err, dict) else None
             if path:
                 idx = path[1] if len(path) > 1 and str(path[0]).startswith("e") and isinstance(path[1], int) else None
+                rest = path[1 if idx is None else 2:]
+                if rest:  # inside a piece's answer: failed again where it is read (Forwarded.read)
+                    _file_error(inner.setdefault((str(path[0]), idx), {}), rest, err)
                 by_alias.setdefault((str(path[0]), idx), err)
             elif not data:
                 # A request-level error (auth, validation): the whole answer is lost.
@@ -331,6 +374,8 @@ class RemoteCalls:
                 err = by_alias.get((alias, idx))
                 if err is not None:
                     answer.piece_errors[piece] = err
+                if (alias, idx) in inner:
+                    answer.inner_errors[piece] = inner[(alias, idx)]
         except (KeyError, TypeError, ValueError, IndexError) as e:
             answer.failure = f"answered garbage ({type(e).__name__})"
         return answer
