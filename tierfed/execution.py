@@ -189,7 +189,7 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
     ctx = context()
     with span("graphql.plan" if two_pass else "graphql.execute"):
         result = await once(ctx)
-    if remote.planned or remote.deferred:
+    if remote.again:
         # The planning pass answered every child's part with a placeholder (and left out the
         # figures that need no child): ask each child involved once, then run the operation
         # again with their answers. An operation that needed neither is done: the planning

@@ -214,8 +214,10 @@ class RemoteCalls:
         return self.needs.setdefault(child.name, ChildNeeds())
 
     @property
-    def planned(self) -> bool:
-        return any(self.needs.values())
+    def again(self) -> bool:
+        """Whether the planning pass must be followed by a second one: it recorded what children
+        must answer, or left out figures that need none (tiers.layer's deferred fields)."""
+        return self.deferred or any(self.needs.values())
 
     # ------------------------------------------------------------ the two needs
 
