@@ -7,6 +7,8 @@ from enum import Enum
 import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import changes as rc
+from tierfed.resolvers.context import ctx
+from tierfed.tiers.tree import RegionRec
 
 from .types import Region
 
@@ -25,9 +27,10 @@ class ChangeParticipant:
     node: str = strawberry.field(description="The node's configured name.")
     state: ChangeState
 
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await info.context.loaders.region.load(self.region_code)  # type: ignore[attr-defined,no-any-return]
+    @strawberry.field(graphql_type=Region)
+    @staticmethod
+    async def region(root: strawberry.Parent[rc.ParticipantView], info: Info) -> RegionRec | None:
+        return await ctx(info).loaders.region.load(root.region_code)
 
 
 @strawberry.type(description="A change that spans nodes, as its coordinator records it.")
@@ -44,6 +47,8 @@ class Change:
 
 @strawberry.type
 class ChangeQueries:
-    @strawberry.field(description="Changes this node coordinates or takes part in, newest first (OPERATOR or AUDITOR).")
-    async def changes(self, info: Info, state: ChangeState | None = None, first: int | None = 50) -> list[Change]:
-        return await rc.changes(info, state.value if state else None, 50 if first is None else first)  # type: ignore[return-value]
+    @strawberry.field(description="Changes this node coordinates or takes part in, newest first (OPERATOR or AUDITOR).",
+                      graphql_type=list[Change])
+    async def changes(self, info: Info, state: ChangeState | None = None,
+                      first: int | None = 50) -> list[rc.ChangeView]:
+        return await rc.changes(info, state.value if state else None, 50 if first is None else first)

@@ -8,6 +8,7 @@ import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import ranking as rnk
 from tierfed.resolvers.context import ctx
+from tierfed.tiers.tree import RegionRec
 
 from .types import PeriodInput, Region, Scheme, SchemeTotals, Tier
 
@@ -30,9 +31,10 @@ class RankBy(Enum):
 class RankEntry:
     rank: int = strawberry.field(description="1-based position in the whole ranking.")
 
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await ctx(info).loaders.region.load(self.region_code)  # type: ignore[attr-defined,no-any-return]
+    @strawberry.field(graphql_type=Region)
+    @staticmethod
+    async def region(root: strawberry.Parent[rnk.RankEntryRec], info: Info) -> RegionRec | None:
+        return await ctx(info).loaders.region.load(root.region_code)
 
     value: str | None = strawberry.field(description=(
         "The figure ranked by, as a decimal string (two decimals for amounts and ratios, none for counts); "
@@ -47,9 +49,10 @@ class Ranking:
     entries: list[RankEntry]
     complete: bool
 
-    @strawberry.field
-    async def missing(self, info: Info) -> list[Region]:
-        return [r for r in await ctx(info).loaders.region.load_many(self.missing_codes) if r]  # type: ignore
+    @strawberry.field(graphql_type=list[Region])
+    @staticmethod
+    async def missing(root: strawberry.Parent[rnk.RankingRec], info: Info) -> list[RegionRec]:
+        return [r for r in await ctx(info).loaders.region.load_many(root.missing_codes) if r]
 
 
 @strawberry.type
@@ -57,10 +60,10 @@ class RankingQueries:
     @strawberry.field(description=(
         "The regions of one tier inside a region's subtree, ordered by a figure of one\n"
         "scheme over a period, wherever in the federation they are held; exact, with\n"
-        "ties broken by code. Paged: pass the last cursor as after."))
+        "ties broken by code. Paged: pass the last cursor as after."), graphql_type=Ranking)
     async def ranking(self, info: Info, region: strawberry.ID, tier: Tier, period: PeriodInput, scheme: Scheme,
                       by: RankBy, descending: bool | None = True, first: int | None = 20,
-                      after: str | None = None) -> Ranking:
-        return await rnk.ranking(info, str(region), tier.value, period.from_, period.to,  # type: ignore[return-value]
+                      after: str | None = None) -> rnk.RankingRec:
+        return await rnk.ranking(info, str(region), tier.value, period.from_, period.to,
                                  scheme.value, by.value, descending is not False, 20 if first is None else first,
                                  after)
