@@ -20,7 +20,7 @@ from tierfed.tiers.tree import RegionRec
 
 from .funds import FundFlowCategory, category_of
 from .scalars import Decimal, Month
-from .types import Period, PeriodInput, Scheme
+from .types import Period, PeriodInput, Scheme, own_period
 
 if TYPE_CHECKING:
     from .types import Pool, Region
@@ -321,10 +321,7 @@ class BudgetExecution:
 
     month: Month
 
-    @strawberry.field(description="January of the month's year to the month.")
-    @staticmethod
-    def period(root: strawberry.Parent[rb.ExecutionRec]) -> Period:
-        return Period(from_=root.period.from_, to=root.period.to)
+    period = strawberry.field(resolver=own_period, description="January of the month's year to the month.")
 
     only_approved: bool = strawberry.field(description="True when only APPROVED budgets are counted as budget.")
     elapsed_share: Decimal = strawberry.field(description="Months elapsed / 12: the share a budget kept to plan "

@@ -7,10 +7,8 @@ from enum import Enum
 import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import changes as rc
-from tierfed.resolvers.context import ctx
-from tierfed.tiers.tree import RegionRec
 
-from .types import Region
+from .types import Region, region_of
 
 
 @strawberry.enum(description=(
@@ -27,10 +25,7 @@ class ChangeParticipant:
     node: str = strawberry.field(description="The node's configured name.")
     state: ChangeState
 
-    @strawberry.field(graphql_type=Region)
-    @staticmethod
-    async def region(root: strawberry.Parent[rc.ParticipantView], info: Info) -> RegionRec | None:
-        return await ctx(info).loaders.region.load(root.region_code)
+    region = strawberry.field(resolver=region_of, graphql_type=Region)
 
 
 @strawberry.type(description="A change that spans nodes, as its coordinator records it.")

@@ -13,7 +13,7 @@ from tierfed.tiers.figures import FUND_CATEGORIES
 from tierfed.tiers.store import PoolRec
 
 from .scalars import Decimal
-from .types import Period
+from .types import own_period
 
 if TYPE_CHECKING:
     from .types import Pool
@@ -65,10 +65,7 @@ class FundAccount:
     def pool(root: strawberry.Parent[AccountRec]) -> PoolRec:
         return root.pool
 
-    @strawberry.field
-    @staticmethod
-    def period(root: strawberry.Parent[AccountRec]) -> Period:
-        return Period(from_=root.period.from_, to=root.period.to)
+    period = strawberry.field(resolver=own_period)
 
     opening_balance: Decimal = strawberry.field(description=(
         "The balance at the end of the month before period.from (the pool's openingBalance when it opened in "

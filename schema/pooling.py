@@ -8,13 +8,12 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 from tierfed.resolvers import pooling as rp
-from tierfed.resolvers.context import ctx
 from tierfed.tiers.store import PoolRec
 from tierfed.tiers.tree import RegionRec
 
 from .changes import ChangeState
 from .scalars import Decimal, Month
-from .types import Pool, Region, Scheme, Tier
+from .types import Pool, Region, Scheme, Tier, regions_of
 
 
 @strawberry.input
@@ -55,7 +54,7 @@ class PoolingLevelCount:
     @strawberry.field(graphql_type=list[Region])
     @staticmethod
     async def regions(root: strawberry.Parent[rp.LevelCount], info: Info) -> list[RegionRec]:
-        return [r for r in await ctx(info).loaders.region.load_many(root.region_codes) if r]
+        return await regions_of(info, root.region_codes)
 
 
 @strawberry.type(description="How one scheme is pooled: the number of pools open at each level, and where.")

@@ -7,10 +7,8 @@ from enum import Enum
 import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import ranking as rnk
-from tierfed.resolvers.context import ctx
-from tierfed.tiers.tree import RegionRec
 
-from .types import PeriodInput, Region, Scheme, SchemeTotals, Tier
+from .types import PeriodInput, Region, Scheme, SchemeTotals, Tier, missing_of, region_of
 
 
 @strawberry.enum
@@ -31,10 +29,7 @@ class RankBy(Enum):
 class RankEntry:
     rank: int = strawberry.field(description="1-based position in the whole ranking.")
 
-    @strawberry.field(graphql_type=Region)
-    @staticmethod
-    async def region(root: strawberry.Parent[rnk.RankEntryRec], info: Info) -> RegionRec | None:
-        return await ctx(info).loaders.region.load(root.region_code)
+    region = strawberry.field(resolver=region_of, graphql_type=Region)
 
     value: str | None = strawberry.field(description=(
         "The figure ranked by, as a decimal string (two decimals for amounts and ratios, none for counts); "
@@ -49,10 +44,7 @@ class Ranking:
     entries: list[RankEntry]
     complete: bool
 
-    @strawberry.field(graphql_type=list[Region])
-    @staticmethod
-    async def missing(root: strawberry.Parent[rnk.RankingRec], info: Info) -> list[RegionRec]:
-        return [r for r in await ctx(info).loaders.region.load_many(root.missing_codes) if r]
+    missing = strawberry.field(resolver=missing_of, graphql_type=list[Region])
 
 
 @strawberry.type

@@ -7,13 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import report as rep
-from tierfed.resolvers.context import ctx
 from tierfed.resolvers.funds import AccountRec
 from tierfed.tiers.store import PoolRec
-from tierfed.tiers.tree import RegionRec
 
 from .scalars import Decimal
-from .types import Period, Pool, Region, Scheme
+from .types import Pool, Region, Scheme, missing_of, period_of, region_of
 
 if TYPE_CHECKING:
     from .funds import FundAccount
@@ -52,27 +50,18 @@ class FundReportScheme:
 
 @strawberry.type
 class FundReport:
-    @strawberry.field(graphql_type=Region)
-    @staticmethod
-    async def region(root: strawberry.Parent[rep.FundReportRec], info: Info) -> RegionRec | None:
-        return await ctx(info).loaders.region.load(root.region_code)
+    region = strawberry.field(resolver=region_of, graphql_type=Region)
 
     year: int
     half: int | None
 
-    @strawberry.field
-    @staticmethod
-    def period(root: strawberry.Parent[rep.FundReportRec]) -> Period:
-        return Period(from_=root.first, to=root.last)
+    period = strawberry.field(resolver=period_of)
 
     title: str
     schemes: list[FundReportScheme]
     complete: bool
 
-    @strawberry.field(graphql_type=list[Region])
-    @staticmethod
-    async def missing(root: strawberry.Parent[rep.FundReportRec], info: Info) -> list[RegionRec]:
-        return [r for r in await ctx(info).loaders.region.load_many(root.missing_codes) if r]
+    missing = strawberry.field(resolver=missing_of, graphql_type=list[Region])
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:

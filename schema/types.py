@@ -1,8 +1,15 @@
-"""The contract's types. Roots are the store's records; fields delegate to ``resolvers``."""
+"""The contract's types. Roots are the store's records; fields delegate to ``resolvers``.
+
+A field that reads the record it is served from takes it as ``strawberry.Parent[TheRecord]``
+(a staticmethod, or a shared resolver typed by a Protocol such as ``InRegion``), and is
+annotated with what it really returns: a record, the GraphQL type given by ``graphql_type=``.
+So the type checker sees the records as they are, and the schema is what it declares."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import strawberry
 from strawberry.scalars import JSON
@@ -16,13 +23,12 @@ from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 from tierfed.resolvers import transfers as trn
-from tierfed.resolvers.adjustment import CentralAdjustmentRec, ProvinceAdjustmentRec
 from tierfed.resolvers.context import ctx
 from tierfed.resolvers.duplicates import DuplicateRec
 from tierfed.resolvers.employers import EmployerTotalsRec, EmployerView
 from tierfed.resolvers.funds import AccountRec
 from tierfed.resolvers.persons import PersonView, StatementRec
-from tierfed.resolvers.rollups import MonthTotalsRec, RollupRec
+from tierfed.resolvers.rollups import MonthTotalsRec, PeriodRec, RollupRec
 from tierfed.tiers.figures import SchemeTotal
 from tierfed.tiers.store import AgencyRec, PoolRec, StatementRow
 from tierfed.tiers.transferstore import TransferRec
@@ -46,6 +52,35 @@ strawberry.enum(Department, description=(
 strawberry.enum(AgencyKind)
 
 
+class InRegion(Protocol):
+    """A record of one region, named by its code."""
+
+    @property
+    def region_code(self) -> str: ...
+
+
+class Incomplete(Protocol):
+    """A record that names the regions whose node did not answer."""
+
+    @property
+    def missing_codes(self) -> Sequence[str]: ...
+
+
+async def regions_of(info: Info, codes: Sequence[str]) -> list[RegionRec]:
+    """The regions of these codes, from the directory, in order; a code it lacks is left out."""
+    return [r for r in await ctx(info).loaders.region.load_many(codes) if r]
+
+
+async def region_of(root: strawberry.Parent[InRegion], info: Info) -> RegionRec | None:
+    """The resolver of a record's ``region``."""
+    return await ctx(info).loaders.region.load(root.region_code)
+
+
+async def missing_of(root: strawberry.Parent[Incomplete], info: Info) -> list[RegionRec]:
+    """The resolver of a record's ``missing``: the regions whose node did not answer."""
+    return await regions_of(info, root.missing_codes)
+
+
 @strawberry.input(description="Inclusive range of months.")
 class PeriodInput:
     from_: Month = strawberry.field(name="from")
@@ -56,6 +91,33 @@ class PeriodInput:
 class Period:
     from_: Month = strawberry.field(name="from")
     to: Month
+
+
+class Spanning(Protocol):
+    """A record over the months first to last."""
+
+    @property
+    def first(self) -> date: ...
+
+    @property
+    def last(self) -> date: ...
+
+
+class OverPeriod(Protocol):
+    """A record over a period of months."""
+
+    @property
+    def period(self) -> PeriodRec: ...
+
+
+def period_of(root: strawberry.Parent[Spanning]) -> Period:
+    """The resolver of a ``period`` read from such a record's first and last months."""
+    return Period(from_=root.first, to=root.last)
+
+
+def own_period(root: strawberry.Parent[OverPeriod]) -> Period:
+    """The resolver of a ``period`` read from such a record's own."""
+    return Period(from_=root.period.from_, to=root.period.to)
 
 
 @strawberry.federation.type(keys=["code"], description=(
@@ -271,10 +333,7 @@ class Rollup:
     async def region(root: strawberry.Parent[RollupRec], info: Info) -> RegionRec:
         return await rol.rollup_region(root, info)
 
-    @strawberry.field
-    @staticmethod
-    def period(root: strawberry.Parent[RollupRec]) -> Period:
-        return Period(from_=root.first, to=root.last)
+    period = strawberry.field(resolver=period_of)
 
     @strawberry.field(description=(
         "False when part of the subtree could not be reached: the totals then cover the rest, "
@@ -440,10 +499,7 @@ class Employer:
 
 @strawberry.type(description="One province's part in the pension central adjustment for a year.")
 class ProvinceAdjustment:
-    @strawberry.field(graphql_type=Region)
-    @staticmethod
-    async def region(root: strawberry.Parent[ProvinceAdjustmentRec], info: Info) -> RegionRec:
-        return await ctx(info).loaders.region.load(root.region_code)
+    region = strawberry.field(resolver=region_of, graphql_type=Region)
 
     insured_workers: int = strawberry.field(description="PENSION insured in the year's December.")
     average_base: Decimal = strawberry.field(description="Mean contribution base of the year's PENSION contribution records.")
@@ -461,10 +517,7 @@ class CentralAdjustment:
     provinces: list[ProvinceAdjustment] = strawberry.field(description="In code order.")
     complete: bool
 
-    @strawberry.field(graphql_type=list[Region])
-    @staticmethod
-    async def missing(root: strawberry.Parent[CentralAdjustmentRec], info: Info) -> list[RegionRec]:
-        return [r for r in await ctx(info).loaders.region.load_many(root.missing_codes) if r]
+    missing = strawberry.field(resolver=missing_of, graphql_type=list[Region])
 
 
 @strawberry.input(description="Internal, node to node: one region and period whose summary a parent node needs.")
