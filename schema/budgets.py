@@ -3,9 +3,10 @@ and the execution of the budget during the year."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal as PyDecimal
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import strawberry
 from strawberry.scalars import JSON
@@ -24,6 +25,27 @@ from .types import Period, PeriodInput, Scheme, own_period
 
 if TYPE_CHECKING:
     from .types import Pool, Region
+
+
+LazyRegion = Annotated["Region", strawberry.lazy("tierfed.schema.types")]
+
+
+class OverRegion(Protocol):
+    """A budget compiled over a region, or its execution (CompiledRec, ExecutionRec)."""
+
+    @property
+    def region(self) -> str: ...
+
+    @property
+    def missing(self) -> Sequence[str]: ...
+
+
+async def _region(root: strawberry.Parent[OverRegion], info: Info) -> RegionRec | None:
+    return await region_by_code(info, root.region)
+
+
+async def _missing(root: strawberry.Parent[OverRegion], info: Info) -> list[RegionRec | None]:
+    return [await region_by_code(info, m) for m in root.missing]
 
 
 @strawberry.enum(description="Where a budget stands in its workflow.")
@@ -140,7 +162,7 @@ class Budget:
     def scheme(root: strawberry.Parent[BudgetRec]) -> Scheme:
         return Scheme(SCHEMES[root.scheme - 1])
 
-    @strawberry.field(graphql_type=Annotated["Region", strawberry.lazy("tierfed.schema.types")])
+    @strawberry.field(graphql_type=LazyRegion)
     @staticmethod
     async def region(root: strawberry.Parent[BudgetRec], info: Info) -> RegionRec | None:
         return await region_by_code(info, root.region_code)
@@ -220,7 +242,7 @@ class BudgetPart:
     def scheme(root: strawberry.Parent[rb.PartRec]) -> Scheme:
         return Scheme(root.scheme)
 
-    @strawberry.field(graphql_type=Annotated["Region", strawberry.lazy("tierfed.schema.types")])
+    @strawberry.field(graphql_type=LazyRegion)
     @staticmethod
     async def region(root: strawberry.Parent[rb.PartRec], info: Info) -> RegionRec | None:
         return await region_by_code(info, root.region_code)
@@ -254,10 +276,7 @@ class SchemeBudget:
     "year inside the region, wherever in the federation it is held, with the state of each part. Like a rollup, "
     "complete is false and missing names the regions whose node did not answer."))
 class CompiledBudget:
-    @strawberry.field(graphql_type=Annotated["Region", strawberry.lazy("tierfed.schema.types")])
-    @staticmethod
-    async def region(root: strawberry.Parent[rb.CompiledRec], info: Info) -> RegionRec | None:
-        return await region_by_code(info, root.region)
+    region = strawberry.field(resolver=_region, graphql_type=LazyRegion)
 
     year: int
     only_approved: bool = strawberry.field(description="True when only APPROVED budgets are summed.")
@@ -265,11 +284,8 @@ class CompiledBudget:
     states: BudgetStates
     complete: bool
 
-    @strawberry.field(description="The regions whose node could not be asked; empty when complete.",
-                      graphql_type=list[Annotated["Region", strawberry.lazy("tierfed.schema.types")]])
-    @staticmethod
-    async def missing(root: strawberry.Parent[rb.CompiledRec], info: Info) -> list[RegionRec | None]:
-        return [await region_by_code(info, m) for m in root.missing]
+    missing = strawberry.field(resolver=_missing, graphql_type=list[LazyRegion],
+                               description="The regions whose node could not be asked; empty when complete.")
 
     @strawberry.field(description="The parts, in pool id order; only those in the given states when states is given "
                                   "(NOT_DRAFTED parts have a null state: ask with notDrafted: true).",
@@ -309,10 +325,7 @@ class ExecutionTotal:
     "A scheme's budget execution over a region: for each category, the actual flows from January to the month "
     "of the pools of the scheme inside the region whose budget is counted) against the year's compiled budget."))
 class BudgetExecution:
-    @strawberry.field(graphql_type=Annotated["Region", strawberry.lazy("tierfed.schema.types")])
-    @staticmethod
-    async def region(root: strawberry.Parent[rb.ExecutionRec], info: Info) -> RegionRec | None:
-        return await region_by_code(info, root.region)
+    region = strawberry.field(resolver=_region, graphql_type=LazyRegion)
 
     @strawberry.field
     @staticmethod
@@ -333,11 +346,8 @@ class BudgetExecution:
     states: BudgetStates
     complete: bool
 
-    @strawberry.field(description="The regions whose node could not be asked; empty when complete.",
-                      graphql_type=list[Annotated["Region", strawberry.lazy("tierfed.schema.types")]])
-    @staticmethod
-    async def missing(root: strawberry.Parent[rb.ExecutionRec], info: Info) -> list[RegionRec | None]:
-        return [await region_by_code(info, m) for m in root.missing]
+    missing = strawberry.field(resolver=_missing, graphql_type=list[LazyRegion],
+                               description="The regions whose node could not be asked; empty when complete.")
 
 
 @strawberry.input(description="An amount for one category.")
