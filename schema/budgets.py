@@ -3,24 +3,49 @@ and the execution of the budget during the year."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from decimal import Decimal as PyDecimal
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Any, Protocol
 
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 from tierfed.resolvers import budgets as rb
 from tierfed.resolvers.regions import region as region_by_code
+from tierfed.tiers.budgetstore import BudgetRec, StepRec
 from tierfed.tiers.figures import FUND_CATEGORIES, FUND_EXPENDITURE, FUND_INCOME, SCHEMES
 from tierfed.tiers.remote import Forwarded
+from tierfed.tiers.store import PoolRec
+from tierfed.tiers.tree import RegionRec
 
-from .funds import FundFlowCategory
+from .funds import FundFlowCategory, category_of
 from .scalars import Decimal, Month
-from .types import Period, PeriodInput, Scheme
+from .types import Period, PeriodInput, Scheme, own_period
 
 if TYPE_CHECKING:
     from .types import Pool, Region
+
+
+LazyRegion = Annotated["Region", strawberry.lazy("tierfed.schema.types")]
+
+
+class OverRegion(Protocol):
+    """A budget compiled over a region, or its execution (CompiledRec, ExecutionRec)."""
+
+    @property
+    def region(self) -> str: ...
+
+    @property
+    def missing(self) -> Sequence[str]: ...
+
+
+async def _region(root: strawberry.Parent[OverRegion], info: Info) -> RegionRec | None:
+    return await region_by_code(info, root.region)
+
+
+async def _missing(root: strawberry.Parent[OverRegion], info: Info) -> list[RegionRec | None]:
+    return [await region_by_code(info, m) for m in root.missing]
 
 
 @strawberry.enum(description="Where a budget stands in its workflow.")
@@ -41,67 +66,75 @@ class BudgetAction(Enum):
     RETURNED = "RETURNED"
 
 
-def _category(self: object) -> FundFlowCategory:  # type: ignore[valid-type]
-    return FundFlowCategory[self.category]  # type: ignore[attr-defined,no-any-return,misc]
-
-
 @strawberry.type(description="The amount budgeted for one category.")
 class BudgetLine:
-    category: FundFlowCategory = strawberry.field(resolver=_category)  # type: ignore[valid-type]
+    category: FundFlowCategory = strawberry.field(resolver=category_of)
     amount: Decimal
 
 
 @strawberry.type(description="One stated growth assumption: a category grown by a percentage.")
 class BudgetGrowth:
-    category: FundFlowCategory = strawberry.field(resolver=_category)  # type: ignore[valid-type]
+    category: FundFlowCategory = strawberry.field(resolver=category_of)
 
     @strawberry.field
-    def percent(self) -> Decimal:
-        return self.amount  # type: ignore[attr-defined,no-any-return]
+    @staticmethod
+    def percent(root: strawberry.Parent[rb.LineRec]) -> Decimal:
+        return root.amount
 
 
 @strawberry.type(description="How a draft was started from the pool's accounts.")
 class BudgetBasis:
-    @strawberry.field(description="The accounts' months, annualised (amount x 12 / months).")
-    def period(self) -> Period:
-        b = self.basis  # type: ignore[attr-defined]
-        return Period(from_=b["from"], to=b["to"])  # type: ignore[arg-type]
+    """Read from the basis a budget was started from (Budget.basis): its JSON as stored."""
 
-    @strawberry.field(description="The growth stated per category, in enum order; categories not listed grew by 0%.")
-    def growth(self) -> list[BudgetGrowth]:
-        g = self.basis["growth"]  # type: ignore[attr-defined]
-        return [rb.LineRec(c, PyDecimal(g[c])) for c in FUND_CATEGORIES if c in g]  # type: ignore[misc]
+    @strawberry.field(description="The accounts' months, annualised (amount x 12 / months).")
+    @staticmethod
+    def period(root: strawberry.Parent[dict[str, Any]]) -> Period:
+        return Period(from_=root["from"], to=root["to"])
+
+    @strawberry.field(description="The growth stated per category, in enum order; categories not listed grew by 0%.",
+                      graphql_type=list[BudgetGrowth])
+    @staticmethod
+    def growth(root: strawberry.Parent[dict[str, Any]]) -> list[rb.LineRec]:
+        g = root["growth"]
+        return [rb.LineRec(c, PyDecimal(g[c])) for c in FUND_CATEGORIES if c in g]
 
     @strawberry.field(description="The growth applied to the expected headcounts, in percent.")
-    def headcount_growth(self) -> Decimal:
-        return PyDecimal(self.basis["headcountGrowth"])  # type: ignore[attr-defined]
+    @staticmethod
+    def headcount_growth(root: strawberry.Parent[dict[str, Any]]) -> Decimal:
+        return PyDecimal(root["headcountGrowth"])
 
 
 @strawberry.type(description="One step of a budget: who took it, when, and what changed.")
 class BudgetStep:
     @strawberry.field
-    def action(self) -> BudgetAction:
-        return BudgetAction(self.action)  # type: ignore[attr-defined]
+    @staticmethod
+    def action(root: strawberry.Parent[StepRec]) -> BudgetAction:
+        return BudgetAction(root.action)
 
     @strawberry.field
-    def from_state(self) -> BudgetState | None:
-        return BudgetState(self.from_state) if self.from_state else None  # type: ignore[attr-defined]
+    @staticmethod
+    def from_state(root: strawberry.Parent[StepRec]) -> BudgetState | None:
+        return BudgetState(root.from_state) if root.from_state else None
 
     @strawberry.field
-    def to_state(self) -> BudgetState:
-        return BudgetState(self.to_state)  # type: ignore[attr-defined]
+    @staticmethod
+    def to_state(root: strawberry.Parent[StepRec]) -> BudgetState:
+        return BudgetState(root.to_state)
 
     @strawberry.field(description="The subject of the token that took the step.")
-    def by(self) -> str:
-        return self.caller  # type: ignore[attr-defined,no-any-return]
+    @staticmethod
+    def by(root: strawberry.Parent[StepRec]) -> str:
+        return root.caller
 
     @strawberry.field(description="The roles that token carried.")
-    def roles(self) -> list[str]:
-        return list(self.roles)
+    @staticmethod
+    def roles(root: strawberry.Parent[StepRec]) -> list[str]:
+        return list(root.roles)
 
     @strawberry.field(description="When (ISO 8601, UTC).")
-    def at(self) -> str:
-        return self.at.isoformat()  # type: ignore[attr-defined,no-any-return]
+    @staticmethod
+    def at(root: strawberry.Parent[StepRec]) -> str:
+        return root.at.isoformat()
 
     reason: str | None = strawberry.field(description="Why it was returned; null for other steps.")
     changes: JSON = strawberry.field(description=(
@@ -113,65 +146,79 @@ class BudgetStep:
     "state and history. Income and expenditure list every category of their side in enum order, zeros included."))
 class Budget:
     @strawberry.field
-    def pool_id(self) -> strawberry.ID:
-        return strawberry.ID(self.pool_id)  # type: ignore[attr-defined,arg-type]
+    @staticmethod
+    def pool_id(root: strawberry.Parent[BudgetRec]) -> strawberry.ID:
+        return strawberry.ID(root.pool_id)
 
-    @strawberry.field
-    async def pool(self, info: Info) -> Annotated[Pool, strawberry.lazy("tierfed.schema.types")]:
-        return await rb.budget_pool(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(graphql_type=Annotated["Pool", strawberry.lazy("tierfed.schema.types")])
+    @staticmethod
+    async def pool(root: strawberry.Parent[BudgetRec], info: Info) -> PoolRec:
+        return await rb.budget_pool(root, info)
 
     year: int
 
     @strawberry.field
-    def scheme(self) -> Scheme:
-        return Scheme[SCHEMES[self.scheme - 1]]  # type: ignore[attr-defined,operator]
+    @staticmethod
+    def scheme(root: strawberry.Parent[BudgetRec]) -> Scheme:
+        return Scheme(SCHEMES[root.scheme - 1])
+
+    @strawberry.field(graphql_type=LazyRegion)
+    @staticmethod
+    async def region(root: strawberry.Parent[BudgetRec], info: Info) -> RegionRec | None:
+        return await region_by_code(info, root.region_code)
 
     @strawberry.field
-    async def region(self, info: Info) -> Annotated[Region, strawberry.lazy("tierfed.schema.types")]:
-        return await region_by_code(info, self.region_code)  # type: ignore[attr-defined,return-value]
-
-    @strawberry.field
-    def state(self) -> BudgetState:
-        return BudgetState(self.state)  # type: ignore[attr-defined]
+    @staticmethod
+    def state(root: strawberry.Parent[BudgetRec]) -> BudgetState:
+        return BudgetState(root.state)
 
     @strawberry.field(description="True once APPROVED: nothing about it can change any more.")
-    def frozen(self) -> bool:
-        return self.state == "APPROVED"  # type: ignore[attr-defined,no-any-return]
+    @staticmethod
+    def frozen(root: strawberry.Parent[BudgetRec]) -> bool:
+        return root.state == "APPROVED"
+
+    @strawberry.field(graphql_type=list[BudgetLine])
+    @staticmethod
+    def income(root: strawberry.Parent[BudgetRec]) -> list[rb.LineRec]:
+        return rb.income(root)
+
+    @strawberry.field(graphql_type=list[BudgetLine])
+    @staticmethod
+    def expenditure(root: strawberry.Parent[BudgetRec]) -> list[rb.LineRec]:
+        return rb.expenditure(root)
 
     @strawberry.field
-    def income(self) -> list[BudgetLine]:
-        return rb.income(self)  # type: ignore[arg-type,return-value]
+    @staticmethod
+    def total_income(root: strawberry.Parent[BudgetRec]) -> Decimal:
+        return rb.total(root, FUND_INCOME)
 
     @strawberry.field
-    def expenditure(self) -> list[BudgetLine]:
-        return rb.expenditure(self)  # type: ignore[arg-type,return-value]
-
-    @strawberry.field
-    def total_income(self) -> Decimal:
-        return rb.total(self, FUND_INCOME)  # type: ignore[arg-type]
-
-    @strawberry.field
-    def total_expenditure(self) -> Decimal:
-        return rb.total(self, FUND_EXPENDITURE)  # type: ignore[arg-type]
+    @staticmethod
+    def total_expenditure(root: strawberry.Parent[BudgetRec]) -> Decimal:
+        return rb.total(root, FUND_EXPENDITURE)
 
     @strawberry.field(description="totalIncome - totalExpenditure.")
-    def surplus(self) -> Decimal:
-        return rb.total(self, FUND_INCOME) - rb.total(self, FUND_EXPENDITURE)  # type: ignore[arg-type]
+    @staticmethod
+    def surplus(root: strawberry.Parent[BudgetRec]) -> Decimal:
+        return rb.total(root, FUND_INCOME) - rb.total(root, FUND_EXPENDITURE)
 
     expected_insured: int
     expected_contributors: int
     expected_beneficiaries: int
 
-    @strawberry.field(description="How the draft was started from accounts; null for a draft started blank.")
-    def basis(self) -> BudgetBasis | None:
-        return self if self.basis else None  # type: ignore[attr-defined,return-value]
+    @strawberry.field(description="How the draft was started from accounts; null for a draft started blank.",
+                      graphql_type=BudgetBasis | None)
+    @staticmethod
+    def basis(root: strawberry.Parent[BudgetRec]) -> dict[str, Any] | None:
+        return root.basis or None
 
     returned_reason: str | None = strawberry.field(description=(
         "Why it was last returned to DRAFT; null when it never was or has moved on since."))
 
-    @strawberry.field(description="Every step, oldest first.")
-    async def history(self, info: Info) -> list[BudgetStep]:
-        return await rb.history(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(description="Every step, oldest first.", graphql_type=list[BudgetStep])
+    @staticmethod
+    async def history(root: strawberry.Parent[BudgetRec], info: Info) -> list[StepRec]:
+        return await rb.history(root, info)
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
@@ -189,25 +236,29 @@ class BudgetStates:
 @strawberry.type(description="One pool's part in a compiled budget.")
 class BudgetPart:
     pool_id: strawberry.ID
-    @strawberry.field
-    def scheme(self) -> Scheme:
-        return Scheme[self.scheme]  # type: ignore[misc]
-
 
     @strawberry.field
-    async def region(self, info: Info) -> Annotated[Region, strawberry.lazy("tierfed.schema.types")]:
-        return await region_by_code(info, self.region_code)  # type: ignore[attr-defined,return-value]
+    @staticmethod
+    def scheme(root: strawberry.Parent[rb.PartRec]) -> Scheme:
+        return Scheme(root.scheme)
+
+    @strawberry.field(graphql_type=LazyRegion)
+    @staticmethod
+    async def region(root: strawberry.Parent[rb.PartRec], info: Info) -> RegionRec | None:
+        return await region_by_code(info, root.region_code)
 
     @strawberry.field(description="Its budget's state; null when it has none for the year.")
-    def state(self) -> BudgetState | None:
-        return BudgetState(self.state) if self.state else None  # type: ignore[attr-defined]
+    @staticmethod
+    def state(root: strawberry.Parent[rb.PartRec]) -> BudgetState | None:
+        return BudgetState(root.state) if root.state else None
 
 
 @strawberry.type(description="One scheme's budget compiled over a region: every category summed over its pools.")
 class SchemeBudget:
     @strawberry.field
-    def scheme(self) -> Scheme:
-        return Scheme[self.scheme]  # type: ignore[misc]
+    @staticmethod
+    def scheme(root: strawberry.Parent[rb.SchemeBudgetRec]) -> Scheme:
+        return Scheme(root.scheme)
 
     income: list[BudgetLine]
     expenditure: list[BudgetLine]
@@ -225,9 +276,7 @@ class SchemeBudget:
     "year inside the region, wherever in the federation it is held, with the state of each part. Like a rollup, "
     "complete is false and missing names the regions whose node did not answer."))
 class CompiledBudget:
-    @strawberry.field
-    async def region(self, info: Info) -> Annotated[Region, strawberry.lazy("tierfed.schema.types")]:
-        return await region_by_code(info, self.region)  # type: ignore[attr-defined,return-value]
+    region = strawberry.field(resolver=_region, graphql_type=LazyRegion)
 
     year: int
     only_approved: bool = strawberry.field(description="True when only APPROVED budgets are summed.")
@@ -235,22 +284,24 @@ class CompiledBudget:
     states: BudgetStates
     complete: bool
 
-    @strawberry.field(description="The regions whose node could not be asked; empty when complete.")
-    async def missing(self, info: Info) -> list[Annotated[Region, strawberry.lazy("tierfed.schema.types")]]:
-        return [await region_by_code(info, m) for m in self.missing]  # type: ignore[attr-defined,misc]
+    missing = strawberry.field(resolver=_missing, graphql_type=list[LazyRegion],
+                               description="The regions whose node could not be asked; empty when complete.")
 
     @strawberry.field(description="The parts, in pool id order; only those in the given states when states is given "
-                                  "(NOT_DRAFTED parts have a null state: ask with notDrafted: true).")
-    def parts(self, states: list[BudgetState] | None = None, not_drafted: bool | None = None) -> list[BudgetPart]:
+                                  "(NOT_DRAFTED parts have a null state: ask with notDrafted: true).",
+                      graphql_type=list[BudgetPart])
+    @staticmethod
+    def parts(root: strawberry.Parent[rb.CompiledRec], states: list[BudgetState] | None = None,
+              not_drafted: bool | None = None) -> list[rb.PartRec]:
         want = {s.value for s in states} if states else None
-        return [p for p in self.parts  # type: ignore[attr-defined,misc]
+        return [p for p in root.parts
                 if (want is None and not not_drafted) or (p.state is None and not_drafted)
                 or (want is not None and p.state in want)]
 
 
 @strawberry.type(description="Budget against actual for one category, year to date.")
 class ExecutionLine:
-    category: FundFlowCategory = strawberry.field(resolver=_category)  # type: ignore[valid-type]
+    category: FundFlowCategory = strawberry.field(resolver=category_of)
     budget: Decimal = strawberry.field(description="The year's budget of the category.")
     actual: Decimal = strawberry.field(description=(
         "From January to the month, from the fund accounts of the pools whose budget is counted."))
@@ -274,19 +325,16 @@ class ExecutionTotal:
     "A scheme's budget execution over a region: for each category, the actual flows from January to the month "
     "of the pools of the scheme inside the region whose budget is counted) against the year's compiled budget."))
 class BudgetExecution:
-    @strawberry.field
-    async def region(self, info: Info) -> Annotated[Region, strawberry.lazy("tierfed.schema.types")]:
-        return await region_by_code(info, self.region)  # type: ignore[attr-defined,return-value]
+    region = strawberry.field(resolver=_region, graphql_type=LazyRegion)
 
     @strawberry.field
-    def scheme(self) -> Scheme:
-        return Scheme[self.scheme]  # type: ignore[misc]
+    @staticmethod
+    def scheme(root: strawberry.Parent[rb.ExecutionRec]) -> Scheme:
+        return Scheme(root.scheme)
 
     month: Month
 
-    @strawberry.field(description="January of the month's year to the month.")
-    def period(self) -> Period:
-        return Period(from_=self.period.from_, to=self.period.to)  # type: ignore[attr-defined]
+    period = strawberry.field(resolver=own_period, description="January of the month's year to the month.")
 
     only_approved: bool = strawberry.field(description="True when only APPROVED budgets are counted as budget.")
     elapsed_share: Decimal = strawberry.field(description="Months elapsed / 12: the share a budget kept to plan "
@@ -298,20 +346,19 @@ class BudgetExecution:
     states: BudgetStates
     complete: bool
 
-    @strawberry.field(description="The regions whose node could not be asked; empty when complete.")
-    async def missing(self, info: Info) -> list[Annotated[Region, strawberry.lazy("tierfed.schema.types")]]:
-        return [await region_by_code(info, m) for m in self.missing]  # type: ignore[attr-defined,misc]
+    missing = strawberry.field(resolver=_missing, graphql_type=list[LazyRegion],
+                               description="The regions whose node could not be asked; empty when complete.")
 
 
 @strawberry.input(description="An amount for one category.")
 class BudgetLineInput:
-    category: FundFlowCategory  # type: ignore[valid-type]
+    category: FundFlowCategory
     amount: Decimal = strawberry.field(description="Yuan, at most two fraction digits, not negative.")
 
 
 @strawberry.input(description="A growth assumption for one category.")
 class BudgetGrowthInput:
-    category: FundFlowCategory  # type: ignore[valid-type]
+    category: FundFlowCategory
     percent: Decimal = strawberry.field(description="Growth over the annualised base, in percent, e.g. \"5.5\"; "
                                                     "at most two fraction digits, -100 to 1000.")
 
@@ -343,24 +390,25 @@ class EditBudgetInput:
 class BudgetQueries:
     @strawberry.field(description=(
         "A pool's budget for a year, wherever in the federation the pool is held; null when it has none. "
-        "FORBIDDEN outside the token's scope."))
-    async def budget(self, info: Info, pool_id: strawberry.ID, year: int) -> Budget | None:
-        return await rb.budget(info, str(pool_id), year)  # type: ignore[no-any-return]
+        "FORBIDDEN outside the token's scope."), graphql_type=Budget | None)
+    async def budget(self, info: Info, pool_id: strawberry.ID, year: int) -> BudgetRec | None:
+        rec: BudgetRec | None = await rb.budget(info, str(pool_id), year)
+        return rec
 
     @strawberry.field(description=(
         "The budget of a region's subtree for a year, compiled from every pool inside it on every node. "
-        "FORBIDDEN outside the token's scope."))
+        "FORBIDDEN outside the token's scope."), graphql_type=CompiledBudget)
     async def compiled_budget(self, info: Info, region: strawberry.ID, year: int, schemes: list[Scheme] | None = None,
-                              only_approved: bool = False) -> CompiledBudget:
-        return await rb.compiled_budget(info, str(region), year,  # type: ignore[return-value]
+                              only_approved: bool = False) -> rb.CompiledRec:
+        return await rb.compiled_budget(info, str(region), year,
                                         [s.value for s in schemes] if schemes else None, only_approved)
 
     @strawberry.field(description=(
         "Actual against budget for a region, a scheme and a month: by category, year to date, and the share "
-        "executed. FORBIDDEN outside the token's scope."))
+        "executed. FORBIDDEN outside the token's scope."), graphql_type=BudgetExecution)
     async def budget_execution(self, info: Info, region: strawberry.ID, scheme: Scheme, month: Month,
-                               only_approved: bool = False) -> BudgetExecution:
-        return await rb.budget_execution(info, str(region), scheme.value, month,  # type: ignore[return-value]
+                               only_approved: bool = False) -> rb.ExecutionRec:
+        return await rb.budget_execution(info, str(region), scheme.value, month,
                                          only_approved)
 
 
@@ -368,36 +416,39 @@ class BudgetQueries:
 class BudgetMutations:
     @strawberry.mutation(description=(
         "Start a pool's DRAFT budget for a year, blank or from the accounts of a base period with stated growth. "
-        "Needs OPERATOR over the pool's region; sent to the node holding the pool."))
-    async def start_budget(self, info: Info, input: StartBudgetInput) -> Budget:
+        "Needs OPERATOR over the pool's region; sent to the node holding the pool."), graphql_type=Budget)
+    async def start_budget(self, info: Info, input: StartBudgetInput) -> BudgetRec:
         bp = input.base_period
-        return await rb.start(info, str(input.pool_id), input.year,  # type: ignore[return-value]
+        return await rb.start(info, str(input.pool_id), input.year,
                               bp.from_ if bp else None, bp.to if bp else None,
                               [(g.category, g.percent) for g in input.growth or []], input.headcount_growth)
 
-    @strawberry.mutation(description="Change a DRAFT budget's amounts or headcounts. Needs OPERATOR.")
-    async def edit_budget(self, info: Info, input: EditBudgetInput) -> Budget:
-        return await rb.edit(info, str(input.pool_id), input.year,  # type: ignore[return-value]
+    @strawberry.mutation(description="Change a DRAFT budget's amounts or headcounts. Needs OPERATOR.",
+                         graphql_type=Budget)
+    async def edit_budget(self, info: Info, input: EditBudgetInput) -> BudgetRec:
+        return await rb.edit(info, str(input.pool_id), input.year,
                              [(x.category, x.amount) for x in input.lines or []],
                              (input.expected_insured, input.expected_contributors, input.expected_beneficiaries))
 
-    @strawberry.mutation(description="DRAFT to SUBMITTED, by the agency. Needs OPERATOR.")
-    async def submit_budget(self, info: Info, pool_id: strawberry.ID, year: int) -> Budget:
-        return await rb.step(info, str(pool_id), year, "SUBMITTED")  # type: ignore[return-value]
+    @strawberry.mutation(description="DRAFT to SUBMITTED, by the agency. Needs OPERATOR.", graphql_type=Budget)
+    async def submit_budget(self, info: Info, pool_id: strawberry.ID, year: int) -> BudgetRec:
+        return await rb.step(info, str(pool_id), year, "SUBMITTED")
 
-    @strawberry.mutation(description="SUBMITTED to REVIEWED, by the department. Needs BUDGET_REVIEWER.")
-    async def review_budget(self, info: Info, pool_id: strawberry.ID, year: int) -> Budget:
-        return await rb.step(info, str(pool_id), year, "REVIEWED")  # type: ignore[return-value]
+    @strawberry.mutation(description="SUBMITTED to REVIEWED, by the department. Needs BUDGET_REVIEWER.",
+                         graphql_type=Budget)
+    async def review_budget(self, info: Info, pool_id: strawberry.ID, year: int) -> BudgetRec:
+        return await rb.step(info, str(pool_id), year, "REVIEWED")
 
     @strawberry.mutation(description="REVIEWED to APPROVED, by finance; the budget is then frozen. "
-                                     "Needs BUDGET_APPROVER.")
-    async def approve_budget(self, info: Info, pool_id: strawberry.ID, year: int) -> Budget:
-        return await rb.step(info, str(pool_id), year, "APPROVED")  # type: ignore[return-value]
+                                     "Needs BUDGET_APPROVER.", graphql_type=Budget)
+    async def approve_budget(self, info: Info, pool_id: strawberry.ID, year: int) -> BudgetRec:
+        return await rb.step(info, str(pool_id), year, "APPROVED")
 
     @strawberry.mutation(description=(
-        "Back to DRAFT with a reason: a SUBMITTED budget by BUDGET_REVIEWER, a REVIEWED one by BUDGET_APPROVER."))
-    async def return_budget(self, info: Info, pool_id: strawberry.ID, year: int, reason: str) -> Budget:
-        return await rb.give_back(info, str(pool_id), year, reason)  # type: ignore[return-value]
+        "Back to DRAFT with a reason: a SUBMITTED budget by BUDGET_REVIEWER, a REVIEWED one by BUDGET_APPROVER."),
+        graphql_type=Budget)
+    async def return_budget(self, info: Info, pool_id: strawberry.ID, year: int, reason: str) -> BudgetRec:
+        return await rb.give_back(info, str(pool_id), year, reason)
 
 
 __all__ = ["BudgetQueries", "BudgetMutations", "JSON"]

@@ -8,7 +8,7 @@ import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import changes as rc
 
-from .types import Region
+from .types import Region, region_of
 
 
 @strawberry.enum(description=(
@@ -25,9 +25,7 @@ class ChangeParticipant:
     node: str = strawberry.field(description="The node's configured name.")
     state: ChangeState
 
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await info.context.loaders.region.load(self.region_code)  # type: ignore[attr-defined,no-any-return]
+    region = strawberry.field(resolver=region_of, graphql_type=Region)
 
 
 @strawberry.type(description="A change that spans nodes, as its coordinator records it.")
@@ -44,6 +42,8 @@ class Change:
 
 @strawberry.type
 class ChangeQueries:
-    @strawberry.field(description="Changes this node coordinates or takes part in, newest first (OPERATOR or AUDITOR).")
-    async def changes(self, info: Info, state: ChangeState | None = None, first: int | None = 50) -> list[Change]:
-        return await rc.changes(info, state.value if state else None, 50 if first is None else first)  # type: ignore[return-value]
+    @strawberry.field(description="Changes this node coordinates or takes part in, newest first (OPERATOR or AUDITOR).",
+                      graphql_type=list[Change])
+    async def changes(self, info: Info, state: ChangeState | None = None,
+                      first: int | None = 50) -> list[rc.ChangeView]:
+        return await rc.changes(info, state.value if state else None, 50 if first is None else first)

@@ -11,9 +11,14 @@ Keys: ``Type``, ``Type.field``, ``Type.field(argument)``, ``Enum.VALUE``.
 from __future__ import annotations
 
 from graphql import (
+    GraphQLArgument,
     GraphQLEnumType,
+    GraphQLEnumValue,
+    GraphQLField,
+    GraphQLInputField,
     GraphQLInputObjectType,
     GraphQLInterfaceType,
+    GraphQLNamedType,
     GraphQLObjectType,
     GraphQLSchema,
 )
@@ -431,9 +436,12 @@ FEDERATION = ("_Any", "_Entity", "_Service", "_FieldSet", "link__Purpose", "link
               "link__Purpose.EXECUTION", "Query._entities(representations)")
 
 
-def members(schema: GraphQLSchema) -> dict[str, object]:
+Member = GraphQLNamedType | GraphQLField | GraphQLInputField | GraphQLArgument | GraphQLEnumValue
+
+
+def members(schema: GraphQLSchema) -> dict[str, Member]:
     """Every type, field, argument and enum value of the API by key, federation's own left out."""
-    out: dict[str, object] = {}
+    out: dict[str, Member] = {}
     for name, t in schema.type_map.items():
         if name.startswith("__") or name in ("String", "Int", "Float", "Boolean", "ID"):
             continue
@@ -456,5 +464,5 @@ def apply(schema: GraphQLSchema) -> None:
     found = members(schema)
     for key, text in DESCRIPTIONS.items():
         m = found.get(key)
-        if m is not None and not m.description:  # type: ignore[attr-defined]
-            m.description = text  # type: ignore[attr-defined]
+        if m is not None and not m.description:
+            m.description = text

@@ -3,36 +3,55 @@
 from __future__ import annotations
 
 from enum import Enum
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import strawberry
 from tierfed.resolvers import funds as fun
+from tierfed.resolvers.funds import AccountRec, FlowRec
 from tierfed.resolvers.report import CATEGORY_LABELS
 from tierfed.tiers.figures import FUND_CATEGORIES
+from tierfed.tiers.store import PoolRec
 
 from .scalars import Decimal
-from .types import Period
+from .types import own_period
 
 if TYPE_CHECKING:
     from .types import Pool
 
-# Values from the one vocabulary (tiers/figures.py); their descriptions are in descriptions.py.
-_CATEGORIES = Enum("FundFlowCategory", {c: c for c in FUND_CATEGORIES})  # type: ignore[misc]
-FundFlowCategory = strawberry.enum(_CATEGORIES, description=(  # type: ignore[call-overload]
-    "Categories of a pooled fund's income and expenditure, as fund accounting books them."))
+if TYPE_CHECKING:
+    class FundFlowCategory(Enum):
+        """Its members are made at run time, from FUND_CATEGORIES."""
+else:
+    # Values from the one vocabulary (tiers/figures.py); their descriptions are in descriptions.py.
+    FundFlowCategory = strawberry.enum(Enum("FundFlowCategory", {c: c for c in FUND_CATEGORIES}), description=(
+        "Categories of a pooled fund's income and expenditure, as fund accounting books them."))
+
+
+class Categorised(Protocol):
+    """A record of one category (FlowRec, and the budgets' lines), stored by its name."""
+
+    @property
+    def category(self) -> str: ...
+
+
+def category_of(root: strawberry.Parent[Categorised]) -> FundFlowCategory:
+    """The resolver of a ``category`` field read from such a record."""
+    return FundFlowCategory[root.category]
 
 
 @strawberry.type
 class FundFlow:
     @strawberry.field
-    def category(self) -> FundFlowCategory:  # type: ignore[valid-type]
-        return FundFlowCategory[self.category]  # type: ignore[attr-defined,no-any-return,misc]
+    @staticmethod
+    def category(root: strawberry.Parent[FlowRec]) -> FundFlowCategory:
+        return category_of(root)
 
     amount: Decimal
 
     @strawberry.field(description="The category's name in Chinese, as the public fund report prints it.")
-    def label(self) -> str:
-        return CATEGORY_LABELS[self.category]  # type: ignore[index]
+    @staticmethod
+    def label(root: strawberry.Parent[FlowRec]) -> str:
+        return CATEGORY_LABELS[root.category]
 
 
 @strawberry.type(description=(
@@ -41,13 +60,12 @@ class FundFlow:
     "OTHER_EXPENDITURE), zeros included. closingBalance equals the pool's\n"
     "balance(asOf: period.to)."))
 class FundAccount:
-    @strawberry.field
-    def pool(self) -> Annotated[Pool, strawberry.lazy("tierfed.schema.types")]:
-        return self.pool  # type: ignore[return-value]
+    @strawberry.field(graphql_type=Annotated["Pool", strawberry.lazy("tierfed.schema.types")])
+    @staticmethod
+    def pool(root: strawberry.Parent[AccountRec]) -> PoolRec:
+        return root.pool
 
-    @strawberry.field
-    def period(self) -> Period:
-        return Period(from_=self.period.from_, to=self.period.to)  # type: ignore[attr-defined]
+    period = strawberry.field(resolver=own_period)
 
     opening_balance: Decimal = strawberry.field(description=(
         "The balance at the end of the month before period.from (the pool's openingBalance when it opened in "

@@ -39,6 +39,7 @@ class ImportRun:
 @strawberry.type
 class ImportQueries:
     @strawberry.field(description=(
-        "Imports on this node submitted inside the caller's scope, newest first. Needs OPERATOR or AUDITOR."))
-    async def imports(self, info: Info, kind: str | None = None, first: int = 50) -> list[ImportRun]:
-        return await ri.imports(info, kind, first)  # type: ignore[return-value]
+        "Imports on this node submitted inside the caller's scope, newest first. Needs OPERATOR or AUDITOR."),
+        graphql_type=list[ImportRun])
+    async def imports(self, info: Info, kind: str | None = None, first: int = 50) -> list[ri.ImportRunRec]:
+        return await ri.imports(info, kind, first)

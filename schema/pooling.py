@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 from tierfed.resolvers import pooling as rp
+from tierfed.tiers.store import PoolRec
+from tierfed.tiers.tree import RegionRec
 
 from .changes import ChangeState
 from .scalars import Decimal, Month
-from .types import Pool, Region, Scheme, Tier
+from .types import Pool, Region, Scheme, Tier, regions_of
 
 
 @strawberry.input
@@ -30,9 +34,9 @@ class RaisePoolingLevelInput:
 
 @strawberry.type
 class RaisePoolingLevelResult:
-    pool: Pool = strawberry.field(description="The new pool.")
-    closed: list[Pool] = strawberry.field(
-        description="The pools it replaces, closed after the month before effectiveFrom.")
+    pool: PoolRec = strawberry.field(description="The new pool.", graphql_type=Pool)
+    closed: list[PoolRec] = strawberry.field(
+        description="The pools it replaces, closed after the month before effectiveFrom.", graphql_type=list[Pool])
     transferred: Decimal = strawberry.field(
         description="The sum of the closed pools' balances at the month before effectiveFrom.")
     dry_run: bool = strawberry.field(description="True when nothing was changed.")
@@ -47,9 +51,10 @@ class PoolingLevelCount:
     level: Tier
     count: int
 
-    @strawberry.field
-    async def regions(self, info: Info) -> list[Region]:
-        return [r for r in await info.context.loaders.region.load_many(self.region_codes) if r]  # type: ignore
+    @strawberry.field(graphql_type=list[Region])
+    @staticmethod
+    async def regions(root: strawberry.Parent[rp.LevelCount], info: Info) -> list[RegionRec]:
+        return await regions_of(info, root.region_codes)
 
 
 @strawberry.type(description="How one scheme is pooled: the number of pools open at each level, and where.")
@@ -73,20 +78,22 @@ class PoolingQueries:
     @strawberry.field(description=(
         "Per scheme, how many pools are open at each level as of a month (default: the current month) "
         "and over which regions: the progress of raising pooling levels, in one query. "
-        "Only pools inside the caller's scope are counted."))
-    async def pooling_overview(self, info: Info, as_of: Month | None = None) -> list[SchemePooling]:
-        return await rp.overview(info, as_of)  # type: ignore[return-value]
+        "Only pools inside the caller's scope are counted."), graphql_type=list[SchemePooling])
+    async def pooling_overview(self, info: Info, as_of: Month | None = None) -> list[rp.SchemeOverview]:
+        return await rp.overview(info, as_of)
 
     @strawberry.field(description=(
         "Applied pooling changes inside a region's subtree (default: the caller's scope), newest first. "
-        "Needs OPERATOR or AUDITOR."))
-    async def pooling_changes(self, info: Info, region: strawberry.ID | None = None, limit: int = 50) -> list[PoolingChange]:
-        return await rp.changes(info, str(region) if region else None, limit)  # type: ignore[return-value]
+        "Needs OPERATOR or AUDITOR."), graphql_type=list[PoolingChange])
+    async def pooling_changes(self, info: Info, region: strawberry.ID | None = None,
+                              limit: int = 50) -> list[rp.ChangeRec]:
+        return await rp.changes(info, str(region) if region else None, limit)
 
     @strawberry.field(name="_tierPools", description="Internal, node to node: pools open at a month, as JSON rows.",
-                      deprecation_reason="Nodes of 0.2 ask _tierCall(kind: \"pools\"); kept for parents still on 0.1.")
-    async def tier_pools(self, info: Info, as_of: Month) -> list[JSON]:
-        return await rp.pools_at(info, as_of)  # type: ignore[arg-type,return-value]
+                      deprecation_reason="Nodes of 0.2 ask _tierCall(kind: \"pools\"); kept for parents still on 0.1.",
+                      graphql_type=list[JSON])
+    async def tier_pools(self, info: Info, as_of: Month) -> list[dict[str, Any]]:
+        return await rp.pools_at(info, as_of)
 
 
 @strawberry.type
@@ -101,6 +108,6 @@ class PoolingMutations:
         out = await rp.raise_pooling_level(
             info, input.scheme.value, str(input.region), input.effective_from, input.idempotency_key,
             bool(input.dry_run), bool(input.vertical_management))
-        return RaisePoolingLevelResult(pool=out.pool, closed=out.closed, transferred=out.transferred,  # type: ignore
+        return RaisePoolingLevelResult(pool=out.pool, closed=out.closed, transferred=out.transferred,
                                        dry_run=out.dry_run, replayed=out.replayed,
                                        state=ChangeState(out.state) if out.state else None)

@@ -7,9 +7,8 @@ from enum import Enum
 import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import ranking as rnk
-from tierfed.resolvers.context import ctx
 
-from .types import PeriodInput, Region, Scheme, SchemeTotals, Tier
+from .types import PeriodInput, Region, Scheme, SchemeTotals, Tier, missing_of, region_of
 
 
 @strawberry.enum
@@ -30,9 +29,7 @@ class RankBy(Enum):
 class RankEntry:
     rank: int = strawberry.field(description="1-based position in the whole ranking.")
 
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await ctx(info).loaders.region.load(self.region_code)  # type: ignore[attr-defined,no-any-return]
+    region = strawberry.field(resolver=region_of, graphql_type=Region)
 
     value: str | None = strawberry.field(description=(
         "The figure ranked by, as a decimal string (two decimals for amounts and ratios, none for counts); "
@@ -47,9 +44,7 @@ class Ranking:
     entries: list[RankEntry]
     complete: bool
 
-    @strawberry.field
-    async def missing(self, info: Info) -> list[Region]:
-        return [r for r in await ctx(info).loaders.region.load_many(self.missing_codes) if r]  # type: ignore
+    missing = strawberry.field(resolver=missing_of, graphql_type=list[Region])
 
 
 @strawberry.type
@@ -57,10 +52,10 @@ class RankingQueries:
     @strawberry.field(description=(
         "The regions of one tier inside a region's subtree, ordered by a figure of one\n"
         "scheme over a period, wherever in the federation they are held; exact, with\n"
-        "ties broken by code. Paged: pass the last cursor as after."))
+        "ties broken by code. Paged: pass the last cursor as after."), graphql_type=Ranking)
     async def ranking(self, info: Info, region: strawberry.ID, tier: Tier, period: PeriodInput, scheme: Scheme,
                       by: RankBy, descending: bool | None = True, first: int | None = 20,
-                      after: str | None = None) -> Ranking:
-        return await rnk.ranking(info, str(region), tier.value, period.from_, period.to,  # type: ignore[return-value]
+                      after: str | None = None) -> rnk.RankingRec:
+        return await rnk.ranking(info, str(region), tier.value, period.from_, period.to,
                                  scheme.value, by.value, descending is not False, 20 if first is None else first,
                                  after)

@@ -7,10 +7,11 @@ from typing import TYPE_CHECKING, Annotated
 import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import report as rep
-from tierfed.resolvers.context import ctx
+from tierfed.resolvers.funds import AccountRec
+from tierfed.tiers.store import PoolRec
 
 from .scalars import Decimal
-from .types import Period, Pool, Region, Scheme
+from .types import Pool, Region, Scheme, missing_of, period_of, region_of
 
 if TYPE_CHECKING:
     from .funds import FundAccount
@@ -19,23 +20,26 @@ if TYPE_CHECKING:
 @strawberry.type
 class FundReportScheme:
     @strawberry.field
-    def scheme(self) -> Scheme:
-        return Scheme[self.scheme]  # type: ignore[misc,index,no-any-return]
+    @staticmethod
+    def scheme(root: strawberry.Parent[rep.ReportSchemeRec]) -> Scheme:
+        return Scheme(root.scheme)
 
     label: str
     insured: int
     beneficiaries: int
 
-    @strawberry.field
-    def pool(self) -> Pool | None:
-        return self.pool  # type: ignore[return-value]
+    @strawberry.field(graphql_type=Pool | None)
+    @staticmethod
+    def pool(root: strawberry.Parent[rep.ReportSchemeRec]) -> PoolRec | None:
+        return root.pool
 
     own_pool: bool
     note: str
 
-    @strawberry.field
-    def account(self) -> Annotated[FundAccount, strawberry.lazy("tierfed.schema.funds")] | None:
-        return self.account  # type: ignore[return-value]
+    @strawberry.field(graphql_type=Annotated["FundAccount", strawberry.lazy("tierfed.schema.funds")] | None)
+    @staticmethod
+    def account(root: strawberry.Parent[rep.ReportSchemeRec]) -> AccountRec | None:
+        return root.account
 
     returns: Decimal | None
 
@@ -46,24 +50,18 @@ class FundReportScheme:
 
 @strawberry.type
 class FundReport:
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await ctx(info).loaders.region.load(self.region_code)  # type: ignore[attr-defined,no-any-return]
+    region = strawberry.field(resolver=region_of, graphql_type=Region)
 
     year: int
     half: int | None
 
-    @strawberry.field
-    def period(self) -> Period:
-        return Period(from_=self.first, to=self.last)  # type: ignore[attr-defined]
+    period = strawberry.field(resolver=period_of)
 
     title: str
     schemes: list[FundReportScheme]
     complete: bool
 
-    @strawberry.field
-    async def missing(self, info: Info) -> list[Region]:
-        return [r for r in await ctx(info).loaders.region.load_many(self.missing_codes) if r]  # type: ignore
+    missing = strawberry.field(resolver=missing_of, graphql_type=list[Region])
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
@@ -72,6 +70,8 @@ class FundReport:
 
 @strawberry.type
 class ReportQueries:
-    @strawberry.field
-    async def fund_report(self, info: Info, region: strawberry.ID, year: int, half: int | None = None) -> FundReport:
-        return await rep.fund_report(info, str(region), year, half)  # type: ignore[no-any-return]
+    @strawberry.field(graphql_type=FundReport)
+    async def fund_report(self, info: Info, region: strawberry.ID, year: int,
+                          half: int | None = None) -> rep.FundReportRec:
+        report: rep.FundReportRec = await rep.fund_report(info, str(region), year, half)
+        return report

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import AsyncGenerator
 from decimal import Decimal as PyDecimal
+from typing import Any, NoReturn
 
 import strawberry
 from strawberry.federation.schema import FederationAny
@@ -17,6 +18,13 @@ from tierfed.resolvers import persons as per
 from tierfed.resolvers import pools as pol
 from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
+from tierfed.resolvers.adjustment import CentralAdjustmentRec
+from tierfed.resolvers.duplicates import DuplicateRec
+from tierfed.resolvers.employers import EmployerView
+from tierfed.resolvers.persons import PersonView
+from tierfed.resolvers.rollups import RollupRec
+from tierfed.tiers.store import AgencyRec, PiiReadRec, PoolRec
+from tierfed.tiers.tree import RegionRec
 
 from tierfed.errors import bad_input
 
@@ -58,65 +66,73 @@ class PiiRead:
 @strawberry.type
 class Query(pooling_types.PoolingQueries, import_types.ImportQueries, change_types.ChangeQueries,
             budget_types.BudgetQueries, ranking_types.RankingQueries, report_types.ReportQueries):
-    @strawberry.field
-    async def nation(self, info: Info) -> Region:
-        return await reg.nation(info)  # type: ignore[return-value]
+    @strawberry.field(graphql_type=Region)
+    async def nation(self, info: Info) -> RegionRec:
+        return await reg.nation(info)
 
-    @strawberry.field(description="Null for a well-formed code that names no region; BAD_USER_INPUT for a malformed one.")
-    async def region(self, info: Info, code: strawberry.ID) -> Region | None:
-        return await reg.region(info, str(code))  # type: ignore[return-value]
+    @strawberry.field(description="Null for a well-formed code that names no region; BAD_USER_INPUT for a malformed one.",
+                      graphql_type=Region | None)
+    async def region(self, info: Info, code: strawberry.ID) -> RegionRec | None:
+        return await reg.region(info, str(code))
 
-    @strawberry.field
-    async def agency(self, info: Info, code: strawberry.ID) -> Agency | None:
-        return await reg.agency(info, str(code))  # type: ignore[no-any-return]
+    @strawberry.field(graphql_type=Agency | None)
+    async def agency(self, info: Info, code: strawberry.ID) -> AgencyRec | None:
+        return await reg.agency(info, str(code))
 
-    @strawberry.field
+    @strawberry.field(graphql_type=Rollup)
     def rollup(self, info: Info, region: strawberry.ID, period: PeriodInput,
-               schemes: list[Scheme] | None = None) -> Rollup:
-        return rol.rollup(info, str(region), period.from_, period.to,  # type: ignore[return-value]
+               schemes: list[Scheme] | None = None) -> RollupRec:
+        return rol.rollup(info, str(region), period.from_, period.to,
                           [s.value for s in schemes] if schemes else None)
 
-    @strawberry.field
-    async def pool(self, info: Info, id: strawberry.ID) -> Pool | None:
-        return await pol.pool(info, str(id))  # type: ignore[no-any-return]
+    @strawberry.field(graphql_type=Pool | None)
+    async def pool(self, info: Info, id: strawberry.ID) -> PoolRec | None:
+        return await pol.pool(info, str(id))
 
-    @strawberry.field
-    async def person(self, info: Info, id_number: str) -> Person | None:
-        return await per.person(info, id_number)  # type: ignore[no-any-return]
+    @strawberry.field(graphql_type=Person | None)
+    async def person(self, info: Info, id_number: str) -> PersonView | None:
+        found: PersonView | None = await per.person(info, id_number)
+        return found
 
-    @strawberry.field(description="Null for a well-formed credit code this federation does not know; FORBIDDEN outside scope.")
-    async def employer(self, info: Info, credit_code: str) -> Employer | None:
-        return await emp.employer(info, credit_code)  # type: ignore[no-any-return]
+    @strawberry.field(description="Null for a well-formed credit code this federation does not know; FORBIDDEN outside scope.",
+                      graphql_type=Employer | None)
+    async def employer(self, info: Info, credit_code: str) -> EmployerView | None:
+        found: EmployerView | None = await emp.employer(info, credit_code)
+        return found
 
-    @strawberry.field
-    async def central_adjustment(self, info: Info, year: int, ratio: Decimal) -> CentralAdjustment:
-        return await adj.central_adjustment(info, year, ratio)  # type: ignore[return-value]
+    @strawberry.field(graphql_type=CentralAdjustment)
+    async def central_adjustment(self, info: Info, year: int, ratio: Decimal) -> CentralAdjustmentRec:
+        return await adj.central_adjustment(info, year, ratio)
 
     @strawberry.field(description=(
         "Persons with contribution records of the same scheme and month in two or more regions of the subtree, "
-        "wherever in the federation those records are held; ordered by ID number, scheme, month; at most `first`."))
+        "wherever in the federation those records are held; ordered by ID number, scheme, month; at most `first`."),
+        graphql_type=list[DuplicateInsurance])
     async def duplicate_insurance(self, info: Info, region: strawberry.ID, period: PeriodInput,
-                                  first: int | None = 100) -> list[DuplicateInsurance]:
-        return await dup.duplicate_insurance(info, str(region), period.from_, period.to,  # type: ignore[return-value]
+                                  first: int | None = 100) -> list[DuplicateRec]:
+        return await dup.duplicate_insurance(info, str(region), period.from_, period.to,
                                              100 if first is None else first)
 
     @strawberry.field(description=(
-        "Reads of unmasked ID numbers on this node, newest first. Needs AUDITOR and a scope over the node's region."))
-    async def pii_reads(self, info: Info, id_number: str | None = None, limit: int = 100) -> list[PiiRead]:
-        return await audit.pii_reads(info, id_number, limit)  # type: ignore[return-value]
+        "Reads of unmasked ID numbers on this node, newest first. Needs AUDITOR and a scope over the node's region."),
+        graphql_type=list[PiiRead])
+    async def pii_reads(self, info: Info, id_number: str | None = None, limit: int = 100) -> list[PiiReadRec]:
+        return await audit.pii_reads(info, id_number, limit)
 
     @strawberry.field(name="_tierSummaries", description=(
         "Internal, node to node: full summaries per key, as JSON (complete, missing, rows of "
-        "[month, scheme, contributions, employer, individual, individualAccount, base, benefits, benefitsPaid])."))
-    async def tier_summaries(self, info: Info, keys: list[TierSummaryKey]) -> list[JSON]:
-        return await internal.tier_summaries(info, keys)  # type: ignore[return-value]
+        "[month, scheme, contributions, employer, individual, individualAccount, base, benefits, benefitsPaid])."),
+        graphql_type=list[JSON])
+    async def tier_summaries(self, info: Info, keys: list[TierSummaryKey]) -> list[dict[str, Any]]:
+        return await internal.tier_summaries(info, keys)
 
     @strawberry.field(name="_tierCall", description=(
         "Internal, node to node: a parent's calls of one kind (person, statement, employer, duplicates, presence, "
         "registered) "
-        "with JSON arguments, answered for this node's subtree, one JSON answer per argument."))
-    async def tier_call(self, info: Info, kind: str, args: list[JSON]) -> list[JSON]:
-        return await internal.tier_call(info, kind, args)  # type: ignore[arg-type,return-value]
+        "with JSON arguments, answered for this node's subtree, one JSON answer per argument."),
+        graphql_type=list[JSON])
+    async def tier_call(self, info: Info, kind: str, args: list[JSON]) -> list[Any]:
+        return await internal.tier_call(info, kind, args)
 
 
 @strawberry.type
@@ -133,11 +149,12 @@ LIVE_ONLY = ("subscriptions are answered by the node's live answers (tierfed.liv
              "Server-Sent Events, never by this resolver")
 
 
-async def _served_live() -> AsyncGenerator[None, None]:
+def _served_live() -> NoReturn:
     # tierfed.live runs a subscription as the query of the same field, once per distinct question:
     # graphql's own subscribe is never called on this schema (the HTTP endpoint refuses subscriptions).
+    # Each field below calls this at its first step; its `yield`, never reached, makes it the async
+    # generator strawberry wants.
     raise bad_input(LIVE_ONLY)
-    yield
 
 
 @strawberry.type(description=(
@@ -148,35 +165,35 @@ async def _served_live() -> AsyncGenerator[None, None]:
 class Subscription:
     @strawberry.subscription(description="Query.nation, live.")
     async def nation(self) -> AsyncGenerator[Region, None]:
-        async for x in _served_live():
-            yield x  # type: ignore[misc]
+        _served_live()
+        yield
 
     @strawberry.subscription(description="Query.region, live: the region and what is selected below it.")
     async def region(self, code: strawberry.ID) -> AsyncGenerator[Region | None, None]:
-        async for x in _served_live():
-            yield x  # type: ignore[misc]
+        _served_live()
+        yield
 
     @strawberry.subscription(description="Query.rollup, live: new totals after every commit that changes them, "
                                          "on any node of the region's subtree.")
     async def rollup(self, region: strawberry.ID, period: PeriodInput,
                      schemes: list[Scheme] | None = None) -> AsyncGenerator[Rollup, None]:
-        async for x in _served_live():
-            yield x  # type: ignore[misc]
+        _served_live()
+        yield
 
     @strawberry.subscription(description="Query.pool, live: its balance after every commit that changes it.")
     async def pool(self, id: strawberry.ID) -> AsyncGenerator[Pool | None, None]:
-        async for x in _served_live():
-            yield x  # type: ignore[misc]
+        _served_live()
+        yield
 
     @strawberry.subscription(description="Query.employer, live.")
     async def employer(self, credit_code: str) -> AsyncGenerator[Employer | None, None]:
-        async for x in _served_live():
-            yield x  # type: ignore[misc]
+        _served_live()
+        yield
 
     @strawberry.subscription(description="Query.centralAdjustment, live.")
     async def central_adjustment(self, year: int, ratio: Decimal) -> AsyncGenerator[CentralAdjustment, None]:
-        async for x in _served_live():
-            yield x  # type: ignore[misc]
+        _served_live()
+        yield
 
 
 ENTITY_KEYS = {"Region": "code", "Agency": "code", "Pool": "id"}
@@ -186,16 +203,16 @@ class Schema(strawberry.federation.Schema):
     """The federation schema, with representations checked before they are resolved:
     a malformed one is a BAD_USER_INPUT at its index, never an internal error."""
 
-    def entities_resolver(  # type: ignore[override]
+    def entities_resolver(
         self, info: Info, representations: list[FederationAny]
     ) -> list[FederationAny]:
         out: list = []
         for i, rep in enumerate(representations):
             problem = _representation_problem(rep)
-            if problem:
-                out.append(bad_input(f"representation {i}: {problem}", argument="representations"))
+            if problem is None and isinstance(rep, dict):  # (a representation without a problem is a dict)
+                out.extend(super().entities_resolver(info, [FederationAny(dict(rep))]))
             else:
-                out.extend(super().entities_resolver(info, [FederationAny(dict(rep))]))  # type: ignore[call-overload]
+                out.append(bad_input(f"representation {i}: {problem}", argument="representations"))
         return out
 
 

@@ -8,6 +8,8 @@ import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import settlement as stl
 from tierfed.resolvers.context import ctx
+from tierfed.tiers.settlement import Booking
+from tierfed.tiers.tree import RegionRec
 
 from .changes import ChangeState
 from .scalars import Decimal, Month
@@ -25,13 +27,15 @@ class SettleCentralAdjustmentInput:
 
 @strawberry.type
 class AdjustmentBooking:
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await ctx(info).loaders.region.load(self.region)  # type: ignore[attr-defined,no-any-return]
+    @strawberry.field(graphql_type=Region)
+    @staticmethod
+    async def region(root: strawberry.Parent[Booking], info: Info) -> RegionRec | None:
+        return await ctx(info).loaders.region.load(root.region)
 
     @strawberry.field
-    def pool(self) -> strawberry.ID:
-        return strawberry.ID(self.pool or "")  # type: ignore[attr-defined,arg-type]
+    @staticmethod
+    def pool(root: strawberry.Parent[Booking]) -> strawberry.ID:
+        return strawberry.ID(root.pool or "")
 
     remittance: Decimal
     allocation: Decimal
@@ -42,13 +46,13 @@ class SettleCentralAdjustmentResult:
     change_id: strawberry.ID | None
     state: ChangeState | None
     month: Month
-    bookings: list[AdjustmentBooking]
+    bookings: list[Booking] = strawberry.field(graphql_type=list[AdjustmentBooking])
     replayed: bool
     dry_run: bool
 
     @strawberry.field
     def total(self) -> Decimal:
-        return sum((b.remittance for b in self.bookings), PyDecimal("0.00"))  # type: ignore[attr-defined,no-any-return]
+        return sum((b.remittance for b in self.bookings), PyDecimal("0.00"))
 
 
 @strawberry.type
@@ -58,7 +62,7 @@ class SettlementMutations:
                                         ) -> SettleCentralAdjustmentResult:
         out = await stl.settle_central_adjustment(info, input.year, input.ratio, input.month, input.idempotency_key,
                                                   bool(input.dry_run))
-        return SettleCentralAdjustmentResult(  # type: ignore[call-arg]
+        return SettleCentralAdjustmentResult(
             change_id=strawberry.ID(out.change_id) if out.change_id else None,
-            state=ChangeState[out.state] if out.state else None, month=out.month,  # type: ignore[arg-type]
-            bookings=out.bookings, replayed=out.replayed, dry_run=out.dry_run)  # type: ignore[arg-type]
+            state=ChangeState[out.state] if out.state else None, month=out.month,
+            bookings=out.bookings, replayed=out.replayed, dry_run=out.dry_run)

@@ -5,6 +5,11 @@ from __future__ import annotations
 import strawberry
 from strawberry.types import Info
 from tierfed.resolvers import transfers as rt
+from tierfed.resolvers.context import ctx
+from tierfed.resolvers.persons import PersonView
+from tierfed.tiers.store import PoolRec
+from tierfed.tiers.transferstore import TransferRec
+from tierfed.tiers.tree import RegionRec
 
 from .changes import ChangeState
 from .scalars import Decimal, Month
@@ -14,8 +19,9 @@ from .types import Person, Pool, Region, Scheme
 @strawberry.type(description="What one scheme's transfer moves.")
 class TransferredScheme:
     @strawberry.field
-    def scheme(self) -> Scheme:
-        return rt.scheme_name(self)  # type: ignore[arg-type,return-value]
+    @staticmethod
+    def scheme(root: strawberry.Parent[rt.SchemeMoved]) -> Scheme:
+        return Scheme(rt.scheme_name(root))
 
     individual_account: Decimal = strawberry.field(description=(
         "The person's individual-account credits at the origin before effectiveFrom (PENSION, MEDICAL; zero otherwise)."))
@@ -23,13 +29,15 @@ class TransferredScheme:
         "PENSION: 12% of the sum of the person's monthly contribution bases at the origin, moved from fromPool "
         "to toPool; zero otherwise."))
 
-    @strawberry.field
-    async def from_pool(self, info: Info) -> Pool | None:
-        return await rt.pool_at(info, self.from_region, self.scheme, self.month)  # type: ignore[attr-defined,no-any-return]
+    @strawberry.field(graphql_type=Pool | None)
+    @staticmethod
+    async def from_pool(root: strawberry.Parent[rt.SchemeMoved], info: Info) -> PoolRec | None:
+        return await rt.pool_at(info, root.from_region, root.scheme, root.month)
 
-    @strawberry.field
-    async def to_pool(self, info: Info) -> Pool | None:
-        return await rt.pool_at(info, self.to_region, self.scheme, self.month)  # type: ignore[attr-defined,no-any-return]
+    @strawberry.field(graphql_type=Pool | None)
+    @staticmethod
+    async def to_pool(root: strawberry.Parent[rt.SchemeMoved], info: Info) -> PoolRec | None:
+        return await rt.pool_at(info, root.to_region, root.scheme, root.month)
 
 
 @strawberry.type(description="A person's insurance moved from one region to another, from a month on.")
@@ -37,25 +45,31 @@ class InsuranceTransfer:
     id: strawberry.ID
     state: ChangeState
 
+    @strawberry.field(graphql_type=Person)
+    @staticmethod
+    def person(root: strawberry.Parent[TransferRec]) -> PersonView:
+        return rt.person_of(root)
+
+    @strawberry.field(name="from", graphql_type=Region)
+    @staticmethod
+    async def from_(root: strawberry.Parent[TransferRec], info: Info) -> RegionRec | None:
+        return await ctx(info).loaders.region.load(root.from_region)
+
+    @strawberry.field(graphql_type=Region)
+    @staticmethod
+    async def to(root: strawberry.Parent[TransferRec], info: Info) -> RegionRec | None:
+        return await ctx(info).loaders.region.load(root.to_region)
+
     @strawberry.field
-    def person(self) -> Person:
-        return rt.person_of(self)  # type: ignore[arg-type,return-value]
+    @staticmethod
+    def effective_from(root: strawberry.Parent[TransferRec]) -> Month:
+        return root.effective_from
 
-    @strawberry.field(name="from")
-    async def from_(self, info: Info) -> Region:
-        return await info.context.loaders.region.load(self.from_region)  # type: ignore[attr-defined,no-any-return]
-
-    @strawberry.field
-    async def to(self, info: Info) -> Region:
-        return await info.context.loaders.region.load(self.to_region)  # type: ignore[attr-defined,no-any-return]
-
-    @strawberry.field
-    def effective_from(self) -> Month:
-        return self.effective_from  # type: ignore[return-value]
-
-    @strawberry.field(description="One entry per scheme the person had at the origin, in Scheme order.")
-    def schemes(self) -> list[TransferredScheme]:
-        return rt.schemes_of(self)  # type: ignore[arg-type,return-value]
+    @strawberry.field(description="One entry per scheme the person had at the origin, in Scheme order.",
+                      graphql_type=list[TransferredScheme])
+    @staticmethod
+    def schemes(root: strawberry.Parent[TransferRec]) -> list[rt.SchemeMoved]:
+        return rt.schemes_of(root)
 
 
 @strawberry.input
@@ -70,7 +84,7 @@ class TransferInsuranceInput:
 
 @strawberry.type
 class TransferInsuranceResult:
-    transfer: InsuranceTransfer
+    transfer: TransferRec = strawberry.field(graphql_type=InsuranceTransfer)
     replayed: bool
     dry_run: bool
 
@@ -84,5 +98,5 @@ class TransferMutations:
     async def transfer_insurance(self, info: Info, input: TransferInsuranceInput) -> TransferInsuranceResult:
         out = await rt.transfer_insurance(info, input.id_number, str(input.to), input.effective_from,
                                           input.idempotency_key, bool(input.dry_run))
-        return TransferInsuranceResult(transfer=out.transfer, replayed=out.replayed,  # type: ignore[arg-type]
+        return TransferInsuranceResult(transfer=out.transfer, replayed=out.replayed,
                                        dry_run=out.dry_run)

@@ -1,8 +1,15 @@
-"""The contract's types. Roots are the store's records; fields delegate to ``resolvers``."""
+"""The contract's types. Roots are the store's records; fields delegate to ``resolvers``.
+
+A field that reads the record it is served from takes it as ``strawberry.Parent[TheRecord]``
+(a staticmethod, or a shared resolver typed by a Protocol such as ``InRegion``), and is
+annotated with what it really returns: a record, the GraphQL type given by ``graphql_type=``.
+So the type checker sees the records as they are, and the schema is what it declares."""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from collections.abc import Sequence
+from datetime import date
+from typing import TYPE_CHECKING, Annotated, Protocol
 
 import strawberry
 from strawberry.scalars import JSON
@@ -17,7 +24,14 @@ from tierfed.resolvers import regions as reg
 from tierfed.resolvers import rollups as rol
 from tierfed.resolvers import transfers as trn
 from tierfed.resolvers.context import ctx
-from tierfed.tiers.store import AgencyRec, PoolRec
+from tierfed.resolvers.duplicates import DuplicateRec
+from tierfed.resolvers.employers import EmployerTotalsRec, EmployerView
+from tierfed.resolvers.funds import AccountRec
+from tierfed.resolvers.persons import PersonView, StatementRec
+from tierfed.resolvers.rollups import MonthTotalsRec, PeriodRec, RollupRec
+from tierfed.tiers.figures import SchemeTotal
+from tierfed.tiers.store import AgencyRec, PoolRec, StatementRow
+from tierfed.tiers.transferstore import TransferRec
 from tierfed.tiers.tree import TIER_NAMES, RegionRec
 from tierfed.tiers.vocabulary import AGENCY_KINDS, DEPARTMENTS, SCHEMES, AgencyKind, Department, Scheme, Tier
 
@@ -38,6 +52,35 @@ strawberry.enum(Department, description=(
 strawberry.enum(AgencyKind)
 
 
+class InRegion(Protocol):
+    """A record of one region, named by its code."""
+
+    @property
+    def region_code(self) -> str: ...
+
+
+class Incomplete(Protocol):
+    """A record that names the regions whose node did not answer."""
+
+    @property
+    def missing_codes(self) -> Sequence[str]: ...
+
+
+async def regions_of(info: Info, codes: Sequence[str]) -> list[RegionRec]:
+    """The regions of these codes, from the directory, in order; a code it lacks is left out."""
+    return [r for r in await ctx(info).loaders.region.load_many(codes) if r]
+
+
+async def region_of(root: strawberry.Parent[InRegion], info: Info) -> RegionRec | None:
+    """The resolver of a record's ``region``."""
+    return await ctx(info).loaders.region.load(root.region_code)
+
+
+async def missing_of(root: strawberry.Parent[Incomplete], info: Info) -> list[RegionRec]:
+    """The resolver of a record's ``missing``: the regions whose node did not answer."""
+    return await regions_of(info, root.missing_codes)
+
+
 @strawberry.input(description="Inclusive range of months.")
 class PeriodInput:
     from_: Month = strawberry.field(name="from")
@@ -50,6 +93,33 @@ class Period:
     to: Month
 
 
+class Spanning(Protocol):
+    """A record over the months first to last."""
+
+    @property
+    def first(self) -> date: ...
+
+    @property
+    def last(self) -> date: ...
+
+
+class OverPeriod(Protocol):
+    """A record over a period of months."""
+
+    @property
+    def period(self) -> PeriodRec: ...
+
+
+def period_of(root: strawberry.Parent[Spanning]) -> Period:
+    """The resolver of a ``period`` read from such a record's first and last months."""
+    return Period(from_=root.first, to=root.last)
+
+
+def own_period(root: strawberry.Parent[OverPeriod]) -> Period:
+    """The resolver of a ``period`` read from such a record's own."""
+    return Period(from_=root.period.from_, to=root.period.to)
+
+
 @strawberry.federation.type(keys=["code"], description=(
     "An administrative division. The tree is ragged: a county's parent is a city or,\n"
     "for municipalities and province-administered units, a province; a few cities\n"
@@ -59,38 +129,48 @@ class Region:
     name: str
 
     @strawberry.field
-    def tier(self) -> Tier:
-        return TIER_NAMES[self.tier]  # type: ignore[return-value,index]
+    @staticmethod
+    def tier(root: strawberry.Parent[RegionRec]) -> Tier:
+        return Tier(TIER_NAMES[root.tier])
 
-    @strawberry.field
-    async def parent(self, info: Info) -> Region | None:
-        return await reg.parent(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(graphql_type="Region | None")
+    @staticmethod
+    async def parent(root: strawberry.Parent[RegionRec], info: Info) -> RegionRec | None:
+        return await reg.parent(root, info)
 
-    @strawberry.field(description="In code order.")
-    async def children(self, info: Info) -> list[Region]:
-        return await reg.children(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(description="In code order.", graphql_type="list[Region]")
+    @staticmethod
+    async def children(root: strawberry.Parent[RegionRec], info: Info) -> list[RegionRec]:
+        return await reg.children(root, info)
 
-    @strawberry.field(description="From the nation down, excluding this region.")
-    async def ancestors(self, info: Info) -> list[Region]:
-        return await reg.ancestors(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(description="From the nation down, excluding this region.", graphql_type="list[Region]")
+    @staticmethod
+    async def ancestors(root: strawberry.Parent[RegionRec], info: Info) -> list[RegionRec]:
+        return await reg.ancestors(root, info)
 
-    @strawberry.field
-    async def agencies(self, info: Info, department: Department | None = None) -> list[Agency]:
-        return await reg.region_agencies(self, info, department.value if department else None)  # type: ignore
+    @strawberry.field(graphql_type="list[Agency]")
+    @staticmethod
+    async def agencies(root: strawberry.Parent[RegionRec], info: Info,
+                       department: Department | None = None) -> list[AgencyRec]:
+        recs: list[AgencyRec] = await reg.region_agencies(root, info, department.value if department else None)
+        return recs
 
     @strawberry.field(description=(
         "The pool that covers this region for the scheme in the given month (default: the current month); "
-        "null when none does."))
-    async def pool(self, info: Info, scheme: Scheme, as_of: Month | None = None) -> Pool | None:
-        return await pol.region_pool(self, info, scheme.value, as_of)  # type: ignore[arg-type]
+        "null when none does."), graphql_type="Pool | None")
+    @staticmethod
+    async def pool(root: strawberry.Parent[RegionRec], info: Info, scheme: Scheme,
+                   as_of: Month | None = None) -> PoolRec | None:
+        rec: PoolRec | None = await pol.region_pool(root, info, scheme.value, as_of)
+        return rec
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
         return isinstance(obj, RegionRec)
 
     @classmethod
-    async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Region | None:
-        return await reg.region(info, str(code))  # type: ignore[return-value]
+    async def resolve_reference(cls, info: Info, code: strawberry.ID) -> RegionRec | None:
+        return await reg.region(info, str(code))
 
 
 @strawberry.federation.type(keys=["code"])
@@ -99,41 +179,48 @@ class Agency:
     name: str
 
     @strawberry.field
-    def tier(self, info: Info) -> Tier:
-        return ctx(info).node.tree.tier_name(self.region_code)  # type: ignore[attr-defined,return-value]
+    @staticmethod
+    def tier(root: strawberry.Parent[AgencyRec], info: Info) -> Tier:
+        return Tier(ctx(info).node.tree.tier_name(root.region_code))
 
     @strawberry.field
-    def department(self) -> Department:
-        return DEPARTMENTS[self.department - 1]  # type: ignore[return-value,operator]
+    @staticmethod
+    def department(root: strawberry.Parent[AgencyRec]) -> Department:
+        return Department(DEPARTMENTS[root.department - 1])
 
     @strawberry.field
-    def kind(self) -> AgencyKind:
-        return AGENCY_KINDS[self.kind - 1]  # type: ignore[return-value,operator]
+    @staticmethod
+    def kind(root: strawberry.Parent[AgencyRec]) -> AgencyKind:
+        return AgencyKind(AGENCY_KINDS[root.kind - 1])
 
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await reg.agency_region(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(graphql_type=Region)
+    @staticmethod
+    async def region(root: strawberry.Parent[AgencyRec], info: Info) -> RegionRec:
+        return await reg.agency_region(root, info)
 
-    @strawberry.field
-    async def parent(self, info: Info) -> Agency | None:
-        return await reg.agency_parent(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(graphql_type="Agency | None")
+    @staticmethod
+    async def parent(root: strawberry.Parent[AgencyRec], info: Info) -> AgencyRec | None:
+        return await reg.agency_parent(root, info)
 
-    @strawberry.field
-    async def children(self, info: Info) -> list[Agency]:
-        return await reg.agency_children(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(graphql_type="list[Agency]")
+    @staticmethod
+    async def children(root: strawberry.Parent[AgencyRec], info: Info) -> list[AgencyRec]:
+        return await reg.agency_children(root, info)
 
     @strawberry.field(description=(
         "True when the agency is managed directly by the agency one tier up (vertical management)."))
-    def vertically_managed(self) -> bool:
-        return self.vertically_managed  # type: ignore[return-value]
+    @staticmethod
+    def vertically_managed(root: strawberry.Parent[AgencyRec]) -> bool:
+        return root.vertically_managed
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
         return isinstance(obj, AgencyRec)
 
     @classmethod
-    async def resolve_reference(cls, info: Info, code: strawberry.ID) -> Agency | None:
-        return await reg.agency(info, str(code))  # type: ignore[no-any-return]
+    async def resolve_reference(cls, info: Info, code: strawberry.ID) -> AgencyRec | None:
+        return await reg.agency(info, str(code))
 
 
 @strawberry.federation.type(keys=["id"], description="A fund pooled at one tier for one scheme over one region's subtree.")
@@ -141,29 +228,35 @@ class Pool:
     id: strawberry.ID
 
     @strawberry.field
-    def scheme(self) -> Scheme:
-        return SCHEMES[self.scheme - 1]  # type: ignore[return-value,operator]
+    @staticmethod
+    def scheme(root: strawberry.Parent[PoolRec]) -> Scheme:
+        return Scheme(SCHEMES[root.scheme - 1])
 
     @strawberry.field(description="The pooling level: the tier of the region the fund is pooled over.")
-    def level(self, info: Info) -> Tier:
-        return pol.level(self, info)  # type: ignore[arg-type,return-value]
+    @staticmethod
+    def level(root: strawberry.Parent[PoolRec], info: Info) -> Tier:
+        return Tier(pol.level(root, info))
+
+    @strawberry.field(graphql_type=Region)
+    @staticmethod
+    async def region(root: strawberry.Parent[PoolRec], info: Info) -> RegionRec:
+        return await pol.pool_region(root, info)
 
     @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await pol.pool_region(self, info)  # type: ignore[arg-type,return-value]
-
-    @strawberry.field
-    def opened_from(self) -> Month:
-        return self.opened_from  # type: ignore[return-value]
+    @staticmethod
+    def opened_from(root: strawberry.Parent[PoolRec]) -> Month:
+        return root.opened_from
 
     @strawberry.field(description="Last month the pool covers; null while it is open.")
-    def closed_after(self) -> Month | None:
-        return self.closed_after  # type: ignore[return-value]
+    @staticmethod
+    def closed_after(root: strawberry.Parent[PoolRec]) -> Month | None:
+        return root.closed_after
 
     @strawberry.field(description=(
         "For a pool opened by raisePoolingLevel: the sum of its predecessors' balances at the month before it opened."))
-    async def opening_balance(self, info: Info) -> Decimal:
-        return await pol.opening_balance(self, info)  # type: ignore[arg-type]
+    @staticmethod
+    async def opening_balance(root: strawberry.Parent[PoolRec], info: Info) -> Decimal:
+        return await pol.opening_balance(root, info)
 
     @strawberry.field(description=(
         "openingBalance plus, over the months from openedFrom to asOf (capped at closedAfter)\n"
@@ -172,37 +265,42 @@ class Pool:
         "expenditure booked as fund flows (see FundAccount).\n"
         "Records that arrive late for a month a predecessor covered change that predecessor's\n"
         "balance and, through openingBalance, this one's: no yuan is lost or counted twice."))
-    async def balance(self, info: Info, as_of: Month | None = None) -> Decimal:
-        return await pol.balance(self, info, as_of)  # type: ignore[arg-type]
+    @staticmethod
+    async def balance(root: strawberry.Parent[PoolRec], info: Info, as_of: Month | None = None) -> Decimal:
+        return await pol.balance(root, info, as_of)
 
-    @strawberry.field
-    async def predecessors(self, info: Info) -> list[Pool]:
-        return await pol.predecessors(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(graphql_type="list[Pool]")
+    @staticmethod
+    async def predecessors(root: strawberry.Parent[PoolRec], info: Info) -> list[PoolRec]:
+        return await pol.predecessors(root, info)
 
     @strawberry.field(description=(
         "Pooled funds moved into this pool by insurance transfers effective from openedFrom to asOf; part of balance."))
-    async def transfers_in(self, info: Info, as_of: Month | None = None) -> Decimal:
-        return await trn.pool_transfers(self, info, as_of, "in")  # type: ignore[arg-type]
+    @staticmethod
+    async def transfers_in(root: strawberry.Parent[PoolRec], info: Info, as_of: Month | None = None) -> Decimal:
+        return await trn.pool_transfers(root, info, as_of, "in")
 
     @strawberry.field(description=(
         "Pooled funds moved out of this pool by insurance transfers effective from openedFrom to asOf; part of balance."))
-    async def transfers_out(self, info: Info, as_of: Month | None = None) -> Decimal:
-        return await trn.pool_transfers(self, info, as_of, "out")  # type: ignore[arg-type]
+    @staticmethod
+    async def transfers_out(root: strawberry.Parent[PoolRec], info: Info, as_of: Month | None = None) -> Decimal:
+        return await trn.pool_transfers(root, info, as_of, "out")
 
-    @strawberry.field(description="The fund's accounts over a period inside the months the pool covers.")
-    async def account(self, info: Info, period: PeriodInput
-                      ) -> Annotated[FundAccount, strawberry.lazy("tierfed.schema.funds")]:
-        return await fun.account(self, info, period.from_, period.to)  # type: ignore[arg-type,return-value]
+    @strawberry.field(description="The fund's accounts over a period inside the months the pool covers.",
+                      graphql_type=Annotated["FundAccount", strawberry.lazy("tierfed.schema.funds")])
+    @staticmethod
+    async def account(root: strawberry.Parent[PoolRec], info: Info, period: PeriodInput) -> AccountRec:
+        return await fun.account(root, info, period.from_, period.to)
 
     @classmethod
     def is_type_of(cls, obj: object, info: object) -> bool:
         return isinstance(obj, PoolRec)
 
     @classmethod
-    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> Pool | None:
+    async def resolve_reference(cls, info: Info, id: strawberry.ID) -> PoolRec | None:
         # A gateway's _entities: the rule of Query.pool, as the field applies it.
         await perm.before(perm.FIELDS["Query.pool"], None, info._raw_info, {"id": str(id)})
-        return await pol.pool(info, str(id))  # type: ignore[return-value]
+        return await pol.pool(info, str(id))
 
 
 @strawberry.type(description="Totals of one scheme over a region's subtree and a period.")
@@ -230,53 +328,61 @@ class MonthTotals:
     "Totals over a region's subtree: the records of the region itself and of every\n"
     "descendant, wherever in the federation they are held."))
 class Rollup:
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await rol.rollup_region(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(graphql_type=Region)
+    @staticmethod
+    async def region(root: strawberry.Parent[RollupRec], info: Info) -> RegionRec:
+        return await rol.rollup_region(root, info)
 
-    @strawberry.field
-    def period(self) -> Period:
-        return Period(from_=self.first, to=self.last)  # type: ignore[attr-defined]
+    period = strawberry.field(resolver=period_of)
 
     @strawberry.field(description=(
         "False when part of the subtree could not be reached: the totals then cover the rest, "
         "and missing names what was left out."))
-    async def complete(self, info: Info) -> bool:
-        return await rol.complete(self, info)  # type: ignore[arg-type]
+    @staticmethod
+    async def complete(root: strawberry.Parent[RollupRec], info: Info) -> bool:
+        return await rol.complete(root, info)
 
-    @strawberry.field
-    async def missing(self, info: Info) -> list[Region]:
-        return await rol.missing(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(graphql_type=list[Region])
+    @staticmethod
+    async def missing(root: strawberry.Parent[RollupRec], info: Info) -> list[RegionRec]:
+        return await rol.missing(root, info)
 
     @strawberry.field(description=(
-        "One entry per requested scheme (all schemes when none are named), in Scheme order, zeros included."))
-    async def totals(self, info: Info) -> list[SchemeTotals]:
-        return await rol.rollup_totals(self, info)  # type: ignore[arg-type,return-value]
+        "One entry per requested scheme (all schemes when none are named), in Scheme order, zeros included."),
+        graphql_type=list[SchemeTotals])
+    @staticmethod
+    async def totals(root: strawberry.Parent[RollupRec], info: Info) -> list[SchemeTotal]:
+        return await rol.rollup_totals(root, info)
 
-    @strawberry.field(description="One rollup per child region, in code order.")
-    def by_child(self, info: Info) -> list[Rollup]:
-        return rol.by_child(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(description="One rollup per child region, in code order.", graphql_type="list[Rollup]")
+    @staticmethod
+    def by_child(root: strawberry.Parent[RollupRec], info: Info) -> list[RollupRec]:
+        return rol.by_child(root, info)
 
-    @strawberry.field(description="One entry per month of the period, in order.")
-    async def by_month(self, info: Info) -> list[MonthTotals]:
-        return await rol.by_month(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(description="One entry per month of the period, in order.", graphql_type=list[MonthTotals])
+    @staticmethod
+    async def by_month(root: strawberry.Parent[RollupRec], info: Info) -> list[MonthTotalsRec]:
+        return await rol.by_month(root, info)
 
 
 @strawberry.type
 class PersonSchemeYear:
     @strawberry.field
-    def scheme(self) -> Scheme:
-        return per.scheme_name(self)  # type: ignore[arg-type,return-value]
+    @staticmethod
+    def scheme(root: strawberry.Parent[StatementRow]) -> Scheme:
+        return Scheme(per.scheme_name(root))
 
     months: int = strawberry.field(description="Months with a contribution record.")
 
     @strawberry.field
-    def contribution_employer(self) -> Decimal:
-        return self.employer  # type: ignore[attr-defined,no-any-return]
+    @staticmethod
+    def contribution_employer(root: strawberry.Parent[StatementRow]) -> Decimal:
+        return root.employer
 
     @strawberry.field
-    def contribution_individual(self) -> Decimal:
-        return self.individual  # type: ignore[attr-defined,no-any-return]
+    @staticmethod
+    def contribution_individual(root: strawberry.Parent[StatementRow]) -> Decimal:
+        return root.individual
 
     individual_account: Decimal
     benefits_paid: Decimal
@@ -290,13 +396,16 @@ class PersonalStatement:
     @strawberry.field(description=(
         "False when a node that holds some of this person's records did not answer: the year lacks its months "
         "(see missing and the TIER_UNAVAILABLE error)."))
-    def complete(self) -> bool:
-        return not self.missing  # type: ignore[attr-defined]
+    @staticmethod
+    def complete(root: strawberry.Parent[StatementRec]) -> bool:
+        return not root.missing
 
     @strawberry.field(name="missing", description=(
-        "Regions of the child nodes that hold some of this person's records and did not answer."))
-    async def missing_regions(self, info: Info) -> list[Region]:
-        return await per.missing_regions(info, self.missing)  # type: ignore[attr-defined,return-value]
+        "Regions of the child nodes that hold some of this person's records and did not answer."),
+        graphql_type=list[Region])
+    @staticmethod
+    async def missing_regions(root: strawberry.Parent[StatementRec], info: Info) -> list[RegionRec]:
+        return await per.missing_regions(info, root.missing)
 
 
 @strawberry.type
@@ -304,37 +413,44 @@ class Person:
     @strawberry.field(description=(
         'The 18-character resident ID number; masked (first 6 and last 4 shown, the rest "*") '
         "unless the caller holds PII_READER."))
-    def id_number(self, info: Info) -> str:
-        return per.id_number(self, info)  # type: ignore[arg-type]
+    @staticmethod
+    def id_number(root: strawberry.Parent[PersonView], info: Info) -> str:
+        return per.id_number(root, info)
 
     name: str
 
     @strawberry.field(description=(
         "Where the person is registered now: of their registrations inside your scope, anywhere in the "
-        "federation, the one whose node holds their latest record."))
-    async def region(self, info: Info) -> Region:
-        return await per.person_region(self, info)  # type: ignore[arg-type,return-value]
+        "federation, the one whose node holds their latest record."), graphql_type=Region)
+    @staticmethod
+    async def region(root: strawberry.Parent[PersonView], info: Info) -> RegionRec:
+        return await per.person_region(root, info)
 
     @strawberry.field(description=(
         "The whole year, wherever in the federation its months are held: every node whose part of the "
-        "person lies inside your scope, merged month by month."))
-    async def statement(self, info: Info, year: int) -> PersonalStatement:
-        return await per.statement(self, info, year)  # type: ignore[arg-type,return-value]
+        "person lies inside your scope, merged month by month."), graphql_type=PersonalStatement)
+    @staticmethod
+    async def statement(root: strawberry.Parent[PersonView], info: Info, year: int) -> StatementRec:
+        return await per.statement(root, info, year)
 
     @strawberry.field(description=(
         "False when a node that holds part of this person did not answer: region and statements may lack "
         "its part (see missing and the TIER_UNAVAILABLE error)."))
-    def complete(self) -> bool:
-        return not self.missing  # type: ignore[attr-defined]
+    @staticmethod
+    def complete(root: strawberry.Parent[PersonView]) -> bool:
+        return not root.missing
 
     @strawberry.field(name="missing", description=(
-        "Regions of the child nodes that hold part of this person and did not answer."))
-    async def missing_regions(self, info: Info) -> list[Region]:
-        return await per.missing_regions(info, self.missing)  # type: ignore[attr-defined,return-value]
+        "Regions of the child nodes that hold part of this person and did not answer."), graphql_type=list[Region])
+    @staticmethod
+    async def missing_regions(root: strawberry.Parent[PersonView], info: Info) -> list[RegionRec]:
+        return await per.missing_regions(info, root.missing)
 
-    @strawberry.field(description="Insurance transfers of this person, oldest first.")
-    async def transfers(self, info: Info) -> list[Annotated[InsuranceTransfer, strawberry.lazy("tierfed.schema.transfers")]]:
-        return await trn.person_transfers(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(description="Insurance transfers of this person, oldest first.",
+                      graphql_type=list[Annotated["InsuranceTransfer", strawberry.lazy("tierfed.schema.transfers")]])
+    @staticmethod
+    async def transfers(root: strawberry.Parent[PersonView], info: Info) -> list[TransferRec]:
+        return await trn.person_transfers(root, info)
 
 
 @strawberry.type(description="One scheme's contributions paid through one employer over a period.")
@@ -354,32 +470,36 @@ class Employer:
     name: str
     industry_risk_class: int = strawberry.field(description="Work-injury industry risk class, 1 (lowest) to 8.")
 
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await emp.employer_region(self, info)  # type: ignore[arg-type,return-value]
+    @strawberry.field(graphql_type=Region)
+    @staticmethod
+    async def region(root: strawberry.Parent[EmployerView], info: Info) -> RegionRec:
+        return await emp.employer_region(root, info)
 
     @strawberry.field(description=(
         "The employer's own contribution records summed per scheme, in Scheme order: on every node where it is "
-        "registered inside your scope, added up."))
-    async def contributions(self, info: Info, period: PeriodInput) -> list[EmployerSchemeTotals]:
-        return await emp.contributions(self, info, period.from_, period.to)  # type: ignore[arg-type,return-value]
+        "registered inside your scope, added up."), graphql_type=list[EmployerSchemeTotals])
+    @staticmethod
+    async def contributions(root: strawberry.Parent[EmployerView], info: Info,
+                            period: PeriodInput) -> list[EmployerTotalsRec]:
+        return await emp.contributions(root, info, period.from_, period.to)
 
     @strawberry.field(description=(
         "False when a child node did not answer: the employer's records there are missing from contributions "
         "(see missing and the TIER_UNAVAILABLE error)."))
-    def complete(self) -> bool:
-        return not self.missing  # type: ignore[attr-defined]
+    @staticmethod
+    def complete(root: strawberry.Parent[EmployerView]) -> bool:
+        return not root.missing
 
-    @strawberry.field(name="missing", description="Regions of the child nodes that did not answer.")
-    async def missing_regions(self, info: Info) -> list[Region]:
-        return await per.missing_regions(info, self.missing)  # type: ignore[attr-defined,return-value]
+    @strawberry.field(name="missing", description="Regions of the child nodes that did not answer.",
+                      graphql_type=list[Region])
+    @staticmethod
+    async def missing_regions(root: strawberry.Parent[EmployerView], info: Info) -> list[RegionRec]:
+        return await per.missing_regions(info, root.missing)
 
 
 @strawberry.type(description="One province's part in the pension central adjustment for a year.")
 class ProvinceAdjustment:
-    @strawberry.field
-    async def region(self, info: Info) -> Region:
-        return await ctx(info).loaders.region.load(self.region_code)  # type: ignore[attr-defined,no-any-return]
+    region = strawberry.field(resolver=region_of, graphql_type=Region)
 
     insured_workers: int = strawberry.field(description="PENSION insured in the year's December.")
     average_base: Decimal = strawberry.field(description="Mean contribution base of the year's PENSION contribution records.")
@@ -397,9 +517,7 @@ class CentralAdjustment:
     provinces: list[ProvinceAdjustment] = strawberry.field(description="In code order.")
     complete: bool
 
-    @strawberry.field
-    async def missing(self, info: Info) -> list[Region]:
-        return [r for r in await ctx(info).loaders.region.load_many(self.missing_codes) if r]  # type: ignore
+    missing = strawberry.field(resolver=missing_of, graphql_type=list[Region])
 
 
 @strawberry.input(description="Internal, node to node: one region and period whose summary a parent node needs.")
@@ -416,13 +534,16 @@ __all__ = ["JSON", "adj"]
 
 @strawberry.type(description="A person with records of one scheme and month in more than one region (insured, or paid, twice).")
 class DuplicateInsurance:
-    @strawberry.field(description="The person, as registered where the first listed record was handled.")
-    def person(self) -> Person:
-        return self.person  # type: ignore[attr-defined,no-any-return]
+    @strawberry.field(description="The person, as registered where the first listed record was handled.",
+                      graphql_type=Person)
+    @staticmethod
+    def person(root: strawberry.Parent[DuplicateRec]) -> PersonView:
+        return root.person
 
     scheme: Scheme
     month: Month
 
-    @strawberry.field(description="In code order; two or more.")
-    async def regions(self, info: Info) -> list[Region]:
-        return await per.missing_regions(info, self.region_codes)  # type: ignore[attr-defined,return-value]
+    @strawberry.field(description="In code order; two or more.", graphql_type=list[Region])
+    @staticmethod
+    async def regions(root: strawberry.Parent[DuplicateRec], info: Info) -> list[RegionRec]:
+        return await per.missing_regions(info, root.region_codes)
