@@ -6,7 +6,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test bench bench-quick schema clean install
+.PHONY: demo test bench bench-quick schema typecheck clean install
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -27,6 +27,9 @@ bench: $(STAMP)
 
 bench-quick: $(STAMP)
 	$(BIN)/python -m bench.run --quick
+
+typecheck: $(STAMP)
+	$(BIN)/python -m tests.typecheck
 
 schema: $(STAMP)
 	$(BIN)/tierfed schema > schema.graphql

@@ -8,6 +8,7 @@ the types below it read the child's answer by themselves.
 
 from __future__ import annotations
 
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from graphql import GraphQLResolveInfo
@@ -26,7 +27,10 @@ async def root_region(root: Any, info: GraphQLResolveInfo, args: dict[str, Any])
     return str(root.code)
 
 
-def pool_region_of(argument: str) -> Where:
+RegionOf = Callable[[Any, GraphQLResolveInfo, dict[str, Any]], Awaitable["str | None"]]
+
+
+def pool_region_of(argument: str) -> RegionOf:
     """The region the pool id of argument ``argument`` names, when inside this node's subtree
     (checked: a malformed id is the caller's error); None otherwise (the field answers null)."""
 

@@ -78,14 +78,14 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
         return out
     if kind == "presence":
         node_caller(info)
-        out = []
+        pages: list[Any] = []
         for a in args:
             since, first = a.get("since"), a.get("first")
             if not isinstance(since, int) or not isinstance(first, int) or since < 0 or not 0 < first <= 10_000:
                 raise bad_input("presence needs since >= 0 and 0 < first <= 10000", argument="args")
-            page = await person_store.presence_since(c.store.pool, since, first)
-            out.append({"ids": [i for i, _ in page], "seq": page[-1][1] if page else since})
-        return out
+            seen = await person_store.presence_since(c.store.pool, since, first)
+            pages.append({"ids": [i for i, _ in seen], "seq": seen[-1][1] if seen else since})
+        return pages
     raise bad_input(f"unknown internal call kind {kind!r}", argument="kind")
 
 

@@ -8,6 +8,7 @@ import strawberry
 from strawberry.scalars import JSON
 from strawberry.types import Info
 from tierfed.resolvers import pooling as rp
+from tierfed.tiers import pooling as tp
 from tierfed.tiers.store import PoolRec
 from tierfed.tiers.tree import RegionRec
 
@@ -86,7 +87,7 @@ class PoolingQueries:
         "Applied pooling changes inside a region's subtree (default: the caller's scope), newest first. "
         "Needs OPERATOR or AUDITOR."), graphql_type=list[PoolingChange])
     async def pooling_changes(self, info: Info, region: strawberry.ID | None = None,
-                              limit: int = 50) -> list[rp.ChangeRec]:
+                              limit: int = 50) -> list[tp.ChangeRec]:
         return await rp.changes(info, str(region) if region else None, limit)
 
     @strawberry.field(name="_tierPools", description="Internal, node to node: pools open at a month, as JSON rows.",

@@ -91,8 +91,11 @@ async def prepare(cfgs: list[NodeConfig], data_dir: Path, persons: int) -> None:
     router = Node(central, tree)
     gen_dir = data_dir / "demo-data"
     print(f"generating {persons} persons over 12 months of 2025 ...", flush=True)
-    counts = generate(tree, gen_dir, Options(persons=persons, seed=2025),
-                      split=lambda region: router.child_for(region).name if router.child_for(region) else central.name)
+    def node_of(region: str) -> str:
+        child = router.child_for(region)
+        return child.name if child is not None else central.name
+
+    counts = generate(tree, gen_dir, Options(persons=persons, seed=2025), split=node_of)
     print(f"  generated in {time.monotonic() - t0:.0f} s: "
           + "; ".join(f"{n}: {c['contributions']} contributions" for n, c in counts.items()), flush=True)
 

@@ -10,6 +10,7 @@ Both take only a NODE token: from a node above this one (GET), from a child's re
 from __future__ import annotations
 
 import json
+from typing import Any
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -42,14 +43,15 @@ async def link_endpoint(request: Request) -> JSONResponse:
     if child is None:
         return _refused(Code.FORBIDDEN, f"{caller.scope} is not a child node of this node", 403)
     body = await request.body()
+    sent: Any
     try:
         msg = json.loads(body) if len(body) <= MAX_BODY else None
-        version = msg.get("version") if isinstance(msg, dict) else None
+        sent = msg.get("version") if isinstance(msg, dict) else None
     except ValueError:
-        version = None
-    if not isinstance(version, int) or isinstance(version, bool) or version < 0:
+        sent = None
+    if not isinstance(sent, int) or isinstance(sent, bool) or sent < 0:
         return _refused(Code.BAD_USER_INPUT, 'send {"version": <the child\'s version, a whole number>}', 400)
     # Recorded, and pushed further up; when that push failed this node has waited out the lease it
     # granted its own parent, which now checks it per request: the child's commit is safe to report.
-    problem = await rt.links.pushed(child, version)
+    problem = await rt.links.pushed(child, sent)
     return JSONResponse({"ok": True, **({"warning": problem} if problem else {})})

@@ -16,7 +16,7 @@ are only ever called for objects this node holds.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -71,10 +71,10 @@ class Held:
     refused_as_null: bool = False
 
 
-Load = Callable[[Any, GraphQLResolveInfo], Awaitable[Any]]
+Load = Callable[[Any, Any], Awaitable[Any]]  # (parent, info): graphql-core's info, or strawberry's around it
 
 
-def install(schema: GraphQLSchema, held: dict[str, Held], deferred: dict[str, Load] | None = None) -> None:
+def install(schema: GraphQLSchema, held: Mapping[str, Held], deferred: Mapping[str, Load] | None = None) -> None:
     """Wrap the held fields and the fields of every type a child's answer can fill, once; and
     the ``deferred`` fields: figures computed from what they load (``deferred[field]``), which
     never ask a child otherwise. The planning pass only loads (so that what comes from children
@@ -95,7 +95,7 @@ def install(schema: GraphQLSchema, held: dict[str, Held], deferred: dict[str, Lo
             gtype.is_type_of = _forwarded_or(gtype.is_type_of)
 
 
-def _reachable(schema: GraphQLSchema, held: dict[str, Held]) -> list[GraphQLObjectType]:
+def _reachable(schema: GraphQLSchema, held: Mapping[str, Held]) -> list[GraphQLObjectType]:
     """The object types whose objects can come from a child's answer."""
     todo = [get_named_type(_field(schema, c).type) for c in held]
     seen: dict[str, GraphQLObjectType] = {}
