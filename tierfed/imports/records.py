@@ -11,6 +11,12 @@ each row flagged and worded. Then apply: months already stored take an insert, m
 not stored yet are loaded whole into new partitions, indexed by one sort and attached;
 a key repeated in the file or already stored is found by the unique index itself, and
 only then do the slower checks that word it run; then the summaries.
+
+A file whose months are all new (the first file of each month on a node) first tries the
+direct path (``direct``), inside the fast path: no staging table, the staged fields checked
+and inserted into the new partitions by one statement. Any row it refuses, a repeated key
+or a transfer out rolls it back, and the fast path's check runs as above (a bad file costs
+that attempt more; the reports are the same).
 """
 
 from __future__ import annotations
