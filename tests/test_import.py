@@ -131,6 +131,42 @@ async def test_a_file_of_stored_and_new_months(registered: str, tmp_path: Path) 
     assert "repeats the (id_number, scheme, month) of line 2" in e.value.errors[0].reason
 
 
+async def test_a_file_of_new_months_takes_the_direct_path(registered: str, tmp_path: Path) -> None:
+    """A file whose months are all new is checked and inserted into its new partitions by one
+    statement, with no staging table; a bad row sends it back to the fast path's check, which
+    words it as always, and nothing of the attempt is left."""
+    rt = await open_runtime(node_config("440000"), registered, check_children=False)
+    rt.statements.queries = []
+    try:
+        rep = await import_file(rt.pool, rt.node, "contributions", write(
+            tmp_path / "new.csv", CONTRIB_HEADER,
+            f"{pid(1)},PENSION,2025-05,440305,{credit()},8000.00,1280.00,640.00,640.00",
+            f"{pid(2)},PENSION,2025-06,440106,,6000.00,0.00,1200.00,480.00"), progress=False)
+        assert (rep.rows, rep.inserted) == (2, 2)
+        ran = [" ".join(q.split()) for q in rt.statements.queries]
+        assert any(q.startswith("insert into contribution_new") and "from import_line" in q for q in ran)
+        assert not any("import_staging" in q for q in ran)
+        rt.statements.queries = []
+        with pytest.raises(ImportFailed) as e:
+            await import_file(rt.pool, rt.node, "contributions", write(
+                tmp_path / "bad.csv", CONTRIB_HEADER,
+                f"{pid(1)},PENSION,2025-07,440305,,8000.00,1280.00,640.00,640.00",
+                f"{pid(2)},PENSION,2025-07,440106,,6000.00,0.00,1200.00,1480.00"), progress=False)
+        assert [(x.line, x.column) for x in e.value.errors] == [(3, "individual_account_amount")]
+        ran = [" ".join(q.split()) for q in rt.statements.queries]
+        assert any(q.startswith("insert into contribution_new") for q in ran)  # tried first, rolled back
+    finally:
+        await rt.close()
+    con = await asyncpg.connect(registered)
+    try:
+        assert await con.fetchval("select count(*) from contribution") == 2
+        assert await con.fetchval("select to_regclass('contribution_2025_07')") is None
+        assert await con.fetchval("select contributions from summary where region_code = '440000' "
+                                  "and month = '2025-05-01' and scheme = 1") == 1
+    finally:
+        await con.close()
+
+
 async def test_records_after_a_transfer_out_are_refused_with_their_lines(registered: str, tmp_path: Path) -> None:
     """A person who moved out by an insurance transfer: records of that month and later belong to
     the destination, reported with their lines (the fast path numbers lines only when it reports)."""

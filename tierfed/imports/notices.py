@@ -3,7 +3,9 @@
 Each check is an async function of the import's connection and kind, run inside
 the import's transaction once every blocking check has passed and before the
 rows are applied (the records' staging table, ``import_staging``, holds the
-checked rows then). It returns messages, which go to the report's ``warnings``,
+checked rows then; except for a records file the direct path took, whose rows are
+already in their new partitions, uncommitted, and which has no ``import_staging``:
+a check of records would read those, see records.direct). It returns messages, which go to the report's ``warnings``,
 the CLI's output, the HTTP answer and the history. Register one by appending it
 to ``CHECKS``.
 """

@@ -11,6 +11,12 @@ each row flagged and worded. Then apply: months already stored take an insert, m
 not stored yet are loaded whole into new partitions, indexed by one sort and attached;
 a key repeated in the file or already stored is found by the unique index itself, and
 only then do the slower checks that word it run; then the summaries.
+
+A file whose months are all new (the first file of each month on a node) first tries the
+direct path (``direct``), inside the fast path: no staging table, the staged fields checked
+and inserted into the new partitions by one statement. Any row it refuses, a repeated key
+or a transfer out rolls it back, and the fast path's check runs as above (a bad file costs
+that attempt more; the reports are the same).
 """
 
 from __future__ import annotations
@@ -35,18 +41,20 @@ ROW_CHECK: dict[str, Callable[[Checker, list[str]], tuple]] = {
 
 
 async def stage_and_check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, progress: Progress,
-                          tick: Callable[[], None] | None = None) -> tuple[list[RowError], int, int]:
+                          tick: Callable[[], None] | None = None
+                          ) -> tuple[list[RowError], int, int, int | None]:
     """Stage the file and run every check: by the fast path when it takes the file and finds
     nothing wrong, else line by line (which words every bad row). Returns the first bad rows
-    (by line), their count and the row count."""
+    (by line), their count, the row count, and the rows inserted when the direct path already
+    wrote them (summaries and all), else None (``apply`` writes them)."""
     await lookups(con, scope)
-    fast = await stage_csv(con, src, kind, progress, tick)
+    fast = await stage_csv(con, src, kind, progress, scope.node.region, tick)
     if fast is not None:
         return fast
     src.lines_read = 0
     progress.rows_read = progress.rows_checked = 0
     await stage(con, src, progress, tick)
-    return await check(con, src, kind, scope, progress)
+    return (*await check(con, src, kind, scope, progress), None)
 
 
 async def lookups(con: asyncpg.Connection, scope: Scope) -> None:
@@ -71,8 +79,8 @@ def _counted(src: Source, chunks: Iterator[bytes], progress: Progress, tick: Cal
     return lines()
 
 
-async def stage_csv(con: asyncpg.Connection, src: Source, kind: str, progress: Progress,
-                    tick: Callable[[], None] | None = None) -> tuple[list[RowError], int, int] | None:
+async def stage_csv(con: asyncpg.Connection, src: Source, kind: str, progress: Progress, root: str,
+                    tick: Callable[[], None] | None = None) -> tuple[list[RowError], int, int, int | None] | None:
     """The fast path: PostgreSQL's CSV parser splits the fields into text columns (no line
     split in SQL), and the check runs over them. None (everything it did rolled back) when
     the file needs the line path: a row with another number of fields than the header, a line
@@ -96,6 +104,11 @@ async def stage_csv(con: asyncpg.Connection, src: Source, kind: str, progress: P
             raise _LinePath
         progress.rows_read = copied
         progress.phase = "checking"
+        inserted = await direct(con, sql, copied, root, progress)
+        if inserted is not None:
+            await con.execute(store.RELEASE_CSV)
+            progress.rows_checked = progress.rows_written = inserted
+            return [], 0, copied, inserted
         await con.execute(sql.check_csv)
         fmt, unregistered, unknown_employer, total = await con.fetchrow(store.COUNT_PROBLEMS)
         if fmt or unregistered or unknown_employer:
@@ -111,7 +124,45 @@ async def stage_csv(con: asyncpg.Connection, src: Source, kind: str, progress: P
     if rows:
         await number_lines(con)
         rows = await con.fetch(store.TRANSFERRED_OUT)
-    return [RowError(r[0], r[1], r[2]) for r in rows], (rows[0][3] if rows else 0), total
+    return [RowError(r[0], r[1], r[2]) for r in rows], (rows[0][3] if rows else 0), total, None
+
+
+async def direct(con: asyncpg.Connection, sql: store.RecordSql, copied: int, root: str,
+                 progress: Progress) -> int | None:
+    """The direct path, for a file of months not stored yet (the first file of each month):
+    the staged fields go through every check and straight into new partitions in one
+    statement (``store._direct``), the summaries are added up from them, their indexes
+    built by one sort each (a key repeated in the file fails the primary key) and they are
+    attached, all under a savepoint. Returns the rows inserted, or None (everything it did
+    rolled back) when the file is not of new months only or any row fails a check: the
+    fast path's check then runs as before and words the reasons."""
+    months = await con.fetch(store.FILE_MONTHS)
+    if not copied or any(m is None for _, m in months):
+        return None
+    have = {r[0] for r in await con.fetch(store.PARTITIONS_OF, sql.table)}
+    new = [m for _, m in months]
+    if any(store.partition_name(sql.table, m) in have for m in new):
+        return None
+    before, after = store.new_months(sql.table, new)
+    shadow = store.new_table(sql.table)
+    await con.execute(store.SAVEPOINT_DIRECT)
+    try:
+        for q in before:
+            await con.execute(q)
+        status = await con.execute(sql.direct)
+        n = int(status.rsplit(" ", 1)[1])
+        if n != copied or await con.fetchval(store.transferred_out_in(shadow)):
+            raise _LinePath
+        progress.phase = "writing"
+        await con.execute(sql.summarise_from(shadow), root)
+        for q in after:
+            await con.execute(q)
+    except (_LinePath, asyncpg.DataError, asyncpg.UniqueViolationError, asyncpg.CheckViolationError):
+        await con.execute(store.ROLLBACK_DIRECT)
+        progress.phase = "checking"
+        return None
+    await con.execute(store.RELEASE_DIRECT)
+    return n
 
 
 async def number_lines(con: asyncpg.Connection) -> None:

@@ -81,15 +81,18 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind: str, path: str | Pat
                         rep.import_id = await con.fetchval(store.RECORD_RUN, *run_row(
                             "unchanged", f"the same file as import {seen['id']}: nothing to do"))
                         return rep
+                    written = None  # records the direct path already wrote (records.direct)
                     if kind in store.RECORDS:
-                        errors, nbad, total = await records.stage_and_check(con, src, kind, where, job, tick)
+                        errors, nbad, total, written = await records.stage_and_check(con, src, kind, where, job, tick)
                     else:
                         errors, nbad, total = await rows.check(con, src, kind, where, job, tick)
                     rep.rows = total
                     if nbad:
                         raise ImportFailed(src.name, errors, nbad)
                     rep.warnings = await notices.collect(con, kind)
-                    if kind in store.RECORDS:
+                    if written is not None:
+                        rep.inserted = written
+                    elif kind in store.RECORDS:
                         rep.inserted = await records.apply(pool, con, src, kind, node.region, job)
                     else:
                         rep.inserted = await rows.apply(con, kind, node.region, job)

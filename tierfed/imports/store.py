@@ -281,7 +281,7 @@ def _amount_typed_ok(v: str) -> str:
 # faster than numeric sums) and go back to yuan once per summary row. Their rows are
 # upserted in key order: each index page is visited once, not once per row at random.
 def _fen(v: str) -> str:
-    return f"sum(({v} * 100)::int8)"
+    return f"sum(({v} * 100)::int8)::int8"
 
 
 def _yuan(v: str) -> str:
@@ -302,8 +302,13 @@ class RecordSql:
     conflicting: str
     drop_stored: str
     summarise: str
+    direct: str
     columns: tuple[str, ...]  # the file's columns, which are also the table's
     table: str
+
+    def summarise_from(self, source: str) -> str:
+        """``summarise`` over another table of the import's rows (the direct path's new months)."""
+        return self.summarise.replace(" from import_staging ", f" from {source} ")
 
     def insert_into(self, target: str, months: bool) -> str:
         """The staged records into ``target`` (the kind's table or the new months' table);
@@ -338,6 +343,65 @@ REPEATED_KEY = """select s.line, 'id_number', 'repeats the (id_number, scheme, m
                   join (select id_number, scheme, month, min(line) as first from import_staging where problem is null
                         group by 1, 2, 3 having count(*) > 1) d using (id_number, scheme, month)
                   where s.problem is null and s.line <> d.first order by s.line limit 1000"""
+
+# The direct path (records.py ``direct``), for a file whose months are all new: its fields,
+# as the fast path staged them, go through every check and straight into the new months'
+# partitions in one statement: a join per lookup (person registered, scheme, month, region
+# in scope and not held by a child, employer) and the amounts' checks as conditions. A row
+# any of them refuses is simply not inserted, and the import, seeing fewer rows than the
+# file's, rolls back to before it and takes the fast path's check, which words the reasons.
+_CONTRIBUTION_FIELDS = """id_number as id_raw, scheme as scheme_raw, month as month_raw, region_code as region_raw,
+       btrim(employer_credit_code) as emp, base, employer_amount as e, individual_amount as i,
+       individual_account_amount as a, base::numeric as base_n, employer_amount::numeric as e_n,
+       individual_amount::numeric as i_n, individual_account_amount::numeric as a_n"""
+_BENEFIT_FIELDS = """id_number as id_raw, scheme as scheme_raw, month as month_raw, region_code as region_raw,
+       amount, amount::numeric as amount_n"""
+
+
+def new_table(table: str) -> str:
+    """The import's own partitioned table for the months not stored yet (see ``new_months``)."""
+    return f"{table}_new"
+
+
+def _direct(table: str, fields: str, more: str, joins: str, checks: str, values: str) -> str:
+    """The direct insert: every lookup joined in a fenced subquery (so that the amounts'
+    conditions, applied after, do not make the planner expect a handful of rows), then the
+    conditions. ``more``/``joins``: the kind's own lookups (the employer)."""
+    cols = CONTRIBUTION_COLUMNS if table == "contribution" else BENEFIT_COLUMNS
+    return f"""insert into {new_table(table)} ({', '.join(cols)})
+select {values}
+from (select x.*, p.id_number, sc.id as scheme, mo.m as month, rg.code as region_code{', ' + more if more else ''}
+      from (select {fields} from import_line offset 0) x
+      join person p on p.id_number = x.id_raw
+      join import_scheme sc on sc.v = x.scheme_raw
+      join import_month mo on mo.v = x.month_raw
+      join import_region rg on rg.code = x.region_raw
+      {joins}
+      offset 0) x
+where {checks}"""
+
+
+CONTRIBUTION_COLUMNS = ("id_number", "scheme", "month", "region_code", "employer_credit_code", "base",
+                        "employer_amount", "individual_amount", "individual_account_amount")
+BENEFIT_COLUMNS = ("id_number", "scheme", "month", "region_code", "amount")
+# The file's months, each as a month this import may take (null if not one).
+FILE_MONTHS = """select f.month as v, m.m from (select distinct month from import_line) f
+                 left join import_month m on m.v = f.month order by 2"""
+SAVEPOINT_DIRECT = "savepoint import_direct"
+ROLLBACK_DIRECT = "rollback to savepoint import_direct"
+RELEASE_DIRECT = "release savepoint import_direct"
+
+
+def transferred_out_in(table: str) -> str:
+    """Whether any of ``table``'s rows is of a month after its person moved out by an insurance
+    transfer (``TRANSFERRED_OUT`` words them, over the staged rows)."""
+    return f"""select exists (
+                 select 1 from {table} s join insurance_transfer t
+                   on t.id_number = s.id_number and t.direction = 'out' and s.month >= t.effective_from
+                 where not exists (select 1 from insurance_transfer b where b.id_number = s.id_number
+                                   and b.direction = 'in' and b.effective_from > t.effective_from
+                                   and b.effective_from <= s.month))"""
+
 
 def _contribution_check(source: str, short: str, typed: bool = False) -> str:
     """The contributions check over ``source`` (one row per line: line, raw, the fields by name);
@@ -387,8 +451,7 @@ from (
 
 CONTRIBUTIONS = RecordSql(
     table="contribution",
-    columns=("id_number", "scheme", "month", "region_code", "employer_credit_code", "base", "employer_amount",
-             "individual_amount", "individual_account_amount"),
+    columns=CONTRIBUTION_COLUMNS,
     check=_contribution_check(
         f"""select line, null::tid as at, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
                    btrim(f[$5]) as emp, f[$6] as base, f[$7] as e, f[$8] as i, f[$9] as a
@@ -417,15 +480,22 @@ CONTRIBUTIONS = RecordSql(
     # $1: the node's root region: summaries for the record's region and every ancestor up to it.
     summarise=f"""insert into summary (region_code, month, scheme, contributions, employer, individual,
                                       individual_account, base)
-                 select rc.ancestor, a.month, a.scheme, sum(a.n), {_yuan('a.e')}, {_yuan('a.i')}, {_yuan('a.ia')},
-                        {_yuan('a.b')}
-                 from (select region_code, month, scheme, count(*) as n, {_fen('employer_amount')} as e,
-                              {_fen('individual_amount')} as i, {_fen('individual_account_amount')} as ia,
-                              {_fen('base')} as b
-                       from import_staging group by 1, 2, 3) a
-                 join region_closure rc on rc.descendant = a.region_code
-                 join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-                 group by 1, 2, 3 order by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+                 with s as materialized (
+                   select rc.ancestor, a.month, a.scheme, sum(a.n) as n, {_yuan('a.e')} as e, {_yuan('a.i')} as i,
+                          {_yuan('a.ia')} as ia, {_yuan('a.b')} as b
+                   from (select region_code, month, scheme, count(*) as n, {_fen('employer_amount')} as e,
+                                {_fen('individual_amount')} as i, {_fen('individual_account_amount')} as ia,
+                                {_fen('base')} as b
+                         from import_staging group by 1, 2, 3) a
+                   join region_closure rc on rc.descendant = a.region_code
+                   join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+                   group by 1, 2, 3)
+                 select * from s order by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+    direct=_direct("contribution", _CONTRIBUTION_FIELDS, "em.credit_code as em",
+                   "left join employer em on em.credit_code = x.emp",
+                   "(x.emp = '' or x.em is not null) and "
+                   + " and ".join(_amount_typed_ok(v) for v in ("x.base", "x.e", "x.i", "x.a")) + " and x.a_n <= x.i_n",
+                   "x.id_number, x.scheme, x.month, x.region_code, nullif(x.emp, ''), x.base_n, x.e_n, x.i_n, x.a_n"),
 )
 
 def _benefit_check(source: str, short: str, typed: bool = False) -> str:
@@ -462,7 +532,7 @@ from (
 
 BENEFITS = RecordSql(
     table="benefit",
-    columns=("id_number", "scheme", "month", "region_code", "amount"),
+    columns=BENEFIT_COLUMNS,
     check=_benefit_check(
         f"""select line, null::tid as at, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
                    f[$5] as amount
@@ -483,12 +553,16 @@ BENEFITS = RecordSql(
     drop_stored="""delete from import_staging s using benefit b
                    where b.id_number = s.id_number and b.scheme = s.scheme and b.month = s.month""",
     summarise=f"""insert into summary (region_code, month, scheme, benefits, benefits_paid)
-                 select rc.ancestor, a.month, a.scheme, sum(a.n), {_yuan('a.p')}
-                 from (select region_code, month, scheme, count(*) as n, {_fen('amount')} as p
-                       from import_staging group by 1, 2, 3) a
-                 join region_closure rc on rc.descendant = a.region_code
-                 join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-                 group by 1, 2, 3 order by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+                 with s as materialized (
+                   select rc.ancestor, a.month, a.scheme, sum(a.n) as n, {_yuan('a.p')} as p
+                   from (select region_code, month, scheme, count(*) as n, {_fen('amount')} as p
+                         from import_staging group by 1, 2, 3) a
+                   join region_closure rc on rc.descendant = a.region_code
+                   join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+                   group by 1, 2, 3)
+                 select * from s order by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+    direct=_direct("benefit", _BENEFIT_FIELDS, "", "", _amount_typed_ok("x.amount"),
+                   "x.id_number, x.scheme, x.month, x.region_code, x.amount_n"),
 )
 
 RECORDS = {"contributions": CONTRIBUTIONS, "benefits": BENEFITS}
@@ -526,11 +600,6 @@ RELEASE_SAVEPOINT = "release savepoint import_insert"
 def partition_name(table: str, month: date) -> str:
     """As tierfed_ensure_month_partitions names them (migrations/0001)."""
     return f"{table}_{month:%Y_%m}"
-
-
-def new_table(table: str) -> str:
-    """The import's own partitioned table for the months not stored yet (see ``new_months``)."""
-    return f"{table}_new"
 
 
 def new_months(table: str, months: list[date]) -> tuple[list[str], list[str]]:
