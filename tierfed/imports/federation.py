@@ -38,8 +38,8 @@ async def after_import(rt: Runtime, rep: Report, path: str | Path) -> list[str]:
     if rep.kind not in TOLD or not rep.inserted:
         return [p for p in problems if p]
     problems.append(await rt.index.tell_parent())
-    span = record_months(path) if rep.kind == "contributions" else None
-    if span is not None:
+    if rep.kind == "contributions" and rep.first_month and rep.last_month:
+        span = (codes.month(rep.first_month), codes.month(rep.last_month))
         found, problem = await rt.index.duplicate_warnings(rt.store, *span, lambda ids: record_keys(path, ids))
         problems.append(problem)
         if found:
@@ -64,15 +64,3 @@ def record_keys(path: str | Path, ids: set[str]) -> set[tuple[str, int, date]]:
     """The (person, scheme number, month) keys of a records file, for some persons."""
     return {(r["id_number"], SCHEMES.index(r["scheme"]) + 1, codes.month(r["month"]))
             for r in _rows(path) if r.get("id_number") in ids}
-
-
-def record_months(path: str | Path) -> tuple[date, date] | None:
-    """The first and last month of a records file (already checked by the import)."""
-    first = last = ""
-    for r in _rows(path):  # streamed: memory stays flat whatever the file's size
-        m = r.get("month") or ""
-        if m and (not first or m < first):
-            first = m
-        if m > last:
-            last = m
-    return (codes.month(first), codes.month(last)) if first else None

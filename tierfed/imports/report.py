@@ -53,6 +53,9 @@ class Report:
     errors: list[RowError] = field(default_factory=list)
     message: str = ""
     warnings: list[str] = field(default_factory=list)
+    # records files: the first and last month of the file's records ("YYYY-MM")
+    first_month: str | None = None
+    last_month: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         out = asdict(self)

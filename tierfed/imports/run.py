@@ -12,6 +12,7 @@ from typing import Any
 
 import asyncpg
 
+from tierfed import codes
 from tierfed.errors import UserError
 from tierfed.tiers.node import Node
 
@@ -89,6 +90,11 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind: str, path: str | Pat
                     rep.rows = total
                     if nbad:
                         raise ImportFailed(src.name, errors, nbad)
+                    if kind in store.RECORDS and total:  # before apply moves the staged rows
+                        # the direct path (which wrote the rows) staged nothing: its months are the file's
+                        first, last = await con.fetchrow(store.MONTH_SPAN_LINES if written is not None
+                                                         else store.MONTH_SPAN_STAGED)
+                        rep.first_month, rep.last_month = codes.month_str(first), codes.month_str(last)
                     rep.warnings = await notices.collect(con, kind)
                     if written is not None:
                         rep.inserted = written
