@@ -125,6 +125,7 @@ class Changes:
         # children have acknowledged it (for the crash point after the first).
         self._to_tell: dict[str, list[str]] = {}
         self._told_count: dict[str, int] = {}
+        self._moves: dict[str, dict[str, Any]] = {}  # what each queued transfer moves (its commit carries it)
         self.sent: dict[str, int] = {}
         self.sent_log: list[tuple[str, str]] | None = None  # set to a list to keep (node, step) of each step sent
         self.statements = StatementCounter()  # the SQL statements of change steps (tests count them)
@@ -250,17 +251,21 @@ class Changes:
             if op == "prepare":
                 return await self._prepare(msg, sender)
             if op in ("commit", "abort") and isinstance(msg.get("changes"), list):
+                moves = msg.get("moves") if isinstance(msg.get("moves"), dict) else {}
                 return await self._finish_many([str(c) for c in msg["changes"]],
-                                               "COMMITTED" if op == "commit" else "ABORTED")
+                                               "COMMITTED" if op == "commit" else "ABORTED", moves)
             if op == "commit":
-                return await self._finish(change_id, "COMMITTED")
+                return await self._finish(change_id, "COMMITTED", _moves_of(msg.get("moves")))
             if op == "abort":
                 return await self._finish(change_id, "ABORTED")
             if op == "locate":
                 return await transfers.locate_here_or_below(self, str(msg.get("idNumber", "")))
             if op == "status":
                 row = await cs.by_id(self.pool, change_id)
-                return {"ok": True, "state": row.state if row else "UNKNOWN"}
+                answer: dict[str, Any] = {"ok": True, "state": row.state if row else "UNKNOWN"}
+                if row is not None and row.state == "COMMITTED" and row.kind == TRANSFER:
+                    answer["moves"] = decided_moves(row)
+                return answer
         except TierfedError as e:
             return _refusal(e)
         return {"ok": False, "code": Code.BAD_USER_INPUT.value, "message": f"unknown step {op!r}"}
@@ -356,35 +361,48 @@ class Changes:
             return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": peer.name,
                     "message": f"node '{peer.name}' ({peer.region}) {e}"}
 
-    async def _finish(self, change_id: str, state: str) -> dict[str, Any]:
-        """Apply (COMMITTED) or release (ABORTED) this node's part, once, then tell its children."""
+    async def _finish(self, change_id: str, state: str, moves: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Apply (COMMITTED) or release (ABORTED) this node's part, once, then tell its children.
+
+        ``moves``: what a transfer moves, carried by the decision (a destination prepares without
+        it); kept as this part's result, so that its own children are told it in turn."""
         row = await cs.by_id(self.pool, change_id)
         if row is None:
             # Never prepared here (an abort that overtook its prepare): nothing to undo.
             return {"ok": state == "ABORTED", "state": "UNKNOWN"}
         if row.state != "PENDING":
             return {"ok": row.state == state, "state": row.state}
+        if state == "COMMITTED" and row.kind == TRANSFER:
+            moves = transfers.moves(row.plan) or moves
+            if moves is None:
+                # A commit without what moves (sent by a node that does not carry it): not applied;
+                # this node asks its parent (status), whose answer carries it.
+                log.error("change %s: told commit without what the transfer moves; asking the parent", change_id)
+                return {"ok": False, "state": row.state}
         if state == "COMMITTED":
             crash_point("participant-before-apply")
         async with self.pool.acquire() as con, con.transaction():
             # Not flushed before the answer: lost in a crash, the part is PENDING again and
             # recovery asks the parent and applies it again (the decision is durable there).
             await con.execute(ASYNC_COMMIT)
-            if await cs.decide(con, change_id, state) and state == "COMMITTED":
-                await self._apply(con, row)
-        await self._tell(change_id, state)
+            if await cs.decide(con, change_id, state, moves if state == "COMMITTED" else None) \
+                    and state == "COMMITTED":
+                await self._apply(con, replace(row, plan={**row.plan, **(moves or {})}))
+        await self._tell(change_id, state, moves=moves, kind=row.kind)
         if state == "COMMITTED":
             # Applied here: answered once every ancestor knows this node's new version (tiers.links).
             await self.rt.links.announce()
         return {"ok": True, "state": state}
 
-    async def _finish_many(self, change_ids: list[str], state: str) -> dict[str, Any]:
+    async def _finish_many(self, change_ids: list[str], state: str,
+                           moves: dict[str, Any] | None = None) -> dict[str, Any]:
         """Several decisions in one step (the coordinator tells them together): each applied or
         released as ``_finish`` does, in turn; the state each change has here afterwards."""
         states: dict[str, str | None] = {}
         for change_id in change_ids:
             try:
-                states[change_id] = (await self._finish(change_id, state))["state"]
+                states[change_id] = (await self._finish(change_id, state,
+                                                        _moves_of((moves or {}).get(change_id))))["state"]
             except TierfedError as e:
                 log.error("change %s: %s not applied here: %s", change_id, state, e.message)
                 states[change_id] = None
@@ -406,7 +424,8 @@ class Changes:
             await cs.decide(con, change_id, "ABORTED")
         await self._tell(change_id, "ABORTED")
 
-    def tell_later(self, change_id: str, nodes: list[str] | None = None) -> None:
+    def tell_later(self, change_id: str, nodes: list[str] | None = None,
+                   moves: dict[str, Any] | None = None) -> None:
         """After the decision the caller has its answer (COMMITTED): the children taking part
         (``nodes``, or as recorded) are told meanwhile, the decisions made meanwhile batched into
         one step per child; recovery tells any that this misses."""
@@ -416,6 +435,8 @@ class Changes:
             task.add_done_callback(self._telling.discard)
             return
         self._told_count[change_id] = 0
+        if moves is not None:
+            self._moves[change_id] = moves
         for node in nodes:
             queue = self._to_tell.setdefault(node, [])
             queue.append(change_id)
@@ -425,6 +446,7 @@ class Changes:
                 task.add_done_callback(self._telling.discard)
         if not nodes:
             self._told_count.pop(change_id, None)
+            self._moves.pop(change_id, None)
 
     async def _tell_recorded_later(self, change_id: str) -> None:
         parts = await cs.participants(self.pool, [change_id])
@@ -440,7 +462,11 @@ class Changes:
                 try:
                     if peer is None:
                         raise Unreachable("is no longer a configured child")
-                    a = await self.send(peer, {"op": "commit", "changes": batch})
+                    step: dict[str, Any] = {"op": "commit", "changes": batch}
+                    moves = {c: self._moves[c] for c in batch if c in self._moves}
+                    if moves:
+                        step["moves"] = moves
+                    a = await self.send(peer, step)
                 except Unreachable as e:
                     log.warning("changes %s: node '%s' not told commit: %s", ",".join(batch), node, e)
                     a = {}
@@ -464,23 +490,35 @@ class Changes:
                             crash_point("coordinator-mid-commit")
                     if not any(c in q for q in self._to_tell.values()):
                         self._told_count.pop(c, None)
+                        self._moves.pop(c, None)
         finally:
             # Emptied, or left on an error (recovery tells what is left): the next decision starts a sender.
             self._to_tell.pop(node, None)
             for c in queue:
                 self._told_count.pop(c, None)
+                self._moves.pop(c, None)
 
     async def settled(self) -> None:
         """Wait until the children of every decision made here have been told (tests, benchmarks)."""
         while self._telling:
             await asyncio.gather(*list(self._telling), return_exceptions=True)
 
-    async def _tell(self, change_id: str, state: str, crash_after_first: bool = False) -> list[str]:
-        """Send the decision to every child not yet told; the names of those that did not answer."""
+    async def _tell(self, change_id: str, state: str, crash_after_first: bool = False,
+                    moves: dict[str, Any] | None = None, kind: str | None = None) -> list[str]:
+        """Send the decision to every child not yet told; the names of those that did not answer.
+        A transfer's commit carries what it moves (``moves``, or as recorded here; ``kind`` when
+        the caller knows the change's)."""
         if not self.node.children:
             return []  # a node without children asked none to take part
         parts = [p for p in await cs.participants(self.pool, [change_id]) if p.state == "PENDING"]
         op = "commit" if state == "COMMITTED" else "abort"
+        extra: dict[str, Any] = {}
+        if parts and state == "COMMITTED":
+            if moves is None and kind in (None, TRANSFER):
+                row = await cs.by_id(self.pool, change_id)
+                moves = decided_moves(row) if row is not None and row.kind == TRANSFER else None
+            if moves is not None:
+                extra["moves"] = moves
         told = 0
         missing: list[str] = []
 
@@ -491,7 +529,7 @@ class Changes:
                 missing.append(p.node)
                 return
             try:
-                a = await self.send(peer, {"op": op, "change": change_id})
+                a = await self.send(peer, {"op": op, "change": change_id, **extra})
             except Unreachable as e:
                 log.warning("change %s: node '%s' not told %s: %s", change_id, p.node, op, e)
                 missing.append(p.node)
@@ -551,7 +589,8 @@ class Changes:
                 log.warning("change %s waits for a decision; parent '%s' %s", change_id, parent, e)
                 continue
             if a.get("state") in ("COMMITTED", "ABORTED", "UNKNOWN"):
-                await self._finish(change_id, "COMMITTED" if a["state"] == "COMMITTED" else "ABORTED")
+                await self._finish(change_id, "COMMITTED" if a["state"] == "COMMITTED" else "ABORTED",
+                                   _moves_of(a.get("moves")))
         for change_id, state, _node in await cs.untold(self.pool, age_s):
             await self._tell(change_id, state)
 
@@ -691,6 +730,16 @@ class Changes:
                                                     held_by=r["node"])
         return RaiseOutcome(recs[result["pool"]], [recs[i] for i in result["closed"]],
                             Decimal(result["transferred"]), False, True, "COMMITTED")
+
+
+def decided_moves(row: cs.ChangeRow) -> dict[str, Any] | None:
+    """What a decided transfer moves, as this node knows it: the coordinator's result, the
+    origin's plan, or a destination's result (the moves its parent told it with the decision)."""
+    return transfers.moves(row.plan) or transfers.moves(row.result)
+
+
+def _moves_of(x: Any) -> dict[str, Any] | None:
+    return transfers.moves(x) if isinstance(x, dict) else None
 
 
 def _pool_json(p: PoolRec, node: str) -> dict[str, Any]:

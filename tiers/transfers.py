@@ -296,22 +296,34 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
             raise conflict("another change in progress holds this person or uses this idempotency key") from None
         msg = {"op": "prepare", "kind": TRANSFER, "change": change_id, "key": inp.idempotency_key,
                "caller": caller, "dryRun": inp.dry_run}
+        # The origin's and the destination's prepares go at once: the destination checks and
+        # reserves its side without knowing what moves (unless this node holds the origin and
+        # knows it already); what moves reaches it with the decision (``moves`` in the commit
+        # step, or in the answer to its ``status`` question), docs/CHANGES.md.
+        asks: list[tuple[Any, dict[str, Any]]] = []
         if origin is not None:
-            step = {**msg, "sides": ["out", "in"], "input": base} if both else {**msg, "side": "out", "input": base}
-            out = await ch._ask(ch.child_peer(origin.name), step)  # type: ignore[arg-type]
-            if not out.get("ok"):
-                raise ch._refused([(ch.child_peer(origin.name), out)])  # type: ignore[list-item]
-            if not inp.dry_run:
-                crash_point("coordinator-after-reservation-1")
-        else:
-            out = local["out"]
-        moving = {**base, "name": out["name"], "schemes": out["schemes"]}
+            asks.append((origin, {**msg, "sides": ["out", "in"], "input": base} if both
+                         else {**msg, "side": "out", "input": base}))
         if dest is not None and not both:
-            got = await ch._ask(ch.child_peer(dest.name), {**msg, "side": "in", "input": moving})  # type: ignore[arg-type]
-            if not got.get("ok"):
-                raise ch._refused([(ch.child_peer(dest.name), got)])  # type: ignore[list-item]
-            if not inp.dry_run:
-                crash_point(f"coordinator-after-reservation-{len(kids)}")
+            theirs = base if origin is not None else {**base, "name": local["out"]["name"],
+                                                       "schemes": local["out"]["schemes"]}
+            asks.append((dest, {**msg, "side": "in", "input": theirs}))
+        answers: list[dict[str, Any]] = []
+
+        async def prepare(kid: Any, step: dict[str, Any]) -> dict[str, Any]:
+            a = await ch._ask(ch.child_peer(kid.name), step)  # type: ignore[arg-type]
+            if a.get("ok"):
+                answers.append(a)
+                if not inp.dry_run:
+                    crash_point(f"coordinator-after-reservation-{len(answers)}")
+            return a
+
+        got = await asyncio.gather(*(prepare(k, s) for k, s in asks))
+        refused = [(ch.child_peer(k.name), a) for (k, _), a in zip(asks, got) if not a.get("ok")]
+        if refused:
+            raise ch._refused(refused)  # type: ignore[arg-type]
+        out = got[0] if origin is not None else local["out"]
+        moving = {**base, "name": out["name"], "schemes": out["schemes"]}
         if inp.dry_run:
             return TransferOutcome(_rec(change_id, moving, "PENDING"), False, True)
         async with ch.pool.acquire() as con, con.transaction():
@@ -321,7 +333,7 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
             for side in local:
                 await apply(con, change_id, {**moving, "side": side}, node.region)
         crash_point("coordinator-after-decision")
-        ch.tell_later(change_id, [k.name for k in kids])
+        ch.tell_later(change_id, [k.name for k in kids], moves(moving))
         return TransferOutcome(_rec(change_id, moving, "COMMITTED"), False, False)
     except BaseException:
         if not decided and not inp.dry_run:
@@ -329,6 +341,14 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
         raise
     finally:
         ch.in_flight.discard(change_id)
+
+
+def moves(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a decided transfer moves, as the commit step and the answer to ``status`` carry it
+    (the destination prepared without it); None when ``plan`` does not know it."""
+    if not plan or "schemes" not in plan or "name" not in plan:
+        return None
+    return {"name": plan["name"], "schemes": plan["schemes"]}
 
 
 def _rec(change_id: str, moving: dict[str, Any], state: str) -> ts.TransferRec:
