@@ -51,12 +51,11 @@ from .pooling import (
     SCHEME_DEPARTMENT,
     RaiseInput,
     RaiseOutcome,
-    _lock,
-    check_not_reserved,
+    _lock_key,
     plan_replaced,
     pool_id,
 )
-from .poolstore import CLOSE, OPEN, POOL_EXISTS, POOLS_BY_ID, POOLS_OF_SCHEME_NEAR, RAISE_KEY_USED, RECORD_CHANGE, VERTICAL
+from .poolstore import CLOSE, POOLS_BY_ID, VERTICAL
 from .stepclient import StepClient, StepError
 from .store import PoolRec, _pool
 
@@ -298,11 +297,18 @@ class Changes:
         if raised not in tree or not tree.within(root, raised) or root == raised:
             raise bad_input(f"this node's region {root} is not strictly inside the raised region {raised}")
         kids = self.child_peers()
+        key = None if dry else str(msg["key"])
         async with step(self.pool, dry) as con:
-            await _lock(con, tree, scheme, root)
-            await check_not_reserved(con, scheme, root)
-            rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, root)
-            replaced, problems = plan_replaced(tree, rows, root, tree.by_code[raised].tier, eff)
+            # locks, checks and the record in three statements (changestore.RAISE_LOCKS): the same
+            # as the raise on one node's, and claim_key's
+            if not await cs.raise_locks(con, *_lock_keys(tree, scheme, root), key, False):
+                raise _overlapping(scheme, root)
+            part = await cs.raise_checks(con, scheme, root, key, change_id, None)
+            _refuse_held(part, scheme, root)
+            if part.key_used is not None:
+                raise conflict(f"idempotency key {key!r} was already used by another change ({part.key_used}) "
+                               "on this node")
+            replaced, problems = plan_replaced(tree, part.rows, root, tree.by_code[raised].tier, eff)
             if problems:
                 raise bad_input(f"node '{self.node.name}': " + "; ".join(problems), problems=problems)
             mine = [_pool_json(p, self.node.name) for p in replaced]
@@ -310,18 +316,16 @@ class Changes:
                 # A node without children holds every record its pools cover: it gives their
                 # figures at the month before, saving the coordinator a question per pool.
                 before = codes.add_months(eff, -1)
-                figures = await cs.pool_figures(con, replaced, scheme, before)
+                figures = await cs.pool_figures_one(con, replaced, scheme, before)
                 for p, j in zip(replaced, mine):
                     j["liveOpening"], j["balance"] = (str(x) for x in figures[p.id])
-            if not dry:
-                await cs.claim_key(con, str(msg["key"]), change_id)
+            if key is not None:
                 plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(codes.add_months(eff, -1)),
                         "successor": inp["successor"], "vertical": bool(inp.get("vertical")),
                         "replaced": [p.id for p in replaced], "pools": mine}
-                await cs.insert(con, change_id, RAISE, "participant", parent, str(msg["key"]), inp, plan,
-                                str(msg.get("caller", "")))
-                await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                await cs.reserve_pools(con, change_id, scheme, root)
+                await cs.record_part(con, change_id, RAISE, "participant", parent, key, inp, plan,
+                                     str(msg.get("caller", "")), [(k.name, k.region) for k in kids],
+                                     pools=(scheme, root))
         if not dry:
             self.in_flight.add(change_id)
         try:
@@ -384,8 +388,7 @@ class Changes:
         async with self.pool.acquire() as con, con.transaction():
             # Not flushed before the answer: lost in a crash, the part is PENDING again and
             # recovery asks the parent and applies it again (the decision is durable there).
-            await con.execute(ASYNC_COMMIT)
-            if await cs.decide(con, change_id, state, moves if state == "COMMITTED" else None) \
+            if await cs.decide(con, change_id, state, moves if state == "COMMITTED" else None, flushed=False) \
                     and state == "COMMITTED":
                 await self._apply(con, replace(row, plan={**row.plan, **(moves or {})}))
         await self._tell(change_id, state, moves=moves, kind=row.kind)
@@ -606,31 +609,33 @@ class Changes:
         prior = await cs.by_key(self.pool, inp.idempotency_key)
         if prior is not None and not inp.dry_run and prior.state != "ABORTED":
             return await self._replay(prior, inp)
-        async with self.pool.acquire() as con:
-            if not inp.dry_run and await con.fetchval(RAISE_KEY_USED, inp.idempotency_key):
-                raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
         msg_input = {"scheme": scheme, "region": region, "effectiveFrom": codes.month_str(eff),
                      "successor": new_id, "vertical": inp.vertical_management}
         change_id = uuid.uuid4().hex
         self.in_flight.add(change_id)
         decided = False
         try:
-            async with intent(self.pool, inp.dry_run) as con:
-                await _lock(con, tree, scheme, region)
-                await check_not_reserved(con, scheme, region)
-                rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, region)
-                local, problems = plan_replaced(tree, rows, region, tree.by_code[region].tier, eff)
+            key = None if inp.dry_run else inp.idempotency_key
+            # the intent's locks, checks and record in three statements (changestore.RAISE_LOCKS):
+            # the same checks as the raise on one node's, and claim_key's
+            async with intent(self.pool, inp.dry_run, set_async=False) as con:
+                if not await cs.raise_locks(con, *_lock_keys(tree, scheme, region), key, True):
+                    raise _overlapping(scheme, region)
+                part = await cs.raise_checks(con, scheme, region, key, None, new_id)
+                _refuse_held(part, scheme, region)
+                local, problems = plan_replaced(tree, part.rows, region, tree.by_code[region].tier, eff)
                 if problems:
                     raise bad_input("raisePoolingLevel refused, nothing changed: " + "; ".join(problems),
                                     problems=problems)
-                if await con.fetchval(POOL_EXISTS, new_id):
+                if part.pool_exists:
                     raise conflict(f"pool {new_id} already exists")
-                if not inp.dry_run:
-                    await cs.claim_key(con, inp.idempotency_key)
-                    await cs.insert(con, change_id, RAISE, "coordinator", None, inp.idempotency_key,
-                                    inp.to_json(), {"replaced": [p.id for p in local]}, caller)
-                    await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                    await cs.reserve_pools(con, change_id, scheme, region)
+                if key is not None:
+                    if part.key_used is not None:
+                        raise conflict(f"idempotency key {key!r} was already used by another change "
+                                       f"({part.key_used}) on this node")
+                    await cs.record_part(con, change_id, RAISE, "coordinator", None, key, inp.to_json(),
+                                         {"replaced": [p.id for p in local]}, caller,
+                                         [(k.name, k.region) for k in kids], pools=(scheme, region))
             msg = {"op": "prepare", "kind": RAISE, "change": change_id, "key": inp.idempotency_key,
                    "caller": caller, "input": msg_input, "dryRun": inp.dry_run}
             answers: list[tuple[Peer, dict[str, Any]]] = []
@@ -641,7 +646,22 @@ class Changes:
                 if a.get("ok") and not inp.dry_run:
                     crash_point(f"coordinator-after-reservation-{sum(1 for _, x in answers if x.get('ok'))}")
 
-            await asyncio.gather(*(prepare(k) for k in kids))
+            # Local pools over regions this node holds whole: their figures in one statement, as a
+            # participant without children gives its own, read while the children prepare; the
+            # others (spanning child nodes) add their children's flows through the caller's resolvers.
+            whole = [p for p in local if self.node.holds_whole(p.region_code)]
+
+            async def figures_here() -> dict[str, tuple[Decimal, Decimal]]:
+                if not whole:
+                    return {}
+                async with self.pool.acquire() as con:
+                    return await cs.pool_figures_one(con, whole, scheme, before)
+
+            here_task = asyncio.ensure_future(figures_here())
+            try:
+                await asyncio.gather(*(prepare(k) for k in kids))
+            finally:
+                here = await here_task
             refused = [(k, a) for k, a in answers if not a.get("ok")]
             if refused:
                 raise self._refused(refused)
@@ -650,12 +670,6 @@ class Changes:
                       for _, a in answers for p in a.get("pools", [])]
             reported = {p["id"]: (Decimal(p["liveOpening"]), Decimal(p["balance"]))
                         for _, a in answers for p in a.get("pools", []) if "balance" in p}
-            # Local pools over regions this node holds whole: their figures in two statements, as a
-            # participant without children gives its own; the others (spanning child nodes) add
-            # their children's flows through the caller's resolvers.
-            whole = [p for p in local if self.node.holds_whole(p.region_code)]
-            async with self.pool.acquire() as con:
-                here = await cs.pool_figures(con, whole, scheme, before)
             rest = [p for p in [*local, *remote] if p.id not in reported and p.id not in here]
             figures = {**reported, **here, **(await balances(rest, before) if rest else {})}
             transferred = sum((figures[p.id][1] for p in [*local, *remote]), Decimal("0.00"))
@@ -669,19 +683,19 @@ class Changes:
                               predecessor_recs=tuple([*closed_local, *closed_remote]))
                 return RaiseOutcome(new, [*closed_local, *closed_remote], transferred, True, False, None)
             result = {"pool": new_id, "closed": [p.id for p in [*local, *remote]], "transferred": str(transferred)}
+            opened = PoolRec(new_id, scheme, region, eff, None, transferred, None)
+            remote_json = [{"id": p.id, "node": p.held_by, "region": p.region_code,
+                            "openedFrom": p.opened_from.isoformat(), "openingBalance": str(p.opening_balance)}
+                           for p in remote]
             async with self.pool.acquire() as con, con.transaction():
-                if not await cs.decide(con, change_id, "COMMITTED", result):
+                # the decision and this node's part in one statement (changestore.DECIDE_RAISE)
+                if not await cs.decide_raise(con, change_id, result, opened, before, [p.id for p in local],
+                                             remote_json, inp.idempotency_key, inp.to_json(),
+                                             {**result, "change": change_id}, caller):
                     raise conflict(f"change {change_id} was aborted while it waited; nothing changed anywhere")
                 decided = True
-                await con.execute(OPEN, new_id, scheme, region, eff, transferred)
-                await con.execute(CLOSE, [p.id for p in local], before, new_id)
-                await cs.add_remote_predecessors(con, new_id, scheme, before, [
-                    {"id": p.id, "node": p.held_by, "region": p.region_code, "openedFrom": p.opened_from.isoformat(),
-                     "openingBalance": str(p.opening_balance)} for p in remote])
                 if inp.vertical_management:
                     await con.execute(VERTICAL, region, SCHEME_DEPARTMENT[scheme])
-                await con.execute(RECORD_CHANGE, inp.idempotency_key, json.dumps(inp.to_json()),
-                                  json.dumps({**result, "change": change_id}), caller)
             crash_point("coordinator-after-decision")
             self.tell_later(change_id, [k.name for k in kids])
             # The answer shows the new pool as decided (its opening balance is the amount moved);
@@ -730,6 +744,25 @@ class Changes:
                                                     held_by=r["node"])
         return RaiseOutcome(recs[result["pool"]], [recs[i] for i in result["closed"]],
                             Decimal(result["transferred"]), False, True, "COMMITTED")
+
+
+def _lock_keys(tree: Any, scheme: int, region: str) -> tuple[int, list[int]]:
+    """tiers.pooling._lock's keys: the region's (exclusive) and its ancestors' (shared)."""
+    return _lock_key(scheme, region), [_lock_key(scheme, a) for a in tree.by_code[region].ancestors]
+
+
+def _overlapping(scheme: int, region: str) -> TierfedError:
+    return conflict(f"another pooling change of {SCHEMES[scheme - 1]} on a subtree overlapping {region} "
+                    "is in progress; try again when it has finished")
+
+
+def _refuse_held(part: cs.RaisePart, scheme: int, region: str) -> None:
+    """tiers.pooling.check_not_reserved, on what changestore.RAISE_CHECKS read."""
+    held = part.held
+    if held is not None:
+        raise conflict(f"change {held['held_id']} ({held['held_kind']}, key {held['held_key']!r}) in progress "
+                       f"holds {SCHEMES[scheme - 1]} pools overlapping {region}; try again when it has finished",
+                       change=held["held_id"])
 
 
 def decided_moves(row: cs.ChangeRow) -> dict[str, Any] | None:

@@ -76,11 +76,13 @@ def what_moves(rows: list[tuple[int, Decimal, Decimal]]) -> list[dict[str, Any]]
     return out
 
 
-async def check_side(con: asyncpg.Connection, side: str, inp: dict[str, Any], node_name: str) -> dict[str, Any]:
-    """This node's checks of its side (held here, not by a child); the answer the coordinator needs."""
+async def check_side(con: asyncpg.Connection, side: str, inp: dict[str, Any], node_name: str,
+                     key: str | None = None) -> dict[str, Any]:
+    """This node's checks of its side (held here, not by a child); the answer the coordinator needs.
+    With ``key``, the same statement takes the key's lock (claim_key's first half)."""
     id_number, eff = inp["idNumber"], codes.month(inp["effectiveFrom"])
     region = inp["from"] if side == "out" else inp["to"]
-    c = await con.fetchrow(ts.CHECK_SIDE, region, id_number, side == "out", eff)
+    c = await con.fetchrow(ts.CHECK_SIDE, region, id_number, side == "out", eff, key)
     if c["raise_id"] is not None:
         raise conflict(f"raise {c['raise_id']} (key {c['raise_key']!r}) in progress covers region {region}; "
                        "try again when it has finished", change=c["raise_id"])
@@ -155,24 +157,25 @@ async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> d
     moving = dict(inp)
     try:
         async with step_transaction(ch.pool, dry) as con:
+            key = None if dry else str(msg["key"])
+            # the key's lock goes with the first check (claim_key's check with the record, below)
             if "out" in here:
-                answer = await check_side(con, "out", inp, node.name)
+                answer = await check_side(con, "out", inp, node.name, key)
                 moving.update(name=answer["name"], schemes=answer["schemes"])
             if "in" in here:
-                await check_side(con, "in", moving, node.name)
+                await check_side(con, "in", moving, node.name, None if "out" in here else key)
             if not here and not dry:
+                await cs.key_lock(con, key)
                 reserved = await cs.person_reserved(con, inp["idNumber"])
                 if reserved is not None:
                     raise conflict(f"change {reserved['id']} in progress holds this person")
-            if not dry:
-                await cs.claim_key(con, str(msg["key"]), change_id)
+            if key is not None:
                 plan = {**moving, "sides": here, "nested": not here}
                 if "out" in here or "out" not in sides:
                     plan["answer"] = answer
-                await cs.insert(con, change_id, TRANSFER, "participant", parent, str(msg["key"]), inp, plan,
-                                str(msg.get("caller", "")))
-                await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                await cs.reserve_person(con, change_id, inp["idNumber"])
+                await cs.claim_and_record(con, change_id, TRANSFER, "participant", parent, key, inp, plan,
+                                          str(msg.get("caller", "")), [(k.name, k.region) for k in kids],
+                                          person=inp["idNumber"], own=change_id)
     except asyncpg.UniqueViolationError:
         raise conflict("another change in progress holds this person or uses this idempotency key") from None
     if not kids:
@@ -281,17 +284,18 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
     local: dict[str, dict[str, Any]] = {}
     try:
         try:
-            async with intent(ch.pool, inp.dry_run) as con:
+            async with intent(ch.pool, inp.dry_run, set_async=False) as con:
+                key = None if inp.dry_run else inp.idempotency_key
+                # the key's lock and the unflushed commit in one statement, claim_key's check with the record
+                await cs.key_lock(con, key, async_commit=True)
                 if origin is None:
                     local["out"] = await check_side(con, "out", base, node.name)
                 if dest is None:
                     local["in"] = await check_side(con, "in", base, node.name)
-                if not inp.dry_run:
-                    await cs.claim_key(con, inp.idempotency_key)
-                    await cs.insert(con, change_id, TRANSFER, "coordinator", None, inp.idempotency_key,
-                                    inp.to_json(), {"from": frm}, caller)
-                    await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                    await cs.reserve_person(con, change_id, inp.id_number)
+                if key is not None:
+                    await cs.claim_and_record(con, change_id, TRANSFER, "coordinator", None, key, inp.to_json(),
+                                              {"from": frm}, caller, [(k.name, k.region) for k in kids],
+                                              person=inp.id_number)
         except asyncpg.UniqueViolationError:
             raise conflict("another change in progress holds this person or uses this idempotency key") from None
         msg = {"op": "prepare", "kind": TRANSFER, "change": change_id, "key": inp.idempotency_key,
