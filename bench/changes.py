@@ -153,7 +153,12 @@ class Topology:
             await self.central.stop()
         for p in self.procs:
             p.terminate()
-            p.wait(10)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:  # a loaded machine: not left running
+                p.kill()
+                p.wait(10)
 
 
 async def post(client: httpx.AsyncClient, port: int, query: str, variables: dict[str, Any], tok: str) -> dict[str, Any]:
