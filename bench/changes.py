@@ -11,7 +11,14 @@
 
 Province nodes run as ``tierfed serve`` processes; the coordinator (and the single
 node) run in this process so that their counters can be read. Everything runs on a
-private embedded PostgreSQL in a temporary directory.
+private embedded PostgreSQL in a temporary directory: one server holding every node's
+database (``--pg shared``, the default: one WAL, every node's flushed commits queue on
+it), or one server per node (``--pg per-node``: each node flushes its own WAL, as
+deployed nodes do; the single node's server is the central one's).
+
+``--rounds N`` measures each topology N times, each round on fresh copies of the loaded
+databases (the applied raise can be made once per database): the figures are the
+medians over the rounds.
 """
 
 from __future__ import annotations
@@ -146,7 +153,12 @@ class Topology:
             await self.central.stop()
         for p in self.procs:
             p.terminate()
-            p.wait(10)
+        for p in self.procs:
+            try:
+                p.wait(30)
+            except subprocess.TimeoutExpired:  # a loaded machine: not left running
+                p.kill()
+                p.wait(10)
 
 
 async def post(client: httpx.AsyncClient, port: int, query: str, variables: dict[str, Any], tok: str) -> dict[str, Any]:
@@ -213,36 +225,48 @@ async def transfers(port: int, tok: str, persons: list[str], to: str, clients: i
             "p99_ms": pct(lat, 0.99)}
 
 
-async def main(persons: int) -> None:
+async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[str, ...] = ()) -> None:
     import pgserver
 
     base = Path(tempfile.mkdtemp(prefix="tierfed-bench-changes-"))
-    srv = pgserver.get_server(base / "pg", cleanup_mode="delete")
-    admin = srv.get_uri("postgres")
+    names = ("central", *EIGHT)
+    if pg == "per-node":
+        servers = {n: pgserver.get_server(base / f"pg-{n}", cleanup_mode="delete") for n in names}
+    else:
+        one = pgserver.get_server(base / "pg", cleanup_mode="delete")
+        servers = {n: one for n in names}
+    admins = {n: servers[n].get_uri("postgres") for n in names}
 
-    async def create(name: str, template: str | None = None) -> str:
-        con = await asyncpg.connect(admin)
+    async def create(node: str, name: str, template: str | None = None) -> str:
+        con = await asyncpg.connect(admins[node])
         await con.execute(f'create database "{name}"' + (f' template "{template}"' if template else ""))
         await con.close()
-        return with_db(admin, name)
+        return with_db(admins[node], name)
 
-    tmpl = await create("tmpl")
-    con = await asyncpg.connect(tmpl)
-    await migrate(con)
-    tree = Tree(await load_tree(con))
-    await con.close()
+    tree: Tree | None = None
+    for n in names:
+        if n != "central" and servers[n] is servers["central"]:
+            continue
+        tmpl = await create(n, "tmpl")
+        con = await asyncpg.connect(tmpl)
+        await migrate(con)
+        tree = tree or Tree(await load_tree(con))
+        await con.close()
+    assert tree is not None
     keys = base / "keys"
     keys.mkdir()
     for n in ("central", *EIGHT):
         generate_key_pair(keys / f"{n}.key", keys / f"{n}.pub")
     tops = [Topology("single", ()), Topology("demo", DEMO), Topology("eight", EIGHT)]
+    # the single node is always measured: it is every other figure's baseline
+    tops = [t for t in tops if not only or t.name in only or t.name == "single"]
     t0 = time.monotonic()
     for t in tops:
         data = base / f"data-{t.name}"
         generate(tree, data, Options(persons=persons, first=date(2025, 1, 1), last=date(2025, 6, 1), seed=11),
                  split=t.owner(tree))
         for n in ("central", *t.provinces):
-            t.dbs[n] = await create(f"{t.name}_{n}", "tmpl")
+            t.dbs[n] = await create(n, f"{t.name}_{n}", "tmpl")
             cfg = parse(node_data(n, "000000" if n == "central" else n, 1, t.dbs[n], keys, None,
                                   [(p, p, 2 + i) for i, p in enumerate(t.provinces)] if n == "central" else []))
             rt = await open_runtime(cfg, t.dbs[n], check_children=False)
@@ -251,39 +275,67 @@ async def main(persons: int) -> None:
                 if f.exists():
                     await import_file(rt.pool, rt.node, kind, f, progress=False)
             await rt.close()
-    print(f"data: {persons} persons x 6 months, loaded into 3 topologies in {time.monotonic() - t0:.0f} s", flush=True)
+    print(f"data: {persons} persons x 6 months, loaded into 3 topologies in {time.monotonic() - t0:.0f} s "
+          f"(PostgreSQL: {pg}, {rounds} round(s))", flush=True)
     tok = Keys(AuthConfig(jwt_secret=SECRET)).sign("bench", "000000", ["VIEWER", "OPERATOR"], 3600)
-    results: dict[str, Any] = {"persons": persons, "nproc": os.cpu_count()}
-    for t in tops:
-        await t.start(keys, base)
-        results[t.name] = await raises(t, tok)
-        if t.name in ("single", "demo"):
-            con = await asyncpg.connect(t.dbs["440000" if t.provinces else "central"])
-            ids = [r[0] for r in await con.fetch(
-                "select id_number from person where region_code like '44%' order by id_number limit 600")]
-            await con.close()
-            assert t.central is not None
-            results[t.name]["transfers"] = await transfers(t.central.cfg.port, tok, ids, "510104")
-        await t.stop()
-    single = statistics.median(results["single"]["applied_ms"])
+    results: dict[str, Any] = {"persons": persons, "nproc": os.cpu_count(), "pg": pg, "rounds": rounds}
+    loaded = {t.name: dict(t.dbs) for t in tops}
+    for i in range(rounds):
+        for t in tops:
+            if rounds > 1:  # fresh copies of the loaded databases: the raise is made once per database
+                t.dbs = {n: await create(n, f"{t.name}_{n}_r{i}", f"{t.name}_{n}") for n in loaded[t.name]}
+            await t.start(keys, base)
+            got = await raises(t, tok)
+            if t.name in ("single", "demo"):
+                con = await asyncpg.connect(t.dbs["440000" if t.provinces else "central"])
+                ids = [r[0] for r in await con.fetch(
+                    "select id_number from person where region_code like '44%' order by id_number limit 600")]
+                await con.close()
+                assert t.central is not None
+                got["transfers"] = await transfers(t.central.cfg.port, tok, ids, "510104")
+            await t.stop()
+            t.procs = []
+            r = results.setdefault(t.name, {"applied_ms": [], "dry_ms": [], "pension_ms": [], "rounds": []})
+            r["rounds"].append(got)
+            r["applied_ms"] += got["applied_ms"]
+            r["pension_ms"].append(got["applied_ms"][0])
+            r["dry_ms"] += got["dry_ms"]
+            r["transferred"], r["closed"] = got["transferred"], got["closed"]
+            r["requests_per_child"] = got["requests_per_child"]
+            if "transfers" in got:
+                r.setdefault("transfer_rounds", []).append(got["transfers"])
+            print(f"round {i + 1}, {t.name}: applied {[round(x) for x in got['applied_ms']]} ms"
+                  + (f", transfers {got['transfers']['per_s']:.0f}/s p99 {got['transfers']['p99_ms']:.0f} ms"
+                     if "transfers" in got else ""), flush=True)
     for t in tops:
         r = results[t.name]
+        if "transfer_rounds" in r:
+            xs = r["transfer_rounds"]
+            r["transfers"] = {k: statistics.median(x[k] for x in xs) for k in ("per_s", "p50_ms", "p99_ms")}
+            r["transfers"].update(transfers=sum(x["transfers"] for x in xs), failed=sum(x["failed"] for x in xs))
+    single = statistics.median(results["single"]["applied_ms"])
+    single_pension = statistics.median(results["single"]["pension_ms"])
+    for t in tops:
+        r = results[t.name]
+        r["pension_median_ms"] = statistics.median(r["pension_ms"])
+        r["pension_ratio_to_single"] = r["pension_median_ms"] / single_pension
         r["applied_median_ms"] = statistics.median(r["applied_ms"])
         r["dry_median_ms"] = statistics.median(r["dry_ms"])
         r["ratio_to_single"] = r["applied_median_ms"] / single
         print(f"raise, {t.name:6} ({len(t.provinces)} province nodes): applied {r['applied_median_ms']:.0f} ms "
-              f"({r['ratio_to_single']:.2f}x one node), dry run {r['dry_median_ms']:.0f} ms, "
+              f"({r['ratio_to_single']:.2f}x one node; PENSION alone {r['pension_median_ms']:.0f} ms, "
+              f"{r['pension_ratio_to_single']:.2f}x), dry run {r['dry_median_ms']:.0f} ms, "
               f"closed {r['closed']} pools, requests per child {r['requests_per_child']}")
         if "transfers" in r:
             x = r["transfers"]
-            print(f"transfers on {t.name}: {x['per_s']:.0f}/s, p50 {x['p50_ms']:.0f} ms, p99 {x['p99_ms']:.0f} ms, "
-                  f"{x['transfers']} sent, {x['failed']} failed")
-    same = {results[t.name]["transferred"]["PENSION"] for t in tops}
+            print(f"transfers on {t.name} (median of rounds): {x['per_s']:.0f}/s, p50 {x['p50_ms']:.0f} ms, "
+                  f"p99 {x['p99_ms']:.0f} ms, {x['transfers']} sent, {x['failed']} failed")
+    same = {g["transferred"]["PENSION"] for t in tops for g in results[t.name]["rounds"]}
     print(f"the same transferred amount on every topology: {same}")
     assert len(same) == 1, "the raise moved different amounts on different topologies"
     out = Path(__file__).resolve().parent / "results"
     out.mkdir(exist_ok=True)
-    path = out / f"changes-{time.strftime('%Y%m%dT%H%M%S')}.json"
+    path = out / f"changes-{time.strftime('%Y%m%dT%H%M%S')}-{pg}.json"
     path.write_text(json.dumps(results, indent=1))
     print(f"written {path}")
 
@@ -291,4 +343,10 @@ async def main(persons: int) -> None:
 if __name__ == "__main__":
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--persons", type=int, default=20_000)
-    asyncio.run(main(ap.parse_args().persons))
+    ap.add_argument("--pg", choices=("shared", "per-node"), default="shared",
+                    help="one PostgreSQL server for every node's database, or one server per node")
+    ap.add_argument("--rounds", type=int, default=1, help="measure each topology this many times on fresh copies")
+    ap.add_argument("--only", action="append", choices=("demo", "eight"), default=[],
+                    help="measure only this topology (and the single node, the baseline); repeatable")
+    args = ap.parse_args()
+    asyncio.run(main(args.persons, args.pg, args.rounds, tuple(args.only)))

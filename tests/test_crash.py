@@ -215,6 +215,10 @@ POINTS = [
     ("coordinator-after-decision", "central", "raise", "COMMITTED"),
     ("coordinator-mid-commit", "central", "transfer", "COMMITTED"),
     ("participant-before-apply", "guangdong", "raise", "COMMITTED"),
+    # the destination prepares without what moves: it learns it from the commit step, or when it
+    # asks after a crash (the coordinator's, here before telling anyone; or its own before applying)
+    ("coordinator-after-decision", "central", "transfer", "COMMITTED"),
+    ("participant-before-apply", "sichuan", "transfer", "COMMITTED"),
 ]
 
 
@@ -240,11 +244,18 @@ async def test_every_crash_point(cluster: Cluster) -> None:
             waiting = await cl.post("central", "{ changes(state: COMMITTED, first: 1) { participants { node state } } }", {})
             assert waiting is not None
             parts = {p["node"]: p["state"] for p in waiting["data"]["changes"][0]["participants"]}
-            assert parts["guangdong"] == "PENDING", parts
+            assert parts[node] == "PENDING", parts
         change_id = await last_change(cl)
         await cl.restart(node)
         await cl.settled()
         await cl.agree(change_id, end)
+        if kind == "transfer" and end == "COMMITTED":
+            # both sides booked what the origin computed, the destination from the decision
+            out, in_ = [await cl.cons[n].fetchrow("select name, schemes::text from insurance_transfer where id = $1 "
+                                                  "and direction = $2", change_id, d)
+                        for n, d in (("guangdong", "out"), ("sichuan", "in"))]
+            assert out is not None and in_ is not None and tuple(out) == tuple(in_), (out, in_)
+            assert await cl.cons["sichuan"].fetchval("select name from person where id_number = $1", person) == out[0]
         await cl.conserved()
 
 

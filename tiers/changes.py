@@ -51,12 +51,11 @@ from .pooling import (
     SCHEME_DEPARTMENT,
     RaiseInput,
     RaiseOutcome,
-    _lock,
-    check_not_reserved,
+    _lock_key,
     plan_replaced,
     pool_id,
 )
-from .poolstore import CLOSE, OPEN, POOL_EXISTS, POOLS_BY_ID, POOLS_OF_SCHEME_NEAR, RAISE_KEY_USED, RECORD_CHANGE, VERTICAL
+from .poolstore import CLOSE, POOLS_BY_ID, VERTICAL
 from .stepclient import StepClient, StepError
 from .store import PoolRec, _pool
 
@@ -125,6 +124,7 @@ class Changes:
         # children have acknowledged it (for the crash point after the first).
         self._to_tell: dict[str, list[str]] = {}
         self._told_count: dict[str, int] = {}
+        self._moves: dict[str, dict[str, Any]] = {}  # what each queued transfer moves (its commit carries it)
         self.sent: dict[str, int] = {}
         self.sent_log: list[tuple[str, str]] | None = None  # set to a list to keep (node, step) of each step sent
         self.statements = StatementCounter()  # the SQL statements of change steps (tests count them)
@@ -250,17 +250,21 @@ class Changes:
             if op == "prepare":
                 return await self._prepare(msg, sender)
             if op in ("commit", "abort") and isinstance(msg.get("changes"), list):
+                moves = msg.get("moves") if isinstance(msg.get("moves"), dict) else {}
                 return await self._finish_many([str(c) for c in msg["changes"]],
-                                               "COMMITTED" if op == "commit" else "ABORTED")
+                                               "COMMITTED" if op == "commit" else "ABORTED", moves)
             if op == "commit":
-                return await self._finish(change_id, "COMMITTED")
+                return await self._finish(change_id, "COMMITTED", _moves_of(msg.get("moves")))
             if op == "abort":
                 return await self._finish(change_id, "ABORTED")
             if op == "locate":
                 return await transfers.locate_here_or_below(self, str(msg.get("idNumber", "")))
             if op == "status":
                 row = await cs.by_id(self.pool, change_id)
-                return {"ok": True, "state": row.state if row else "UNKNOWN"}
+                answer: dict[str, Any] = {"ok": True, "state": row.state if row else "UNKNOWN"}
+                if row is not None and row.state == "COMMITTED" and row.kind == TRANSFER:
+                    answer["moves"] = decided_moves(row)
+                return answer
         except TierfedError as e:
             return _refusal(e)
         return {"ok": False, "code": Code.BAD_USER_INPUT.value, "message": f"unknown step {op!r}"}
@@ -293,11 +297,18 @@ class Changes:
         if raised not in tree or not tree.within(root, raised) or root == raised:
             raise bad_input(f"this node's region {root} is not strictly inside the raised region {raised}")
         kids = self.child_peers()
+        key = None if dry else str(msg["key"])
         async with step(self.pool, dry) as con:
-            await _lock(con, tree, scheme, root)
-            await check_not_reserved(con, scheme, root)
-            rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, root)
-            replaced, problems = plan_replaced(tree, rows, root, tree.by_code[raised].tier, eff)
+            # locks, checks and the record in three statements (changestore.RAISE_LOCKS): the same
+            # as the raise on one node's, and claim_key's
+            if not await cs.raise_locks(con, *_lock_keys(tree, scheme, root), key, False):
+                raise _overlapping(scheme, root)
+            part = await cs.raise_checks(con, scheme, root, key, change_id, None)
+            _refuse_held(part, scheme, root)
+            if part.key_used is not None:
+                raise conflict(f"idempotency key {key!r} was already used by another change ({part.key_used}) "
+                               "on this node")
+            replaced, problems = plan_replaced(tree, part.rows, root, tree.by_code[raised].tier, eff)
             if problems:
                 raise bad_input(f"node '{self.node.name}': " + "; ".join(problems), problems=problems)
             mine = [_pool_json(p, self.node.name) for p in replaced]
@@ -305,18 +316,16 @@ class Changes:
                 # A node without children holds every record its pools cover: it gives their
                 # figures at the month before, saving the coordinator a question per pool.
                 before = codes.add_months(eff, -1)
-                figures = await cs.pool_figures(con, replaced, scheme, before)
+                figures = await cs.pool_figures_one(con, replaced, scheme, before)
                 for p, j in zip(replaced, mine):
                     j["liveOpening"], j["balance"] = (str(x) for x in figures[p.id])
-            if not dry:
-                await cs.claim_key(con, str(msg["key"]), change_id)
+            if key is not None:
                 plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(codes.add_months(eff, -1)),
                         "successor": inp["successor"], "vertical": bool(inp.get("vertical")),
                         "replaced": [p.id for p in replaced], "pools": mine}
-                await cs.insert(con, change_id, RAISE, "participant", parent, str(msg["key"]), inp, plan,
-                                str(msg.get("caller", "")))
-                await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                await cs.reserve_pools(con, change_id, scheme, root)
+                await cs.record_part(con, change_id, RAISE, "participant", parent, key, inp, plan,
+                                     str(msg.get("caller", "")), [(k.name, k.region) for k in kids],
+                                     pools=(scheme, root))
         if not dry:
             self.in_flight.add(change_id)
         try:
@@ -356,35 +365,47 @@ class Changes:
             return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": peer.name,
                     "message": f"node '{peer.name}' ({peer.region}) {e}"}
 
-    async def _finish(self, change_id: str, state: str) -> dict[str, Any]:
-        """Apply (COMMITTED) or release (ABORTED) this node's part, once, then tell its children."""
+    async def _finish(self, change_id: str, state: str, moves: dict[str, Any] | None = None) -> dict[str, Any]:
+        """Apply (COMMITTED) or release (ABORTED) this node's part, once, then tell its children.
+
+        ``moves``: what a transfer moves, carried by the decision (a destination prepares without
+        it); kept as this part's result, so that its own children are told it in turn."""
         row = await cs.by_id(self.pool, change_id)
         if row is None:
             # Never prepared here (an abort that overtook its prepare): nothing to undo.
             return {"ok": state == "ABORTED", "state": "UNKNOWN"}
         if row.state != "PENDING":
             return {"ok": row.state == state, "state": row.state}
+        if state == "COMMITTED" and row.kind == TRANSFER:
+            moves = transfers.moves(row.plan) or moves
+            if moves is None:
+                # A commit without what moves (sent by a node that does not carry it): not applied;
+                # this node asks its parent (status), whose answer carries it.
+                log.error("change %s: told commit without what the transfer moves; asking the parent", change_id)
+                return {"ok": False, "state": row.state}
         if state == "COMMITTED":
             crash_point("participant-before-apply")
         async with self.pool.acquire() as con, con.transaction():
             # Not flushed before the answer: lost in a crash, the part is PENDING again and
             # recovery asks the parent and applies it again (the decision is durable there).
-            await con.execute(ASYNC_COMMIT)
-            if await cs.decide(con, change_id, state) and state == "COMMITTED":
-                await self._apply(con, row)
-        await self._tell(change_id, state)
+            if await cs.decide(con, change_id, state, moves if state == "COMMITTED" else None, flushed=False) \
+                    and state == "COMMITTED":
+                await self._apply(con, replace(row, plan={**row.plan, **(moves or {})}))
+        await self._tell(change_id, state, moves=moves, kind=row.kind)
         if state == "COMMITTED":
             # Applied here: answered once every ancestor knows this node's new version (tiers.links).
             await self.rt.links.announce()
         return {"ok": True, "state": state}
 
-    async def _finish_many(self, change_ids: list[str], state: str) -> dict[str, Any]:
+    async def _finish_many(self, change_ids: list[str], state: str,
+                           moves: dict[str, Any] | None = None) -> dict[str, Any]:
         """Several decisions in one step (the coordinator tells them together): each applied or
         released as ``_finish`` does, in turn; the state each change has here afterwards."""
         states: dict[str, str | None] = {}
         for change_id in change_ids:
             try:
-                states[change_id] = (await self._finish(change_id, state))["state"]
+                states[change_id] = (await self._finish(change_id, state,
+                                                        _moves_of((moves or {}).get(change_id))))["state"]
             except TierfedError as e:
                 log.error("change %s: %s not applied here: %s", change_id, state, e.message)
                 states[change_id] = None
@@ -406,7 +427,8 @@ class Changes:
             await cs.decide(con, change_id, "ABORTED")
         await self._tell(change_id, "ABORTED")
 
-    def tell_later(self, change_id: str, nodes: list[str] | None = None) -> None:
+    def tell_later(self, change_id: str, nodes: list[str] | None = None,
+                   moves: dict[str, Any] | None = None) -> None:
         """After the decision the caller has its answer (COMMITTED): the children taking part
         (``nodes``, or as recorded) are told meanwhile, the decisions made meanwhile batched into
         one step per child; recovery tells any that this misses."""
@@ -416,6 +438,8 @@ class Changes:
             task.add_done_callback(self._telling.discard)
             return
         self._told_count[change_id] = 0
+        if moves is not None:
+            self._moves[change_id] = moves
         for node in nodes:
             queue = self._to_tell.setdefault(node, [])
             queue.append(change_id)
@@ -425,6 +449,7 @@ class Changes:
                 task.add_done_callback(self._telling.discard)
         if not nodes:
             self._told_count.pop(change_id, None)
+            self._moves.pop(change_id, None)
 
     async def _tell_recorded_later(self, change_id: str) -> None:
         parts = await cs.participants(self.pool, [change_id])
@@ -440,7 +465,11 @@ class Changes:
                 try:
                     if peer is None:
                         raise Unreachable("is no longer a configured child")
-                    a = await self.send(peer, {"op": "commit", "changes": batch})
+                    step: dict[str, Any] = {"op": "commit", "changes": batch}
+                    moves = {c: self._moves[c] for c in batch if c in self._moves}
+                    if moves:
+                        step["moves"] = moves
+                    a = await self.send(peer, step)
                 except Unreachable as e:
                     log.warning("changes %s: node '%s' not told commit: %s", ",".join(batch), node, e)
                     a = {}
@@ -464,23 +493,35 @@ class Changes:
                             crash_point("coordinator-mid-commit")
                     if not any(c in q for q in self._to_tell.values()):
                         self._told_count.pop(c, None)
+                        self._moves.pop(c, None)
         finally:
             # Emptied, or left on an error (recovery tells what is left): the next decision starts a sender.
             self._to_tell.pop(node, None)
             for c in queue:
                 self._told_count.pop(c, None)
+                self._moves.pop(c, None)
 
     async def settled(self) -> None:
         """Wait until the children of every decision made here have been told (tests, benchmarks)."""
         while self._telling:
             await asyncio.gather(*list(self._telling), return_exceptions=True)
 
-    async def _tell(self, change_id: str, state: str, crash_after_first: bool = False) -> list[str]:
-        """Send the decision to every child not yet told; the names of those that did not answer."""
+    async def _tell(self, change_id: str, state: str, crash_after_first: bool = False,
+                    moves: dict[str, Any] | None = None, kind: str | None = None) -> list[str]:
+        """Send the decision to every child not yet told; the names of those that did not answer.
+        A transfer's commit carries what it moves (``moves``, or as recorded here; ``kind`` when
+        the caller knows the change's)."""
         if not self.node.children:
             return []  # a node without children asked none to take part
         parts = [p for p in await cs.participants(self.pool, [change_id]) if p.state == "PENDING"]
         op = "commit" if state == "COMMITTED" else "abort"
+        extra: dict[str, Any] = {}
+        if parts and state == "COMMITTED":
+            if moves is None and kind in (None, TRANSFER):
+                row = await cs.by_id(self.pool, change_id)
+                moves = decided_moves(row) if row is not None and row.kind == TRANSFER else None
+            if moves is not None:
+                extra["moves"] = moves
         told = 0
         missing: list[str] = []
 
@@ -491,7 +532,7 @@ class Changes:
                 missing.append(p.node)
                 return
             try:
-                a = await self.send(peer, {"op": op, "change": change_id})
+                a = await self.send(peer, {"op": op, "change": change_id, **extra})
             except Unreachable as e:
                 log.warning("change %s: node '%s' not told %s: %s", change_id, p.node, op, e)
                 missing.append(p.node)
@@ -551,7 +592,8 @@ class Changes:
                 log.warning("change %s waits for a decision; parent '%s' %s", change_id, parent, e)
                 continue
             if a.get("state") in ("COMMITTED", "ABORTED", "UNKNOWN"):
-                await self._finish(change_id, "COMMITTED" if a["state"] == "COMMITTED" else "ABORTED")
+                await self._finish(change_id, "COMMITTED" if a["state"] == "COMMITTED" else "ABORTED",
+                                   _moves_of(a.get("moves")))
         for change_id, state, _node in await cs.untold(self.pool, age_s):
             await self._tell(change_id, state)
 
@@ -567,31 +609,33 @@ class Changes:
         prior = await cs.by_key(self.pool, inp.idempotency_key)
         if prior is not None and not inp.dry_run and prior.state != "ABORTED":
             return await self._replay(prior, inp)
-        async with self.pool.acquire() as con:
-            if not inp.dry_run and await con.fetchval(RAISE_KEY_USED, inp.idempotency_key):
-                raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
         msg_input = {"scheme": scheme, "region": region, "effectiveFrom": codes.month_str(eff),
                      "successor": new_id, "vertical": inp.vertical_management}
         change_id = uuid.uuid4().hex
         self.in_flight.add(change_id)
         decided = False
         try:
-            async with intent(self.pool, inp.dry_run) as con:
-                await _lock(con, tree, scheme, region)
-                await check_not_reserved(con, scheme, region)
-                rows = await con.fetch(POOLS_OF_SCHEME_NEAR, scheme, region)
-                local, problems = plan_replaced(tree, rows, region, tree.by_code[region].tier, eff)
+            key = None if inp.dry_run else inp.idempotency_key
+            # the intent's locks, checks and record in three statements (changestore.RAISE_LOCKS):
+            # the same checks as the raise on one node's, and claim_key's
+            async with intent(self.pool, inp.dry_run, set_async=False) as con:
+                if not await cs.raise_locks(con, *_lock_keys(tree, scheme, region), key, True):
+                    raise _overlapping(scheme, region)
+                part = await cs.raise_checks(con, scheme, region, key, None, new_id)
+                _refuse_held(part, scheme, region)
+                local, problems = plan_replaced(tree, part.rows, region, tree.by_code[region].tier, eff)
                 if problems:
                     raise bad_input("raisePoolingLevel refused, nothing changed: " + "; ".join(problems),
                                     problems=problems)
-                if await con.fetchval(POOL_EXISTS, new_id):
+                if part.pool_exists:
                     raise conflict(f"pool {new_id} already exists")
-                if not inp.dry_run:
-                    await cs.claim_key(con, inp.idempotency_key)
-                    await cs.insert(con, change_id, RAISE, "coordinator", None, inp.idempotency_key,
-                                    inp.to_json(), {"replaced": [p.id for p in local]}, caller)
-                    await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                    await cs.reserve_pools(con, change_id, scheme, region)
+                if key is not None:
+                    if part.key_used is not None:
+                        raise conflict(f"idempotency key {key!r} was already used by another change "
+                                       f"({part.key_used}) on this node")
+                    await cs.record_part(con, change_id, RAISE, "coordinator", None, key, inp.to_json(),
+                                         {"replaced": [p.id for p in local]}, caller,
+                                         [(k.name, k.region) for k in kids], pools=(scheme, region))
             msg = {"op": "prepare", "kind": RAISE, "change": change_id, "key": inp.idempotency_key,
                    "caller": caller, "input": msg_input, "dryRun": inp.dry_run}
             answers: list[tuple[Peer, dict[str, Any]]] = []
@@ -602,7 +646,22 @@ class Changes:
                 if a.get("ok") and not inp.dry_run:
                     crash_point(f"coordinator-after-reservation-{sum(1 for _, x in answers if x.get('ok'))}")
 
-            await asyncio.gather(*(prepare(k) for k in kids))
+            # Local pools over regions this node holds whole: their figures in one statement, as a
+            # participant without children gives its own, read while the children prepare; the
+            # others (spanning child nodes) add their children's flows through the caller's resolvers.
+            whole = [p for p in local if self.node.holds_whole(p.region_code)]
+
+            async def figures_here() -> dict[str, tuple[Decimal, Decimal]]:
+                if not whole:
+                    return {}
+                async with self.pool.acquire() as con:
+                    return await cs.pool_figures_one(con, whole, scheme, before)
+
+            here_task = asyncio.ensure_future(figures_here())
+            try:
+                await asyncio.gather(*(prepare(k) for k in kids))
+            finally:
+                here = await here_task
             refused = [(k, a) for k, a in answers if not a.get("ok")]
             if refused:
                 raise self._refused(refused)
@@ -611,12 +670,6 @@ class Changes:
                       for _, a in answers for p in a.get("pools", [])]
             reported = {p["id"]: (Decimal(p["liveOpening"]), Decimal(p["balance"]))
                         for _, a in answers for p in a.get("pools", []) if "balance" in p}
-            # Local pools over regions this node holds whole: their figures in two statements, as a
-            # participant without children gives its own; the others (spanning child nodes) add
-            # their children's flows through the caller's resolvers.
-            whole = [p for p in local if self.node.holds_whole(p.region_code)]
-            async with self.pool.acquire() as con:
-                here = await cs.pool_figures(con, whole, scheme, before)
             rest = [p for p in [*local, *remote] if p.id not in reported and p.id not in here]
             figures = {**reported, **here, **(await balances(rest, before) if rest else {})}
             transferred = sum((figures[p.id][1] for p in [*local, *remote]), Decimal("0.00"))
@@ -630,19 +683,19 @@ class Changes:
                               predecessor_recs=tuple([*closed_local, *closed_remote]))
                 return RaiseOutcome(new, [*closed_local, *closed_remote], transferred, True, False, None)
             result = {"pool": new_id, "closed": [p.id for p in [*local, *remote]], "transferred": str(transferred)}
+            opened = PoolRec(new_id, scheme, region, eff, None, transferred, None)
+            remote_json = [{"id": p.id, "node": p.held_by, "region": p.region_code,
+                            "openedFrom": p.opened_from.isoformat(), "openingBalance": str(p.opening_balance)}
+                           for p in remote]
             async with self.pool.acquire() as con, con.transaction():
-                if not await cs.decide(con, change_id, "COMMITTED", result):
+                # the decision and this node's part in one statement (changestore.DECIDE_RAISE)
+                if not await cs.decide_raise(con, change_id, result, opened, before, [p.id for p in local],
+                                             remote_json, inp.idempotency_key, inp.to_json(),
+                                             {**result, "change": change_id}, caller):
                     raise conflict(f"change {change_id} was aborted while it waited; nothing changed anywhere")
                 decided = True
-                await con.execute(OPEN, new_id, scheme, region, eff, transferred)
-                await con.execute(CLOSE, [p.id for p in local], before, new_id)
-                await cs.add_remote_predecessors(con, new_id, scheme, before, [
-                    {"id": p.id, "node": p.held_by, "region": p.region_code, "openedFrom": p.opened_from.isoformat(),
-                     "openingBalance": str(p.opening_balance)} for p in remote])
                 if inp.vertical_management:
                     await con.execute(VERTICAL, region, SCHEME_DEPARTMENT[scheme])
-                await con.execute(RECORD_CHANGE, inp.idempotency_key, json.dumps(inp.to_json()),
-                                  json.dumps({**result, "change": change_id}), caller)
             crash_point("coordinator-after-decision")
             self.tell_later(change_id, [k.name for k in kids])
             # The answer shows the new pool as decided (its opening balance is the amount moved);
@@ -691,6 +744,35 @@ class Changes:
                                                     held_by=r["node"])
         return RaiseOutcome(recs[result["pool"]], [recs[i] for i in result["closed"]],
                             Decimal(result["transferred"]), False, True, "COMMITTED")
+
+
+def _lock_keys(tree: Any, scheme: int, region: str) -> tuple[int, list[int]]:
+    """tiers.pooling._lock's keys: the region's (exclusive) and its ancestors' (shared)."""
+    return _lock_key(scheme, region), [_lock_key(scheme, a) for a in tree.by_code[region].ancestors]
+
+
+def _overlapping(scheme: int, region: str) -> TierfedError:
+    return conflict(f"another pooling change of {SCHEMES[scheme - 1]} on a subtree overlapping {region} "
+                    "is in progress; try again when it has finished")
+
+
+def _refuse_held(part: cs.RaisePart, scheme: int, region: str) -> None:
+    """tiers.pooling.check_not_reserved, on what changestore.RAISE_CHECKS read."""
+    held = part.held
+    if held is not None:
+        raise conflict(f"change {held['held_id']} ({held['held_kind']}, key {held['held_key']!r}) in progress "
+                       f"holds {SCHEMES[scheme - 1]} pools overlapping {region}; try again when it has finished",
+                       change=held["held_id"])
+
+
+def decided_moves(row: cs.ChangeRow) -> dict[str, Any] | None:
+    """What a decided transfer moves, as this node knows it: the coordinator's result, the
+    origin's plan, or a destination's result (the moves its parent told it with the decision)."""
+    return transfers.moves(row.plan) or transfers.moves(row.result)
+
+
+def _moves_of(x: Any) -> dict[str, Any] | None:
+    return transfers.moves(x) if isinstance(x, dict) else None
 
 
 def _pool_json(p: PoolRec, node: str) -> dict[str, Any]:

@@ -18,6 +18,7 @@ import asyncpg
 
 from tierfed.errors import conflict
 
+from .poolstore import POOLS_OF_SCHEME_NEAR
 from .store import POOL_OPENINGS, PoolRec
 from .vocabulary import fund_flow_sql
 
@@ -64,7 +65,11 @@ with d as (update change set state = $2, decided_at = now(), result = coalesce($
 select count(*) from d
 """
 
-PARTICIPANT_STATE = "update change_participant set state = $3 where change_id = $1 and node = $2"
+# Not flushed: the statement also sets the transaction's commit not to wait.
+PARTICIPANT_STATE = """
+with u as (update change_participant set state = $3 where change_id = $1 and node = $2)
+select set_config('synchronous_commit', 'off', true)
+"""
 
 PARTICIPANTS = "select change_id, node, region, state from change_participant where change_id = any($1::text[]) order by node"
 
@@ -232,25 +237,30 @@ async def reserve_person(con: asyncpg.Connection, change_id: str, id_number: str
     await con.execute(RESERVE_PERSON, change_id, id_number)
 
 
-async def decide(con: asyncpg.Connection, change_id: str, state: str, result: dict[str, Any] | None = None) -> bool:
-    """Move a PENDING change to ``state`` and release what it holds; False when it had already moved."""
-    return bool(await con.fetchval(DECIDE, change_id, state, json.dumps(result) if result is not None else None))
+async def decide(con: asyncpg.Connection, change_id: str, state: str, result: dict[str, Any] | None = None,
+                 flushed: bool = True) -> bool:
+    """Move a PENDING change to ``state`` and release what it holds; False when it had already moved.
+    ``flushed`` false: the transaction's commit does not wait for the flush (DECIDE_UNFLUSHED)."""
+    return bool(await con.fetchval(DECIDE if flushed else DECIDE_UNFLUSHED, change_id, state,
+                                   json.dumps(result) if result is not None else None))
 
 
 async def participant_state(pool: asyncpg.Pool, change_id: str, node: str, state: str) -> None:
     """A child's acknowledgement; not flushed before going on (lost, the child is told again)."""
     async with pool.acquire() as con, con.transaction():
-        await con.execute("set local synchronous_commit = off")
         await con.execute(PARTICIPANT_STATE, change_id, node, state)
 
 
-PARTICIPANTS_STATE = "update change_participant set state = $3 where change_id = any($1::text[]) and node = $2"
+# Not flushed: the statement also sets the transaction's commit not to wait.
+PARTICIPANTS_STATE = """
+with u as (update change_participant set state = $3 where change_id = any($1::text[]) and node = $2)
+select set_config('synchronous_commit', 'off', true)
+"""
 
 
 async def participants_state(pool: asyncpg.Pool, change_ids: list[str], node: str, state: str) -> None:
     """A child's acknowledgement of several decisions told in one step; not flushed either."""
     async with pool.acquire() as con, con.transaction():
-        await con.execute("set local synchronous_commit = off")
         await con.execute(PARTICIPANTS_STATE, change_ids, node, state)
 
 
@@ -349,3 +359,185 @@ async def waiting_by_node(pool: asyncpg.Pool) -> list[tuple[str, int, float]]:
 
 # A participant keeps what it reserved with its part of the change's plan.
 MERGE_PLAN = "update change set plan = plan || $2::jsonb where id = $1"
+
+
+# ---------------------------------------------------------------- a raise's part in few statements
+#
+# A raise's part of a change (the coordinator's intent, a participant's prepare) in three
+# statements rather than ten: every round trip between a node and its database is a wait
+# on a busy machine, and eight participants' prepares run at once.
+
+# The locks first, in a statement of their own (the checks that follow must see what the
+# transactions that held them committed): the scheme's region exclusively and its ancestors
+# shared (tiers.pooling._lock), the idempotency key's lock (KEY_LOCK; none when $3 is null, a
+# dry run), and with $4 the transaction's commit made without waiting for the flush (an intent).
+RAISE_LOCKS = """
+select (select pg_try_advisory_xact_lock($1))
+       and coalesce((select bool_and(ok) from (select pg_try_advisory_xact_lock_shared(k) as ok
+                                                from unnest($2::bigint[]) k) x), true) as locked,
+       (select count(*) from (select pg_advisory_xact_lock(7366046, hashtext($3)) where $3 is not null) k) as key_locks,
+       case when $4 then set_config('synchronous_commit', 'off', true) end as async_commit
+"""
+
+# Then every check and read in one: a change across nodes holding pools of the scheme
+# overlapping the region (OVERLAPPING), the key used by another change (KEY_USED; null
+# without a key), whether pool $5 exists, and the scheme's pools near the region
+# (POOLS_OF_SCHEME_NEAR: one row per pool; one row of nulls when there is none).
+RAISE_CHECKS = f"""
+select h.id as held_id, h.kind as held_kind, h.idempotency_key as held_key,
+       case when $3::text is not null then ({KEY_USED.strip().replace("$1", "$3").replace("$2", "$4")}) end as key_used,
+       exists (select 1 from pool where id = $5) as pool_exists,
+       n.*
+from (select 1) one
+left join lateral ({OVERLAPPING.strip().removesuffix("limit 1").strip()} limit 1) h on true
+left join lateral ({POOLS_OF_SCHEME_NEAR.strip()}) n on true
+order by n.region_code, n.opened_from
+"""
+
+# The part recorded: the change, the children it asks, and its reservation (of the scheme's
+# pools over a region, or of a person), in one statement.
+RECORD_PART = """
+with c as (insert into change (id, kind, role, parent_node, idempotency_key, input, plan, caller)
+           values ($1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8) returning id),
+     p as (insert into change_participant (change_id, node, region)
+           select c.id, n, r from c cross join unnest($9::text[], $10::text[]) as t (n, r)),
+     r as (insert into change_reservation (change_id, scheme, region_code, id_number)
+           select c.id, $11, $12, $13 from c where $11::smallint is not null or $13::text is not null)
+select count(*) from c
+"""
+
+# (live opening balance, flow up to $5) of pools whose records are all held here (pool_figures) in one.
+POOL_FIGURES = f"""
+select f.id, o.opening, f.flow
+from ({POOL_FLOWS.strip()}) f join ({POOL_OPENINGS.strip()}) o on o.root = f.id
+"""
+
+
+@dataclass(frozen=True)
+class RaisePart:
+    """What RAISE_CHECKS found."""
+
+    rows: list[asyncpg.Record]  # the scheme's pools near the region (POOLS_OF_SCHEME_NEAR's rows)
+    held: asyncpg.Record | None  # a change in progress holding overlapping pools (id, kind, key)
+    key_used: str | None
+    pool_exists: bool
+
+
+async def raise_locks(con: asyncpg.Connection, lock_key: int, shared_keys: list[int], key: str | None,
+                      async_commit: bool) -> bool:
+    """Take a raise's locks (see RAISE_LOCKS); False when another raise holds an overlapping subtree."""
+    return bool(await con.fetchval(RAISE_LOCKS, lock_key, shared_keys, key, async_commit))
+
+
+async def raise_checks(con: asyncpg.Connection, scheme: int, region: str, key: str | None, change_id: str | None,
+                       new_pool: str | None) -> RaisePart:
+    rows = await con.fetch(RAISE_CHECKS, scheme, region, key, change_id, new_pool)
+    first = rows[0]
+    held = first if first["held_id"] is not None else None
+    return RaisePart([r for r in rows if r["id"] is not None], held, first["key_used"], bool(first["pool_exists"]))
+
+
+async def record_part(con: asyncpg.Connection, change_id: str, kind: str, role: str, parent: str | None, key: str,
+                      inp: dict[str, Any], plan: dict[str, Any], caller: str, nodes: list[tuple[str, str]],
+                      pools: tuple[int, str] | None = None, person: str | None = None) -> None:
+    """insert, add_participants and reserve_pools (or reserve_person) in one statement."""
+    await con.execute(RECORD_PART, change_id, kind, role, parent, key, json.dumps(inp), json.dumps(plan), caller,
+                      [n for n, _ in nodes], [r for _, r in nodes], pools[0] if pools else None,
+                      pools[1] if pools else None, person)
+
+
+async def pool_figures_one(con: asyncpg.Connection, pools: list[Any], scheme: int,
+                           at: date) -> dict[str, tuple[Decimal, Decimal]]:
+    """pool_figures in one statement."""
+    if not pools:
+        return {}
+    rows = await con.fetch(POOL_FIGURES, [p.id for p in pools], [p.region_code for p in pools],
+                           [p.opened_from for p in pools], scheme, at)
+    return {r["id"]: (r["opening"], r["opening"] + r["flow"]) for r in rows}
+
+
+# A raise's decision at its coordinator in one statement: DECIDE, and only when the change was
+# still PENDING (recovery may have aborted it meanwhile), the coordinator's own part: the new
+# pool opened (poolstore.OPEN), its own pools closed (CLOSE), the pools held by children linked
+# as remote predecessors (INSERT_REMOTE_PREDECESSORS), and the pooling_change record
+# (RECORD_CHANGE). Foreign keys are checked at the statement's end, when the new pool exists.
+DECIDE_RAISE = """
+with d as (update change set state = 'COMMITTED', decided_at = now(), result = $2::jsonb
+           where id = $1 and state = 'PENDING' returning id),
+     released as (delete from change_reservation where change_id in (select id from d)),
+     opened as (insert into pool (id, scheme, region_code, opened_from, closed_after, opening_balance)
+                select $3, $4, $5, $6, null, $7 from d),
+     closed as (update pool set closed_after = $8, successor_id = $3
+                where id = any($9::text[]) and exists (select 1 from d)),
+     remote as (insert into pool_remote_predecessor (predecessor_id, successor_id, node, scheme, region_code,
+                                                      opened_from, closed_after, opening_balance)
+                select i, $3, n, $4, r, o, $8, b from d
+                cross join unnest($10::text[], $11::text[], $12::text[], $13::date[], $14::numeric[]) as t (i, n, r, o, b)),
+     recorded as (insert into pooling_change (idempotency_key, input, result, caller)
+                  select $15, $16::jsonb, $17::jsonb, $18 from d)
+select count(*) from d
+"""
+
+
+async def decide_raise(con: asyncpg.Connection, change_id: str, result: dict[str, Any], new: Any, before: date,
+                       closed: list[str], remote: list[dict[str, Any]], key: str, inp: dict[str, Any],
+                       record: dict[str, Any], caller: str) -> bool:
+    """The decision and the coordinator's part of a raise (DECIDE_RAISE); False when the change had
+    already moved (aborted meanwhile): nothing written then."""
+    return bool(await con.fetchval(
+        DECIDE_RAISE, change_id, json.dumps(result), new.id, new.scheme, new.region_code, new.opened_from,
+        new.opening_balance, before, closed, [p["id"] for p in remote], [p["node"] for p in remote],
+        [p["region"] for p in remote], [date.fromisoformat(p["openedFrom"]) for p in remote],
+        [Decimal(p["openingBalance"]) for p in remote], key, json.dumps(inp), json.dumps(record), caller))
+
+
+# ---------------------------------------------------------------- a transfer's part in few statements
+
+# The key's lock (KEY_LOCK; none when $1 is null) and, with $2, the transaction's commit made
+# without waiting for the flush (an intent): one statement before the checks.
+KEY_LOCK_ASYNC = """
+select (select count(*) from (select pg_advisory_xact_lock(7366046, hashtext($1)) where $1::text is not null) k),
+       case when $2 then set_config('synchronous_commit', 'off', true) end
+"""
+
+# claim_key's check (KEY_USED, after the key's lock taken by an earlier statement) and, when the
+# key is free, RECORD_PART: the change, its participants and its reservation, in one statement.
+# The other change using the key, or null.
+CLAIM_AND_RECORD = f"""
+with used as (select ({KEY_USED.strip().replace("$1", "$5").replace("$2", "$14")}) as u),
+     c as (insert into change (id, kind, role, parent_node, idempotency_key, input, plan, caller)
+           select $1, $2, $3, $4, $5, $6::jsonb, $7::jsonb, $8 from used where u is null returning id),
+     p as (insert into change_participant (change_id, node, region)
+           select c.id, n, r from c cross join unnest($9::text[], $10::text[]) as t (n, r)),
+     r as (insert into change_reservation (change_id, scheme, region_code, id_number)
+           select c.id, $11, $12, $13 from c where $11::smallint is not null or $13::text is not null)
+select u from used
+"""
+
+
+async def key_lock(con: asyncpg.Connection, key: str | None, async_commit: bool = False) -> None:
+    """KEY_LOCK_ASYNC: the key's lock (claim_key's first half), and an unflushed commit with ``async_commit``."""
+    await con.fetchval(KEY_LOCK_ASYNC, key, async_commit)
+
+
+async def claim_and_record(con: asyncpg.Connection, change_id: str, kind: str, role: str, parent: str | None,
+                           key: str, inp: dict[str, Any], plan: dict[str, Any], caller: str,
+                           nodes: list[tuple[str, str]], pools: tuple[int, str] | None = None,
+                           person: str | None = None, own: str | None = None) -> None:
+    """claim_key's check (its lock taken before, key_lock) and record_part in one statement: CONFLICT,
+    nothing recorded, when ``key`` is already used here by another change (``own`` excepted)."""
+    used = await con.fetchval(CLAIM_AND_RECORD, change_id, kind, role, parent, key, json.dumps(inp), json.dumps(plan),
+                              caller, [n for n, _ in nodes], [r for _, r in nodes], pools[0] if pools else None,
+                              pools[1] if pools else None, person, own)
+    if used is not None:
+        raise conflict(f"idempotency key {key!r} was already used by another change ({used}) on this node")
+
+
+# DECIDE for a part whose commit need not wait for the flush (a participant's applied or released
+# part, recovery's abort): one statement fewer than ASYNC_COMMIT then DECIDE.
+DECIDE_UNFLUSHED = """
+with d as (update change set state = $2, decided_at = now(), result = coalesce($3::jsonb, result)
+           where id = $1 and state = 'PENDING' returning id),
+     r as (delete from change_reservation where change_id in (select id from d))
+select count(*), set_config('synchronous_commit', 'off', true) from d
+"""

@@ -40,9 +40,11 @@ async def step(pool: asyncpg.Pool, dry_run: bool, flushed: bool = True) -> Async
 
 
 @asynccontextmanager
-async def intent(pool: asyncpg.Pool, dry_run: bool) -> AsyncIterator[asyncpg.Connection]:
-    """A connection in the intent's transaction; after it, the crash point of a recorded intent."""
-    async with step(pool, dry_run, flushed=False) as con:
+async def intent(pool: asyncpg.Pool, dry_run: bool, set_async: bool = True) -> AsyncIterator[asyncpg.Connection]:
+    """A connection in the intent's transaction; after it, the crash point of a recorded intent.
+    ``set_async`` false: the caller's first statement makes the commit not wait for the flush
+    (``set_config('synchronous_commit', 'off', true)``, saving a round trip)."""
+    async with step(pool, dry_run, flushed=not set_async) as con:
         yield con
     if not dry_run:
         crash_point("coordinator-after-intent")

@@ -76,11 +76,13 @@ def what_moves(rows: list[tuple[int, Decimal, Decimal]]) -> list[dict[str, Any]]
     return out
 
 
-async def check_side(con: asyncpg.Connection, side: str, inp: dict[str, Any], node_name: str) -> dict[str, Any]:
-    """This node's checks of its side (held here, not by a child); the answer the coordinator needs."""
+async def check_side(con: asyncpg.Connection, side: str, inp: dict[str, Any], node_name: str,
+                     key: str | None = None) -> dict[str, Any]:
+    """This node's checks of its side (held here, not by a child); the answer the coordinator needs.
+    With ``key``, the same statement takes the key's lock (claim_key's first half)."""
     id_number, eff = inp["idNumber"], codes.month(inp["effectiveFrom"])
     region = inp["from"] if side == "out" else inp["to"]
-    c = await con.fetchrow(ts.CHECK_SIDE, region, id_number, side == "out", eff)
+    c = await con.fetchrow(ts.CHECK_SIDE, region, id_number, side == "out", eff, key)
     if c["raise_id"] is not None:
         raise conflict(f"raise {c['raise_id']} (key {c['raise_key']!r}) in progress covers region {region}; "
                        "try again when it has finished", change=c["raise_id"])
@@ -155,24 +157,25 @@ async def prepare(ch: Changes, msg: dict[str, Any], parent: str, dry: bool) -> d
     moving = dict(inp)
     try:
         async with step_transaction(ch.pool, dry) as con:
+            key = None if dry else str(msg["key"])
+            # the key's lock goes with the first check (claim_key's check with the record, below)
             if "out" in here:
-                answer = await check_side(con, "out", inp, node.name)
+                answer = await check_side(con, "out", inp, node.name, key)
                 moving.update(name=answer["name"], schemes=answer["schemes"])
             if "in" in here:
-                await check_side(con, "in", moving, node.name)
+                await check_side(con, "in", moving, node.name, None if "out" in here else key)
             if not here and not dry:
+                await cs.key_lock(con, key)
                 reserved = await cs.person_reserved(con, inp["idNumber"])
                 if reserved is not None:
                     raise conflict(f"change {reserved['id']} in progress holds this person")
-            if not dry:
-                await cs.claim_key(con, str(msg["key"]), change_id)
+            if key is not None:
                 plan = {**moving, "sides": here, "nested": not here}
                 if "out" in here or "out" not in sides:
                     plan["answer"] = answer
-                await cs.insert(con, change_id, TRANSFER, "participant", parent, str(msg["key"]), inp, plan,
-                                str(msg.get("caller", "")))
-                await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                await cs.reserve_person(con, change_id, inp["idNumber"])
+                await cs.claim_and_record(con, change_id, TRANSFER, "participant", parent, key, inp, plan,
+                                          str(msg.get("caller", "")), [(k.name, k.region) for k in kids],
+                                          person=inp["idNumber"], own=change_id)
     except asyncpg.UniqueViolationError:
         raise conflict("another change in progress holds this person or uses this idempotency key") from None
     if not kids:
@@ -281,37 +284,50 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
     local: dict[str, dict[str, Any]] = {}
     try:
         try:
-            async with intent(ch.pool, inp.dry_run) as con:
+            async with intent(ch.pool, inp.dry_run, set_async=False) as con:
+                key = None if inp.dry_run else inp.idempotency_key
+                # the key's lock and the unflushed commit in one statement, claim_key's check with the record
+                await cs.key_lock(con, key, async_commit=True)
                 if origin is None:
                     local["out"] = await check_side(con, "out", base, node.name)
                 if dest is None:
                     local["in"] = await check_side(con, "in", base, node.name)
-                if not inp.dry_run:
-                    await cs.claim_key(con, inp.idempotency_key)
-                    await cs.insert(con, change_id, TRANSFER, "coordinator", None, inp.idempotency_key,
-                                    inp.to_json(), {"from": frm}, caller)
-                    await cs.add_participants(con, change_id, [(k.name, k.region) for k in kids])
-                    await cs.reserve_person(con, change_id, inp.id_number)
+                if key is not None:
+                    await cs.claim_and_record(con, change_id, TRANSFER, "coordinator", None, key, inp.to_json(),
+                                              {"from": frm}, caller, [(k.name, k.region) for k in kids],
+                                              person=inp.id_number)
         except asyncpg.UniqueViolationError:
             raise conflict("another change in progress holds this person or uses this idempotency key") from None
         msg = {"op": "prepare", "kind": TRANSFER, "change": change_id, "key": inp.idempotency_key,
                "caller": caller, "dryRun": inp.dry_run}
+        # The origin's and the destination's prepares go at once: the destination checks and
+        # reserves its side without knowing what moves (unless this node holds the origin and
+        # knows it already); what moves reaches it with the decision (``moves`` in the commit
+        # step, or in the answer to its ``status`` question), docs/CHANGES.md.
+        asks: list[tuple[Any, dict[str, Any]]] = []
         if origin is not None:
-            step = {**msg, "sides": ["out", "in"], "input": base} if both else {**msg, "side": "out", "input": base}
-            out = await ch._ask(ch.child_peer(origin.name), step)  # type: ignore[arg-type]
-            if not out.get("ok"):
-                raise ch._refused([(ch.child_peer(origin.name), out)])  # type: ignore[list-item]
-            if not inp.dry_run:
-                crash_point("coordinator-after-reservation-1")
-        else:
-            out = local["out"]
-        moving = {**base, "name": out["name"], "schemes": out["schemes"]}
+            asks.append((origin, {**msg, "sides": ["out", "in"], "input": base} if both
+                         else {**msg, "side": "out", "input": base}))
         if dest is not None and not both:
-            got = await ch._ask(ch.child_peer(dest.name), {**msg, "side": "in", "input": moving})  # type: ignore[arg-type]
-            if not got.get("ok"):
-                raise ch._refused([(ch.child_peer(dest.name), got)])  # type: ignore[list-item]
-            if not inp.dry_run:
-                crash_point(f"coordinator-after-reservation-{len(kids)}")
+            theirs = base if origin is not None else {**base, "name": local["out"]["name"],
+                                                       "schemes": local["out"]["schemes"]}
+            asks.append((dest, {**msg, "side": "in", "input": theirs}))
+        answers: list[dict[str, Any]] = []
+
+        async def prepare(kid: Any, step: dict[str, Any]) -> dict[str, Any]:
+            a = await ch._ask(ch.child_peer(kid.name), step)  # type: ignore[arg-type]
+            if a.get("ok"):
+                answers.append(a)
+                if not inp.dry_run:
+                    crash_point(f"coordinator-after-reservation-{len(answers)}")
+            return a
+
+        got = await asyncio.gather(*(prepare(k, s) for k, s in asks))
+        refused = [(ch.child_peer(k.name), a) for (k, _), a in zip(asks, got) if not a.get("ok")]
+        if refused:
+            raise ch._refused(refused)  # type: ignore[arg-type]
+        out = got[0] if origin is not None else local["out"]
+        moving = {**base, "name": out["name"], "schemes": out["schemes"]}
         if inp.dry_run:
             return TransferOutcome(_rec(change_id, moving, "PENDING"), False, True)
         async with ch.pool.acquire() as con, con.transaction():
@@ -321,7 +337,7 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
             for side in local:
                 await apply(con, change_id, {**moving, "side": side}, node.region)
         crash_point("coordinator-after-decision")
-        ch.tell_later(change_id, [k.name for k in kids])
+        ch.tell_later(change_id, [k.name for k in kids], moves(moving))
         return TransferOutcome(_rec(change_id, moving, "COMMITTED"), False, False)
     except BaseException:
         if not decided and not inp.dry_run:
@@ -329,6 +345,14 @@ async def transfer(ch: Changes, inp: TransferInput, caller: str) -> TransferOutc
         raise
     finally:
         ch.in_flight.discard(change_id)
+
+
+def moves(plan: dict[str, Any] | None) -> dict[str, Any] | None:
+    """What a decided transfer moves, as the commit step and the answer to ``status`` carry it
+    (the destination prepared without it); None when ``plan`` does not know it."""
+    if not plan or "schemes" not in plan or "name" not in plan:
+        return None
+    return {"name": plan["name"], "schemes": plan["schemes"]}
 
 
 def _rec(change_id: str, moving: dict[str, Any], state: str) -> ts.TransferRec:

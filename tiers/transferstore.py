@@ -22,6 +22,8 @@ select (select region_code from person where id_number = $1) as region_code,
 # $4 effectiveFrom): a raise in progress over the region, a change holding the person, the
 # person's latest transfer; at the origin also where the person is registered, their last
 # record and what they have before $4 per scheme (individual-account credits, sum of bases).
+# With an idempotency key $5, the key's lock too (changestore.KEY_LOCK: the checks do not
+# depend on it; the key's check comes in a later statement, which sees what its holder committed).
 CHECK_SIDE = """
 select h.id as raise_id, h.idempotency_key as raise_key, v.id as reserved_id, v.kind as reserved_kind,
        t.id as prev_id, t.effective_from as prev_from, p.name, p.region_code,
@@ -29,7 +31,7 @@ select h.id as raise_id, h.idempotency_key as raise_key, v.id as reserved_id, v.
                                               union all select max(month) from benefit where id_number = $2) x)
        end as last_month,
        f.schemes, f.accounts, f.bases
-from (select 1) one
+from (select count(*) from (select pg_advisory_xact_lock(7366046, hashtext($5)) where $5::text is not null) k) one
 left join lateral (
     select c.id, c.idempotency_key from change_reservation r join change c on c.id = r.change_id
     where c.kind = 'raisePoolingLevel' and r.region_code in (
