@@ -22,7 +22,6 @@ from typing import Any
 
 import httpx
 import pytest
-from tierfed.tiers import background
 from tierfed.tiers.identity import generate_key_pair
 from tierfed.tiers.tree import Tree
 
@@ -371,7 +370,7 @@ async def test_a_transfer_costs_a_fixed_number_of_steps_and_statements(fed: Fed)
     # Versions an earlier test moved are pushed up first, leaves first.
     for n in ("shenzhen", "guangdong", "sichuan", "central"):
         links = fed.nodes[n].runtime.links
-        await background.stop(links._task)
+        await links.pause()
         assert await links.announce() is None, n
     for rn in fed.nodes.values():
         rn.runtime.changes.statements.queries = []

@@ -207,6 +207,13 @@ class Links:
             self._task = background.every("tier-links", self.lease_s / 3 if self.lease_s > 0 else 30.0,
                                           self._round, first_at_once=True)
 
+    async def pause(self) -> None:
+        """Stop the background rounds (lease checks, a version no push followed) until ``start``:
+        pushes after commits go on. What a round reads and writes depends on the clock, so a
+        caller counting a change's statements pauses them."""
+        await background.stop(self._task)
+        self._task = None
+
     async def _round(self) -> None:
         if self.node.children and self.lease_s > 0:
             await self.check_children()
