@@ -44,15 +44,23 @@ def _flow(summary: Any, scheme: int) -> Decimal:
     return sum((f.fund_flow for (_, sc), f in summary.rows.items() if sc == scheme), Decimal("0.00"))
 
 
-async def _child_pool(info: Info, region: str, pool_id: str, as_of: date | None = None) -> dict[str, Any] | None:
+# The figures the internal call ``pool`` can compute beside the pool itself: each costs the
+# child summary loads (and, for a chain spanning nodes, calls of its own), so a caller names
+# the ones it reads (none: the pool alone). A call without ``want`` (an older node's) gets both.
+POOL_FIGURES = ("openingBalance", "predecessors")
+
+
+async def _child_pool(info: Info, region: str, pool_id: str, as_of: date | None = None,
+                      want: tuple[str, ...] = ()) -> dict[str, Any] | None:
     """A pool held by the child node whose subtree holds ``region``, as that child answers the
-    internal call ``pool`` (below): None while the operation is planned. The child checks the
-    caller's scope for the pool's region, as its ``Query.pool`` would."""
+    internal call ``pool`` (below), with the figures in ``want`` and its balance at ``as_of``
+    (when given): None while the operation is planned. The child checks the caller's scope for
+    the pool's region, as its ``Query.pool`` would."""
     c = ctx(info)
     owner = c.node.child_for(region)
     if owner is None:
         raise TierfedError(Code.TIER_UNAVAILABLE, f"pool {pool_id}'s region {region} is held by no child node")
-    arg: dict[str, Any] = {"id": pool_id}
+    arg: dict[str, Any] = {"id": pool_id, "want": list(want)}
     if as_of is not None:
         arg["asOf"] = codes.month_str(as_of)
     try:
@@ -62,9 +70,10 @@ async def _child_pool(info: Info, region: str, pool_id: str, as_of: date | None 
 
 
 async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
-    """The internal call ``pool``: a pool of this node's subtree by id, with its live opening
-    balance, its balance at ``asOf`` (when asked) and its predecessors; null for a pool that
-    does not exist. A pool held further down is asked of the child holding it in turn."""
+    """The internal call ``pool``: a pool of this node's subtree by id, with the figures named in
+    ``want`` (its live opening balance, its predecessors; both when the call has no ``want``) and its
+    balance at ``asOf`` (when asked); null for a pool that does not exist. A pool held further
+    down is asked of the child holding it in turn."""
     from . import pools
     from .permissions import call_region
 
@@ -76,7 +85,7 @@ async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict
         owner = c.node.child_for(region)
         if owner is None:
             rec: PoolRec | None = await c.loaders.pool.load(pid)
-        else:
+        else:  # the pool itself; its figures are asked of the child below as they are computed
             got = await _child_pool(info, region, pid)
             rec = None if got is None else PoolRec(pid, int(got["scheme"]), region, codes.month(got["openedFrom"]),
                                                    codes.month(got["closedAfter"]) if got["closedAfter"] else None,
@@ -85,21 +94,24 @@ async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict
             out.append(None)
             continue
         at = as_month(a["asOf"], "asOf") if a.get("asOf") is not None else None
+        if "want" in a and not (isinstance(a["want"], list) and set(a["want"]) <= set(POOL_FIGURES)):
+            raise bad_input(f"pool's want lists figures among {', '.join(POOL_FIGURES)}", argument="args")
+        want = set(a["want"]) if "want" in a else set(POOL_FIGURES)
         out.append({
             "scheme": rec.scheme, "openedFrom": codes.month_str(rec.opened_from),
             "closedAfter": codes.month_str(rec.closed_after) if rec.closed_after else None,
-            "openingBalance": str(await pools.opening_balance(rec, info)),
+            "openingBalance": str(await pools.opening_balance(rec, info)) if "openingBalance" in want else None,
             "balance": str(await pools.balance_at(rec, info, at)) if at is not None else None,
             "predecessors": [{"id": p.id, "region": p.region_code, "openedFrom": codes.month_str(p.opened_from),
                               "closedAfter": codes.month_str(p.closed_after) if p.closed_after else None}
-                             for p in await pools.predecessors(rec, info)],
+                             for p in await pools.predecessors(rec, info)] if "predecessors" in want else None,
         })
     return out
 
 
 async def remote_opening(info: Info, root: PoolRec) -> Decimal:
     """The live opening balance of a pool held by a child node, asked of that node."""
-    got = await _child_pool(info, root.region_code, root.id)
+    got = await _child_pool(info, root.region_code, root.id, want=("openingBalance",))
     return Decimal(got["openingBalance"]) if got else Decimal("0.00")
 
 
@@ -114,7 +126,7 @@ async def opening_beyond_node(info: Info, root: PoolRec) -> Decimal:
 
     async def part(m: cs.ChainMember) -> Decimal:
         if m.remote:
-            got = await _child_pool(info, m.region_code, m.id, m.closed_after)
+            got = await _child_pool(info, m.region_code, m.id, m.closed_after, want=())
             return Decimal(got["balance"]) if got else Decimal("0.00")
         kids = c.node.children_within(m.region_code)
         sums = await asyncio.gather(*(c.summary.load((ch.region, m.opened_from, m.closed_after, True)) for ch in kids))
@@ -128,7 +140,7 @@ async def child_pool_predecessors(info: Info, root: PoolRec) -> list[PoolRec]:
     token, so the child applies the caller's scope): each is held in the child's subtree, and
     its own figures and predecessors are asked of the child in turn."""
     c = ctx(info)
-    got = await _child_pool(info, root.region_code, root.id)
+    got = await _child_pool(info, root.region_code, root.id, want=("predecessors",))
     out = []
     for p in (got or {}).get("predecessors") or []:
         owner = c.node.child_for(p["region"])

@@ -146,6 +146,25 @@ async def test_province_pool_spanning_a_child_node_is_imported_and_adds_the_chil
     assert got == await fed.ask("central", q)
 
 
+async def test_the_internal_pool_call_computes_only_the_figures_asked(fed: Fed) -> None:
+    """A parent reading a pool chain across nodes asks the child for the figures it reads (``want``):
+    the others are not computed. A call without ``want`` (an older node's) gets them all."""
+    pid = "440000-PENSION-202401"
+    q = 'query($a: [JSON!]!) { _tierCall(kind: "pool", args: $a) }'
+    full = await fed.ask("guangdong", '{ pool(id: "%s") { openingBalance balance(asOf: "2025-06") } }' % pid)
+    assert "errors" not in full, full
+    got = await fed.ask("guangdong", q, {"a": [{"id": pid, "want": []}, {"id": pid, "want": ["openingBalance"]},
+                                              {"id": pid, "want": [], "asOf": "2025-06"}, {"id": pid}]})
+    assert "errors" not in got, got
+    alone, opening, balance, older = got["data"]["_tierCall"]
+    assert alone["openingBalance"] is None and alone["predecessors"] is None and alone["balance"] is None
+    assert opening["openingBalance"] == full["data"]["pool"]["openingBalance"] and opening["predecessors"] is None
+    assert balance["balance"] == full["data"]["pool"]["balance"] and balance["openingBalance"] is None
+    assert older["openingBalance"] == full["data"]["pool"]["openingBalance"] and older["predecessors"] == []
+    bad = await fed.ask("guangdong", q, {"a": [{"id": pid, "want": ["everything"]}]})
+    assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "want" in bad["errors"][0]["message"]
+
+
 async def test_dry_run_across_nodes_matches_one_node_and_changes_nothing(fed: Fed) -> None:
     before = await fed.pools()
     got = await fed.ask("central", RAISE, _raise_in(dryRun=True))
