@@ -135,9 +135,10 @@ async def _record(con: asyncpg.Connection, args: list[Any]) -> int | None:
         return None
 
 
-@dataclass(frozen=True)
+@dataclass
 class ImportRunRec:
-    """One import as the history (``imports``) shows it."""
+    """One import as the history (``imports``) shows it. Not frozen: the GraphQL type
+    (``schema/imports.ImportRun``) is this record with its descriptions, a subclass."""
 
     id: str
     kind: str
