@@ -387,8 +387,22 @@ async def case_dashboard(b: Bench) -> None:
 # ---------------------------------------------------------------- case 5: federation
 
 
-async def start_topology(b: Bench, ds: DataSet, **kw: Any) -> tuple[Server, list[Server], list[Any]]:
+async def start_single(b: Bench, name: str, cache_bytes: int) -> Server:
+    """One node over the whole national database, answers cached in ``cache_bytes`` (0: none)."""
+    spec = single_spec(b.data.single_url, name)
+    spec.cache_bytes = cache_bytes
+    s = await start_node(spec, 1)
+    b.servers.append(s)
+    return s
+
+
+async def start_topology(b: Bench, ds: DataSet, cache_bytes: int | None = None,
+                         **kw: Any) -> tuple[Server, list[Server], list[Any]]:
+    """Central and its province nodes, leaves first; ``cache_bytes`` for every node when given."""
     specs = fed_specs(ds.spec)
+    if cache_bytes is not None:
+        for sp in specs:
+            sp.cache_bytes = cache_bytes
     central, provs = specs[0], specs[1:]
     prov_servers = []
     for p in provs:

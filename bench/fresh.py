@@ -32,34 +32,15 @@ from .cases import (
     persons_of,
     ratio,
     rollup_request,
+    start_single,
+    start_topology,
     timed_request,
 )
-from .dataset import fed_specs, single_spec
 from .load import Conn, Op, check_graphql, gql, post
-from .servers import Server, start_memory, start_node, start_plain
+from .servers import start_memory, start_plain
 from .topology import NATION, SECRET
 
 CACHE_BYTES = 64 * 2**20
-
-
-async def _node(b: Bench, url: str, name: str, cache: bool) -> Server:
-    spec = single_spec(url, name)
-    spec.cache_bytes = CACHE_BYTES if cache else 0
-    s = await start_node(spec, 1)
-    b.servers.append(s)
-    return s
-
-
-async def _topology(b: Bench, cache: bool) -> Server:
-    specs = fed_specs(b.data.spec)
-    for s in specs:
-        s.cache_bytes = CACHE_BYTES if cache else 0
-    for p in specs[1:]:
-        b.servers.append(await start_node(p, 1))
-    c = await start_node(specs[0], 1)
-    b.servers.append(c)
-    return c
-
 
 
 async def case_fresh(b: Bench) -> None:
@@ -70,8 +51,8 @@ async def case_fresh(b: Bench) -> None:
 
     # --- the national rollup on one node
     raw = rollup_request(tok)
-    hot = await _node(b, ds.single_url, "fresh-hot", True)
-    cold = await _node(b, ds.single_url, "fresh-cold", False)
+    hot = await start_single(b, "fresh-hot", CACHE_BYTES)
+    cold = await start_single(b, "fresh-cold", 0)
     s_hot, d_hot = await timed_request(hot.port, raw, n, budget)
     s_cold, d_cold = await timed_request(cold.port, raw, n, budget)
     if d_hot != d_cold:
@@ -99,10 +80,10 @@ async def case_fresh(b: Bench) -> None:
                      "cold_vs_plain": ratio(s_cold, s_plain)}
 
     # --- federated, hot and cold, against the single node
-    fed_hot = await _topology(b, True)
+    fed_hot = (await start_topology(b, ds, CACHE_BYTES))[0]
     f_hot, fd = await timed_request(fed_hot.port, raw, b.n(300, 60), budget)
     b.stop_all()
-    fed_cold = await _topology(b, False)
+    fed_cold = (await start_topology(b, ds, 0))[0]
     f_cold, fd2 = await timed_request(fed_cold.port, raw, b.n(300, 60), budget)
     b.stop_all()
     if fd != d_hot or fd2 != d_hot:
@@ -117,7 +98,7 @@ async def case_fresh(b: Bench) -> None:
     clients, seconds = 16, b.n(30, 6)
     dash: dict[str, Any] = {}
     for label, cache in (("hot", True), ("cold", False)):
-        node = await _node(b, ds.single_url, f"fresh-dash-{label}", cache)
+        node = await start_single(b, f"fresh-dash-{label}", CACHE_BYTES if cache else 0)
         if cache:  # every question asked once before the timed run: the hot state
             for op in ops[:3]:
                 await timed_request(node.port, op.raw(random.Random(0)), 1, 5)

@@ -18,10 +18,8 @@ from typing import Any
 
 import asyncpg
 
-from .cases import FIRST, LAST, PROVINCE, Bench, Row, ms, ratio, timed_request
-from .dataset import fed_specs, single_spec
+from .cases import FIRST, LAST, PROVINCE, Bench, Row, ms, ratio, start_single, start_topology, timed_request
 from .load import Stats, gql, timed
-from .servers import Server, start_node
 
 RANKING = """query($first: Int!, $from: Month!, $to: Month!) { ranking(region: "000000", tier: COUNTY,
   period: {from: $from, to: $to}, scheme: PENSION, by: DEPENDENCY_RATIO, first: $first) {
@@ -81,25 +79,6 @@ async def _sql_stats(url: str, sql: str, args: tuple[Any, ...], n: int, budget: 
 
 
 
-async def _single(b: Bench) -> Server:
-    spec = single_spec(b.data.single_url, "funds-single")
-    spec.cache_bytes = 0
-    s = await start_node(spec, 1)
-    b.servers.append(s)
-    return s
-
-
-async def _federation(b: Bench) -> Server:
-    specs = fed_specs(b.data.spec)
-    for s in specs:
-        s.cache_bytes = 0
-    for p in specs[1:]:
-        b.servers.append(await start_node(p, 1))
-    c = await start_node(specs[0], 1)
-    b.servers.append(c)
-    return c
-
-
 async def case_funds(b: Bench) -> None:
     ds = b.data
     tok = b.token()
@@ -109,7 +88,7 @@ async def case_funds(b: Bench) -> None:
 
     # --- the national ranking of counties
     raw_q = gql(RANKING, {"first": first, "from": FIRST, "to": LAST}, tok)
-    single = await _single(b)
+    single = await start_single(b, "funds-single", 0)
     s_one, doc = await timed_request(single.port, raw_q, n, budget)
     s_sql, rows = await _sql_stats(ds.single_url, RAW_RANKING, (_month(FIRST), _month(LAST), first), n, budget)
     got = [(e["region"]["code"], e["value"]) for e in doc["data"]["ranking"]["entries"]]
@@ -129,7 +108,7 @@ async def case_funds(b: Bench) -> None:
     b.stop_all()
 
     # --- the ranking federated
-    central = await _federation(b)
+    central = (await start_topology(b, b.data, 0))[0]
     f_one, fdoc = await timed_request(central.port, raw_q, b.n(200, 30), budget)
     b.stop_all()
     if fdoc["data"]["ranking"] != doc["data"]["ranking"]:
