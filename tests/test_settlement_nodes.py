@@ -18,7 +18,7 @@ from tierfed.tiers.tree import Tree
 
 from tests.conftest import load_dataset, token
 from tests.nodes import RunningNode, free_port, start_node
-from tests.test_changes import NATIONAL_OP, NODES, configs, make_keys, owner_of
+from tests.test_changes import NATIONAL_OP, NODES, RAISE, SC_OP, configs, make_keys, owner_of
 from tests.test_fund_accounts import Flow, flows_csv
 from tierfed.config import Limits
 from tierfed.generator import Options, generate
@@ -142,6 +142,21 @@ async def test_a_province_node_down_refuses_the_whole_settlement(fed: Fed) -> No
         assert body["data"] is None
     finally:
         fed.nodes["sichuan"] = await start_node(sichuan.cfg, fed.dbs["sichuan"], sichuan.port)
+    await nothing_booked(fed, before)
+
+
+async def test_a_key_a_participant_used_for_another_change_refuses_the_settlement(fed: Fed) -> None:
+    """Idempotency keys hold across kinds and nodes: Sichuan raised MEDICAL under a key the
+    centre has never seen; a settlement under that key is refused by Sichuan's prepare, and
+    nothing is booked anywhere."""
+    raised = await fed.ask(RAISE, {"in": {"scheme": "MEDICAL", "region": "510000", "effectiveFrom": "2025-04",
+                                          "idempotencyKey": "sc-medical-2025"}}, tok=SC_OP, node="sichuan")
+    assert "errors" not in raised, raised
+    before = await fed.flows()
+    body = await fed.ask(SETTLE, settle_in(idempotencyKey="sc-medical-2025"))
+    err = body["errors"][0]
+    assert err["extensions"]["code"] == "CONFLICT", err
+    assert "sc-medical-2025" in err["message"] and "sichuan" in err["message"], err
     await nothing_booked(fed, before)
 
 

@@ -719,7 +719,9 @@ class Changes:
         code = Code.TIER_UNAVAILABLE if Code.TIER_UNAVAILABLE.value in codes_ else \
             Code(codes_[0]) if codes_[0] in {c.value for c in Code} else Code.BAD_USER_INPUT
         nodes = [a.get("node") or k.name for k, a in refused]
-        text = "; ".join(str(a.get("message")) for _, a in refused)
+        # each refusal says which node refused (a participant's own words say "this node")
+        said = [str(a.get("message")) for _, a in refused]
+        text = "; ".join(m if m.startswith(f"node '{n}'") else f"node '{n}': {m}" for n, m in zip(nodes, said))
         return TierfedError(code, f"change refused, nothing changed on any node: {text}", nodes=nodes)
 
     async def _abort_quietly(self, change_id: str) -> None:

@@ -128,6 +128,8 @@ async def prepare(ch: Any, msg: dict[str, Any], parent: str, dry: bool) -> dict[
         mine = await check(con, node, bookings, month)
         answer = {"ok": True, "pools": {b.region: b.pool for b in mine}}
         if not dry:
+            # keys hold across kinds and nodes: one a raise or a transfer used here refuses the settlement
+            await cs.claim_key(con, str(msg["key"]), change_id)
             plan = {"month": codes.month_str(month), "bookings": [b.to_json() for b in mine], "answer": answer}
             await cs.insert(con, change_id, SETTLE, "participant", parent, str(msg["key"]), inp, plan,
                             str(msg.get("caller", "")))
