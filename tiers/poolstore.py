@@ -84,29 +84,34 @@ order by category
 """
 
 
-_COLUMNS = ", ".join(c.lower() for c in BOOKED)
-
-
-_SUMS = ", ".join(f"coalesce(sum(f.amount) filter (where f.category = '{c}'), 0)" for c in BOOKED)
-
-
+# The summary's columns of the categories booked as fund flows, in BOOKED order; their sums
+# over a set of flows ``f`` (columns category, amount); and an upsert adding them up.
+BOOKED_COLUMNS = ", ".join(c.lower() for c in BOOKED)
+BOOKED_SUMS = ", ".join(f"coalesce(sum(f.amount) filter (where f.category = '{c}'), 0)" for c in BOOKED)
 _ADD = ", ".join(f"{c} = summary.{c} + excluded.{c}" for c in (x.lower() for x in BOOKED))
 
 
-# The flows and their summaries in one statement, for each pool's region and every ancestor
-# up to the node's root ($1), as the fund_flows import books them.
-BOOK = f"""
+def book_flows(rows: str) -> str:
+    """One statement inserting the fund flows that ``rows`` selects (pool_id, month, category,
+    scheme, region_code, amount) and adding them to the summaries of each pool's region and
+    every ancestor up to the node's root ($1). The settlement books with it, and so does the
+    fund_flows import: one way to book a flow."""
+    return f"""
 with f as (
     insert into fund_flow (pool_id, month, category, scheme, region_code, amount)
-    select p.id, $2::date, k.category, p.scheme, p.region_code, k.amount
-    from unnest($3::text[], $4::text[], $5::numeric[]) as k (pool_id, category, amount)
-    join pool p on p.id = k.pool_id
+    {rows}
     returning pool_id, month, category, scheme, amount)
-insert into summary (region_code, month, scheme, {_COLUMNS})
-select rc.ancestor, f.month, f.scheme, {_SUMS}
+insert into summary (region_code, month, scheme, {BOOKED_COLUMNS})
+select rc.ancestor, f.month, f.scheme, {BOOKED_SUMS}
 from f join pool p on p.id = f.pool_id
 join region_closure rc on rc.descendant = p.region_code
 join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
 group by 1, 2, 3
 on conflict (region_code, month, scheme) do update set {_ADD}
 """
+
+
+# The settlement's flows ($2: the month; $3, $4, $5: pools, categories, amounts).
+BOOK = book_flows("""select p.id, $2::date, k.category, p.scheme, p.region_code, k.amount
+    from unnest($3::text[], $4::text[], $5::numeric[]) as k (pool_id, category, amount)
+    join pool p on p.id = k.pool_id""")

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from datetime import date
 
 from tierfed.tiers.figures import BOOKED
+from tierfed.tiers.poolstore import BOOKED_COLUMNS, BOOKED_SUMS, book_flows
 from tierfed.tiers.transferstore import RESUMMARISE_TRANSFERS
 from tierfed.tiers.vocabulary import SCHEMES, TIER_NAMES, pool_id_sql, sql_names
 
@@ -135,36 +136,20 @@ CHECKS: dict[str, tuple[str, ...]] = {
     ),
 }
 
-# Per category, the sums of a set of fund flows ``f`` (columns month, scheme, category, amount), in BOOKED order.
-_BOOKED_COLUMNS = ", ".join(c.lower() for c in BOOKED)
-_BOOKED_SUMS = ", ".join(f"coalesce(sum(f.amount) filter (where f.category = '{c}'), 0)" for c in BOOKED)
-_BOOKED_ADD = ", ".join(f"{c} = summary.{c} + excluded.{c}" for c in (x.lower() for x in BOOKED))
 _BOOKED_SET = ", ".join(f"{c} = excluded.{c}" for c in (x.lower() for x in BOOKED))
 
-# Statements that take the node's root region ($1): the flows and their summaries in one
-# statement, for the pool's region and every ancestor up to the root (only the new rows).
+# The flows and their summaries in one statement (``poolstore.book_flows``: $1 the node's root),
+# only the rows not stored yet.
 APPLY_AT_ROOT: dict[str, tuple[str, ...]] = {
-    "fund_flows": (
-        f"""with f as (
-               insert into fund_flow (pool_id, month, category, scheme, region_code, amount)
-               select fp.pool_id, s.month, s.category, s.scheme, s.region_code, s.amount
+    "fund_flows": (book_flows(f"""select fp.pool_id, s.month, s.category, s.scheme, s.region_code, s.amount
                from staging s join ({_FLOW_POOLS}) fp using (line)
-               where not exists (select 1 from fund_flow x where {_STORED_IN_POOL})
-               returning pool_id, month, category, scheme, amount)
-           insert into summary (region_code, month, scheme, {_BOOKED_COLUMNS})
-           select rc.ancestor, f.month, f.scheme, {_BOOKED_SUMS}
-           from f join pool p on p.id = f.pool_id
-           join region_closure rc on rc.descendant = p.region_code
-           join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-           group by 1, 2, 3
-           on conflict (region_code, month, scheme) do update set {_BOOKED_ADD}""",
-    ),
+               where not exists (select 1 from fund_flow x where {_STORED_IN_POOL})"""),),
 }
 
 # After regions moved: the fund flows' summaries again, from the stored flows ($1: the root).
 RESUMMARISE_FUND_FLOWS = f"""
-insert into summary (region_code, month, scheme, {_BOOKED_COLUMNS})
-select rc.ancestor, f.month, f.scheme, {_BOOKED_SUMS}
+insert into summary (region_code, month, scheme, {BOOKED_COLUMNS})
+select rc.ancestor, f.month, f.scheme, {BOOKED_SUMS}
 from fund_flow f join pool p on p.id = f.pool_id
 join region_closure rc on rc.descendant = p.region_code
 join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
