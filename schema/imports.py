@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import strawberry
 from strawberry.types import Info
-from tierfed.imports import ImportRunRec
 from tierfed.resolvers import imports as ri
+
+from tierfed.imports import ImportRunRec
 
 
 @strawberry.type(description="One import of a file on this node, through the CLI or HTTP, whatever its outcome.")
