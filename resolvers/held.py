@@ -103,3 +103,7 @@ HELD: dict[str, Held] = {
     "TransferredScheme.toPool": Held(moved_region("to_region"), on_region=True, as_region_field=pool_of_moved,
                                        refused_as_null=True),
 }
+
+# A gateway's _entities: the entity types whose references a child may hold, each with the held
+# root field that finds one and its key (a pool is Query.pool's answer, wherever it is held).
+ENTITIES: dict[str, tuple[str, str]] = {"Pool": ("Query.pool", "id")}

@@ -165,6 +165,32 @@ async def test_the_internal_pool_call_computes_only_the_figures_asked(fed: Fed) 
     assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "want" in bad["errors"][0]["message"]
 
 
+ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) { __typename ...P
+  ... on Region { code name } } }
+fragment P on Pool { id level openingBalance balance(asOf: "2025-06") region { code } predecessors { id } }"""
+
+
+async def test_a_gateways_pool_references_are_answered_by_the_node_holding_them(fed: Fed) -> None:
+    """``_entities`` at central for pools held on Guangdong, on Shenzhen under it, and at central:
+    the answer of one node holding everything, in the representations' order; out of the
+    caller's scope, FORBIDDEN at that entity's index as on one node."""
+    reps = [{"__typename": "Pool", "id": "440000-PENSION-202401"}, {"__typename": "Region", "code": "440300"},
+            {"__typename": "Pool", "id": "440300-MEDICAL-202401"}, {"__typename": "Pool", "id": "110000-PENSION-202401"}]
+    got = await fed.ask("central", ENTITIES, {"r": reps})
+    assert "errors" not in got, got
+    want = await fed.single.post(ENTITIES, {"r": reps}, NATIONAL_OP)
+    assert "errors" not in want, want
+    assert got["data"] == want["data"]
+    assert [e["__typename"] for e in got["data"]["_entities"]] == ["Pool", "Region", "Pool", "Pool"]
+    assert got["data"]["_entities"][2]["id"] == "440300-MEDICAL-202401"
+    scoped = await fed.ask("central", ENTITIES, {"r": reps}, SC_OP)
+    alone = await fed.single.post(ENTITIES, {"r": reps}, SC_OP)
+    assert scoped["data"] == alone["data"]
+    assert [(e["path"], e["extensions"]["code"]) for e in scoped["errors"]] == \
+        [(e["path"], e["extensions"]["code"]) for e in alone["errors"]] == \
+        [(["_entities", i], "FORBIDDEN") for i in (0, 2, 3)]
+
+
 async def test_dry_run_across_nodes_matches_one_node_and_changes_nothing(fed: Fed) -> None:
     before = await fed.pools()
     got = await fed.ask("central", RAISE, _raise_in(dryRun=True))

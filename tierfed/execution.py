@@ -32,7 +32,7 @@ from .auth import Access, Caller
 from .errors import Code, TierfedError, database_down, database_unavailable
 from .resolvers import permissions
 from .resolvers.context import Context, Loaders, SummaryLoader
-from .resolvers.held import DEFERRED, HELD
+from .resolvers.held import DEFERRED, ENTITIES, HELD
 from .runtime import Runtime
 from .schema.root import schema
 from .telemetry import current_span, span
@@ -147,7 +147,7 @@ def _prepare(rt: Runtime, query: str, operation_name: str | None, variables: dic
     return Prepared(doc, op, defs, label)
 
 
-layer.install(GRAPHQL_SCHEMA, HELD, DEFERRED)
+layer.install(GRAPHQL_SCHEMA, HELD, DEFERRED, ENTITIES)
 permissions.install(GRAPHQL_SCHEMA)  # outermost: a field is checked before it is forwarded or resolved
 
 

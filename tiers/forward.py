@@ -117,5 +117,28 @@ def field_piece_as(info: GraphQLResolveInfo, type_name: str, name: str, args: di
     return print_ast(node).replace("\n", " "), used
 
 
+def entity_piece(info: GraphQLResolveInfo, type_name: str, name: str, args: dict[str, Any]) -> tuple[str, set[str]]:
+    """A gateway's ``_entities`` selection for one entity of ``type_name``, asked as the root
+    field ``name`` with the values ``args`` (the field that finds such an entity by its key):
+    the fragments on that type (or on no type, or on the entities' union) and the fields beside
+    them, fragments inlined; and the variables it uses."""
+    query = info.schema.query_type
+    assert query is not None
+    fdef = query.fields[name]
+    arguments = tuple(ArgumentNode(name=NameNode(value=k), value=_literal(v, fdef.args[k].type))
+                      for k, v in args.items())
+    kept: list[SelectionNode] = []
+    for s in (_merged_selection(info) or SelectionSetNode(selections=())).selections:
+        if isinstance(s, InlineFragmentNode) and s.type_condition is not None \
+                and s.type_condition.name.value not in (type_name, get_named_type(info.return_type).name):
+            continue  # another type's fragment: not this entity's
+        kept.append(s)
+    node = FieldNode(name=NameNode(value=name), arguments=arguments, directives=(),
+                     selection_set=SelectionSetNode(selections=tuple(kept)))
+    used: set[str] = set()
+    _variables(node, used)
+    return print_ast(node).replace("\n", " "), used
+
+
 def variable_definitions(info: GraphQLResolveInfo) -> dict[str, str]:
     return {d.variable.name.value: print_ast(d) for d in (info.operation.variable_definitions or ())}

@@ -36,7 +36,7 @@ from graphql import (
 
 from tierfed.errors import Code, TierfedError
 
-from .forward import field_piece, field_piece_as
+from .forward import entity_piece, field_piece, field_piece_as
 from .remote import Forwarded, Piece, wrap
 
 
@@ -74,11 +74,20 @@ class Held:
 Load = Callable[[Any, Any], Awaitable[Any]]  # (parent, info): graphql-core's info, or strawberry's around it
 
 
-def install(schema: GraphQLSchema, held: Mapping[str, Held], deferred: Mapping[str, Load] | None = None) -> None:
+def install(schema: GraphQLSchema, held: Mapping[str, Held], deferred: Mapping[str, Load] | None = None,
+            entities: Mapping[str, tuple[str, str]] | None = None) -> None:
     """Wrap the held fields and the fields of every type a child's answer can fill, once; and
     the ``deferred`` fields: figures computed from what they load (``deferred[field]``), which
     never ask a child otherwise. The planning pass only loads (so that what comes from children
-    is asked for) and computes nothing; the operation then runs a second time."""
+    is asked for) and computes nothing; the operation then runs a second time.
+
+    ``entities`` routes a gateway's ``_entities``: a reference to an entity of a type listed
+    there (type name: the held root field that finds it, and its key) is that field's
+    answer, asked of the child holding it when a child does (``_held_entities``)."""
+    query = schema.query_type
+    if entities and query is not None and "_entities" in query.fields:
+        fdef = query.fields["_entities"]
+        fdef.resolve = _held_entities(fdef.resolve or default_field_resolver, held, entities)
     for coordinate, load in (deferred or {}).items():
         fdef = _field(schema, coordinate)
         fdef.resolve = _deferred(fdef.resolve or default_field_resolver, load, _is_list(fdef.type))
@@ -92,7 +101,7 @@ def install(schema: GraphQLSchema, held: Mapping[str, Held], deferred: Mapping[s
         for fdef in gtype.fields.values():
             fdef.resolve = _reading(fdef.resolve or default_field_resolver, is_leaf_type(get_named_type(fdef.type)))
         if gtype.is_type_of is not None:
-            gtype.is_type_of = _forwarded_or(gtype.is_type_of)
+            gtype.is_type_of = _forwarded_or(gtype.name, gtype.is_type_of)
 
 
 def _reachable(schema: GraphQLSchema, held: Mapping[str, Held]) -> list[GraphQLObjectType]:
@@ -149,11 +158,57 @@ def _deferred(resolve: Any, load: Load, is_list: bool) -> Any:
     return field
 
 
-def _forwarded_or(is_type_of: Any) -> Any:
+def _forwarded_or(type_name: str, is_type_of: Any) -> Any:
     def check(obj: Any, info: GraphQLResolveInfo) -> Any:
-        return type(obj) is Forwarded or is_type_of(obj, info)
+        if type(obj) is Forwarded:
+            return obj.typename is None or obj.typename == type_name
+        return is_type_of(obj, info)
 
     return check
+
+
+def _held_entities(resolve: Any, held: Mapping[str, Held], entities: Mapping[str, tuple[str, str]]) -> Any:
+    """``_entities``: the references this node holds resolved as before (each type's reference
+    resolver); a reference whose region a child holds is that child's answer to the held
+    root field that finds it, with the caller's selection on its type, under the caller's
+    token (the child applies the caller's scope). A reference the held field's ``where``
+    refuses (a malformed key) is left to the reference resolver, which words it."""
+
+    async def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
+        reps = args.get("representations") or []
+        c = info.context
+        routed: dict[int, tuple[Any, str, str, dict[str, Any]]] = {}
+        for i, rep in enumerate(reps):
+            typename = rep.get("__typename") if isinstance(rep, dict) else None
+            if not isinstance(typename, str) or typename not in entities:
+                continue
+            coordinate, key = entities[typename]
+            if set(rep) != {"__typename", key} or not isinstance(rep[key], str):
+                continue
+            try:
+                where = await held[coordinate].where(None, info, {key: rep[key]})
+            except TierfedError:
+                continue
+            owner = c.node.child_for(where) if isinstance(where, str) else None
+            if owner is not None:
+                routed[i] = (owner, typename, coordinate.split(".")[1], {key: rep[key]})
+        if not routed:
+            got = resolve(root, info, **args)
+            return await got if isinstance(got, Awaitable) else got
+        here = resolve(root, info, **{**args, "representations": [r for i, r in enumerate(reps) if i not in routed]})
+        rest = iter(await here if isinstance(here, Awaitable) else here)
+        return [_entity(c, info, *routed[i]) if i in routed else next(rest) for i in range(len(reps))]
+
+    return field
+
+
+async def _entity(c: Any, info: GraphQLResolveInfo, child: Any, type_name: str, name: str,
+                  args: dict[str, Any]) -> Any:
+    text, used = entity_piece(info, type_name, name, args)
+    got = await c.remote.forward(child, Piece(None, text), used)
+    if type(got) is Forwarded:
+        got.typename = type_name
+    return got
 
 
 def _held(decl: Held, resolve: Any, fdef: GraphQLField) -> Any:

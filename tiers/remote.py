@@ -51,11 +51,14 @@ class Forwarded:
     """A child's answer to a forwarded field: its sub-fields are read by response key, and a
     sub-field the child failed fails again here, with the child's error (``errors``)."""
 
-    __slots__ = ("data", "errors")
+    __slots__ = ("data", "errors", "typename")
 
     def __init__(self, data: dict[str, Any], errors: Errors | None = None) -> None:
         self.data = data
         self.errors = errors
+        # The object type it is, where a field's type is abstract (a gateway's _entities);
+        # None where the field's type says it.
+        self.typename: str | None = None
 
     def read(self, key: str) -> tuple[Any, Errors | None]:
         """The value under ``key`` and the errors below it; raises the child's error when the
