@@ -590,11 +590,6 @@ def lines_csv(header: list[str]) -> str:
 
 # The months of the staged records, and the month partitions the kind's table has.
 STAGED_MONTHS = "select distinct month from import_staging order by 1"
-# The first and last month of a records file that passed its checks: staged, or (the direct
-# path, which stages nothing) as read by the CSV fast path.
-MONTH_SPAN_STAGED = "select min(month), max(month) from import_staging"
-MONTH_SPAN_LINES = """select min(m.m), max(m.m) from (select distinct month from import_line) f
-                      join import_month m on m.v = f.month"""
 PARTITIONS_OF = """select c.relname from pg_inherits i join pg_class c on c.oid = i.inhrelid
                    where i.inhparent = $1::regclass"""
 SAVEPOINT = "savepoint import_insert"
