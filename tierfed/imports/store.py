@@ -277,15 +277,16 @@ def _amount_typed_ok(v: str) -> str:
     return f"(({n})::text = {v} and {n} >= 0 and {n} < 1000000000000 and coalesce(scale({n}), 3) <= 2 or {_amount_ok(v)})"
 
 
-# Summaries add up whole fen (bigint: PostgreSQL sums them in 128-bit integers, several times
-# faster than numeric sums) and go back to yuan once per summary row. Their rows are
-# upserted in key order: each index page is visited once, not once per row at random.
+# Summaries add up whole fen in bigint (``tierfed_int8_sum``, migration 0017: the built-in
+# sum(bigint) goes through a 128-bit state per group and returns numeric, about twice the cost
+# of the whole leaf aggregate) and go back to yuan (scale 2, exact) once per summary row. Their
+# rows are upserted in key order: each index page is visited once, not once per row at random.
 def _fen(v: str) -> str:
-    return f"sum(({v} * 100)::int8)::int8"
+    return f"tierfed_int8_sum(({v} * 100)::int8)"
 
 
 def _yuan(v: str) -> str:
-    return f"round(sum({v}) / 100, 2)"
+    return f"tierfed_int8_sum({v}) * 0.01"
 
 
 @dataclass(frozen=True)
@@ -481,7 +482,7 @@ CONTRIBUTIONS = RecordSql(
     summarise=f"""insert into summary (region_code, month, scheme, contributions, employer, individual,
                                       individual_account, base)
                  with s as materialized (
-                   select rc.ancestor, a.month, a.scheme, sum(a.n) as n, {_yuan('a.e')} as e, {_yuan('a.i')} as i,
+                   select rc.ancestor, a.month, a.scheme, tierfed_int8_sum(a.n) as n, {_yuan('a.e')} as e, {_yuan('a.i')} as i,
                           {_yuan('a.ia')} as ia, {_yuan('a.b')} as b
                    from (select region_code, month, scheme, count(*) as n, {_fen('employer_amount')} as e,
                                 {_fen('individual_amount')} as i, {_fen('individual_account_amount')} as ia,
@@ -554,7 +555,7 @@ BENEFITS = RecordSql(
                    where b.id_number = s.id_number and b.scheme = s.scheme and b.month = s.month""",
     summarise=f"""insert into summary (region_code, month, scheme, benefits, benefits_paid)
                  with s as materialized (
-                   select rc.ancestor, a.month, a.scheme, sum(a.n) as n, {_yuan('a.p')} as p
+                   select rc.ancestor, a.month, a.scheme, tierfed_int8_sum(a.n) as n, {_yuan('a.p')} as p
                    from (select region_code, month, scheme, count(*) as n, {_fen('amount')} as p
                          from import_staging group by 1, 2, 3) a
                    join region_closure rc on rc.descendant = a.region_code
