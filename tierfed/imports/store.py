@@ -253,6 +253,10 @@ LOOKUPS = (
     "create temp table import_scheme on commit drop as select * from unnest($1::text[], $2::smallint[]) s (v, id)",
     "analyze import_month",
     "analyze import_scheme",
+    # The direct path's one lookup for both (one hash join a row fewer than a join for each).
+    """create temp table import_scheme_month on commit drop as
+       select sc.v as scheme_v, mo.v as month_v, sc.id, mo.m from import_scheme sc cross join import_month mo""",
+    "analyze import_scheme_month",
 )
 ANALYZE_REGIONS = "analyze import_region"
 
@@ -347,7 +351,7 @@ REPEATED_KEY = """select s.line, 'id_number', 'repeats the (id_number, scheme, m
 
 # The direct path (records.py ``direct``), for a file whose months are all new: its fields,
 # as the fast path staged them, go through every check and straight into the new months'
-# partitions in one statement: a join per lookup (person registered, scheme, month, region
+# partitions in one statement: a join per lookup (person registered, scheme and month, region
 # in scope and not held by a child, employer) and the amounts' checks as conditions. A row
 # any of them refuses is simply not inserted, and the import, seeing fewer rows than the
 # file's, rolls back to before it and takes the fast path's check, which words the reasons.
@@ -371,11 +375,10 @@ def _direct(table: str, fields: str, more: str, joins: str, checks: str, values:
     cols = CONTRIBUTION_COLUMNS if table == "contribution" else BENEFIT_COLUMNS
     return f"""insert into {new_table(table)} ({', '.join(cols)})
 select {values}
-from (select x.*, p.id_number, sc.id as scheme, mo.m as month, rg.code as region_code{', ' + more if more else ''}
+from (select x.*, p.id_number, sm.id as scheme, sm.m as month, rg.code as region_code{', ' + more if more else ''}
       from (select {fields} from import_line offset 0) x
       join person p on p.id_number = x.id_raw
-      join import_scheme sc on sc.v = x.scheme_raw
-      join import_month mo on mo.v = x.month_raw
+      join import_scheme_month sm on sm.scheme_v = x.scheme_raw and sm.month_v = x.month_raw
       join import_region rg on rg.code = x.region_raw
       {joins}
       offset 0) x
