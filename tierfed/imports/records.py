@@ -139,9 +139,9 @@ async def direct(con: asyncpg.Connection, sql: store.RecordSql, copied: int, roo
     the staged fields go through every check and straight into new partitions in one
     statement (``store._direct``), the summaries are added up from them, their indexes
     built by one sort each (a key repeated in the file fails the primary key) and they are
-    attached, all under a savepoint. Returns the rows inserted and the file's months, or None (everything it did
-    rolled back) when the file is not of new months only or any row fails a check: the
-    fast path's check then runs as before and words the reasons."""
+    attached, all under a savepoint. Returns the rows inserted and the file's months (in
+    order), or None (everything it did rolled back) when the file is not of new months only
+    or any row fails a check: the fast path's check then runs as before and words the reasons."""
     months = await con.fetch(store.FILE_MONTHS)
     if not copied or any(m is None for _, m in months):
         return None
