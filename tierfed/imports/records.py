@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import AsyncIterator, Callable, Iterator
+from datetime import date
 from typing import Any
 
 import asyncpg
@@ -40,13 +41,18 @@ ROW_CHECK: dict[str, Callable[[Checker, list[str]], tuple]] = {
     "contributions": checks.contribution, "benefits": checks.benefit}
 
 
+# What the direct path wrote: the rows inserted and the file's months, in order.
+Written = tuple[int, list[date]]
+
+
 async def stage_and_check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, progress: Progress,
                           tick: Callable[[], None] | None = None
-                          ) -> tuple[list[RowError], int, int, int | None]:
+                          ) -> tuple[list[RowError], int, int, Written | None]:
     """Stage the file and run every check: by the fast path when it takes the file and finds
     nothing wrong, else line by line (which words every bad row). Returns the first bad rows
-    (by line), their count, the row count, and the rows inserted when the direct path already
-    wrote them (summaries and all), else None (``apply`` writes them)."""
+    (by line), their count, the row count, and when the direct path already wrote the rows
+    (summaries and all) how many and the file's months, else None (``apply`` writes them;
+    ``staged_months`` has the months)."""
     await lookups(con, scope)
     fast = await stage_csv(con, src, kind, progress, scope.node.region, tick)
     if fast is not None:
@@ -80,7 +86,7 @@ def _counted(src: Source, chunks: Iterator[bytes], progress: Progress, tick: Cal
 
 
 async def stage_csv(con: asyncpg.Connection, src: Source, kind: str, progress: Progress, root: str,
-                    tick: Callable[[], None] | None = None) -> tuple[list[RowError], int, int, int | None] | None:
+                    tick: Callable[[], None] | None = None) -> tuple[list[RowError], int, int, Written | None] | None:
     """The fast path: PostgreSQL's CSV parser splits the fields into text columns (no line
     split in SQL), and the check runs over them. None (everything it did rolled back) when
     the file needs the line path: a row with another number of fields than the header, a line
@@ -104,11 +110,11 @@ async def stage_csv(con: asyncpg.Connection, src: Source, kind: str, progress: P
             raise _LinePath
         progress.rows_read = copied
         progress.phase = "checking"
-        inserted = await direct(con, sql, copied, root, progress)
-        if inserted is not None:
+        written = await direct(con, sql, copied, root, progress)
+        if written is not None:
             await con.execute(store.RELEASE_CSV)
-            progress.rows_checked = progress.rows_written = inserted
-            return [], 0, copied, inserted
+            progress.rows_checked = progress.rows_written = written[0]
+            return [], 0, copied, written
         await con.execute(sql.check_csv)
         fmt, unregistered, unknown_employer, total = await con.fetchrow(store.COUNT_PROBLEMS)
         if fmt or unregistered or unknown_employer:
@@ -128,14 +134,14 @@ async def stage_csv(con: asyncpg.Connection, src: Source, kind: str, progress: P
 
 
 async def direct(con: asyncpg.Connection, sql: store.RecordSql, copied: int, root: str,
-                 progress: Progress) -> int | None:
+                 progress: Progress) -> Written | None:
     """The direct path, for a file of months not stored yet (the first file of each month):
     the staged fields go through every check and straight into new partitions in one
     statement (``store._direct``), the summaries are added up from them, their indexes
     built by one sort each (a key repeated in the file fails the primary key) and they are
-    attached, all under a savepoint. Returns the rows inserted, or None (everything it did
-    rolled back) when the file is not of new months only or any row fails a check: the
-    fast path's check then runs as before and words the reasons."""
+    attached, all under a savepoint. Returns the rows inserted and the file's months (in
+    order), or None (everything it did rolled back) when the file is not of new months only
+    or any row fails a check: the fast path's check then runs as before and words the reasons."""
     months = await con.fetch(store.FILE_MONTHS)
     if not copied or any(m is None for _, m in months):
         return None
@@ -162,7 +168,7 @@ async def direct(con: asyncpg.Connection, sql: store.RecordSql, copied: int, roo
         progress.phase = "checking"
         return None
     await con.execute(store.RELEASE_DIRECT)
-    return n
+    return n, new
 
 
 async def number_lines(con: asyncpg.Connection) -> None:
@@ -235,14 +241,20 @@ async def keyed(con: asyncpg.Connection, kind: str) -> tuple[list[RowError], int
     return errors, n
 
 
+async def staged_months(con: asyncpg.Connection) -> list[date]:
+    """The months of the staged records, in order."""
+    return [r[0] for r in await con.fetch(store.STAGED_MONTHS)]
+
+
 async def apply(pool: asyncpg.Pool, con: asyncpg.Connection, src: Source, kind: str, root: str,
-                progress: Progress) -> int:
-    """Insert the checked records and update the summaries; returns how many were new."""
+                progress: Progress, months: list[date]) -> int:
+    """Insert the checked records (of ``months``, from ``staged_months``) and update the
+    summaries; returns how many were new."""
     sql = store.RECORDS[kind]
     progress.phase = "writing"
     await con.execute(store.SAVEPOINT)
     try:
-        inserted = await _insert(con, sql)
+        inserted = await _insert(con, sql, months)
         await con.execute(store.RELEASE_SAVEPOINT)
     except asyncpg.UniqueViolationError:
         # Some keys are repeated in the file or already stored: word the first, or drop
@@ -252,16 +264,15 @@ async def apply(pool: asyncpg.Pool, con: asyncpg.Connection, src: Source, kind: 
         if n:
             raise ImportFailed(src.name, sorted(errors, key=lambda e: e.line)[:MAX_REPORTED], n) from None
         await con.execute(sql.drop_stored)
-        inserted = await _insert(con, sql)
+        inserted = await _insert(con, sql, await staged_months(con))
     progress.rows_written = inserted
     await con.execute(sql.summarise, root)
     return inserted
 
 
-async def _insert(con: asyncpg.Connection, sql: store.RecordSql) -> int:
-    """The staged records into the kind's table: months it has a partition for by an insert,
-    the others as new partitions attached whole (``store.new_months``)."""
-    months = [r[0] for r in await con.fetch(store.STAGED_MONTHS)]
+async def _insert(con: asyncpg.Connection, sql: store.RecordSql, months: list[date]) -> int:
+    """The staged records (of ``months``) into the kind's table: months it has a partition
+    for by an insert, the others as new partitions attached whole (``store.new_months``)."""
     have = {r[0] for r in await con.fetch(store.PARTITIONS_OF, sql.table)}
     stored = [m for m in months if store.partition_name(sql.table, m) in have]
     new = [m for m in months if store.partition_name(sql.table, m) not in have]

@@ -6,7 +6,7 @@ import json
 import sys
 import time
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -90,16 +90,17 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind: str, path: str | Pat
                     rep.rows = total
                     if nbad:
                         raise ImportFailed(src.name, errors, nbad)
-                    if kind in store.RECORDS and total:  # before apply moves the staged rows
-                        # the direct path (which wrote the rows) staged nothing: its months are the file's
-                        first, last = await con.fetchrow(store.MONTH_SPAN_LINES if written is not None
-                                                         else store.MONTH_SPAN_STAGED)
-                        rep.first_month, rep.last_month = codes.month_str(first), codes.month_str(last)
+                    months: list[date] = []  # a records file's months, in order
+                    if kind in store.RECORDS and total:
+                        # the direct path read them; else the staged rows' (before apply drops stored ones)
+                        months = written[1] if written is not None else await records.staged_months(con)
+                    if months:
+                        rep.first_month, rep.last_month = codes.month_str(months[0]), codes.month_str(months[-1])
                     rep.warnings = await notices.collect(con, kind)
                     if written is not None:
-                        rep.inserted = written
+                        rep.inserted = written[0]
                     elif kind in store.RECORDS:
-                        rep.inserted = await records.apply(pool, con, src, kind, node.region, job)
+                        rep.inserted = await records.apply(pool, con, src, kind, node.region, job, months)
                     else:
                         rep.inserted = await rows.apply(con, kind, node.region, job)
                     rep.unchanged = total - rep.inserted
