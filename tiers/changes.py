@@ -737,8 +737,9 @@ class Changes:
                 decided = True
                 if inp.vertical_management:
                     await con.execute(VERTICAL, region, SCHEME_DEPARTMENT[scheme])
+                ph.mark("decide_sql")
             crash_point("coordinator-after-decision")
-            ph.mark("decision")
+            ph.mark("decision_commit")
             self.tell_later(change_id, [k.name for k in kids])
             ph.done()
             # The answer shows the new pool as decided (its opening balance is the amount moved);

@@ -442,8 +442,9 @@ async def _transfer(ch: Changes, inp: TransferInput, caller: str, frm: str | Non
             decided = True
             for side in local:
                 await apply(con, change_id, {**moving, "side": side}, node.region)
+            ph.mark("decide_sql")
         crash_point("coordinator-after-decision")
-        ph.mark("decision")
+        ph.mark("decision_commit")
         ch.tell_later(change_id, [k.name for k in kids], moves(moving))
         ph.done()
         return TransferOutcome(_rec(change_id, moving, "COMMITTED"), False, False)
