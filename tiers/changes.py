@@ -396,11 +396,13 @@ class Changes:
             return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": peer.name,
                     "message": f"node '{peer.name}' ({peer.region}) {e}"}
 
-    async def _finish(self, change_id: str, state: str, moves: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _finish(self, change_id: str, state: str, moves: dict[str, Any] | None = None,
+                      announce: bool = True) -> dict[str, Any]:
         """Apply (COMMITTED) or release (ABORTED) this node's part, once, then tell its children.
 
         ``moves``: what a transfer moves, carried by the decision (a destination prepares without
-        it); kept as this part's result, so that its own children are told it in turn."""
+        it); kept as this part's result, so that its own children are told it in turn. ``announce``
+        false: the caller pushes this node's version up itself (once for several parts)."""
         row = await cs.by_id(self.pool, change_id)
         if row is None:
             # Never prepared here (an abort that overtook its prepare): nothing to undo.
@@ -423,7 +425,7 @@ class Changes:
                     and state == "COMMITTED":
                 await self._apply(con, replace(row, plan={**row.plan, **(moves or {})}))
         await self._tell(change_id, state, moves=moves, kind=row.kind)
-        if state == "COMMITTED":
+        if state == "COMMITTED" and announce:
             # Applied here: answered once every ancestor knows this node's new version (tiers.links).
             await self.rt.links.announce()
         return {"ok": True, "state": state}
@@ -433,13 +435,19 @@ class Changes:
         """Several decisions in one step (the coordinator tells them together): each applied or
         released as ``_finish`` does, in turn; the state each change has here afterwards."""
         states: dict[str, str | None] = {}
-        for change_id in change_ids:
-            try:
-                states[change_id] = (await self._finish(change_id, state,
-                                                        _moves_of((moves or {}).get(change_id))))["state"]
-            except TierfedError as e:
-                log.error("change %s: %s not applied here: %s", change_id, state, e.message)
-                states[change_id] = None
+        try:
+            for change_id in change_ids:
+                try:
+                    states[change_id] = (await self._finish(change_id, state, _moves_of((moves or {}).get(change_id)),
+                                                            announce=False))["state"]
+                except TierfedError as e:
+                    log.error("change %s: %s not applied here: %s", change_id, state, e.message)
+                    states[change_id] = None
+        finally:
+            if state == "COMMITTED" and states:
+                # Applied here: answered once every ancestor knows this node's new version
+                # (tiers.links), pushed once for the whole batch rather than once per change.
+                await self.rt.links.announce()
         return {"ok": True, "states": states}
 
     async def _apply(self, con: asyncpg.Connection, row: cs.ChangeRow) -> None:
