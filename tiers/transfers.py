@@ -436,12 +436,19 @@ async def _transfer(ch: Changes, inp: TransferInput, caller: str, frm: str | Non
         moving = {**base, "from": out["from"], "name": out["name"], "schemes": out["schemes"]}
         if inp.dry_run:
             return TransferOutcome(_rec(change_id, moving, "PENDING"), False, True)
-        async with ch.pool.acquire() as con, con.transaction():
-            if not await cs.decide(con, change_id, "COMMITTED", moving):
+        async with ch.pool.acquire() as con:
+            if not local:
+                # Nothing of its own to apply (both sides held by children): the decision is one
+                # statement in a transaction of its own (no BEGIN and COMMIT round trips), flushed.
+                decided = await cs.decide(con, change_id, "COMMITTED", moving)
+            else:
+                async with con.transaction():
+                    decided = await cs.decide(con, change_id, "COMMITTED", moving)
+                    if decided:
+                        for side in local:
+                            await apply(con, change_id, {**moving, "side": side}, node.region)
+            if not decided:
                 raise conflict(f"change {change_id} was aborted while it waited; nothing changed anywhere")
-            decided = True
-            for side in local:
-                await apply(con, change_id, {**moving, "side": side}, node.region)
             ph.mark("decide_sql")
         crash_point("coordinator-after-decision")
         ph.mark("decision_commit")
