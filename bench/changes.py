@@ -6,8 +6,12 @@
   Zhejiang) and central + eight province nodes. Time of each applied raise, the
   median of ten dry runs, and the requests the coordinator sends each child.
 - Transfers per second from Guangdong to Sichuan, coordinated by the central node of
-  the demo topology, eight clients at once, with p50 and p99; the same transfers on the
-  one national node as the baseline.
+  the demo topology, with p50 and p99, for a sweep of concurrent clients (``--clients
+  2,4,8``: on a CPU-bound machine latency is clients / rate, Little's law, so the sweep
+  shows the curve rather than one point of it); the same transfers on the one national
+  node as the baseline, with the same sweep.
+- Where a coordinated change's time goes (``Changes.timings``): the coordinator's phases
+  and, per child, each step's round trip and the child's own handling time (medians).
 
 Province nodes run as ``tierfed serve`` processes; the coordinator (and the single
 node) run in this process so that their counters can be read. Everything runs on a
@@ -172,10 +176,34 @@ def pct(xs: list[float], q: float) -> float:
     return xs[min(len(xs) - 1, int(q * len(xs)))]
 
 
+def phase_medians(timings: list[dict[str, Any]]) -> dict[str, Any]:
+    """Median ms of each phase over the changes timed, and per child step (round trip, handled)."""
+    out: dict[str, Any] = {}
+    keys = sorted({k for t in timings for k, v in t.items() if isinstance(v, (int, float))})
+    for k in keys:
+        xs = [t[k] for t in timings if isinstance(t.get(k), (int, float))]
+        out[k] = round(statistics.median(xs), 1)
+    kids = sorted({k for t in timings for k in t.get("children", {})})
+    for k in kids:
+        rtt = [t["children"][k][0] for t in timings if k in t.get("children", {})]
+        own = [t["children"][k][1] for t in timings if k in t.get("children", {}) and t["children"][k][1] is not None]
+        out[k] = (round(statistics.median(rtt), 1), round(statistics.median(own), 1) if own else None)
+    return out
+
+
+def timings_of(rt: Runtime) -> list[dict[str, Any]] | None:
+    """Start keeping the coordinator's phase timings (None with a tree that has none: an older one)."""
+    if not hasattr(rt.changes, "timings"):
+        return None
+    rt.changes.timings = []
+    return rt.changes.timings  # type: ignore[no-any-return]
+
+
 async def raises(t: Topology, tok: str) -> dict[str, Any]:
     assert t.central is not None
     rt, port = t.central.rt, t.central.cfg.port
     out: dict[str, Any] = {"dry_ms": [], "applied_ms": [], "requests_per_child": {}}
+    timings = timings_of(rt)
     async with httpx.AsyncClient(timeout=120) as c:
         for i in range(10):
             inp = {"scheme": "PENSION", "region": "000000", "effectiveFrom": "2025-04", "idempotencyKey": f"d{i}",
@@ -184,6 +212,9 @@ async def raises(t: Topology, tok: str) -> dict[str, Any]:
             got = await post(c, port, RAISE, {"in": inp}, tok)
             out["dry_ms"].append((time.perf_counter() - t0) * 1e3)
             assert "errors" not in got, got
+        if timings is not None:
+            out["dry_phases"] = phase_medians(timings)
+            timings.clear()
         sent0 = dict(rt.changes.sent)
         gql0 = dict(rt.clients.requests)
         for scheme in ("PENSION", "UNEMPLOYMENT"):
@@ -194,6 +225,9 @@ async def raises(t: Topology, tok: str) -> dict[str, Any]:
             assert "errors" not in got and got["data"]["raisePoolingLevel"]["state"] == "COMMITTED", got
             out.setdefault("transferred", {})[scheme] = got["data"]["raisePoolingLevel"]["transferred"]
             out["closed"] = len(got["data"]["raisePoolingLevel"]["closed"])
+        if timings is not None:
+            out["applied_phases"] = timings[:]
+            rt.changes.timings = None
         for p in t.provinces:
             out["requests_per_child"][p] = {
                 "change_steps": (rt.changes.sent.get(p, 0) - sent0.get(p, 0)) / 2,
@@ -201,7 +235,8 @@ async def raises(t: Topology, tok: str) -> dict[str, Any]:
     return out
 
 
-async def transfers(port: int, tok: str, persons: list[str], to: str, clients: int = 8) -> dict[str, Any]:
+async def transfers(port: int, tok: str, persons: list[str], to: str, clients: int = 8,
+                    rt: Runtime | None = None) -> dict[str, Any]:
     lat: list[float] = []
     failed = 0
     queue = list(persons)
@@ -217,15 +252,21 @@ async def transfers(port: int, tok: str, persons: list[str], to: str, clients: i
             if "errors" in got:
                 failed += 1
 
+    timings = timings_of(rt) if rt is not None else None
     async with httpx.AsyncClient(timeout=60) as c:
         t0 = time.perf_counter()
         await asyncio.gather(*(worker(c) for _ in range(clients)))
         wall = time.perf_counter() - t0
-    return {"transfers": len(lat), "failed": failed, "per_s": len(lat) / wall, "p50_ms": pct(lat, 0.5),
-            "p99_ms": pct(lat, 0.99)}
+    out: dict[str, Any] = {"clients": clients, "transfers": len(lat), "failed": failed, "per_s": len(lat) / wall,
+                           "p50_ms": pct(lat, 0.5), "p99_ms": pct(lat, 0.99)}
+    if timings is not None and rt is not None:
+        out["phases"] = phase_medians(timings)
+        rt.changes.timings = None
+    return out
 
 
-async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[str, ...] = ()) -> None:
+async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[str, ...] = (),
+               clients: tuple[int, ...] = (2, 4, 8), per_row: int = 400) -> None:
     import pgserver
 
     base = Path(tempfile.mkdtemp(prefix="tierfed-bench-changes-"))
@@ -289,10 +330,15 @@ async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[st
             if t.name in ("single", "demo"):
                 con = await asyncpg.connect(t.dbs["440000" if t.provinces else "central"])
                 ids = [r[0] for r in await con.fetch(
-                    "select id_number from person where region_code like '44%' order by id_number limit 600")]
+                    "select id_number from person where region_code like '44%' order by id_number limit $1",
+                    per_row * len(clients))]
                 await con.close()
                 assert t.central is not None
-                got["transfers"] = await transfers(t.central.cfg.port, tok, ids, "510104")
+                n = len(ids) // len(clients)
+                got["sweep"] = [await transfers(t.central.cfg.port, tok, ids[j * n:(j + 1) * n], "510104", k,
+                                                t.central.rt)
+                                for j, k in enumerate(clients)]
+                got["transfers"] = got["sweep"][-1]
             await t.stop()
             t.procs = []
             r = results.setdefault(t.name, {"applied_ms": [], "dry_ms": [], "pension_ms": [], "rounds": []})
@@ -305,14 +351,28 @@ async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[st
             if "transfers" in got:
                 r.setdefault("transfer_rounds", []).append(got["transfers"])
             print(f"round {i + 1}, {t.name}: applied {[round(x) for x in got['applied_ms']]} ms"
-                  + (f", transfers {got['transfers']['per_s']:.0f}/s p99 {got['transfers']['p99_ms']:.0f} ms"
-                     if "transfers" in got else ""), flush=True)
+                  + "".join(f"; {x['clients']} clients: {x['per_s']:.0f}/s p99 {x['p99_ms']:.0f} ms"
+                            for x in got.get("sweep", [])), flush=True)
     for t in tops:
         r = results[t.name]
         if "transfer_rounds" in r:
             xs = r["transfer_rounds"]
             r["transfers"] = {k: statistics.median(x[k] for x in xs) for k in ("per_s", "p50_ms", "p99_ms")}
             r["transfers"].update(transfers=sum(x["transfers"] for x in xs), failed=sum(x["failed"] for x in xs))
+            r["sweep"] = []
+            for k in clients:
+                ys = [x for g in r["rounds"] for x in g["sweep"] if x["clients"] == k]
+                row = {q: statistics.median(y[q] for y in ys) for q in ("per_s", "p50_ms", "p99_ms")}
+                row.update(clients=k, transfers=sum(y["transfers"] for y in ys), failed=sum(y["failed"] for y in ys))
+                phases = [y["phases"] for y in ys if "phases" in y]
+                if phases:
+                    row["phases"] = {q: statistics.median(p[q] for p in phases if isinstance(p.get(q), (int, float)))
+                                     for q in phases[0] if isinstance(phases[0][q], (int, float))}
+                    row["phases"].update({q: [statistics.median(p[q][0] for p in phases if q in p),
+                                              statistics.median(p[q][1] for p in phases if q in p and p[q][1] is not None)]
+                                          for q in phases[0] if isinstance(phases[0][q], (list, tuple))
+                                          and phases[0][q][1] is not None})
+                r["sweep"].append(row)
     single = statistics.median(results["single"]["applied_ms"])
     single_pension = statistics.median(results["single"]["pension_ms"])
     for t in tops:
@@ -326,10 +386,15 @@ async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[st
               f"({r['ratio_to_single']:.2f}x one node; PENSION alone {r['pension_median_ms']:.0f} ms, "
               f"{r['pension_ratio_to_single']:.2f}x), dry run {r['dry_median_ms']:.0f} ms, "
               f"closed {r['closed']} pools, requests per child {r['requests_per_child']}")
-        if "transfers" in r:
-            x = r["transfers"]
-            print(f"transfers on {t.name} (median of rounds): {x['per_s']:.0f}/s, p50 {x['p50_ms']:.0f} ms, "
-                  f"p99 {x['p99_ms']:.0f} ms, {x['transfers']} sent, {x['failed']} failed")
+        applied = [p for g in r["rounds"] for p in g.get("applied_phases", []) if p.get("kind") == "raise"]
+        if applied:
+            print(f"  raise phases at the coordinator, ms (PENSION and UNEMPLOYMENT, all rounds): "
+                  f"{json.dumps(applied)}")
+            print(f"  dry run phases (medians): {json.dumps(r['rounds'][-1].get('dry_phases'))}")
+        for x in r.get("sweep", []):
+            print(f"transfers on {t.name}, {x['clients']} clients (median of rounds): {x['per_s']:.0f}/s, "
+                  f"p50 {x['p50_ms']:.0f} ms, p99 {x['p99_ms']:.0f} ms, {x['transfers']} sent, {x['failed']} failed"
+                  + (f"; phases (medians, ms) {json.dumps(x['phases'])}" if "phases" in x else ""))
     same = {g["transferred"]["PENSION"] for t in tops for g in results[t.name]["rounds"]}
     print(f"the same transferred amount on every topology: {same}")
     assert len(same) == 1, "the raise moved different amounts on different topologies"
@@ -348,5 +413,8 @@ if __name__ == "__main__":
     ap.add_argument("--rounds", type=int, default=1, help="measure each topology this many times on fresh copies")
     ap.add_argument("--only", action="append", choices=("demo", "eight"), default=[],
                     help="measure only this topology (and the single node, the baseline); repeatable")
+    ap.add_argument("--clients", default="2,4,8", help="transfers: the concurrent clients of each row of the sweep")
+    ap.add_argument("--per-row", type=int, default=400, help="transfers sent in each row of the sweep")
     args = ap.parse_args()
-    asyncio.run(main(args.persons, args.pg, args.rounds, tuple(args.only)))
+    asyncio.run(main(args.persons, args.pg, args.rounds, tuple(args.only),
+                     tuple(int(x) for x in args.clients.split(",")), args.per_row))

@@ -396,7 +396,8 @@ async def test_transfer_from_guangdong_to_sichuan(fed: Fed, tmp_path: Path) -> N
 RECOVERY_SQL = ("select c.id from change c where c.role = 'coordinator'", "select id, parent_node from change",
                 "select c.id, c.state, p.node from change c", "select pg_try_advisory_lock(7366045",
                 "select pg_advisory_unlock(7366045", "select pg_advisory_lock(7366044")
-# Not the change's own: asyncpg's introspection of a type on a new connection (once per connection),
+# Not the change's own: asyncpg's introspection of a type on a new connection (once per connection;
+# its text spans lines, compared with its whitespace folded),
 # and the read of the node's data version that each commit pushes up the tree (tiers/links.py).
 CONNECTION_SQL = ("SELECT current_setting('jit')",)
 VERSION_SQL = ("select version from data_version", "insert into tier_link")
@@ -427,7 +428,7 @@ async def test_a_transfer_costs_a_fixed_number_of_steps_and_statements(fed: Fed)
         await fed.settle()
         every = {n: rn.runtime.changes.statements.queries or [] for n, rn in fed.nodes.items()}
         pushes = {n: sum(1 for q in qs if q.lstrip().startswith(VERSION_SQL)) for n, qs in every.items()}
-        statements = {n: [q for q in qs if not q.lstrip().startswith((*RECOVERY_SQL, *CONNECTION_SQL, *VERSION_SQL))]
+        statements = {n: [q for q in qs if not " ".join(q.split()).startswith((*RECOVERY_SQL, *CONNECTION_SQL, *VERSION_SQL))]
                       for n, qs in every.items()}
     finally:
         for rn in fed.nodes.values():
@@ -436,25 +437,31 @@ async def test_a_transfer_costs_a_fixed_number_of_steps_and_statements(fed: Fed)
         log, central.sent_log = central.sent_log, None
     steps = {n: {k: v - sent0[n].get(k, 0) for k, v in rn.runtime.changes.sent.items() if v - sent0[n].get(k, 0)}
              for n, rn in fed.nodes.items()}
-    # central asks Guangdong where the person is (the person index names it alone), each side
-    # prepares once, and each is told the decision once; no other node sends anything
-    assert steps == {"central": {"guangdong": 3, "sichuan": 2}, "guangdong": {}, "shenzhen": {}, "sichuan": {}}, (steps, log)
+    # each side prepares once (Guangdong, which the person index names alone as holding the person,
+    # locates them in its prepare: no `locate` step), and each is told the decision once; no other
+    # node sends anything
+    assert steps == {"central": {"guangdong": 2, "sichuan": 2}, "guangdong": {}, "shenzhen": {}, "sichuan": {}}, (steps, log)
     counts = {n: len(q) for n, q in statements.items()}
     # each node that commits part of the change pushes its new version up once per commit, and its
     # parent stores what it is told: a few statements, whatever the change
     assert all(pushes[n] <= 4 for n in pushes) and pushes["shenzhen"] == 0, pushes
-    # central: the key, where the person is, the intent (begin, the key locked with the commit made
+    # central: the key's change and where the person is (one statement), the intent (begin, the key locked with the commit made
     # unflushed, the key checked against every kind of change with the change, participants and
-    # reservation recorded in the same statement, commit), the decision (begin, decide and release,
-    # commit), the acknowledgements (begin, update unflushed, commit per child); each side: its
-    # prepare (the retry check, begin, checks with the key's lock, the key checked with the change
+    # reservation recorded in the same statement, commit), the decision (decide and release, one
+    # statement in a transaction of its own: central applies no side itself), the acknowledgements (begin, update unflushed, commit per child); each side: its
+    # prepare (the retry check, begin, checks with the key's lock (at the origin also where the person
+    # is registered: no `locate` step before), the key checked with the change
     # and reservation recorded, commit) and its commit (the row, begin, decide unflushed, transfer,
     # person, pooled fund booked, commit); Guangdong also looks for children of its own to tell
     # (a loaded machine has shown one statement more on one node now and then, from a task this
     # test does not control: one is allowed, not two). Were 21 / 18 / 16 before the key's lock,
     # check and the record went into the statements next to them, and the unflushed commits'
-    # settings into their first statement.
-    want = {"central": 15, "guangdong": 14, "sichuan": 12, "shenzhen": 0}
+    # settings into their first statement; 15 / 14 / 12 before the origin located the person in its
+    # prepare (Guangdong's `locate` step read where the person is; central read the key's change and
+    # the person's place in two statements, and decided in a transaction begun and committed by
+    # statements of their own). asyncpg's type introspection on a new connection, which
+    # the filter above missed (its text spans lines), is no longer counted.
+    want = {"central": 12, "guangdong": 13, "sichuan": 12, "shenzhen": 0}
     # (the key's lookup may be answered before the counting starts when an earlier test's
     # recovery pass read it: one fewer on central then; one or two more under load)
     assert all(want[n] - (1 if want[n] else 0) <= counts[n] <= want[n] + (2 if want[n] else 0) for n in want), (
@@ -506,6 +513,56 @@ async def test_a_transfer_within_one_childs_subtree_is_coordinated_at_the_parent
                                          "order by id_number", persons)] == ["440604", "440305"]
     for n in NODES:
         assert await fed.nodes[n].runtime.pool.fetchval("select count(*) from change_reservation") == 0
+
+
+async def test_the_origin_named_by_the_person_index_locates_the_person_in_its_prepare(fed: Fed) -> None:
+    """A Shenzhen person moved to Sichuan at central: central's person index names Guangdong alone,
+    so Guangdong gets the origin's prepare without `from` (no `locate` step from central) and finds
+    the person below it, at Shenzhen, which takes the side. Then the same person moved on to a
+    county that central holds itself: the index may still name Guangdong, which no longer has them
+    (it answers `notHere`, reserving nothing); central then aborts that attempt, locates the person
+    at Sichuan and makes the change there. Both commit, all or nothing, nothing left reserved."""
+    sz = fed.nodes["shenzhen"].runtime.pool
+    person = str(await sz.fetchval(
+        "select p.id_number from person p where p.region_code like '4403%' and exists (select 1 from contribution c "
+        "where c.id_number = p.id_number and c.scheme = 1) and not exists (select 1 from insurance_transfer t "
+        "where t.id_number = p.id_number) order by 1 limit 1"))
+    for n in ("central", "guangdong"):
+        assert await fed.nodes[n].runtime.index.sync_all() == {}
+    sent0 = {n: dict(rn.runtime.changes.sent) for n, rn in fed.nodes.items()}
+    inp = {"in": {"idNumber": person, "to": TO, "effectiveFrom": "2025-07", "idempotencyKey": "t-located"}}
+    got = await fed.ask("central", TRANSFER, inp, NATIONAL_OP)
+    assert "errors" not in got, got
+    await fed.settle()
+    t = got["data"]["transferInsurance"]["transfer"]
+    assert t["state"] == "COMMITTED" and t["from"]["code"].startswith("4403") and t["to"]["code"] == TO
+    steps = {n: {k: v - sent0[n].get(k, 0) for k, v in rn.runtime.changes.sent.items() if v - sent0[n].get(k, 0)}
+             for n, rn in fed.nodes.items()}
+    # central: a prepare and a commit to each side; Guangdong: a locate, a prepare and a commit to Shenzhen
+    assert steps["central"] == {"guangdong": 2, "sichuan": 2} and steps["guangdong"] == {"shenzhen": 3}, steps
+    assert await sz.fetchval("select region_code from person where id_number = $1", person) == TO
+    assert await fed.nodes["sichuan"].runtime.pool.fetchval(
+        "select region_code from person where id_number = $1", person) == TO
+
+    beijing = str(await fed.nodes["central"].runtime.pool.fetchval(
+        "select code from region where tier = 3 and code like '1101%' order by code limit 1"))
+    again = {"in": {"idNumber": person, "to": beijing, "effectiveFrom": "2025-09", "idempotencyKey": "t-relocated"}}
+    got = await fed.ask("central", TRANSFER, again, NATIONAL_OP)
+    assert "errors" not in got, got
+    await fed.settle()
+    t = got["data"]["transferInsurance"]["transfer"]
+    assert t["state"] == "COMMITTED" and t["from"]["code"] == TO and t["to"]["code"] == beijing
+    # the attempt sent to Guangdong aborted (when central's index still named it), then the change made
+    states = [r[0] for r in await fed.nodes["central"].runtime.pool.fetch(
+        "select state from change where idempotency_key = 't-relocated' order by state")]
+    assert states in (["COMMITTED"], ["ABORTED", "COMMITTED"]), states
+    assert await fed.nodes["central"].runtime.pool.fetchval(
+        "select region_code from person where id_number = $1", person) == beijing
+    assert await fed.nodes["sichuan"].runtime.pool.fetchval(
+        "select region_code from person where id_number = $1", person) == beijing
+    for n in NODES:
+        assert await fed.nodes[n].runtime.pool.fetchval("select count(*) from change_reservation") == 0
+        assert await fed.nodes[n].runtime.pool.fetchval("select count(*) from change where state = 'PENDING'") == 0
 
 
 async def test_idempotency_keys_hold_across_kinds_and_nodes(fed: Fed) -> None:

@@ -28,7 +28,7 @@ from .auth import Caller
 from .selfservice import self_role
 
 # Root fields whose answers read tables without a version, or that must be read fresh.
-UNCACHED_ROOTS = frozenset({"piiReads"})
+UNCACHED_ROOTS = frozenset({"piiReads", "changes"})  # changes: its tables move no version (migration 0016)
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse
@@ -22,6 +23,7 @@ MAX_BODY = 1_000_000
 
 async def changes_endpoint(request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
+    t0 = time.perf_counter()
     body = await request.body()
     if len(body) > MAX_BODY:
         return JSONResponse({"ok": False, "code": Code.BAD_USER_INPUT.value, "message": "step too large"}, 413)
@@ -40,4 +42,7 @@ async def changes_endpoint(request: Request) -> JSONResponse:
     except PermissionError as e:
         log.warning("change step refused: %s", e)
         return JSONResponse({"ok": False, "code": Code.FORBIDDEN.value, "message": str(e)}, 403)
-    return JSONResponse(await rt.changes.handle(msg, sender))
+    answer = await rt.changes.handle(msg, sender)
+    # how long this node took over the step (the sender's round trip less this is the network and
+    # the queueing on both sides: bench/changes.py reports both)
+    return JSONResponse({**answer, "ms": round((time.perf_counter() - t0) * 1e3, 2)})

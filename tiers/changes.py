@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, replace
@@ -86,6 +87,35 @@ class Unreachable(Exception):
     pass
 
 
+class Phases:
+    """Where a coordinated change's time goes (benchmarks): milliseconds per phase, and per child
+    the round trip of each step and the time the child took to handle it (its answer's ``ms``).
+    Kept only when ``Changes.timings`` is a list."""
+
+    def __init__(self, sink: list[dict[str, Any]] | None, kind: str) -> None:
+        self.sink = sink
+        self.t0 = self.t = time.perf_counter()
+        self.out: dict[str, Any] = {"kind": kind}
+
+    def mark(self, phase: str) -> None:
+        if self.sink is None:
+            return
+        now = time.perf_counter()
+        self.out[phase] = round((now - self.t) * 1e3, 2)
+        self.t = now
+
+    def child(self, name: str, op: str, t0: float, answer: dict[str, Any]) -> None:
+        if self.sink is None:
+            return
+        self.out.setdefault("children", {})[f"{name}:{op}"] = (
+            round((time.perf_counter() - t0) * 1e3, 2), answer.get("ms"))
+
+    def done(self) -> None:
+        if self.sink is not None:
+            self.out["total"] = round((time.perf_counter() - self.t0) * 1e3, 2)
+            self.sink.append(self.out)
+
+
 def internal_url(graphql_url: str) -> str:
     return graphql_url.rsplit("/", 1)[0] + "/internal/changes"
 
@@ -128,6 +158,7 @@ class Changes:
         self.sent: dict[str, int] = {}
         self.sent_log: list[tuple[str, str]] | None = None  # set to a list to keep (node, step) of each step sent
         self.statements = StatementCounter()  # the SQL statements of change steps (tests count them)
+        self.timings: list[dict[str, Any]] | None = None  # set to a list to keep each change's Phases (bench)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -365,11 +396,13 @@ class Changes:
             return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": peer.name,
                     "message": f"node '{peer.name}' ({peer.region}) {e}"}
 
-    async def _finish(self, change_id: str, state: str, moves: dict[str, Any] | None = None) -> dict[str, Any]:
+    async def _finish(self, change_id: str, state: str, moves: dict[str, Any] | None = None,
+                      announce: bool = True) -> dict[str, Any]:
         """Apply (COMMITTED) or release (ABORTED) this node's part, once, then tell its children.
 
         ``moves``: what a transfer moves, carried by the decision (a destination prepares without
-        it); kept as this part's result, so that its own children are told it in turn."""
+        it); kept as this part's result, so that its own children are told it in turn. ``announce``
+        false: the caller pushes this node's version up itself (once for several parts)."""
         row = await cs.by_id(self.pool, change_id)
         if row is None:
             # Never prepared here (an abort that overtook its prepare): nothing to undo.
@@ -392,7 +425,7 @@ class Changes:
                     and state == "COMMITTED":
                 await self._apply(con, replace(row, plan={**row.plan, **(moves or {})}))
         await self._tell(change_id, state, moves=moves, kind=row.kind)
-        if state == "COMMITTED":
+        if state == "COMMITTED" and announce:
             # Applied here: answered once every ancestor knows this node's new version (tiers.links).
             await self.rt.links.announce()
         return {"ok": True, "state": state}
@@ -402,13 +435,19 @@ class Changes:
         """Several decisions in one step (the coordinator tells them together): each applied or
         released as ``_finish`` does, in turn; the state each change has here afterwards."""
         states: dict[str, str | None] = {}
-        for change_id in change_ids:
-            try:
-                states[change_id] = (await self._finish(change_id, state,
-                                                        _moves_of((moves or {}).get(change_id))))["state"]
-            except TierfedError as e:
-                log.error("change %s: %s not applied here: %s", change_id, state, e.message)
-                states[change_id] = None
+        try:
+            for change_id in change_ids:
+                try:
+                    states[change_id] = (await self._finish(change_id, state, _moves_of((moves or {}).get(change_id)),
+                                                            announce=False))["state"]
+                except TierfedError as e:
+                    log.error("change %s: %s not applied here: %s", change_id, state, e.message)
+                    states[change_id] = None
+        finally:
+            if state == "COMMITTED" and states:
+                # Applied here: answered once every ancestor knows this node's new version
+                # (tiers.links), pushed once for the whole batch rather than once per change.
+                await self.rt.links.announce()
         return {"ok": True, "states": states}
 
     async def _apply(self, con: asyncpg.Connection, row: cs.ChangeRow) -> None:
@@ -614,6 +653,8 @@ class Changes:
         change_id = uuid.uuid4().hex
         self.in_flight.add(change_id)
         decided = False
+        ph = Phases(self.timings, "raise-dry" if inp.dry_run else "raise")
+        ph.mark("prior")
         try:
             key = None if inp.dry_run else inp.idempotency_key
             # the intent's locks, checks and record in three statements (changestore.RAISE_LOCKS):
@@ -640,8 +681,12 @@ class Changes:
                    "caller": caller, "input": msg_input, "dryRun": inp.dry_run}
             answers: list[tuple[Peer, dict[str, Any]]] = []
 
+            ph.mark("intent")
+
             async def prepare(k: Peer) -> None:
+                t0 = time.perf_counter()
                 a = await self._ask(k, msg)
+                ph.child(k.name, "prepare", t0, a)
                 answers.append((k, a))
                 if a.get("ok") and not inp.dry_run:
                     crash_point(f"coordinator-after-reservation-{sum(1 for _, x in answers if x.get('ok'))}")
@@ -662,6 +707,7 @@ class Changes:
                 await asyncio.gather(*(prepare(k) for k in kids))
             finally:
                 here = await here_task
+            ph.mark("prepare")
             refused = [(k, a) for k, a in answers if not a.get("ok")]
             if refused:
                 raise self._refused(refused)
@@ -672,6 +718,8 @@ class Changes:
                         for _, a in answers for p in a.get("pools", []) if "balance" in p}
             rest = [p for p in [*local, *remote] if p.id not in reported and p.id not in here]
             figures = {**reported, **here, **(await balances(rest, before) if rest else {})}
+            ph.mark("figures")
+            ph.out["asked_figures_of"] = len(rest)
             transferred = sum((figures[p.id][1] for p in [*local, *remote]), Decimal("0.00"))
             closed_local = [replace(p, closed_after=before, successor_id=new_id) for p in local]
             # Pools held by children, as of the decision: figures fixed, so that the answer
@@ -681,6 +729,7 @@ class Changes:
             if inp.dry_run:
                 new = PoolRec(new_id, scheme, region, eff, None, transferred, None, virtual=True,
                               predecessor_recs=tuple([*closed_local, *closed_remote]))
+                ph.done()
                 return RaiseOutcome(new, [*closed_local, *closed_remote], transferred, True, False, None)
             result = {"pool": new_id, "closed": [p.id for p in [*local, *remote]], "transferred": str(transferred)}
             opened = PoolRec(new_id, scheme, region, eff, None, transferred, None)
@@ -696,8 +745,11 @@ class Changes:
                 decided = True
                 if inp.vertical_management:
                     await con.execute(VERTICAL, region, SCHEME_DEPARTMENT[scheme])
+                ph.mark("decide_sql")
             crash_point("coordinator-after-decision")
+            ph.mark("decision_commit")
             self.tell_later(change_id, [k.name for k in kids])
+            ph.done()
             # The answer shows the new pool as decided (its opening balance is the amount moved);
             # read afterwards, its opening balance is recomputed live from its predecessors.
             new = PoolRec(new_id, scheme, region, eff, None, transferred, None, virtual=True,

@@ -175,7 +175,9 @@ class ChainMember:
 
 
 def _change(r: asyncpg.Record | None) -> ChangeRow | None:
-    if r is None:
+    """The change a row of ``change`` (its columns, perhaps among others) holds; None for no row, or a
+    row of an outer join that found none."""
+    if r is None or r["id"] is None:
         return None
     return ChangeRow(r["id"], r["kind"], r["role"], r["parent_node"], r["state"], r["idempotency_key"],
                      json.loads(r["input"]), json.loads(r["plan"]), json.loads(r["result"]) if r["result"] else None,
@@ -201,6 +203,9 @@ async def claim_key(con: asyncpg.Connection, key: str, change_id: str | None = N
     used = await con.fetchval(KEY_USED, key, change_id)
     if used is not None:
         raise conflict(f"idempotency key {key!r} was already used by another change ({used}) on this node")
+
+
+change_row = _change
 
 
 async def by_id(con: asyncpg.Connection | asyncpg.Pool, change_id: str) -> ChangeRow | None:

@@ -10,6 +10,8 @@ from typing import Any
 
 import asyncpg
 
+from .changestore import ChangeRow, change_row
+
 PERSON = "select id_number, name, region_code from person where id_number = $1"
 
 # Where the person is registered here (if at all), and the children the person index names as holding them.
@@ -18,8 +20,20 @@ select (select region_code from person where id_number = $1) as region_code,
        array(select child from person_index where id_number = $1 order by child) as children
 """
 
+# A transfer's first read at the coordinator, in one statement: the change already made with the
+# idempotency key $1 (changestore.BY_KEY's row: its columns null when there is none) and LOCATE's
+# two columns for the person $2 (``located_region``, ``located_children``).
+PRIOR_AND_LOCATE = """
+select c.*, (select region_code from person where id_number = $2) as located_region,
+       array(select child from person_index where id_number = $2 order by child) as located_children
+from (select 1) one
+left join lateral (select * from change where idempotency_key = $1
+                   order by (state = 'ABORTED'), started_at desc limit 1) c on true
+"""
+
 # A side's checks in one statement ($1 the side's region, $2 the person, $3 true at the origin,
-# $4 effectiveFrom): a raise in progress over the region, a change holding the person, the
+# $4 effectiveFrom; $1 null at an origin locating the person itself: the region the person is
+# registered in here, if any): a raise in progress over the region, a change holding the person, the
 # person's latest transfer; at the origin also where the person is registered, their last
 # record and what they have before $4 per scheme (individual-account credits, sum of bases).
 # With an idempotency key $5, the key's lock too (changestore.KEY_LOCK: the checks do not
@@ -32,11 +46,12 @@ select h.id as raise_id, h.idempotency_key as raise_key, v.id as reserved_id, v.
        end as last_month,
        f.schemes, f.accounts, f.bases
 from (select count(*) from (select pg_advisory_xact_lock(7366046, hashtext($5)) where $5::text is not null) k) one
+cross join (select coalesce($1::text, (select region_code from person where id_number = $2)) as code) reg
 left join lateral (
     select c.id, c.idempotency_key from change_reservation r join change c on c.id = r.change_id
     where c.kind = 'raisePoolingLevel' and r.region_code in (
-        select descendant from region_closure where ancestor = $1
-        union all select ancestor from region_closure where descendant = $1)
+        select descendant from region_closure where ancestor = reg.code
+        union all select ancestor from region_closure where descendant = reg.code)
     limit 1) h on true
 left join lateral (
     select c.id, c.kind from change_reservation r join change c on c.id = r.change_id where r.id_number = $2 limit 1
@@ -132,6 +147,13 @@ class TransferRec:
     effective_from: date
     schemes: list[dict[str, Any]]
     state: str = "COMMITTED"
+
+
+async def prior_and_locate(con: asyncpg.Connection | asyncpg.Pool, key: str,
+                           id_number: str) -> tuple[ChangeRow | None, asyncpg.Record]:
+    """PRIOR_AND_LOCATE: the change made with ``key`` (None) and the row with LOCATE's columns."""
+    r = await con.fetchrow(PRIOR_AND_LOCATE, key, id_number)
+    return change_row(r), r
 
 
 async def person(con: asyncpg.Connection, id_number: str) -> asyncpg.Record | None:
