@@ -13,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from tests.nodes import free_port
+from tests.nodes import free_port_run
 
 pytestmark = pytest.mark.federation
 
@@ -48,7 +48,7 @@ def stop(p: subprocess.Popen[str]) -> int:
 
 
 def test_demo_starts_answers_and_restarts(tmp_path: Path) -> None:
-    port = free_port()
+    port = free_port_run(4)  # central and its three province nodes on the next ports
     p = start(tmp_path, port)
     try:
         out = wait_running(p)
