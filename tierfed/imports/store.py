@@ -9,6 +9,7 @@ stored yet as new partitions. The history of imports is at the end.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
@@ -278,6 +279,27 @@ def _yuan(v: str) -> str:
     return f"tierfed_int8_sum({v}) * 0.01"
 
 
+def _summarise(columns: str, amounts: tuple[str, ...]) -> Callable[[str], str]:
+    """The summaries' upsert of a kind of records over a table of the import's rows: per record
+    region, month and scheme the count and the sums of ``amounts`` (into the summary's
+    ``columns``, in that order), then for every ancestor up to the node's root ($1)."""
+    leaf = ", ".join(f"{_fen(a)} as a{i}" for i, a in enumerate(amounts))
+    up = ", ".join(f"{_yuan(f'a.a{i}')} as a{i}" for i in range(len(amounts)))
+
+    def over(source: str) -> str:
+        return f"""insert into summary (region_code, month, scheme, {columns})
+                 with s as materialized (
+                   select rc.ancestor, a.month, a.scheme, tierfed_int8_sum(a.n) as n, {up}
+                   from (select region_code, month, scheme, count(*) as n, {leaf}
+                         from {source} group by 1, 2, 3) a
+                   join region_closure rc on rc.descendant = a.region_code
+                   join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
+                   group by 1, 2, 3)
+                 select * from s order by 1, 2, 3""" + SUMMARY_UPSERT_SET
+
+    return over
+
+
 @dataclass(frozen=True)
 class RecordSql:
     """The statements of one record kind. ``check`` takes the 1-based positions of the
@@ -291,14 +313,19 @@ class RecordSql:
     repeated: str
     conflicting: str
     drop_stored: str
-    summarise: str
+    summarise_of: Callable[[str], str]  # the summaries' upsert over a table of the import's rows
     direct: str
     columns: tuple[str, ...]  # the file's columns, which are also the table's
     table: str
 
+    @property
+    def summarise(self) -> str:
+        """The summaries of the staged rows ($1: the node's root region)."""
+        return self.summarise_of("import_staging")
+
     def summarise_from(self, source: str) -> str:
         """``summarise`` over another table of the import's rows (the direct path's new months)."""
-        return self.summarise.replace(" from import_staging ", f" from {source} ")
+        return self.summarise_of(source)
 
     def insert_into(self, target: str, months: bool) -> str:
         """The staged records into ``target`` (the kind's table or the new months' table);
@@ -467,19 +494,8 @@ CONTRIBUTIONS = RecordSql(
     drop_stored="""delete from import_staging s using contribution c
                    where c.id_number = s.id_number and c.scheme = s.scheme and c.month = s.month""",
     # $1: the node's root region: summaries for the record's region and every ancestor up to it.
-    summarise=f"""insert into summary (region_code, month, scheme, contributions, employer, individual,
-                                      individual_account, base)
-                 with s as materialized (
-                   select rc.ancestor, a.month, a.scheme, tierfed_int8_sum(a.n) as n, {_yuan('a.e')} as e, {_yuan('a.i')} as i,
-                          {_yuan('a.ia')} as ia, {_yuan('a.b')} as b
-                   from (select region_code, month, scheme, count(*) as n, {_fen('employer_amount')} as e,
-                                {_fen('individual_amount')} as i, {_fen('individual_account_amount')} as ia,
-                                {_fen('base')} as b
-                         from import_staging group by 1, 2, 3) a
-                   join region_closure rc on rc.descendant = a.region_code
-                   join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-                   group by 1, 2, 3)
-                 select * from s order by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+    summarise_of=_summarise("contributions, employer, individual, individual_account, base",
+                            ("employer_amount", "individual_amount", "individual_account_amount", "base")),
     direct=_direct("contribution", _CONTRIBUTION_FIELDS, "em.credit_code as em",
                    "left join employer em on em.credit_code = x.emp",
                    "(x.emp = '' or x.em is not null) and "
@@ -541,15 +557,7 @@ BENEFITS = RecordSql(
                    order by s.line limit 1000""",
     drop_stored="""delete from import_staging s using benefit b
                    where b.id_number = s.id_number and b.scheme = s.scheme and b.month = s.month""",
-    summarise=f"""insert into summary (region_code, month, scheme, benefits, benefits_paid)
-                 with s as materialized (
-                   select rc.ancestor, a.month, a.scheme, tierfed_int8_sum(a.n) as n, {_yuan('a.p')} as p
-                   from (select region_code, month, scheme, count(*) as n, {_fen('amount')} as p
-                         from import_staging group by 1, 2, 3) a
-                   join region_closure rc on rc.descendant = a.region_code
-                   join region_closure top on top.ancestor = $1 and top.descendant = rc.ancestor
-                   group by 1, 2, 3)
-                 select * from s order by 1, 2, 3""" + SUMMARY_UPSERT_SET,
+    summarise_of=_summarise("benefits, benefits_paid", ("amount",)),
     direct=_direct("benefit", _BENEFIT_FIELDS, "", "", _amount_typed_ok("x.amount"),
                    "x.id_number, x.scheme, x.month, x.region_code, x.amount_n"),
 )
