@@ -792,10 +792,7 @@ class Changes:
         result = prior.result
         async with self.pool.acquire() as con:
             recs = {r["id"]: _pool(r) for r in await con.fetch(POOLS_BY_ID, [result["pool"], *result["closed"]])}
-            for r in await cs.remote_predecessors(self.pool, [result["pool"]]):
-                recs[r["predecessor_id"]] = PoolRec(r["predecessor_id"], r["scheme"], r["region_code"], r["opened_from"],
-                                                    r["closed_after"], r["opening_balance"], r["successor_id"],
-                                                    held_by=r["node"])
+        recs.update((p.id, p) for p in (await cs.remote_predecessors_of(self.pool, [result["pool"]]))[result["pool"]])
         return RaiseOutcome(recs[result["pool"]], [recs[i] for i in result["closed"]],
                             Decimal(result["transferred"]), False, True, "COMMITTED")
 
