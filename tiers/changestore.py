@@ -174,7 +174,7 @@ class ChainMember:
     remote: bool
 
 
-def _change(r: asyncpg.Record | None) -> ChangeRow | None:
+def change_row(r: asyncpg.Record | None) -> ChangeRow | None:
     """The change a row of ``change`` (its columns, perhaps among others) holds; None for no row, or a
     row of an outer join that found none."""
     if r is None or r["id"] is None:
@@ -205,15 +205,13 @@ async def claim_key(con: asyncpg.Connection, key: str, change_id: str | None = N
         raise conflict(f"idempotency key {key!r} was already used by another change ({used}) on this node")
 
 
-change_row = _change
-
 
 async def by_id(con: asyncpg.Connection | asyncpg.Pool, change_id: str) -> ChangeRow | None:
-    return _change(await con.fetchrow(BY_ID, change_id))
+    return change_row(await con.fetchrow(BY_ID, change_id))
 
 
 async def by_key(con: asyncpg.Connection | asyncpg.Pool, key: str) -> ChangeRow | None:
-    return _change(await con.fetchrow(BY_KEY, key))
+    return change_row(await con.fetchrow(BY_KEY, key))
 
 
 async def insert(con: asyncpg.Connection, change_id: str, kind: str, role: str, parent: str | None, key: str,
@@ -287,7 +285,7 @@ async def untold(pool: asyncpg.Pool, age_s: float = 0) -> list[tuple[str, str, s
 
 
 async def listing(pool: asyncpg.Pool, state: str | None, first: int) -> list[ChangeRow]:
-    return [c for c in (_change(r) for r in await pool.fetch(LIST, state, first)) if c is not None]
+    return [c for c in (change_row(r) for r in await pool.fetch(LIST, state, first)) if c is not None]
 
 
 async def add_remote_predecessors(con: asyncpg.Connection, successor: str, scheme: int, closed_after: date,

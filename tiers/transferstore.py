@@ -10,25 +10,26 @@ from typing import Any
 
 import asyncpg
 
-from .changestore import ChangeRow, change_row
+from .changestore import BY_KEY, ChangeRow, change_row
 
 PERSON = "select id_number, name, region_code from person where id_number = $1"
 
+def _where_registered(person: str, region: str, children: str) -> str:
+    """Where the person ``person`` (a parameter) is registered here, if at all, as column ``region``,
+    and the children the person index names as holding them, as column ``children``."""
+    return f"""(select region_code from person where id_number = {person}) as {region},
+       array(select child from person_index where id_number = {person} order by child) as {children}"""
+
+
 # Where the person is registered here (if at all), and the children the person index names as holding them.
-LOCATE = """
-select (select region_code from person where id_number = $1) as region_code,
-       array(select child from person_index where id_number = $1 order by child) as children
-"""
+LOCATE = f"select {_where_registered('$1', 'region_code', 'children')}"
 
 # A transfer's first read at the coordinator, in one statement: the change already made with the
 # idempotency key $1 (changestore.BY_KEY's row: its columns null when there is none) and LOCATE's
 # two columns for the person $2 (``located_region``, ``located_children``).
-PRIOR_AND_LOCATE = """
-select c.*, (select region_code from person where id_number = $2) as located_region,
-       array(select child from person_index where id_number = $2 order by child) as located_children
-from (select 1) one
-left join lateral (select * from change where idempotency_key = $1
-                   order by (state = 'ABORTED'), started_at desc limit 1) c on true
+PRIOR_AND_LOCATE = f"""
+select c.*, {_where_registered('$2', 'located_region', 'located_children')}
+from (select 1) one left join lateral ({BY_KEY}) c on true
 """
 
 # A side's checks in one statement ($1 the side's region, $2 the person, $3 true at the origin,
