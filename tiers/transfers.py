@@ -275,11 +275,10 @@ async def locate_here_or_below(ch: Changes, id_number: str,
             row = await con.fetchrow(ts.LOCATE, id_number)
         read = (row["region_code"], list(row["children"]))
     here, named = read
-    if here is not None and node.in_subtree(here) and node.child_for(here) is None:
+    if _held_here(node, here):
         return {"ok": True, "region": here}
     peers = ch.child_peers()
-    index = getattr(ch.rt, "index", None)
-    if index is not None and peers and all(index.is_current(p.name) for p in peers):
+    if peers and _index_current(ch):
         held = set(named)
         rounds = [[p for p in peers if p.name in held], [p for p in peers if p.name not in held]]
     else:
@@ -296,6 +295,17 @@ async def locate_here_or_below(ch: Changes, id_number: str,
             return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": down[0].get("node"),
                     "message": f"cannot tell where the person is registered: {down[0].get('message')}"}
     return {"ok": True, "region": None}
+
+
+def _held_here(node: Any, region: str | None) -> bool:
+    """Whether ``region`` (where the person is registered here, if at all) is held by this node itself."""
+    return region is not None and node.in_subtree(region) and node.child_for(region) is None
+
+
+def _index_current(ch: Changes) -> bool:
+    """Whether this node's person index is current for every child (its names can be trusted first)."""
+    index = getattr(ch.rt, "index", None)
+    return index is not None and all(index.is_current(k.name) for k in ch.node.children)
 
 
 # ---------------------------------------------------------------- coordinator
@@ -353,11 +363,8 @@ def _named_origin(ch: Changes, read: tuple[str | None, list[str]], to: str) -> A
     subtree might then take both sides); else None."""
     node = ch.node
     here, named = read
-    if here is not None and node.in_subtree(here) and node.child_for(here) is None:
-        return None
-    index = getattr(ch.rt, "index", None)
     kids = node.children
-    if index is None or len(named) != 1 or not kids or not all(index.is_current(k.name) for k in kids):
+    if _held_here(node, here) or len(named) != 1 or not kids or not _index_current(ch):
         return None
     origin = next((k for k in kids if k.name == named[0]), None)
     dest = node.child_for(to)
