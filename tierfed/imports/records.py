@@ -145,9 +145,8 @@ async def direct(con: asyncpg.Connection, sql: store.RecordSql, copied: int, roo
     months = await con.fetch(store.FILE_MONTHS)
     if not copied or any(m is None for _, m in months):
         return None
-    have = {r[0] for r in await con.fetch(store.PARTITIONS_OF, sql.table)}
-    new = [m for _, m in months]
-    if any(store.partition_name(sql.table, m) in have for m in new):
+    stored, new = await _split_months(con, sql.table, [m for _, m in months])
+    if stored:
         return None
     before, after = store.new_months(sql.table, new)
     shadow = store.new_table(sql.table)
@@ -270,12 +269,17 @@ async def apply(pool: asyncpg.Pool, con: asyncpg.Connection, src: Source, kind: 
     return inserted
 
 
+async def _split_months(con: asyncpg.Connection, table: str, months: list[date]) -> tuple[list[date], list[date]]:
+    """``months`` that ``table`` has a partition for already, and the others (new)."""
+    have = {r[0] for r in await con.fetch(store.PARTITIONS_OF, table)}
+    return ([m for m in months if store.partition_name(table, m) in have],
+            [m for m in months if store.partition_name(table, m) not in have])
+
+
 async def _insert(con: asyncpg.Connection, sql: store.RecordSql, months: list[date]) -> int:
     """The staged records (of ``months``) into the kind's table: months it has a partition
     for by an insert, the others as new partitions attached whole (``store.new_months``)."""
-    have = {r[0] for r in await con.fetch(store.PARTITIONS_OF, sql.table)}
-    stored = [m for m in months if store.partition_name(sql.table, m) in have]
-    new = [m for m in months if store.partition_name(sql.table, m) not in have]
+    stored, new = await _split_months(con, sql.table, months)
     n = 0
     if stored:
         status = await con.execute(sql.insert_into(sql.table, bool(new)), *([stored] if new else []))
