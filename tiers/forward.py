@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from graphql import GraphQLEnumType, GraphQLObjectType, GraphQLResolveInfo, get_named_type, print_ast
+from graphql import GraphQLEnumType, GraphQLField, GraphQLObjectType, GraphQLResolveInfo, get_named_type, print_ast
 from graphql.language import (
     ArgumentNode,
     BooleanValueNode,
@@ -101,20 +101,28 @@ def _literal(value: Any, gtype: Any) -> ValueNode:
     return StringValueNode(value=str(value))
 
 
+def _arguments(fdef: GraphQLField, args: dict[str, Any]) -> tuple[ArgumentNode, ...]:
+    """``args`` as literal arguments of the field ``fdef`` (each typed as the field declares it)."""
+    return tuple(ArgumentNode(name=NameNode(value=k), value=_literal(v, fdef.args[k].type)) for k, v in args.items())
+
+
+def _printed(node: FieldNode) -> tuple[str, set[str]]:
+    """A field built here as one line of text, and the variables it uses."""
+    used: set[str] = set()
+    _variables(node, used)
+    return print_ast(node).replace("\n", " "), used
+
+
 def field_piece_as(info: GraphQLResolveInfo, type_name: str, name: str, args: dict[str, Any]) -> tuple[str, set[str]]:
     """The current field's selection asked as field ``name`` of ``type_name`` with the values
     ``args`` (checked against that field's arguments), under the current field's response key;
     and the variables the selection uses."""
     gtype = info.schema.type_map[type_name]
     assert isinstance(gtype, GraphQLObjectType), type_name
-    fdef = gtype.fields[name]
-    arguments = tuple(ArgumentNode(name=NameNode(value=k), value=_literal(v, fdef.args[k].type))
-                      for k, v in args.items())
-    node = FieldNode(alias=NameNode(value=str(info.path.key)), name=NameNode(value=name), arguments=arguments,
-                     directives=(), selection_set=_merged_selection(info))
-    used: set[str] = set()
-    _variables(node, used)
-    return print_ast(node).replace("\n", " "), used
+    node = FieldNode(alias=NameNode(value=str(info.path.key)), name=NameNode(value=name),
+                     arguments=_arguments(gtype.fields[name], args), directives=(),
+                     selection_set=_merged_selection(info))
+    return _printed(node)
 
 
 def entity_piece(info: GraphQLResolveInfo, type_name: str, name: str, args: dict[str, Any]) -> tuple[str, set[str]]:
@@ -124,20 +132,15 @@ def entity_piece(info: GraphQLResolveInfo, type_name: str, name: str, args: dict
     them, fragments inlined; and the variables it uses."""
     query = info.schema.query_type
     assert query is not None
-    fdef = query.fields[name]
-    arguments = tuple(ArgumentNode(name=NameNode(value=k), value=_literal(v, fdef.args[k].type))
-                      for k, v in args.items())
     kept: list[SelectionNode] = []
     for s in (_merged_selection(info) or SelectionSetNode(selections=())).selections:
         if isinstance(s, InlineFragmentNode) and s.type_condition is not None \
                 and s.type_condition.name.value not in (type_name, get_named_type(info.return_type).name):
             continue  # another type's fragment: not this entity's
         kept.append(s)
-    node = FieldNode(name=NameNode(value=name), arguments=arguments, directives=(),
+    node = FieldNode(name=NameNode(value=name), arguments=_arguments(query.fields[name], args), directives=(),
                      selection_set=SelectionSetNode(selections=tuple(kept)))
-    used: set[str] = set()
-    _variables(node, used)
-    return print_ast(node).replace("\n", " "), used
+    return _printed(node)
 
 
 def variable_definitions(info: GraphQLResolveInfo) -> dict[str, str]:
