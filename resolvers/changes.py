@@ -69,6 +69,15 @@ async def _child_pool(info: Info, region: str, pool_id: str, as_of: date | None 
         raise unavailable(e.child, str(e)) from None
 
 
+def _held_pool(pid: str, scheme: int, region: str, got: dict[str, Any], node: str,
+               successor: str | None = None) -> PoolRec:
+    """A pool a child node holds, from that child's answer to the internal call ``pool`` (its
+    months): its figures are asked of the child as they are read (``held_by``)."""
+    return PoolRec(pid, scheme, region, codes.month(got["openedFrom"]),
+                   codes.month(got["closedAfter"]) if got["closedAfter"] else None, Decimal("0.00"), successor,
+                   held_by=node)
+
+
 async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
     """The internal call ``pool``: a pool of this node's subtree by id, with the figures named in
     ``want`` (its live opening balance, its predecessors; both when the call has no ``want``) and its
@@ -80,6 +89,8 @@ async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict
     c = ctx(info)
     out: list[dict[str, Any] | None] = []
     for a in args:
+        if "want" in a and not (isinstance(a["want"], list) and set(a["want"]) <= set(POOL_FIGURES)):
+            raise bad_input(f"pool's want lists figures among {', '.join(POOL_FIGURES)}", argument="args")
         pid = str(a.get("id", ""))
         region = call_region(info, pools.parse_pool_id(pid), "pools")
         owner = c.node.child_for(region)
@@ -87,15 +98,11 @@ async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict
             rec: PoolRec | None = await c.loaders.pool.load(pid)
         else:  # the pool itself; its figures are asked of the child below as they are computed
             got = await _child_pool(info, region, pid)
-            rec = None if got is None else PoolRec(pid, int(got["scheme"]), region, codes.month(got["openedFrom"]),
-                                                   codes.month(got["closedAfter"]) if got["closedAfter"] else None,
-                                                   Decimal("0.00"), None, held_by=owner.name)
+            rec = None if got is None else _held_pool(pid, int(got["scheme"]), region, got, owner.name)
         if rec is None:
             out.append(None)
             continue
         at = as_month(a["asOf"], "asOf") if a.get("asOf") is not None else None
-        if "want" in a and not (isinstance(a["want"], list) and set(a["want"]) <= set(POOL_FIGURES)):
-            raise bad_input(f"pool's want lists figures among {', '.join(POOL_FIGURES)}", argument="args")
         want = set(a["want"]) if "want" in a else set(POOL_FIGURES)
         out.append({
             "scheme": rec.scheme, "openedFrom": codes.month_str(rec.opened_from),
@@ -144,9 +151,8 @@ async def child_pool_predecessors(info: Info, root: PoolRec) -> list[PoolRec]:
     out = []
     for p in (got or {}).get("predecessors") or []:
         owner = c.node.child_for(p["region"])
-        out.append(PoolRec(p["id"], root.scheme, p["region"], codes.month(p["openedFrom"]),
-                           codes.month(p["closedAfter"]) if p["closedAfter"] else None, Decimal("0.00"), root.id,
-                           held_by=owner.name if owner is not None else c.node.name))
+        out.append(_held_pool(p["id"], root.scheme, p["region"], p, owner.name if owner is not None else c.node.name,
+                              successor=root.id))
     return sorted(out, key=lambda p: p.id)
 
 
