@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 from collections.abc import AsyncIterator
 
@@ -20,6 +19,7 @@ from .links_http import link_endpoint
 from .metrics import metrics_endpoint, refresh_metrics
 from .runtime import Runtime, open_runtime
 from .subscriptions import ws_endpoint
+from .tiers import background
 
 
 def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: str | None = None) -> Starlette:
@@ -37,13 +37,11 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
         rt.links.start()
         # On [metrics].listen nobody scrapes through this app: read the database's part of the
         # metrics (changes waiting for a node) every 15 s instead.
-        refresh = asyncio.get_running_loop().create_task(refresh_metrics(rt, 15.0)) \
-            if cfg.metrics.enabled and cfg.metrics.listen else None
+        refresh = refresh_metrics(rt, 15.0) if cfg.metrics.enabled and cfg.metrics.listen else None
         try:
             yield
         finally:
-            if refresh is not None:
-                refresh.cancel()
+            await background.stop(refresh)
             if rt.live is not None:
                 await rt.live.close()
             await rt.index.stop()

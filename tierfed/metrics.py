@@ -13,6 +13,7 @@ Outcomes are ``ok``, a contract error code, or ``partial:`` and a code.
 
 from __future__ import annotations
 
+import asyncio
 import os
 from typing import TYPE_CHECKING
 
@@ -25,6 +26,7 @@ from starlette.responses import PlainTextResponse, Response
 from . import observe
 from .auth import bearer
 from .errors import TierfedError
+from .tiers import background
 
 if TYPE_CHECKING:
     import asyncpg
@@ -157,14 +159,7 @@ async def scrape_state(rt: Runtime) -> None:
     rt.metrics.changes_state(await waiting_by_node(rt.pool), nodes)
 
 
-async def refresh_metrics(rt: Runtime, every_s: float) -> None:
-    """``scrape_state`` in the background, for a node whose metrics are served elsewhere."""
-    import asyncio
-    import logging
-
-    while True:
-        try:
-            await scrape_state(rt)
-        except Exception:  # noqa: BLE001 - logged; the next round tries again
-            logging.getLogger("tierfed.metrics").warning("could not read the changes waiting", exc_info=True)
-        await asyncio.sleep(every_s)
+def refresh_metrics(rt: Runtime, every_s: float) -> asyncio.Task[None]:
+    """``scrape_state`` in the background (a kept loop: ``tiers.background``), for a node whose
+    metrics are served elsewhere."""
+    return background.every("metrics-refresh", every_s, lambda: scrape_state(rt), first_at_once=True)

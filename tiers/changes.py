@@ -42,8 +42,8 @@ from tierfed import codes
 from tierfed.db import StatementCounter
 from tierfed.errors import Code, TierfedError, bad_input, conflict
 
+from . import background, settlement, transfers
 from . import changestore as cs
-from . import settlement, transfers
 from .faults import crash_point
 from .figures import SCHEMES
 from .identity import NodeIdentity
@@ -184,17 +184,13 @@ class Changes:
         self._owner_con = con
 
     def start(self) -> None:
-        self._task = asyncio.get_running_loop().create_task(self._loop())
+        """Recovery on start and every ``interval`` seconds, a failed pass logged and tried again."""
+        self._task = background.every("change-recovery", self.interval, self.recover_once, first_at_once=True)
 
     async def close(self) -> None:
         for t in list(self._telling):
             t.cancel()
-        if self._task is not None:
-            self._task.cancel()
-            try:
-                await self._task
-            except (asyncio.CancelledError, Exception):  # noqa: BLE001 - closing anyway
-                pass
+        await background.stop(self._task)
         await self.client.aclose()
         await self.steps.aclose()
         if self._owner_con is not None:
@@ -203,16 +199,6 @@ class Changes:
             except Exception:  # noqa: BLE001 - closing anyway
                 pass
         await self.pool.close()
-
-    async def _loop(self) -> None:
-        while True:
-            try:
-                await self.recover_once()
-            except asyncio.CancelledError:
-                raise
-            except Exception:  # noqa: BLE001 - logged and retried at the next tick
-                log.exception("change recovery failed; retrying in %g s", self.interval)
-            await asyncio.sleep(self.interval)
 
     @property
     def node(self) -> Any:

@@ -229,5 +229,4 @@ class Links:
             await self._parent_client.aclose()
             self._parent_client = None
         await self._parent_steps.aclose()
-        await background.stop(self._task)
-        self._task = None
+        await self.pause()
