@@ -78,21 +78,25 @@ def _held_pool(pid: str, scheme: int, region: str, got: dict[str, Any], node: st
                    held_by=node)
 
 
-async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str, Any] | None]:
+async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """The internal call ``pool``: a pool of this node's subtree by id, with the figures named in
     ``want`` (its live opening balance, its predecessors; both when the call has no ``want``) and its
-    balance at ``asOf`` (when asked); null for a pool that does not exist. A pool held further
-    down is asked of the child holding it in turn."""
+    balance at ``asOf`` (when asked); an empty object for a pool that does not exist (the answers
+    of ``_tierCall`` are never null). A pool held further down is asked of the child holding it in turn."""
     from . import pools
     from .permissions import call_region
 
     c = ctx(info)
-    out: list[dict[str, Any] | None] = []
+    asked: list[tuple[str, str, date | None, set[str]]] = []  # every call checked before any is answered
     for a in args:
         if "want" in a and not (isinstance(a["want"], list) and set(a["want"]) <= set(POOL_FIGURES)):
             raise bad_input(f"pool's want lists figures among {', '.join(POOL_FIGURES)}", argument="args")
         pid = str(a.get("id", ""))
         region = call_region(info, pools.parse_pool_id(pid), "pools")
+        at = as_month(a["asOf"], "asOf") if a.get("asOf") is not None else None
+        asked.append((pid, region, at, set(a["want"]) if "want" in a else set(POOL_FIGURES)))
+
+    async def one(pid: str, region: str, at: date | None, want: set[str]) -> dict[str, Any]:
         owner = c.node.child_for(region)
         if owner is None:
             rec: PoolRec | None = await c.loaders.pool.load(pid)
@@ -100,11 +104,8 @@ async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict
             got = await _child_pool(info, region, pid)
             rec = None if got is None else _held_pool(pid, int(got["scheme"]), region, got, owner.name)
         if rec is None:
-            out.append(None)
-            continue
-        at = as_month(a["asOf"], "asOf") if a.get("asOf") is not None else None
-        want = set(a["want"]) if "want" in a else set(POOL_FIGURES)
-        out.append({
+            return {}
+        return {
             "scheme": rec.scheme, "openedFrom": codes.month_str(rec.opened_from),
             "closedAfter": codes.month_str(rec.closed_after) if rec.closed_after else None,
             "openingBalance": str(await pools.opening_balance(rec, info)) if "openingBalance" in want else None,
@@ -112,8 +113,10 @@ async def answer_pool_calls(info: Info, args: list[dict[str, Any]]) -> list[dict
             "predecessors": [{"id": p.id, "region": p.region_code, "openedFrom": codes.month_str(p.opened_from),
                               "closedAfter": codes.month_str(p.closed_after) if p.closed_after else None}
                              for p in await pools.predecessors(rec, info)] if "predecessors" in want else None,
-        })
-    return out
+        }
+
+    # together, so that the loaders read the pools (and their summaries) in one batch, not one by one
+    return list(await asyncio.gather(*(one(*x) for x in asked)))
 
 
 async def remote_opening(info: Info, root: PoolRec) -> Decimal:

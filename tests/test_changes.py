@@ -23,6 +23,7 @@ from typing import Any
 import httpx
 import pytest
 from tierfed.tiers.identity import generate_key_pair
+from tierfed.tiers.store import POOLS
 from tierfed.tiers.tree import Tree
 
 from tests.conftest import SECRET, load_dataset, token
@@ -163,6 +164,17 @@ async def test_the_internal_pool_call_computes_only_the_figures_asked(fed: Fed) 
     assert older["openingBalance"] == full["data"]["pool"]["openingBalance"] and older["predecessors"] == []
     bad = await fed.ask("guangdong", q, {"a": [{"id": pid, "want": ["everything"]}]})
     assert bad["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "want" in bad["errors"][0]["message"]
+    # several pools in one call are read together: one statement for the pools, not one each
+    rt = fed.nodes["guangdong"].runtime
+    rt.statements.queries = []
+    try:
+        two = await fed.ask("guangdong", q, {"a": [{"id": pid, "want": []}, {"id": "440000-MEDICAL-202401", "want": []}]})
+        ran = list(rt.statements.queries)
+    finally:
+        rt.statements.queries = None
+    assert "errors" not in two, two
+    assert two["data"]["_tierCall"][0]["openedFrom"] and two["data"]["_tierCall"][1] == {}  # MEDICAL: a city's pool
+    assert sum(1 for x in ran if x.strip() == POOLS.strip()) == 1, ran
 
 
 ENTITIES = """query($r: [_Any!]!) { _entities(representations: $r) { __typename ...P

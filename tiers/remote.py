@@ -269,7 +269,7 @@ class RemoteCalls:
     async def call(self, child: Child, kind: str, arg: dict[str, Any], missing: str | None = None) -> Any:
         """The child's answer to one internal call (``_tierCall``); None while planning.
         Raises ChildFailed (after reporting TIER_UNAVAILABLE once) when the child gave none;
-        with ``missing``, a null answer is TIER_UNAVAILABLE too, saying the child ``missing``."""
+        with ``missing``, an empty answer (null or ``{}``) is TIER_UNAVAILABLE too, saying the child ``missing``."""
         key = json.dumps(arg, sort_keys=True, separators=(",", ":"))
         if self.mode == PLAN:
             listed = self._need(child).calls.setdefault(kind, [])
@@ -284,7 +284,7 @@ class RemoteCalls:
             self._report(child, reason)
             raise ChildFailed(child, reason)
         got = answer.calls[(kind, key)]
-        if got is None and missing is not None:
+        if not got and missing is not None:  # null, or the empty object of a call that found nothing
             raise TierfedError(Code.TIER_UNAVAILABLE, f"child node '{child.name}' {missing}", node=child.name)
         return got
 
