@@ -101,7 +101,14 @@ def main(argv: list[str] | None = None) -> None:
 
 
 def _run(coro: Awaitable[Any]) -> Any:
-    return asyncio.run(coro)  # type: ignore[arg-type]
+    """Run a command's coroutine on uvloop's event loop (libuv's; installed with uvicorn[standard]:
+    the loop ``uvicorn --workers N`` picks too), or asyncio's own where it is not installed."""
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)  # type: ignore[arg-type]
+    with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+        return runner.run(coro)  # type: ignore[arg-type]
 
 
 async def _with_db(cfg: NodeConfig, fn: Callable[[Any], Awaitable[Any]]) -> Any:
