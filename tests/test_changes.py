@@ -247,6 +247,36 @@ async def test_a_participant_that_refuses_makes_it_a_clear_error(fed: Fed) -> No
     assert await fed.pools() == before
 
 
+async def test_a_change_a_child_asked_about_before_its_intent_was_recorded_aborts_everywhere(
+        fed: Fed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The coordinator records its intent while its children prepare. A child asking about a
+    change the coordinator has no record of is told it is aborted, and that is recorded first:
+    the intent's insert then fails on it, and the change aborts on every node instead of being
+    committed after a child released its part."""
+    before = await fed.pools()
+    central = fed.nodes["central"].runtime.changes
+    gd = fed.nodes["guangdong"].runtime.changes
+    change_id = "5e7e" * 8
+    asked = await gd.send(gd.parent, {"op": "status", "change": change_id})  # as its recovery asks, signed
+    assert asked["state"] == "ABORTED", asked
+    monkeypatch.setattr(central, "new_id", lambda: change_id)  # the next change central starts has that id
+    got = await fed.ask("central", RAISE, _raise_in(idempotencyKey="presumed-1"))
+    monkeypatch.undo()
+    err = got["errors"][0]
+    assert err["extensions"]["code"] == "CONFLICT" and "given up" in err["message"], err
+    assert await fed.pools() == before
+    for n in NODES:  # what Guangdong, Shenzhen and Sichuan reserved was released before the answer
+        rt = fed.nodes[n].runtime
+        assert await rt.pool.fetchval("select count(*) from change_reservation") == 0, n
+        assert await rt.pool.fetchval("select count(*) from change where state = 'PENDING'") == 0, n
+    # the presumption is no change of its own: not listed
+    ch = await fed.ask("central", '{ changes { id kind } }')
+    assert change_id not in [c["id"] for c in ch["data"]["changes"]]
+    # and the key was not used up: the same raise as a dry run goes through
+    again = await fed.ask("central", RAISE, _raise_in(idempotencyKey="presumed-1", dryRun=True))
+    assert "errors" not in again, again
+
+
 async def test_deeper_raise_province_over_a_city_node(fed: Fed) -> None:
     """Guangdong raises MEDICAL to the province over Shenzhen's node: the one-node figures."""
     inp = {"in": {"scheme": "MEDICAL", "region": "440000", "effectiveFrom": "2025-04", "idempotencyKey": "gd-med"}}
@@ -415,6 +445,57 @@ CONNECTION_SQL = ("SELECT current_setting('jit')",)
 VERSION_SQL = ("select version from data_version", "insert into tier_link")
 
 
+class Counted:
+    """Around a change made through central: the steps each node sent each other node, the SQL
+    statements of change steps each node ran, and its pushes of its version up the tree (read
+    after every decision was told). The links' background rounds (lease checks, a version no push
+    followed) are paused meanwhile: what they read and write depends on the clock, not on the
+    change; versions an earlier test moved are pushed up first, leaves first."""
+
+    def __init__(self, fed: Fed) -> None:
+        self.fed = fed
+        self.steps: dict[str, dict[str, int]] = {}
+        self.statements: dict[str, list[str]] = {}
+        self.pushes: dict[str, int] = {}
+        self.log: list[tuple[str, str]] | None = None
+
+    async def __aenter__(self) -> Counted:
+        fed = self.fed
+        self.sent0 = {n: dict(rn.runtime.changes.sent) for n, rn in fed.nodes.items()}
+        for n in ("shenzhen", "guangdong", "sichuan", "central"):
+            links = fed.nodes[n].runtime.links
+            await links.pause()
+            assert await links.announce() is None, n
+        for rn in fed.nodes.values():
+            rn.runtime.changes.statements.queries = []
+        fed.nodes["central"].runtime.changes.sent_log = []
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        fed = self.fed
+        try:
+            if exc[0] is None:
+                await fed.settle()
+            every = {n: rn.runtime.changes.statements.queries or [] for n, rn in fed.nodes.items()}
+            self.pushes = {n: sum(1 for q in qs if q.lstrip().startswith(VERSION_SQL)) for n, qs in every.items()}
+            self.statements = {n: [q for q in qs if not " ".join(q.split()).startswith(
+                (*RECOVERY_SQL, *CONNECTION_SQL, *VERSION_SQL))] for n, qs in every.items()}
+        finally:
+            for rn in fed.nodes.values():
+                rn.runtime.changes.statements.queries = None
+                rn.runtime.links.start()
+            central = fed.nodes["central"].runtime.changes
+            self.log, central.sent_log = central.sent_log, None
+        self.steps = {n: {k: v - self.sent0[n].get(k, 0) for k, v in rn.runtime.changes.sent.items()
+                          if v - self.sent0[n].get(k, 0)} for n, rn in fed.nodes.items()}
+
+    def counts(self) -> dict[str, int]:
+        return {n: len(q) for n, q in self.statements.items()}
+
+    def folded(self, node: str) -> list[str]:
+        return [" ".join(q.split())[:90] for q in self.statements[node]]
+
+
 async def test_a_transfer_costs_a_fixed_number_of_steps_and_statements(fed: Fed) -> None:
     """Round trips between nodes and SQL statements of change steps, per node, for one transfer
     from Guangdong to Sichuan coordinated at central: counted, so that they cannot creep back up."""
@@ -422,33 +503,11 @@ async def test_a_transfer_costs_a_fixed_number_of_steps_and_statements(fed: Fed)
     central = fed.nodes["central"].runtime.changes
     for n in ("central", "guangdong"):  # the person index read (a node restarted above made it not current)
         assert await fed.nodes[n].runtime.index.sync_all() == {}
-    sent0 = {n: dict(rn.runtime.changes.sent) for n, rn in fed.nodes.items()}
-    # The links' background rounds (lease checks, a version no push followed) are paused while
-    # the transfer is counted: what they read and write depends on the clock, not on the change.
-    # Versions an earlier test moved are pushed up first, leaves first.
-    for n in ("shenzhen", "guangdong", "sichuan", "central"):
-        links = fed.nodes[n].runtime.links
-        await links.pause()
-        assert await links.announce() is None, n
-    for rn in fed.nodes.values():
-        rn.runtime.changes.statements.queries = []
-    central.sent_log = []
-    try:
+    async with Counted(fed) as counted:
         got = await fed.ask("central", TRANSFER, {"in": {"idNumber": person, "to": "510105", "effectiveFrom": "2025-07",
                                                          "idempotencyKey": "t-count"}}, SC_OP)
         assert "errors" not in got, got
-        await fed.settle()
-        every = {n: rn.runtime.changes.statements.queries or [] for n, rn in fed.nodes.items()}
-        pushes = {n: sum(1 for q in qs if q.lstrip().startswith(VERSION_SQL)) for n, qs in every.items()}
-        statements = {n: [q for q in qs if not " ".join(q.split()).startswith((*RECOVERY_SQL, *CONNECTION_SQL, *VERSION_SQL))]
-                      for n, qs in every.items()}
-    finally:
-        for rn in fed.nodes.values():
-            rn.runtime.changes.statements.queries = None
-            rn.runtime.links.start()
-        log, central.sent_log = central.sent_log, None
-    steps = {n: {k: v - sent0[n].get(k, 0) for k, v in rn.runtime.changes.sent.items() if v - sent0[n].get(k, 0)}
-             for n, rn in fed.nodes.items()}
+    steps, statements, pushes, log = counted.steps, counted.statements, counted.pushes, counted.log
     # each side prepares once (Guangdong, which the person index names alone as holding the person,
     # locates them in its prepare: no `locate` step), and each is told the decision once; no other
     # node sends anything
@@ -616,9 +675,25 @@ async def test_a_change_that_holds_a_person_conflicts(fed: Fed) -> None:
 
 async def test_national_raise_across_nodes(fed: Fed) -> None:
     want = (await fed.single.post(RAISE, _raise_in(dryRun=True), NATIONAL_OP))["data"]["raisePoolingLevel"]
-    got = await fed.ask("central", RAISE, _raise_in())
-    assert "errors" not in got, got
-    await fed.settle()
+    async with Counted(fed) as counted:
+        got = await fed.ask("central", RAISE, _raise_in())
+        assert "errors" not in got, got
+    # Round trips between nodes and statements, counted so that they cannot creep back up: each
+    # child is asked to prepare once and told the decision once (Guangdong asks and tells Shenzhen)
+    assert counted.steps == {"central": {"guangdong": 2, "sichuan": 2}, "guangdong": {"shenzhen": 2},
+                             "shenzhen": {}, "sichuan": {}}, (counted.steps, counted.log)
+    # Statements: a node's prepare is begin, its locks, its checks (with whether it had prepared
+    # this change already: a prepare sent again), at a node without children its pools' figures,
+    # the change and its reservation recorded, commit; its commit is the row, begin, decide,
+    # its pools closed, commit; a node with children also reads whom to tell and records each
+    # child's acknowledgement (begin, update unflushed, commit). Central: the key's change, its
+    # intent (begin, locks, checks, record, commit) beside the children's prepares, the figures of
+    # the pools it holds whole, the decision with its own part in one statement (a transaction
+    # of its own), and the children's acknowledgements.
+    expected = {"central": 14, "guangdong": 14, "sichuan": 11, "shenzhen": 10}
+    counts = counted.counts()
+    assert all(expected[n] <= counts[n] <= expected[n] + 1 for n in expected), (
+        counts, {n: counted.folded(n) for n in expected if counts[n] != expected[n]})
     r = got["data"]["raisePoolingLevel"]
     assert r["state"] == "COMMITTED" and r["replayed"] is False
     assert r["transferred"] == want["transferred"]
@@ -683,9 +758,15 @@ async def test_change_steps_need_the_parents_signature(fed: Fed, tmp_path: Path)
             "Authorization": "Node " + NodeIdentity("central", fed.cfgs["central"].private_key_file, None, {}).sign(
                 body, "sichuan")})
         assert ok.status_code == 200 and ok.json()["state"] == "UNKNOWN"
+        # one step sent to several children is signed once for all of them: accepted by each it names
+        central = NodeIdentity("central", fed.cfgs["central"].private_key_file, None, {})
+        both = await c.post(url, content=body, headers={"Authorization": "Node " + central.sign(body, ["guangdong",
+                                                                                                       "sichuan"])})
+        assert both.status_code == 200, both.text
+        others = await c.post(url, content=body, headers={"Authorization": "Node " + central.sign(body, ["guangdong"])})
+        assert others.status_code == 403, others.text
         # a signature over another body is refused
         other = json.dumps({"op": "abort", "change": "x"}).encode()
-        central = NodeIdentity("central", fed.cfgs["central"].private_key_file, None, {})
         r = await c.post(url, content=other, headers={"Authorization": "Node " + central.sign(body, "sichuan")})
         assert r.status_code == 403
 

@@ -32,6 +32,7 @@ class StatementCounter:
 
     count: int = 0
     queries: list[str] | None = None  # set to a list to keep the statements' text
+    timed: list[tuple[str, float]] | None = None  # set to a list to keep each statement's text and seconds
 
     def __call__(self, record: Any) -> None:
         if record.query.startswith(ASYNCPG_INTERNAL):
@@ -39,6 +40,8 @@ class StatementCounter:
         self.count += 1
         if self.queries is not None:
             self.queries.append(record.query)
+        if self.timed is not None:
+            self.timed.append((record.query, record.elapsed))
         # asyncpg calls this with the context of the task that ran the statement.
         req = observe.current.get()
         if req is not None:
@@ -55,10 +58,15 @@ def database_url(cfg: NodeConfig) -> str:
 
 
 async def create_pool(url: str, counter: StatementCounter | None = None, settings: dict[str, str] | None = None,
-                      **kw: Any) -> asyncpg.Pool:
+                      warm: tuple[str, ...] = (), **kw: Any) -> asyncpg.Pool:
+    """A pool of connections to the node's database. ``warm``: statements each new connection
+    prepares before it is first handed out (its type lookups and its backend's first catalog
+    reads done then, not in the first operation that runs them)."""
     async def init(con: asyncpg.Connection) -> None:
         if counter is not None:
             con.add_query_logger(counter)
+        for sql in warm:
+            await con.prepare(sql)
 
     async def reset(con: asyncpg.Connection) -> None:
         # tierfed leaves no session state on a released connection (transactions

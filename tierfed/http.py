@@ -16,18 +16,20 @@ import logging
 from typing import Any
 
 from graphql import GraphQLError, OperationType
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from . import observe
 from .answers import cache_key, cacheable, etag, matches
-from .auth import bearer
+from .auth import Caller, bearer
 from .errors import RETRY_AFTER_S, Code, TierfedError, database_down, forbidden
-from .execution import RequestError, format_error, masked, prepare, run
+from .execution import Prepared, RequestError, format_error, masked, prepare, run
 from .graphiql import page as graphiql_page
 from .runtime import Runtime
 from .selfservice import self_role
 from .subscriptions import sse_endpoint, wants_stream
+from .tiers import background
 from .tiers.versions import subtree_version
 
 log = logging.getLogger("tierfed.http")
@@ -219,6 +221,25 @@ async def graphql_endpoint(request: Request) -> Response:
                 if req is not None:
                     req.outcome = "ok"
                 return Response(entry.body, 200, {**REVALIDATE, "ETag": entry.etag}, media)
+    if prepared.operation.operation == OperationType.MUTATION:
+        # What the mutation starts for after its answer (telling a change's participants its
+        # decision) starts once the answer is sent, not competing with it for the CPU.
+        collecting = background.collect_after_answer()
+        try:
+            response = await _execute(rt, caller, prepared, variables, op_name, media, None, None)
+        except BaseException:
+            await background.after_answer(collecting)  # no answer will be sent: start it now
+            raise
+        response.background = BackgroundTask(background.after_answer, collecting)
+        return response
+    return await _execute(rt, caller, prepared, variables, op_name, media, key, version)
+
+
+async def _execute(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[str, Any],
+                   op_name: str | None, media: str, key: str | None, version: str | None) -> Response:
+    """Run the operation within the node's deadline; its answer (kept in the answer cache under
+    ``key`` at ``version`` when given and complete)."""
+    req = observe.current.get()
     deadline = rt.cfg.limits.deadline_s
     try:
         result = await asyncio.wait_for(run(rt, caller, prepared, variables, op_name), deadline)

@@ -136,12 +136,15 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
         except UserError:
             await rt.close()
             raise
-    from .tiers.changes import OWNER_SETTING, Changes
+    from .tiers.changes import OWNER_SETTING, WARM_STATEMENTS, Changes
 
     try:
         changes_counter = StatementCounter()
         owner = uuid.uuid4().hex  # this process, on the rows of the changes it coordinates (migration 0013)
-        rt.changes = Changes(rt, await create_pool(url, changes_counter, {OWNER_SETTING: owner}, min_size=0, max_size=10),
+        # Kept open once opened (a raise is rare: its connections are not closed when idle), and
+        # each prepares the change steps' statements when it opens (changestore.WARM).
+        rt.changes = Changes(rt, await create_pool(url, changes_counter, {OWNER_SETTING: owner}, WARM_STATEMENTS,
+                                                   min_size=0, max_size=10, max_inactive_connection_lifetime=0),
                              owner)
         rt.changes.statements = changes_counter
         await rt.changes.open()

@@ -30,6 +30,7 @@ import logging
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, nullcontext
 from dataclasses import dataclass, replace
 from datetime import date
 from decimal import Decimal
@@ -44,6 +45,7 @@ from tierfed.errors import Code, TierfedError, bad_input, conflict
 
 from . import background, settlement, transfers
 from . import changestore as cs
+from . import transferstore as ts
 from .faults import crash_point
 from .figures import SCHEMES
 from .identity import NodeIdentity
@@ -63,6 +65,8 @@ from .store import PoolRec, _pool
 log = logging.getLogger("tierfed.changes")
 
 RAISE = "raisePoolingLevel"
+# What each new connection of the pool for change steps prepares (tierfed.runtime).
+WARM_STATEMENTS = (*cs.WARM, CLOSE, ts.CHECK_SIDE, ts.PRIOR_AND_LOCATE)
 OWNER_SETTING = "tierfed.owner"  # set on the change steps' connections: see Changes.owner
 
 TRANSFER = transfers.TRANSFER
@@ -149,6 +153,7 @@ class Changes:
         self.interval = cfg.recovery_interval_s
         self._task: asyncio.Task[None] | None = None
         self._telling: set[asyncio.Task[Any]] = set()
+        self._awaiting_answer = 0  # decisions whose telling starts once their answer is sent
         # Decisions waiting to be told to each child, sent together (one step per child
         # for however many changes were decided meanwhile): change id -> how many of its
         # children have acknowledged it (for the crash point after the first).
@@ -159,6 +164,10 @@ class Changes:
         self.sent_log: list[tuple[str, str]] | None = None  # set to a list to keep (node, step) of each step sent
         self.statements = StatementCounter()  # the SQL statements of change steps (tests count them)
         self.timings: list[dict[str, Any]] | None = None  # set to a list to keep each change's Phases (bench)
+
+    def new_id(self) -> str:
+        """The id of a change this node starts coordinating."""
+        return uuid.uuid4().hex
 
     # ------------------------------------------------------------ lifecycle
 
@@ -213,16 +222,29 @@ class Changes:
 
     # ------------------------------------------------------------ messages
 
-    async def send(self, peer: Peer, msg: dict[str, Any]) -> dict[str, Any]:
-        """One signed step to ``peer``; Unreachable when it does not answer (or answers garbage)."""
+    def signed(self, msg: dict[str, Any], peers: list[Peer]) -> tuple[bytes, str] | None:
+        """The same step for several peers, encoded and signed once for all of them (``send``'s
+        ``signed``); None when this node cannot sign (each send then says so)."""
         body = json.dumps(msg).encode()
+        try:
+            return body, self.identity.sign(body, [p.name for p in peers])
+        except PermissionError:
+            return None
+
+    async def send(self, peer: Peer, msg: dict[str, Any], signed: tuple[bytes, str] | None = None) -> dict[str, Any]:
+        """One signed step to ``peer``; Unreachable when it does not answer (or answers garbage).
+        ``signed``: ``msg`` already encoded and signed for ``peer`` among others (``signed``)."""
         self.sent[peer.name] = self.sent.get(peer.name, 0) + 1
         if self.sent_log is not None:
             self.sent_log.append((peer.name, str(msg.get("op"))))
-        try:
-            sig = self.identity.sign(body, peer.name)
-        except PermissionError as e:
-            raise Unreachable(str(e)) from None
+        if signed is not None:
+            body, sig = signed
+        else:
+            body = json.dumps(msg).encode()
+            try:
+                sig = self.identity.sign(body, peer.name)
+            except PermissionError as e:
+                raise Unreachable(str(e)) from None
         headers = {"Authorization": f"Node {sig}", "Content-Type": "application/json"}
         if self.steps.handles(peer.url):
             try:
@@ -277,7 +299,8 @@ class Changes:
             if op == "locate":
                 return await transfers.locate_here_or_below(self, str(msg.get("idNumber", "")))
             if op == "status":
-                row = await cs.by_id(self.pool, change_id)
+                # a change unknown here is presumed aborted, and recorded so (changestore.PRESUME_ABORTED)
+                row = await cs.presume_aborted(self.pool, change_id) if change_id else None
                 answer: dict[str, Any] = {"ok": True, "state": row.state if row else "UNKNOWN"}
                 if row is not None and row.state == "COMMITTED" and row.kind == TRANSFER:
                     answer["moves"] = decided_moves(row)
@@ -294,11 +317,10 @@ class Changes:
         if msg.get("kind") not in (RAISE, TRANSFER, settlement.SETTLE):
             raise bad_input(f"unknown kind of change {msg.get('kind')!r}")
         if not dry:
-            prior = await cs.by_id(self.pool, change_id)
-            if prior is not None:  # the same step again (a retry): the same answer
-                if prior.state == "ABORTED":
-                    raise conflict(f"change {change_id} was aborted here")
-                return prior.plan.get("answer") or {"ok": True, "pools": prior.plan.get("pools", [])}
+            # the same step again (a retry): the same answer (a raise's part finds it with its checks)
+            prior = await cs.by_id(self.pool, change_id) if msg["kind"] != RAISE else None
+            if prior is not None:
+                return _prior_answer(change_id, prior.state, prior.plan)
             crash_point("participant-before-reserve")
         if msg["kind"] == TRANSFER:
             return await transfers.prepare(self, msg, parent, dry)
@@ -321,6 +343,8 @@ class Changes:
             if not await cs.raise_locks(con, *_lock_keys(tree, scheme, root), key, False):
                 raise _overlapping(scheme, root)
             part = await cs.raise_checks(con, scheme, root, key, change_id, None)
+            if part.prior is not None:
+                return _prior_answer(change_id, *part.prior)
             _refuse_held(part, scheme, root)
             if part.key_used is not None:
                 raise conflict(f"idempotency key {key!r} was already used by another change ({part.key_used}) "
@@ -375,9 +399,9 @@ class Changes:
             pools.extend(a.get("pools", []))
         return pools, None
 
-    async def _ask(self, peer: Peer, msg: dict[str, Any]) -> dict[str, Any]:
+    async def _ask(self, peer: Peer, msg: dict[str, Any], signed: tuple[bytes, str] | None = None) -> dict[str, Any]:
         try:
-            return await self.send(peer, msg)
+            return await self.send(peer, msg, signed)
         except Unreachable as e:
             return {"ok": False, "code": Code.TIER_UNAVAILABLE.value, "node": peer.name,
                     "message": f"node '{peer.name}' ({peer.region}) {e}"}
@@ -455,8 +479,18 @@ class Changes:
     def tell_later(self, change_id: str, nodes: list[str] | None = None,
                    moves: dict[str, Any] | None = None) -> None:
         """After the decision the caller has its answer (COMMITTED): the children taking part
-        (``nodes``, or as recorded) are told meanwhile, the decisions made meanwhile batched into
-        one step per child; recovery tells any that this misses."""
+        (``nodes``, or as recorded) are told once it is sent (``background.when_answered``), the
+        decisions made meanwhile batched into one step per child; recovery tells any that this
+        misses (a crash before, an answer never sent)."""
+        self._awaiting_answer += 1
+
+        def start() -> None:
+            self._awaiting_answer -= 1
+            self._tell_now(change_id, nodes, moves)
+
+        background.when_answered(start)
+
+    def _tell_now(self, change_id: str, nodes: list[str] | None, moves: dict[str, Any] | None) -> None:
         if nodes is None:
             task = asyncio.get_running_loop().create_task(self._tell_recorded_later(change_id))
             self._telling.add(task)
@@ -478,7 +512,7 @@ class Changes:
 
     async def _tell_recorded_later(self, change_id: str) -> None:
         parts = await cs.participants(self.pool, [change_id])
-        self.tell_later(change_id, [p.node for p in parts if p.state == "PENDING"])
+        self._tell_now(change_id, [p.node for p in parts if p.state == "PENDING"], None)
 
     async def _tell_queued(self, node: str) -> None:
         """Send the decisions queued for one child, as many as are queued, one step at a time."""
@@ -528,8 +562,11 @@ class Changes:
 
     async def settled(self) -> None:
         """Wait until the children of every decision made here have been told (tests, benchmarks)."""
-        while self._telling:
-            await asyncio.gather(*list(self._telling), return_exceptions=True)
+        while self._telling or self._awaiting_answer:
+            if self._telling:
+                await asyncio.gather(*list(self._telling), return_exceptions=True)
+            else:  # an answer still being sent: its telling starts then
+                await asyncio.sleep(0.002)
 
     async def _tell(self, change_id: str, state: str, crash_after_first: bool = False,
                     moves: dict[str, Any] | None = None, kind: str | None = None) -> list[str]:
@@ -636,15 +673,20 @@ class Changes:
             return await self._replay(prior, inp)
         msg_input = {"scheme": scheme, "region": region, "effectiveFrom": codes.month_str(eff),
                      "successor": new_id, "vertical": inp.vertical_management}
-        change_id = uuid.uuid4().hex
+        change_id = self.new_id()
         self.in_flight.add(change_id)
         decided = False
         ph = Phases(self.timings, "raise-dry" if inp.dry_run else "raise")
         ph.mark("prior")
-        try:
-            key = None if inp.dry_run else inp.idempotency_key
-            # the intent's locks, checks and record in three statements (changestore.RAISE_LOCKS):
-            # the same checks as the raise on one node's, and claim_key's
+        key = None if inp.dry_run else inp.idempotency_key
+        msg = {"op": "prepare", "kind": RAISE, "change": change_id, "key": inp.idempotency_key,
+               "caller": caller, "input": msg_input, "dryRun": inp.dry_run}
+        answers: list[tuple[Peer, dict[str, Any]]] = []
+
+        async def record_intent() -> list[PoolRec]:
+            """This node's part: the intent's locks, checks and record in three statements
+            (changestore.RAISE_LOCKS), the same checks as the raise on one node's and claim_key's;
+            the pools it replaces here."""
             async with intent(self.pool, inp.dry_run, set_async=False) as con:
                 if not await cs.raise_locks(con, *_lock_keys(tree, scheme, region), key, True):
                     raise _overlapping(scheme, region)
@@ -660,39 +702,65 @@ class Changes:
                     if part.key_used is not None:
                         raise conflict(f"idempotency key {key!r} was already used by another change "
                                        f"({part.key_used}) on this node")
-                    await cs.record_part(con, change_id, RAISE, "coordinator", None, key, inp.to_json(),
-                                         {"replaced": [p.id for p in local]}, caller,
-                                         [(k.name, k.region) for k in kids], pools=(scheme, region))
-            msg = {"op": "prepare", "kind": RAISE, "change": change_id, "key": inp.idempotency_key,
-                   "caller": caller, "input": msg_input, "dryRun": inp.dry_run}
-            answers: list[tuple[Peer, dict[str, Any]]] = []
-
+                    try:
+                        await cs.record_part(con, change_id, RAISE, "coordinator", None, key, inp.to_json(),
+                                             {"replaced": [p.id for p in local]}, caller,
+                                             [(k.name, k.region) for k in kids], pools=(scheme, region))
+                    except asyncpg.UniqueViolationError:
+                        # a child asked about the change before it was recorded, and was told it is
+                        # aborted (changestore.PRESUME_ABORTED): so it is, everywhere
+                        raise conflict(f"change {change_id} was given up while it was being recorded; "
+                                       "nothing changed anywhere: try again") from None
             ph.mark("intent")
+            return local
 
+        # The intent is recorded while the children prepare, not before: no child acts on a
+        # prepare alone (it asks this node, which has the intent or presumes the change aborted).
+        intent_task = asyncio.ensure_future(record_intent())
+        signed = self.signed(msg, kids)  # one prepare, the same for every child: signed once
+        try:
             async def prepare(k: Peer) -> None:
                 t0 = time.perf_counter()
-                a = await self._ask(k, msg)
+                a = await self._ask(k, msg, signed)
                 ph.child(k.name, "prepare", t0, a)
                 answers.append((k, a))
                 if a.get("ok") and not inp.dry_run:
-                    crash_point(f"coordinator-after-reservation-{sum(1 for _, x in answers if x.get('ok'))}")
-
-            # Local pools over regions this node holds whole: their figures in one statement, as a
-            # participant without children gives its own, read while the children prepare; the
-            # others (spanning child nodes) add their children's flows through the caller's resolvers.
-            whole = [p for p in local if self.node.holds_whole(p.region_code)]
+                    nth = sum(1 for _, x in answers if x.get("ok"))  # this reservation's rank, as it came
+                    try:
+                        await intent_task  # the crash points after a reservation come after the intent
+                    except BaseException:  # noqa: BLE001 - raised below, once every child has answered
+                        return
+                    crash_point(f"coordinator-after-reservation-{nth}")
 
             async def figures_here() -> dict[str, tuple[Decimal, Decimal]]:
+                """Local pools over regions this node holds whole: their figures in one statement, as
+                a participant without children gives its own, read while the children prepare; the
+                others (spanning child nodes) add their children's flows through the caller's
+                resolvers."""
+                whole = [p for p in await intent_task if self.node.holds_whole(p.region_code)]
                 if not whole:
                     return {}
                 async with self.pool.acquire() as con:
                     return await cs.pool_figures_one(con, whole, scheme, before)
 
-            here_task = asyncio.ensure_future(figures_here())
-            try:
-                await asyncio.gather(*(prepare(k) for k in kids))
-            finally:
-                here = await here_task
+            got = await asyncio.gather(figures_here(), *(prepare(k) for k in kids), return_exceptions=True)
+        except BaseException:  # cancelled (the caller is gone, the deadline passed)
+            intent_task.cancel()
+            await asyncio.gather(intent_task, return_exceptions=True)
+            if not inp.dry_run:
+                await self._abort_asked(change_id, kids)
+            self.in_flight.discard(change_id)
+            raise
+        failed = intent_task.exception() or (got[0] if isinstance(got[0], BaseException) else None)
+        if failed is not None:
+            # this node refused its part (or its figures failed): what the children reserved is released
+            if not inp.dry_run:
+                await self._abort_asked(change_id, kids)
+            self.in_flight.discard(change_id)
+            raise failed
+        local = intent_task.result()
+        here: dict[str, tuple[Decimal, Decimal]] = got[0]  # type: ignore[assignment]
+        try:
             ph.mark("prepare")
             refused = [(k, a) for k, a in answers if not a.get("ok")]
             if refused:
@@ -722,8 +790,9 @@ class Changes:
             remote_json = [{"id": p.id, "node": p.held_by, "region": p.region_code,
                             "openedFrom": p.opened_from.isoformat(), "openingBalance": str(p.opening_balance)}
                            for p in remote]
-            async with self.pool.acquire() as con, con.transaction():
-                # the decision and this node's part in one statement (changestore.DECIDE_RAISE)
+            async with self.pool.acquire() as con, _transaction(con, inp.vertical_management):
+                # the decision and this node's part in one statement (changestore.DECIDE_RAISE): a
+                # transaction of its own unless the agencies are also put under the raised region
                 if not await cs.decide_raise(con, change_id, result, opened, before, [p.id for p in local],
                                              remote_json, inp.idempotency_key, inp.to_json(),
                                              {**result, "change": change_id}, caller):
@@ -762,6 +831,20 @@ class Changes:
         text = "; ".join(m if m.startswith(f"node '{n}'") else f"node '{n}': {m}" for n, m in zip(nodes, said))
         return TierfedError(code, f"change refused, nothing changed on any node: {text}", nodes=nodes)
 
+    async def _abort_asked(self, change_id: str, kids: list[Peer]) -> None:
+        """Abort a change whose intent may not be recorded here: decided ABORTED and its recorded
+        participants told, when it is; else every child it was sent to told directly (one that
+        does not hear it asks this node later, and is told the change is aborted)."""
+        try:
+            async with self.pool.acquire() as con, con.transaction():
+                recorded = await cs.decide(con, change_id, "ABORTED")
+            if recorded:
+                await self._tell(change_id, "ABORTED")
+            else:
+                await asyncio.gather(*(self._ask(k, {"op": "abort", "change": change_id}) for k in kids))
+        except Exception:  # noqa: BLE001 - the children ask about it themselves
+            log.exception("change %s: abort not finished; the children will ask", change_id)
+
     async def _abort_quietly(self, change_id: str) -> None:
         try:
             async with self.pool.acquire() as con, con.transaction():
@@ -781,6 +864,19 @@ class Changes:
         recs.update((p.id, p) for p in (await cs.remote_predecessors_of(self.pool, [result["pool"]]))[result["pool"]])
         return RaiseOutcome(recs[result["pool"]], [recs[i] for i in result["closed"]],
                             Decimal(result["transferred"]), False, True, "COMMITTED")
+
+
+def _prior_answer(change_id: str, state: str, plan: dict[str, Any]) -> dict[str, Any]:
+    """A prepare sent again: the answer its part gave, or CONFLICT when it has been aborted since."""
+    if state == "ABORTED":
+        raise conflict(f"change {change_id} was aborted here")
+    return plan.get("answer") or {"ok": True, "pools": plan.get("pools", [])}
+
+
+def _transaction(con: asyncpg.Connection, needed: bool) -> AbstractAsyncContextManager[Any]:
+    """A transaction around several statements; none around one (it is a transaction of its own,
+    and saves the round trips of BEGIN and COMMIT)."""
+    return con.transaction() if needed else nullcontext()
 
 
 def _lock_keys(tree: Any, scheme: int, region: str) -> tuple[int, list[int]]:

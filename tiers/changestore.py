@@ -53,6 +53,20 @@ RELEASE = "delete from change_reservation where change_id = $1"
 
 BY_ID = "select * from change where id = $1"
 
+# A child asking about a change this node has no record of: the change is presumed aborted,
+# and that is recorded (an ABORTED row of kind PRESUMED, not listed by ``changes``) before the
+# answer. The coordinator records its intent while its participants prepare (tiers.changes), so
+# a question can overtake the intent: the intent's insert then fails on this row and the change
+# aborts everywhere, rather than a participant releasing a change that is then committed. Both
+# inserts take the id's unique index: whichever commits first wins, the other waits and loses.
+PRESUMED = "presumed-aborted"
+PRESUME_ABORTED = f"""
+insert into change (id, kind, role, state, idempotency_key, input, caller, decided_at)
+values ($1, '{PRESUMED}', 'coordinator', 'ABORTED', '', '{{}}'::jsonb, '', now())
+on conflict (id) do nothing
+returning id
+"""
+
 # An aborted attempt leaves its key free for another: the live one first.
 BY_KEY = "select * from change where idempotency_key = $1 order by (state = 'ABORTED'), started_at desc limit 1"
 
@@ -106,8 +120,9 @@ where c.state <> 'PENDING' and p.state = 'PENDING' and c.decided_at < now() - ma
 order by c.started_at
 """
 
-LIST = """
-select * from change where ($1::text is null or state = $1) order by started_at desc, id desc limit $2
+LIST = f"""
+select * from change where ($1::text is null or state = $1) and kind <> '{PRESUMED}'
+order by started_at desc, id desc limit $2
 """
 
 INSERT_REMOTE_PREDECESSORS = """
@@ -208,6 +223,17 @@ async def claim_key(con: asyncpg.Connection, key: str, change_id: str | None = N
 
 async def by_id(con: asyncpg.Connection | asyncpg.Pool, change_id: str) -> ChangeRow | None:
     return change_row(await con.fetchrow(BY_ID, change_id))
+
+
+async def presume_aborted(pool: asyncpg.Pool, change_id: str) -> ChangeRow | None:
+    """What a child asking about ``change_id`` is told (PRESUME_ABORTED): the change as recorded
+    here, or, when there is none, the record that it is aborted, written first."""
+    row = await by_id(pool, change_id)
+    if row is not None:
+        return row
+    async with pool.acquire() as con:
+        await con.fetchval(PRESUME_ABORTED, change_id)  # none when a concurrent intent committed first
+        return await by_id(con, change_id)
 
 
 async def by_key(con: asyncpg.Connection | asyncpg.Pool, key: str) -> ChangeRow | None:
@@ -388,12 +414,14 @@ select (select pg_try_advisory_xact_lock($1))
 # (POOLS_OF_SCHEME_NEAR: one row per pool; one row of nulls when there is none).
 RAISE_CHECKS = f"""
 select h.id as held_id, h.kind as held_kind, h.idempotency_key as held_key,
+       pr.state as prior_state, pr.plan as prior_plan,
        case when $3::text is not null then ({KEY_USED.strip().replace("$1", "$3").replace("$2", "$4")}) end as key_used,
        exists (select 1 from pool where id = $5) as pool_exists,
        n.*
 from (select 1) one
 left join lateral ({OVERLAPPING.strip().removesuffix("limit 1").strip()} limit 1) h on true
 left join lateral ({POOLS_OF_SCHEME_NEAR.strip()}) n on true
+left join change pr on pr.id = $4
 order by n.region_code, n.opened_from
 """
 
@@ -424,6 +452,8 @@ class RaisePart:
     held: asyncpg.Record | None  # a change in progress holding overlapping pools (id, kind, key)
     key_used: str | None
     pool_exists: bool
+    # this change's own part, already recorded here (a prepare sent again): its state and plan
+    prior: tuple[str, dict[str, Any]] | None = None
 
 
 async def raise_locks(con: asyncpg.Connection, lock_key: int, shared_keys: list[int], key: str | None,
@@ -437,7 +467,9 @@ async def raise_checks(con: asyncpg.Connection, scheme: int, region: str, key: s
     rows = await con.fetch(RAISE_CHECKS, scheme, region, key, change_id, new_pool)
     first = rows[0]
     held = first if first["held_id"] is not None else None
-    return RaisePart([r for r in rows if r["id"] is not None], held, first["key_used"], bool(first["pool_exists"]))
+    prior = (first["prior_state"], json.loads(first["prior_plan"])) if first["prior_state"] is not None else None
+    return RaisePart([r for r in rows if r["id"] is not None], held, first["key_used"], bool(first["pool_exists"]),
+                     prior)
 
 
 async def record_part(con: asyncpg.Connection, change_id: str, kind: str, role: str, parent: str | None, key: str,
@@ -544,3 +576,13 @@ with d as (update change set state = $2, decided_at = now(), result = coalesce($
      r as (delete from change_reservation where change_id in (select id from d))
 select count(*), set_config('synchronous_commit', 'off', true) from d
 """
+
+
+# The statements of a change's steps, prepared on each new connection of a node's pool for
+# change steps (tierfed.runtime): a raise or a transfer is rare on a node, and its first
+# statements on a connection opened since (the pool grows when the decisions are acknowledged
+# at once) would otherwise pay the connection's type lookups and its backend's first reads of
+# the catalog inside the change, while its participants wait.
+WARM = (BY_ID, BY_KEY, PRESUME_ABORTED, DECIDE, DECIDE_UNFLUSHED, PARTICIPANT_STATE, PARTICIPANTS_STATE,
+        PARTICIPANTS, RAISE_LOCKS, RAISE_CHECKS, RECORD_PART, POOL_FIGURES, DECIDE_RAISE, KEY_LOCK_ASYNC,
+        CLAIM_AND_RECORD)

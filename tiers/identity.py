@@ -77,7 +77,9 @@ class NodeIdentity:
     def can_sign(self) -> bool:
         return self._key is not None
 
-    def sign(self, body: bytes, to: str) -> str:
+    def sign(self, body: bytes, to: str | list[str]) -> str:
+        """A token over ``body`` for the node ``to``, or for each of the nodes ``to`` lists (the
+        same step sent to several children: signed once)."""
         if self._key is None:
             raise PermissionError(f"node '{self.name}' has no identity: set [node].private_key_file")
         now = int(time.time())

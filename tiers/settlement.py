@@ -15,7 +15,6 @@ the settlement moves no yuan in or out of the federation's pension pools.
 from __future__ import annotations
 
 import asyncio
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
@@ -163,7 +162,7 @@ async def settle(ch: Any, inp: SettleInput, caller: str) -> SettleOutcome:
         owner = node.child_for(b.region)
         if owner is not None:
             by_child.setdefault(owner.name, (next(p for p in ch.child_peers() if p.name == owner.name), []))[1].append(b)
-    change_id = uuid.uuid4().hex
+    change_id = ch.new_id()
     ch.in_flight.add(change_id)
     decided = False
     try:

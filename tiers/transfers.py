@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-import uuid
 from dataclasses import dataclass
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal
@@ -383,7 +382,7 @@ async def _transfer(ch: Changes, inp: TransferInput, caller: str, frm: str | Non
     # subtree's part); this node, as the one the mutation was sent to, coordinates and decides.
     both = origin is not None and dest is not None and origin.name == dest.name
     base = {**inp.to_json(), "from": frm}
-    change_id = uuid.uuid4().hex
+    change_id = ch.new_id()
     kids = [origin] if both else [k for k in (origin, dest) if k is not None]
     ch.in_flight.add(change_id)
     decided = False
