@@ -14,9 +14,13 @@
   and, per child, each step's round trip and the child's own handling time (medians).
 
 Province nodes run as ``tierfed serve`` processes; the coordinator (and the single
-node) run in this process so that their counters can be read; the transfers' clients run
-in a process of their own (``--driver own-process``, the default; ``in-process`` puts them
-on the coordinator's event loop, as the bench did before). Everything runs on a
+node) run in this process so that their counters can be read, on uvloop's event loop as
+``tierfed serve`` runs every node (``--loop asyncio``: asyncio's own); the raises' caller and
+the transfers' clients run in a process of their own (``--driver own-process``, the default;
+``in-process`` puts them on the coordinator's event loop, as the bench did before). Each
+applied raise starts once the previous one has been told to every participant, and its
+figures include the CPU time the whole machine spent meanwhile; ``--trace`` prints every
+statement the coordinator's node ran for it. Everything runs on a
 private embedded PostgreSQL in a temporary directory: one server holding every node's
 database (``--pg shared``, the default: one WAL, every node's flushed commits queue on
 it), or one server per node (``--pg per-node``: each node flushes its own WAL, as
@@ -175,6 +179,19 @@ async def post(client: httpx.AsyncClient, port: int, query: str, variables: dict
     return r.json()  # type: ignore[no-any-return]
 
 
+def machine_cpu_ms() -> float:
+    """CPU time spent so far by every thread of every process on the machine (ms, from each
+    thread's schedstat: nanoseconds). Before and after a raise: what the raise cost the whole
+    machine, every node and every PostgreSQL backend together (and whatever else ran)."""
+    total = 0
+    for path in Path("/proc").glob("[0-9]*/task/*/schedstat"):
+        try:
+            total += int(path.read_text().split()[0])
+        except (OSError, ValueError, IndexError):  # a thread that ended meanwhile
+            continue
+    return total / 1e6
+
+
 def pct(xs: list[float], q: float) -> float:
     xs = sorted(xs)
     return xs[min(len(xs) - 1, int(q * len(xs)))]
@@ -203,18 +220,67 @@ def timings_of(rt: Runtime) -> list[dict[str, Any]] | None:
     return rt.changes.timings  # type: ignore[no-any-return]
 
 
-async def raises(t: Topology, tok: str) -> dict[str, Any]:
+class Caller:
+    """Sends the raises and times each, in this process (``in-process``) or in a process of its
+    own (``own-process``): a caller is another program, and on the coordinator's event loop its
+    reading of the answer would queue behind what the coordinator starts once it has answered
+    (telling the participants the decision), which no real caller waits for."""
+
+    def __init__(self, port: int, tok: str, driver: str) -> None:
+        self.port, self.tok, self.driver = port, tok, driver
+        self.ex: concurrent.futures.ProcessPoolExecutor | None = None
+        self.client: httpx.AsyncClient | None = None
+
+    async def __aenter__(self) -> Caller:
+        if self.driver == "own-process":
+            self.ex = concurrent.futures.ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn"))
+            await self.post(RAISE, {"in": {}})  # the process started and connected before anything is timed
+        else:
+            self.client = httpx.AsyncClient(timeout=120)
+        return self
+
+    async def __aexit__(self, *exc: Any) -> None:
+        if self.ex is not None:
+            self.ex.shutdown()
+        if self.client is not None:
+            await self.client.aclose()
+
+    async def post(self, query: str, variables: dict[str, Any]) -> tuple[float, dict[str, Any]]:
+        """(ms, answer) of one request."""
+        if self.ex is not None:
+            return await asyncio.get_running_loop().run_in_executor(  # type: ignore[no-any-return]
+                self.ex, _timed_post_here, self.port, query, variables, self.tok)
+        assert self.client is not None
+        t0 = time.perf_counter()
+        got = await post(self.client, self.port, query, variables, self.tok)
+        return (time.perf_counter() - t0) * 1e3, got
+
+
+_CLIENT: httpx.Client | None = None
+
+
+def _timed_post_here(port: int, query: str, variables: dict[str, Any], tok: str) -> tuple[float, dict[str, Any]]:
+    """One timed request from the caller's own process (its connection kept between requests)."""
+    global _CLIENT
+    if _CLIENT is None:
+        _CLIENT = httpx.Client(timeout=120)
+    t0 = time.perf_counter()
+    r = _CLIENT.post(f"http://127.0.0.1:{port}/graphql", json={"query": query, "variables": variables},
+                     headers={"Authorization": f"Bearer {tok}", "tierfed-timing": "1"})
+    return (time.perf_counter() - t0) * 1e3, r.json()
+
+
+async def raises(t: Topology, tok: str, driver: str, trace: bool = False) -> dict[str, Any]:
     assert t.central is not None
     rt, port = t.central.rt, t.central.cfg.port
-    out: dict[str, Any] = {"dry_ms": [], "applied_ms": [], "requests_per_child": {}}
+    out: dict[str, Any] = {"dry_ms": [], "applied_ms": [], "requests_per_child": {}, "driver": driver}
     timings = timings_of(rt)
-    async with httpx.AsyncClient(timeout=120) as c:
+    async with Caller(port, tok, driver) as c:
         for i in range(10):
             inp = {"scheme": "PENSION", "region": "000000", "effectiveFrom": "2025-04", "idempotencyKey": f"d{i}",
                    "dryRun": True}
-            t0 = time.perf_counter()
-            got = await post(c, port, RAISE, {"in": inp}, tok)
-            out["dry_ms"].append((time.perf_counter() - t0) * 1e3)
+            ms, got = await c.post(RAISE, {"in": inp})
+            out["dry_ms"].append(ms)
             assert "errors" not in got, got
         if timings is not None:
             out["dry_phases"] = phase_medians(timings)
@@ -223,12 +289,28 @@ async def raises(t: Topology, tok: str) -> dict[str, Any]:
         gql0 = dict(rt.clients.requests)
         for scheme in ("PENSION", "UNEMPLOYMENT"):
             inp = {"scheme": scheme, "region": "000000", "effectiveFrom": "2025-04", "idempotencyKey": f"a-{scheme}"}
-            t0 = time.perf_counter()
-            got = await post(c, port, RAISE, {"in": inp}, tok)
-            out["applied_ms"].append((time.perf_counter() - t0) * 1e3)
+            cpu0 = machine_cpu_ms()
+            if trace:  # every statement the coordinator's node runs for the raise, with its time
+                rt.changes.statements.timed = []
+                rt.statements.timed = []
+            ms, got = await c.post(RAISE, {"in": inp})
+            out["applied_ms"].append(ms)
+            # the node's own time over the request (the caller's round trip less this: the network)
+            out.setdefault("applied_node_ms", []).append(got.get("extensions", {}).get("timing", {}).get("ms"))
+            if trace:
+                sqls = [*rt.changes.statements.timed, *rt.statements.timed]
+                rt.changes.statements.timed = rt.statements.timed = None
+                print(f"  {t.name} {scheme}: {ms:.1f} ms at the caller, {out['applied_node_ms'][-1]} ms at the "
+                      f"coordinator's node, {len(sqls)} statements there:", flush=True)
+                for q, e in sqls:
+                    print(f"    {e * 1e3:6.2f} ms  {' '.join(q.split())[:90]}", flush=True)
+            out.setdefault("applied_cpu_ms", []).append(machine_cpu_ms() - cpu0)
             assert "errors" not in got and got["data"]["raisePoolingLevel"]["state"] == "COMMITTED", got
             out.setdefault("transferred", {})[scheme] = got["data"]["raisePoolingLevel"]["transferred"]
             out["closed"] = len(got["data"]["raisePoolingLevel"]["closed"])
+            # The next raise starts on a settled federation (every participant told and applied),
+            # as raises come one at a time, not while the last one's commits are still running.
+            await rt.changes.settled()
         if timings is not None:
             out["applied_phases"] = timings[:]
             rt.changes.timings = None
@@ -290,7 +372,8 @@ async def transfers(port: int, tok: str, persons: list[str], to: str, clients: i
 
 
 async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[str, ...] = (),
-               clients: tuple[int, ...] = (2, 4, 8), per_row: int = 400, driver: str = "own-process") -> None:
+               clients: tuple[int, ...] = (2, 4, 8), per_row: int = 400, driver: str = "own-process",
+               trace: bool = False) -> None:
     import pgserver
 
     base = Path(tempfile.mkdtemp(prefix="tierfed-bench-changes-"))
@@ -350,7 +433,7 @@ async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[st
             if rounds > 1:  # fresh copies of the loaded databases: the raise is made once per database
                 t.dbs = {n: await create(n, f"{t.name}_{n}_r{i}", f"{t.name}_{n}") for n in loaded[t.name]}
             await t.start(keys, base)
-            got = await raises(t, tok)
+            got = await raises(t, tok, driver, trace)
             if t.name in ("single", "demo"):
                 con = await asyncpg.connect(t.dbs["440000" if t.provinces else "central"])
                 ids = [r[0] for r in await con.fetch(
@@ -368,13 +451,15 @@ async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[st
             r = results.setdefault(t.name, {"applied_ms": [], "dry_ms": [], "pension_ms": [], "rounds": []})
             r["rounds"].append(got)
             r["applied_ms"] += got["applied_ms"]
+            r.setdefault("applied_cpu_ms", []).extend(got.get("applied_cpu_ms", []))
             r["pension_ms"].append(got["applied_ms"][0])
             r["dry_ms"] += got["dry_ms"]
             r["transferred"], r["closed"] = got["transferred"], got["closed"]
             r["requests_per_child"] = got["requests_per_child"]
             if "transfers" in got:
                 r.setdefault("transfer_rounds", []).append(got["transfers"])
-            print(f"round {i + 1}, {t.name}: applied {[round(x) for x in got['applied_ms']]} ms"
+            print(f"round {i + 1}, {t.name}: applied {[round(x) for x in got['applied_ms']]} ms "
+                  f"(CPU of the whole machine {[round(x) for x in got.get('applied_cpu_ms', [])]} ms)"
                   + "".join(f"; {x['clients']} clients: {x['per_s']:.0f}/s p99 {x['p99_ms']:.0f} ms"
                             for x in got.get("sweep", [])), flush=True)
     for t in tops:
@@ -405,10 +490,12 @@ async def main(persons: int, pg: str = "shared", rounds: int = 1, only: tuple[st
         r["pension_ratio_to_single"] = r["pension_median_ms"] / single_pension
         r["applied_median_ms"] = statistics.median(r["applied_ms"])
         r["dry_median_ms"] = statistics.median(r["dry_ms"])
+        r["applied_cpu_median_ms"] = statistics.median(r["applied_cpu_ms"])
         r["ratio_to_single"] = r["applied_median_ms"] / single
         print(f"raise, {t.name:6} ({len(t.provinces)} province nodes): applied {r['applied_median_ms']:.0f} ms "
               f"({r['ratio_to_single']:.2f}x one node; PENSION alone {r['pension_median_ms']:.0f} ms, "
-              f"{r['pension_ratio_to_single']:.2f}x), dry run {r['dry_median_ms']:.0f} ms, "
+              f"{r['pension_ratio_to_single']:.2f}x; CPU of the whole machine {r['applied_cpu_median_ms']:.0f} ms), "
+              f"dry run {r['dry_median_ms']:.0f} ms, "
               f"closed {r['closed']} pools, requests per child {r['requests_per_child']}")
         applied = [p for g in r["rounds"] for p in g.get("applied_phases", []) if p.get("kind") == "raise"]
         if applied:
@@ -440,8 +527,20 @@ if __name__ == "__main__":
     ap.add_argument("--clients", default="2,4,8", help="transfers: the concurrent clients of each row of the sweep")
     ap.add_argument("--per-row", type=int, default=400, help="transfers sent in each row of the sweep")
     ap.add_argument("--driver", choices=("own-process", "in-process"), default="own-process",
-                    help="transfers: the clients in a process of their own (default), or on the coordinator's "
+                    help="raises and transfers: the clients in a process of their own (default), or on the coordinator's "
                          "event loop in this process (how the bench measured before)")
+    ap.add_argument("--trace", action="store_true",
+                    help="print every SQL statement the coordinator's node runs for each applied raise, timed")
+    ap.add_argument("--loop", choices=("uvloop", "asyncio"), default="uvloop",
+                    help="the event loop of the nodes run in this process (the coordinator, the single node): "
+                         "uvloop's, as `tierfed serve` runs every node (default), or asyncio's own")
     args = ap.parse_args()
-    asyncio.run(main(args.persons, args.pg, args.rounds, tuple(args.only),
-                     tuple(int(x) for x in args.clients.split(",")), args.per_row, args.driver))
+    run = main(args.persons, args.pg, args.rounds, tuple(args.only), tuple(int(x) for x in args.clients.split(",")),
+               args.per_row, args.driver, args.trace)
+    if args.loop == "uvloop":
+        import uvloop
+
+        with asyncio.Runner(loop_factory=uvloop.new_event_loop) as runner:
+            runner.run(run)
+    else:
+        asyncio.run(run)
