@@ -68,6 +68,21 @@ async def test_readyz_says_when_migrations_are_pending(fresh_db: str) -> None:
         await node.stop()
 
 
+async def test_a_database_missing_what_a_migration_creates_is_refused_at_start_with_what_to_run(fresh_db: str) -> None:
+    """A node opening a database that lacks a table the change steps use (their statements are
+    prepared when the node starts) says to migrate, not a PostgreSQL error."""
+    from tierfed.errors import UserError
+    from tierfed.runtime import open_runtime
+
+    con = await asyncpg.connect(fresh_db)
+    try:
+        await con.execute("drop table pool_remote_predecessor")
+    finally:
+        await con.close()
+    with pytest.raises(UserError, match=r"not migrated to this version of tierfed .*run `tierfed migrate"):
+        await open_runtime(node_config(), fresh_db)
+
+
 @pytest.mark.slow
 @pytest.mark.timeout(120)
 async def test_a_database_outage_is_a_clear_retryable_error_and_the_node_recovers(tmp_path: Path) -> None:

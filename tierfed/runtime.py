@@ -151,6 +151,12 @@ async def open_runtime(cfg: NodeConfig, url: str | None = None, check_children: 
     except UserError:
         await rt.close()
         raise
+    except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError, asyncpg.UndefinedFunctionError) as e:
+        # the change steps' statements, prepared on the pool's first connection, name what a
+        # migration this database has not had yet creates
+        await rt.close()
+        raise UserError(f"the node's database is not migrated to this version of tierfed ({e}): "
+                        "run `tierfed migrate --config FILE` first") from None
     rt.changes.start()
     # Links run beside operations (checks, leases, pushes): on the changes' own pool, so that they
     # are never counted among an operation's statements.
