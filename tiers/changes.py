@@ -353,20 +353,25 @@ class Changes:
             if problems:
                 raise bad_input(f"node '{self.node.name}': " + "; ".join(problems), problems=problems)
             mine = [_pool_json(p, self.node.name) for p in replaced]
-            if not kids:
-                # A node without children holds every record its pools cover: it gives their
-                # figures at the month before, saving the coordinator a question per pool.
-                before = codes.add_months(eff, -1)
-                figures = await cs.pool_figures_one(con, replaced, scheme, before)
-                for p, j in zip(replaced, mine):
-                    j["liveOpening"], j["balance"] = (str(x) for x in figures[p.id])
+            # A node without children holds every record its pools cover: it gives their figures
+            # at the month before, saving the coordinator a question per pool; read by the
+            # statement that records its part (its plan then keeps the pools without them: a
+            # prepare sent again is answered without figures, which the coordinator then asks).
+            before = codes.add_months(eff, -1)
+            leaf = (replaced, scheme, before) if not kids else None
+            figures: dict[str, tuple[Decimal, Decimal]] = {}
             if key is not None:
-                plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(codes.add_months(eff, -1)),
+                plan = {"scheme": scheme, "raised": raised, "before": codes.month_str(before),
                         "successor": inp["successor"], "vertical": bool(inp.get("vertical")),
                         "replaced": [p.id for p in replaced], "pools": mine}
-                await cs.record_part(con, change_id, RAISE, "participant", parent, key, inp, plan,
-                                     str(msg.get("caller", "")), [(k.name, k.region) for k in kids],
-                                     pools=(scheme, root))
+                figures = await cs.record_part(con, change_id, RAISE, "participant", parent, key, inp, plan,
+                                               str(msg.get("caller", "")), [(k.name, k.region) for k in kids],
+                                               pools=(scheme, root), figures_of=leaf)
+            elif leaf is not None:
+                figures = await cs.pool_figures_one(con, *leaf)
+            if leaf is not None:
+                mine = [{**j, "liveOpening": str(figures[p.id][0]), "balance": str(figures[p.id][1])}
+                        for p, j in zip(replaced, mine)]
         if not dry:
             self.in_flight.add(change_id)
         try:

@@ -9,6 +9,7 @@ change in progress holds) and ``pool_remote_predecessor``.
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from datetime import date, datetime
 from decimal import Decimal
@@ -444,6 +445,13 @@ from ({POOL_FLOWS.strip()}) f join ({POOL_OPENINGS.strip()}) o on o.root = f.id
 """
 
 
+# A participant without children records its part and reads its pools' figures in one statement:
+# RECORD_PART's inserts, then POOL_FIGURES with its parameters from $14 (the inserts run whether or
+# not the query reads them; the figures do not read what they insert).
+RECORD_PART_AND_FIGURES = (RECORD_PART.strip().removesuffix("select count(*) from c").rstrip() + "\n"
+                           + re.sub(r"\$(\d+)", lambda m: f"${int(m.group(1)) + 13}", POOL_FIGURES.strip()))
+
+
 @dataclass(frozen=True)
 class RaisePart:
     """What RAISE_CHECKS found."""
@@ -474,11 +482,20 @@ async def raise_checks(con: asyncpg.Connection, scheme: int, region: str, key: s
 
 async def record_part(con: asyncpg.Connection, change_id: str, kind: str, role: str, parent: str | None, key: str,
                       inp: dict[str, Any], plan: dict[str, Any], caller: str, nodes: list[tuple[str, str]],
-                      pools: tuple[int, str] | None = None, person: str | None = None) -> None:
-    """insert, add_participants and reserve_pools (or reserve_person) in one statement."""
-    await con.execute(RECORD_PART, change_id, kind, role, parent, key, json.dumps(inp), json.dumps(plan), caller,
-                      [n for n, _ in nodes], [r for _, r in nodes], pools[0] if pools else None,
-                      pools[1] if pools else None, person)
+                      pools: tuple[int, str] | None = None, person: str | None = None,
+                      figures_of: tuple[list[Any], int, date] | None = None) -> dict[str, tuple[Decimal, Decimal]]:
+    """insert, add_participants and reserve_pools (or reserve_person) in one statement; with
+    ``figures_of`` (pools, scheme, month) also pool_figures_one's figures of those pools, read by
+    the same statement (RECORD_PART_AND_FIGURES), which it returns."""
+    args = (change_id, kind, role, parent, key, json.dumps(inp), json.dumps(plan), caller, [n for n, _ in nodes],
+            [r for _, r in nodes], pools[0] if pools else None, pools[1] if pools else None, person)
+    if not figures_of or not figures_of[0]:
+        await con.execute(RECORD_PART, *args)
+        return {}
+    recs, scheme, at = figures_of
+    rows = await con.fetch(RECORD_PART_AND_FIGURES, *args, [p.id for p in recs], [p.region_code for p in recs],
+                           [p.opened_from for p in recs], scheme, at)
+    return {r["id"]: (r["opening"], r["opening"] + r["flow"]) for r in rows}
 
 
 async def pool_figures_one(con: asyncpg.Connection, pools: list[Any], scheme: int,
@@ -584,5 +601,5 @@ select count(*), set_config('synchronous_commit', 'off', true) from d
 # at once) would otherwise pay the connection's type lookups and its backend's first reads of
 # the catalog inside the change, while its participants wait.
 WARM = (BY_ID, BY_KEY, PRESUME_ABORTED, DECIDE, DECIDE_UNFLUSHED, PARTICIPANT_STATE, PARTICIPANTS_STATE,
-        PARTICIPANTS, RAISE_LOCKS, RAISE_CHECKS, RECORD_PART, POOL_FIGURES, DECIDE_RAISE, KEY_LOCK_ASYNC,
+        PARTICIPANTS, RAISE_LOCKS, RAISE_CHECKS, RECORD_PART, RECORD_PART_AND_FIGURES, POOL_FIGURES, DECIDE_RAISE, KEY_LOCK_ASYNC,
         CLAIM_AND_RECORD)
