@@ -17,7 +17,9 @@ Province nodes run as ``tierfed serve`` processes; the coordinator (and the sing
 node) run in this process so that their counters can be read, on uvloop's event loop as
 ``tierfed serve`` runs every node (``--loop asyncio``: asyncio's own); the raises' caller and
 the transfers' clients run in a process of their own (``--driver own-process``, the default;
-``in-process`` puts them on the coordinator's event loop, as the bench did before). Each
+``in-process`` puts them on the coordinator's event loop, as the bench did before). A
+topology's raises start once its PostgreSQL servers are settled (a checkpoint, no autovacuum at
+work: the demo's transfers just before leave them busy); each
 applied raise starts once the previous one has been told to every participant, and its
 figures include the CPU time the whole machine spent meanwhile; ``--trace`` prints every
 statement the coordinator's node ran for it. Everything runs on a
@@ -270,10 +272,34 @@ def _timed_post_here(port: int, query: str, variables: dict[str, Any], tok: str)
     return (time.perf_counter() - t0) * 1e3, r.json()
 
 
+async def quiesce(t: Topology, limit_s: float = 20.0) -> float:
+    """Before a topology's raises, the PostgreSQL servers of its nodes settled: a checkpoint on
+    each, then no autovacuum at work on any (up to ``limit_s``). The servers are shared by the
+    topologies of a run, and the demo's transfers just before leave them writing and vacuuming;
+    every topology, the single node's included, starts its raises from the same quiet. Returns
+    the seconds it waited."""
+    t0 = time.monotonic()
+    cons = [await asyncpg.connect(url) for url in t.dbs.values()]
+    try:
+        for con in cons:
+            await con.execute("checkpoint")
+        while time.monotonic() - t0 < limit_s:
+            busy = [await con.fetchval("select count(*) from pg_stat_activity where backend_type = 'autovacuum worker'")
+                    for con in cons]
+            if not any(busy):
+                break
+            await asyncio.sleep(0.2)
+    finally:
+        for con in cons:
+            await con.close()
+    return time.monotonic() - t0
+
+
 async def raises(t: Topology, tok: str, driver: str, trace: bool = False) -> dict[str, Any]:
     assert t.central is not None
     rt, port = t.central.rt, t.central.cfg.port
     out: dict[str, Any] = {"dry_ms": [], "applied_ms": [], "requests_per_child": {}, "driver": driver}
+    out["quiesced_s"] = await quiesce(t)
     timings = timings_of(rt)
     async with Caller(port, tok, driver) as c:
         for i in range(10):
