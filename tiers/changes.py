@@ -753,14 +753,14 @@ class Changes:
             intent_task.cancel()
             await asyncio.gather(intent_task, return_exceptions=True)
             if not inp.dry_run:
-                await self._abort_asked(change_id, kids)
+                await self._abort_quietly(change_id, kids)
             self.in_flight.discard(change_id)
             raise
         failed = intent_task.exception() or (got[0] if isinstance(got[0], BaseException) else None)
         if failed is not None:
             # this node refused its part (or its figures failed): what the children reserved is released
             if not inp.dry_run:
-                await self._abort_asked(change_id, kids)
+                await self._abort_quietly(change_id, kids)
             self.in_flight.discard(change_id)
             raise failed
         local = intent_task.result()
@@ -836,26 +836,18 @@ class Changes:
         text = "; ".join(m if m.startswith(f"node '{n}'") else f"node '{n}': {m}" for n, m in zip(nodes, said))
         return TierfedError(code, f"change refused, nothing changed on any node: {text}", nodes=nodes)
 
-    async def _abort_asked(self, change_id: str, kids: list[Peer]) -> None:
-        """Abort a change whose intent may not be recorded here: decided ABORTED and its recorded
-        participants told, when it is; else every child it was sent to told directly (one that
-        does not hear it asks this node later, and is told the change is aborted)."""
+    async def _abort_quietly(self, change_id: str, asked: list[Peer] | None = None) -> None:
+        """Decide ``change_id`` ABORTED here and tell its recorded participants; ``asked``: the
+        children its prepare was sent to, told directly when no record of it was decided here (a
+        raise's intent is written beside its prepares and may be missing). A child not told asks
+        this node later; recovery finishes what this does not."""
         try:
             async with self.pool.acquire() as con, con.transaction():
-                recorded = await cs.decide(con, change_id, "ABORTED")
-            if recorded:
-                await self._tell(change_id, "ABORTED")
-            else:
-                await asyncio.gather(*(self._ask(k, {"op": "abort", "change": change_id}) for k in kids))
-        except Exception:  # noqa: BLE001 - the children ask about it themselves
-            log.exception("change %s: abort not finished; the children will ask", change_id)
-
-    async def _abort_quietly(self, change_id: str) -> None:
-        try:
-            async with self.pool.acquire() as con, con.transaction():
-                await cs.decide(con, change_id, "ABORTED")
+                decided = await cs.decide(con, change_id, "ABORTED")
             await self._tell(change_id, "ABORTED")
-        except Exception:  # noqa: BLE001 - recovery finishes the abort
+            if asked and not decided:
+                await asyncio.gather(*(self._ask(k, {"op": "abort", "change": change_id}) for k in asked))
+        except Exception:  # noqa: BLE001 - recovery and the children's questions finish the abort
             log.exception("change %s: abort not finished; recovery will", change_id)
 
     async def _replay(self, prior: cs.ChangeRow, inp: RaiseInput) -> RaiseOutcome:
