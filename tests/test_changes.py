@@ -20,8 +20,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
+from tierfed.tiers import changestore
 from tierfed.tiers.identity import generate_key_pair
 from tierfed.tiers.store import POOLS
 from tierfed.tiers.tree import Tree
@@ -369,7 +371,9 @@ async def test_transfer_from_guangdong_to_sichuan(fed: Fed, tmp_path: Path) -> N
 
     got = await fed.ask("central", TRANSFER, inp, SC_OP)
     assert "errors" not in got, got
-    await fed.settle()
+    # No waiting for the nodes to be told: the mutation answered once both sides had applied it
+    # and pushed their versions up, so every read from here on, on any node, sees the transfer
+    # (the pools' figures below were cached at central before it).
     t = got["data"]["transferInsurance"]["transfer"]
     assert t["state"] == "COMMITTED" and t["from"]["code"] == origin and t["to"]["code"] == TO
     assert t["person"]["region"]["code"] == TO and "*" in t["person"]["idNumber"]
@@ -716,6 +720,37 @@ async def test_national_raise_across_nodes(fed: Fed) -> None:
     assert {p["id"] for p in again["closed"]} == {p["id"] for p in r["closed"]}
     other = await fed.ask("central", RAISE, _raise_in(effectiveFrom="2025-05"))
     assert other["errors"][0]["extensions"]["code"] == "CONFLICT"
+
+
+async def test_a_decision_whose_answer_was_lost_is_told_committed(fed: Fed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The decision's statement commits on the server but its answer never reaches the
+    coordinator (the connection drops, the deadline cancels the wait). The raise is COMMITTED:
+    its participants are told commit, never abort, and the key replays it."""
+    real = changestore.decide_raise
+
+    async def committed_then_lost(*a: Any, **k: Any) -> bool:
+        await real(*a, **k)
+        raise asyncpg.ConnectionDoesNotExistError("connection was closed in the middle of operation")
+
+    inp = _raise_in(scheme="UNEMPLOYMENT", effectiveFrom="2025-05", idempotencyKey="lost-answer-1")
+    monkeypatch.setattr(changestore, "decide_raise", committed_then_lost)
+    got = await fed.ask("central", RAISE, inp)
+    monkeypatch.undo()
+    assert got["errors"][0]["extensions"]["code"] == "DATABASE_UNAVAILABLE", got  # the caller cannot know: it retries
+    await fed.settle()
+    for n in NODES:
+        rt = fed.nodes[n].runtime
+        states = {r["state"] for r in await rt.pool.fetch("select state from change where idempotency_key = $1",
+                                                          "lost-answer-1")}
+        assert states == {"COMMITTED"}, (n, states)
+        assert await rt.pool.fetchval("select count(*) from change_reservation") == 0, n
+    for n, pid in (("guangdong", "440000-UNEMPLOYMENT-202401"), ("sichuan", "510000-UNEMPLOYMENT-202401")):
+        row = await fed.nodes[n].runtime.pool.fetchrow("select closed_after, successor_id from pool where id = $1", pid)
+        assert (row["closed_after"], row["successor_id"]) == (date(2025, 4, 1), "000000-UNEMPLOYMENT-202505"), n
+    again = await fed.ask("central", RAISE, inp)
+    assert "errors" not in again, again
+    assert again["data"]["raisePoolingLevel"]["replayed"] is True
+    assert again["data"]["raisePoolingLevel"]["state"] == "COMMITTED"
 
 
 async def test_late_record_on_a_child_moves_the_successor_on_another_node(fed: Fed, tmp_path: Path) -> None:

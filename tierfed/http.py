@@ -16,7 +16,6 @@ import logging
 from typing import Any
 
 from graphql import GraphQLError, OperationType
-from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
@@ -29,7 +28,6 @@ from .graphiql import page as graphiql_page
 from .runtime import Runtime
 from .selfservice import self_role
 from .subscriptions import sse_endpoint, wants_stream
-from .tiers import background
 from .tiers.versions import subtree_version
 
 log = logging.getLogger("tierfed.http")
@@ -221,17 +219,6 @@ async def graphql_endpoint(request: Request) -> Response:
                 if req is not None:
                     req.outcome = "ok"
                 return Response(entry.body, 200, {**REVALIDATE, "ETag": entry.etag}, media)
-    if prepared.operation.operation == OperationType.MUTATION:
-        # What the mutation starts for after its answer (telling a change's participants its
-        # decision) starts once the answer is sent, not competing with it for the CPU.
-        collecting = background.collect_after_answer()
-        try:
-            response = await _execute(rt, caller, prepared, variables, op_name, media, None, None)
-        except BaseException:
-            await background.after_answer(collecting)  # no answer will be sent: start it now
-            raise
-        response.background = BackgroundTask(background.after_answer, collecting)
-        return response
     return await _execute(rt, caller, prepared, variables, op_name, media, key, version)
 
 

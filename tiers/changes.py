@@ -153,13 +153,13 @@ class Changes:
         self.interval = cfg.recovery_interval_s
         self._task: asyncio.Task[None] | None = None
         self._telling: set[asyncio.Task[Any]] = set()
-        self._awaiting_answer = 0  # decisions whose telling starts once their answer is sent
         # Decisions waiting to be told to each child, sent together (one step per child
         # for however many changes were decided meanwhile): change id -> how many of its
         # children have acknowledged it (for the crash point after the first).
         self._to_tell: dict[str, list[str]] = {}
         self._told_count: dict[str, int] = {}
         self._moves: dict[str, dict[str, Any]] = {}  # what each queued transfer moves (its commit carries it)
+        self._told: dict[str, asyncio.Future[None]] = {}  # done once every child of the change was told
         self.sent: dict[str, int] = {}
         self.sent_log: list[tuple[str, str]] | None = None  # set to a list to keep (node, step) of each step sent
         self.statements = StatementCounter()  # the SQL statements of change steps (tests count them)
@@ -481,26 +481,29 @@ class Changes:
             await cs.decide(con, change_id, "ABORTED")
         await self._tell(change_id, "ABORTED")
 
-    def tell_later(self, change_id: str, nodes: list[str] | None = None,
-                   moves: dict[str, Any] | None = None) -> None:
-        """After the decision the caller has its answer (COMMITTED): the children taking part
-        (``nodes``, or as recorded) are told once it is sent (``background.when_answered``), the
-        decisions made meanwhile batched into one step per child; recovery tells any that this
-        misses (a crash before, an answer never sent)."""
-        self._awaiting_answer += 1
-
-        def start() -> None:
-            self._awaiting_answer -= 1
-            self._tell_now(change_id, nodes, moves)
-
-        background.when_answered(start)
-
-    def _tell_now(self, change_id: str, nodes: list[str] | None, moves: dict[str, Any] | None) -> None:
-        if nodes is None:
-            task = asyncio.get_running_loop().create_task(self._tell_recorded_later(change_id))
-            self._telling.add(task)
-            task.add_done_callback(self._telling.discard)
+    async def tell_decided(self, change_id: str, nodes: list[str] | None = None,
+                           moves: dict[str, Any] | None = None) -> None:
+        """Tell the children taking part (``nodes``, or as recorded) that ``change_id`` is
+        COMMITTED, and wait until each has answered or could not be reached: the mutation answers
+        only then, when every node below has applied the change and every ancestor knows its new
+        version (a participant answers its commit once its version is pushed up the tree), so
+        that the caller's next request, on any node, sees it. Decisions made meanwhile are
+        batched into one step per child; recovery tells a child that could not be reached."""
+        try:
+            if nodes is None:
+                nodes = [p.node for p in await cs.participants(self.pool, [change_id]) if p.state == "PENDING"]
+        except Exception:  # noqa: BLE001 - decided all the same: recovery tells them
+            log.exception("change %s: its participants could not be read to tell them; recovery will", change_id)
             return
+        if not nodes:
+            return
+        told = asyncio.get_running_loop().create_future()
+        self._told[change_id] = told
+        self._tell_now(change_id, nodes, moves)
+        # The telling goes on if the caller gives up waiting (a deadline): shielded.
+        await asyncio.shield(told)
+
+    def _tell_now(self, change_id: str, nodes: list[str], moves: dict[str, Any] | None) -> None:
         self._told_count[change_id] = 0
         if moves is not None:
             self._moves[change_id] = moves
@@ -511,13 +514,16 @@ class Changes:
                 task = asyncio.get_running_loop().create_task(self._tell_queued(node))
                 self._telling.add(task)
                 task.add_done_callback(self._telling.discard)
-        if not nodes:
-            self._told_count.pop(change_id, None)
-            self._moves.pop(change_id, None)
 
-    async def _tell_recorded_later(self, change_id: str) -> None:
-        parts = await cs.participants(self.pool, [change_id])
-        self._tell_now(change_id, [p.node for p in parts if p.state == "PENDING"], None)
+    def _told_everywhere(self, change_id: str) -> None:
+        """``change_id`` is no longer queued for any child: forget it, and wake its waiter."""
+        if any(change_id in q for q in self._to_tell.values()):
+            return
+        self._told_count.pop(change_id, None)
+        self._moves.pop(change_id, None)
+        told = self._told.pop(change_id, None)
+        if told is not None and not told.done():
+            told.set_result(None)
 
     async def _tell_queued(self, node: str) -> None:
         """Send the decisions queued for one child, as many as are queued, one step at a time."""
@@ -555,23 +561,18 @@ class Changes:
                         self._told_count[c] = n + 1
                         if n == 0:
                             crash_point("coordinator-mid-commit")
-                    if not any(c in q for q in self._to_tell.values()):
-                        self._told_count.pop(c, None)
-                        self._moves.pop(c, None)
+                    self._told_everywhere(c)
         finally:
-            # Emptied, or left on an error (recovery tells what is left): the next decision starts a sender.
+            # Emptied, or left on an error (recovery tells what is left): the next decision starts
+            # a sender. What was left here is still told to its other children, with its moves.
             self._to_tell.pop(node, None)
             for c in queue:
-                self._told_count.pop(c, None)
-                self._moves.pop(c, None)
+                self._told_everywhere(c)
 
     async def settled(self) -> None:
         """Wait until the children of every decision made here have been told (tests, benchmarks)."""
-        while self._telling or self._awaiting_answer:
-            if self._telling:
-                await asyncio.gather(*list(self._telling), return_exceptions=True)
-            else:  # an answer still being sent: its telling starts then
-                await asyncio.sleep(0.002)
+        while self._telling:
+            await asyncio.gather(*list(self._telling), return_exceptions=True)
 
     async def _tell(self, change_id: str, state: str, crash_after_first: bool = False,
                     moves: dict[str, Any] | None = None, kind: str | None = None) -> list[str]:
@@ -644,25 +645,43 @@ class Changes:
         return max(timeouts, default=0.0)
 
     async def _recover(self, age_s: float) -> None:
+        """One round of recovery. Each change is recovered on its own: one that fails (a
+        database error applying its decision, say) is logged and tried again next round, and
+        never keeps the changes after it from being recovered."""
         for change_id in await cs.stale_undecided(self.pool, 0, self.owner):
-            if change_id in self.in_flight:
-                continue
-            async with self.pool.acquire() as con, con.transaction():
-                if await cs.decide(con, change_id, "ABORTED"):
-                    log.warning("change %s was undecided and its coordinating process gone: aborted", change_id)
+            if change_id not in self.in_flight:
+                await self._recover_one(change_id, self._abort_abandoned(change_id))
         for change_id, parent in await cs.waiting_parts(self.pool, age_s):
             if change_id in self.in_flight or self.parent is None or parent != self.parent.name:
                 continue
-            try:
-                a = await self.send(self.parent, {"op": "status", "change": change_id})
-            except Unreachable as e:
-                log.warning("change %s waits for a decision; parent '%s' %s", change_id, parent, e)
-                continue
-            if a.get("state") in ("COMMITTED", "ABORTED", "UNKNOWN"):
-                await self._finish(change_id, "COMMITTED" if a["state"] == "COMMITTED" else "ABORTED",
-                                   _moves_of(a.get("moves")))
+            await self._recover_one(change_id, self._ask_and_finish(change_id, parent))
         for change_id, state, _node in await cs.untold(self.pool, age_s):
-            await self._tell(change_id, state)
+            await self._recover_one(change_id, self._tell(change_id, state))
+
+    @staticmethod
+    async def _recover_one(change_id: str, step: Awaitable[Any]) -> None:
+        try:
+            await step
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # noqa: BLE001 - logged; this change is tried again next round
+            log.exception("change %s: recovery failed this round; tried again next round", change_id)
+
+    async def _abort_abandoned(self, change_id: str) -> None:
+        async with self.pool.acquire() as con, con.transaction():
+            if await cs.decide(con, change_id, "ABORTED"):
+                log.warning("change %s was undecided and its coordinating process gone: aborted", change_id)
+
+    async def _ask_and_finish(self, change_id: str, parent: str) -> None:
+        assert self.parent is not None
+        try:
+            a = await self.send(self.parent, {"op": "status", "change": change_id})
+        except Unreachable as e:
+            log.warning("change %s waits for a decision; parent '%s' %s", change_id, parent, e)
+            return
+        if a.get("state") in ("COMMITTED", "ABORTED", "UNKNOWN"):
+            await self._finish(change_id, "COMMITTED" if a["state"] == "COMMITTED" else "ABORTED",
+                               _moves_of(a.get("moves")))
 
     # ------------------------------------------------------------ coordinator: raises
 
@@ -808,7 +827,7 @@ class Changes:
                 ph.mark("decide_sql")
             crash_point("coordinator-after-decision")
             ph.mark("decision_commit")
-            self.tell_later(change_id, [k.name for k in kids])
+            await self.tell_decided(change_id, [k.name for k in kids])
             ph.done()
             # The answer shows the new pool as decided (its opening balance is the amount moved);
             # read afterwards, its opening balance is recomputed live from its predecessors.
@@ -844,8 +863,16 @@ class Changes:
         try:
             async with self.pool.acquire() as con, con.transaction():
                 decided = await cs.decide(con, change_id, "ABORTED")
+                row = None if decided else await cs.by_id(con, change_id)
+            if row is not None and row.state == "COMMITTED":
+                # The decision committed but its answer never came back (the connection dropped,
+                # the deadline cancelled the wait): the change stands, its participants commit.
+                log.warning("change %s: committed although its decision's answer was lost; telling commit",
+                            change_id)
+                await self._tell(change_id, "COMMITTED", kind=row.kind)
+                return
             await self._tell(change_id, "ABORTED")
-            if asked and not decided:
+            if asked and not decided:  # no record of it here, or one a child's question wrote
                 await asyncio.gather(*(self._ask(k, {"op": "abort", "change": change_id}) for k in asked))
         except Exception:  # noqa: BLE001 - recovery and the children's questions finish the abort
             log.exception("change %s: abort not finished; recovery will", change_id)

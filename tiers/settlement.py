@@ -197,7 +197,7 @@ async def settle(ch: Any, inp: SettleInput, caller: str) -> SettleOutcome:
             decided = True
             await book(con, node.region, inp.month, mine)
         crash_point("coordinator-after-decision")
-        ch.tell_later(change_id)
+        await ch.tell_decided(change_id)
         return SettleOutcome(change_id, "COMMITTED", inp.month, done, False, False)
     except BaseException:
         if not decided and not inp.dry_run:

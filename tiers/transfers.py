@@ -458,7 +458,7 @@ async def _transfer(ch: Changes, inp: TransferInput, caller: str, frm: str | Non
             ph.mark("decide_sql")
         crash_point("coordinator-after-decision")
         ph.mark("decision_commit")
-        ch.tell_later(change_id, [k.name for k in kids], moves(moving))
+        await ch.tell_decided(change_id, [k.name for k in kids], moves(moving))
         ph.done()
         return TransferOutcome(_rec(change_id, moving, "COMMITTED"), False, False)
     except BaseException:
