@@ -6,6 +6,7 @@ on any node."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator
 from datetime import date
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from tierfed.tiers import changestore
 from tierfed.tiers.tree import Tree
 
 from tests.conftest import load_dataset, token
@@ -22,7 +24,7 @@ from tests.test_changes import NATIONAL_OP, NODES, RAISE, SC_OP, configs, make_k
 from tests.test_fund_accounts import Flow, flows_csv
 from tierfed.config import Limits
 from tierfed.generator import Options, generate
-from tierfed.importer import import_file
+from tierfed.importer import ImportFailed, import_file
 
 pytestmark = [pytest.mark.federation, pytest.mark.slow]
 
@@ -129,6 +131,45 @@ async def test_a_participant_refusing_aborts_the_whole_settlement(fed: Fed, tmp_
     assert err["extensions"]["code"] == "CONFLICT", err
     assert "440000-PENSION-202401 already has REMITTANCE_TO_ABOVE" in err["message"] and "guangdong" in err["message"]
     await nothing_booked(fed, before)
+
+
+async def test_fund_flows_for_a_pool_a_settlement_holds_wait_until_it_is_decided(
+        fed: Fed, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """While a settlement is prepared, an import of fund flows into a pool it will book is
+    refused, saying which change holds the pool; before, the import went through and the
+    settlement's commit then failed on Guangdong for good (its remittance already there)."""
+    gate = asyncio.Event()
+    real = changestore.decide
+
+    async def held(con: Any, change_id: str, state: str, result: Any = None, flushed: bool = True) -> bool:
+        if state == "COMMITTED" and isinstance(result, dict) and "bookings" in result:  # the coordinator's decision
+            await gate.wait()
+        return await real(con, change_id, state, result, flushed)
+
+    monkeypatch.setattr(changestore, "decide", held)
+    settling = asyncio.create_task(fed.ask(SETTLE, settle_in(month="2025-02", idempotencyKey="adj-2024-feb")))
+    rt = fed.nodes["guangdong"].runtime
+    try:
+        for _ in range(400):  # until Guangdong has prepared its part
+            if await rt.pool.fetchval("select count(*) from change_reservation"):
+                break
+            await asyncio.sleep(0.025)
+        else:
+            raise AssertionError("Guangdong never prepared its part of the settlement")
+        flow = [Flow("PENSION", "440000", date(2025, 2, 1), "REMITTANCE_TO_ABOVE", Decimal("1.00"))]
+        with pytest.raises(ImportFailed) as failed:
+            await import_file(rt.pool, rt.node, "fund_flows", flows_csv(tmp_path / "f.csv", flow), progress=False)
+        (err,) = failed.value.errors
+        assert err.column == "region_code" and "is held by change" in err.reason and "in progress" in err.reason, err
+    finally:
+        gate.set()
+        body = await settling
+        monkeypatch.undo()
+    assert "errors" not in body, body
+    await fed.settled()
+    booked = {(r, c) for r, m, c, _ in (await fed.flows())["guangdong"] if m == date(2025, 2, 1)}
+    assert booked == {("440000", "REMITTANCE_TO_ABOVE"), ("440000", "SUBSIDY_FROM_ABOVE")}
+    assert await rt.pool.fetchval("select count(*) from change where state = 'PENDING'") == 0
 
 
 async def test_a_province_node_down_refuses_the_whole_settlement(fed: Fed) -> None:

@@ -54,9 +54,9 @@ from .pooling import (
     SCHEME_DEPARTMENT,
     RaiseInput,
     RaiseOutcome,
-    _lock_key,
     plan_replaced,
     pool_id,
+    pool_lock_key,
 )
 from .poolstore import CLOSE, POOLS_BY_ID, VERTICAL
 from .stepclient import StepClient, StepError
@@ -905,7 +905,7 @@ def _transaction(con: asyncpg.Connection, needed: bool) -> AbstractAsyncContextM
 
 def _lock_keys(tree: Any, scheme: int, region: str) -> tuple[int, list[int]]:
     """tiers.pooling._lock's keys: the region's (exclusive) and its ancestors' (shared)."""
-    return _lock_key(scheme, region), [_lock_key(scheme, a) for a in tree.by_code[region].ancestors]
+    return pool_lock_key(scheme, region), [pool_lock_key(scheme, a) for a in tree.by_code[region].ancestors]
 
 
 def _overlapping(scheme: int, region: str) -> TierfedError:

@@ -77,14 +77,17 @@ class _DryRun(Exception):
     pass
 
 
-def _lock_key(scheme: int, region: str) -> int:
+def pool_lock_key(scheme: int, region: str) -> int:
+    """The advisory lock of the scheme's pools over ``region``: a pooling change holds its
+    region's exclusively and its ancestors' shared (``_lock``); so does an import of fund flows
+    for the pools it books into (tierfed.imports.rows)."""
     return zlib.crc32(f"pool:{scheme}:{region}".encode()) - 2**31
 
 
 async def _lock(con: asyncpg.Connection, tree: Tree, scheme: int, region: str) -> None:
-    ok = await con.fetchval(TRY_LOCK, _lock_key(scheme, region))
+    ok = await con.fetchval(TRY_LOCK, pool_lock_key(scheme, region))
     for anc in tree.by_code[region].ancestors:
-        ok = ok and await con.fetchval(TRY_LOCK_SHARED, _lock_key(scheme, anc))
+        ok = ok and await con.fetchval(TRY_LOCK_SHARED, pool_lock_key(scheme, anc))
     if not ok:
         raise conflict(f"another pooling change of {SCHEMES[scheme - 1]} on a subtree overlapping {region} "
                        "is in progress; try again when it has finished")

@@ -11,6 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 
+from tierfed.tiers.pooling import pool_lock_key
 from tierfed.tiers.store import rebuild_tree
 
 from . import checks, store
@@ -73,6 +74,8 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
     progress.rows_read = progress.rows_checked = counts["total"]
     progress.phase = "checking"
     await con.execute("analyze staging")
+    if kind == "fund_flows":
+        await lock_flow_pools(con, scope)
     nbad = counts["bad"]
     # The checks that need the database run over the rows that passed the row checks,
     # so one run reports every bad row of both kinds.
@@ -81,6 +84,22 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
             errors.append(RowError(r[0], r[1], r[2]))
             nbad += 1
     return sorted(errors, key=lambda e: e.line)[:MAX_REPORTED], nbad, counts["total"]
+
+
+async def lock_flow_pools(con: asyncpg.Connection, scope: Scope) -> None:
+    """Lock the pools the staged fund flows book into, as a pooling change locks them: each
+    pool's region exclusively, its ancestors shared (store.FLOW_POOL_REGIONS)."""
+    tree = scope.node.tree
+    mine, above = set(), set()
+    for scheme, region in await con.fetch(store.FLOW_POOL_REGIONS):
+        mine.add(pool_lock_key(scheme, region))
+        above.update(pool_lock_key(scheme, a) for a in tree.by_code[region].ancestors)
+    above -= mine
+    exclusive, shared = store.LOCK_POOLS
+    if mine:
+        await con.execute(exclusive, sorted(mine))
+    if above:
+        await con.execute(shared, sorted(above))
 
 
 async def apply(con: asyncpg.Connection, kind: str, root: str, progress: Progress) -> int:

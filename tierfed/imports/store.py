@@ -52,6 +52,14 @@ _FLOW_POOLS = """select s.line, p.id as pool_id, p.region_code as pool_region
 _STORED_IN_POOL = """x.scheme = s.scheme and x.month = s.month and x.category = s.category
                      and x.region_code in (select descendant from region_closure where ancestor = fp.pool_region)"""
 
+# The pools the staged fund flows book into, (scheme, pool region), whose locks the import takes
+# as a pooling change takes them (tiers.pooling.pool_lock_key; in the order of the keys given,
+# exclusive, then shared) before its checks: a change cannot reserve one of them between the check
+# that none holds them and the import's commit, nor the import book into one a change is preparing.
+FLOW_POOL_REGIONS = f"select distinct s.scheme, fp.pool_region from staging s join ({_FLOW_POOLS}) fp using (line)"
+LOCK_POOLS = ("select count(pg_advisory_xact_lock(k)) from unnest($1::bigint[]) k",
+              "select count(pg_advisory_xact_lock_shared(k)) from unnest($1::bigint[]) k")
+
 # Each check returns rows of (line, column, reason), the first thousand by line.
 CHECKS: dict[str, tuple[str, ...]] = {
     "persons": (
@@ -134,6 +142,16 @@ CHECKS: dict[str, tuple[str, ...]] = {
                   || s.category || ' in ' || to_char(s.month, 'YYYY-MM') || ' (booked for ' || x.region_code || ')'
            from staging s join ({_FLOW_POOLS}) fp using (line) join fund_flow x on {_STORED_IN_POOL}
            where x.amount <> s.amount or x.region_code <> s.region_code order by s.line limit 1000""",
+        # A change across nodes in progress (a settlement, a raise) holds the pool: it books or
+        # moves what this flow would change, so the flow waits until it is decided.
+        f"""select distinct on (s.line) s.line, 'region_code', 'pool ' || fp.pool_id || ' is held by change '
+                  || c.id || ' (' || c.kind || ') in progress: import this file again once it is decided'
+           from staging s join ({_FLOW_POOLS}) fp using (line)
+           join change_reservation r on r.scheme = s.scheme
+            and r.region_code in (select descendant from region_closure where ancestor = fp.pool_region
+                                  union all select ancestor from region_closure where descendant = fp.pool_region)
+           join change c on c.id = r.change_id
+           order by s.line limit 1000""",
     ),
 }
 
