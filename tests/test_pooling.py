@@ -11,7 +11,7 @@ from typing import Any
 
 import asyncpg
 import pytest
-from tierfed.tiers.pooling import _lock_key
+from tierfed.tiers.pooling import pool_lock_key
 from tierfed.tiers.tree import Tree
 
 from tests.conftest import Client, load_dataset, node_client, node_config, token
@@ -174,8 +174,8 @@ async def test_overlapping_raises_conflict(gd: Client) -> None:
     con = await asyncpg.connect(gd.runtime.pool._connect_args[0])
     try:
         async with con.transaction():
-            await con.execute("select pg_advisory_xact_lock($1)", _lock_key(2, "440300"))
-            await con.execute("select pg_advisory_xact_lock_shared($1)", _lock_key(2, "440000"))
+            await con.execute("select pg_advisory_xact_lock($1)", pool_lock_key(2, "440300"))
+            await con.execute("select pg_advisory_xact_lock_shared($1)", pool_lock_key(2, "440000"))
             snap = await snapshot(gd)
             body = await raise_(gd)
             assert body["errors"][0]["extensions"]["code"] == "CONFLICT"
