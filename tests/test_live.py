@@ -169,6 +169,27 @@ async def test_two_scopes_or_role_sets_never_share_and_a_refusal_ends_the_subscr
         await node.stop()
 
 
+async def test_self_service_tokens_never_share_a_live_answer(loaded_db: str) -> None:
+    """A self-service token's scope and roles are every subject's: its live answer is its own.
+    Before, a second employer subscribing to the first one's question joined the first one's
+    watch and was sent that employer's records."""
+    node = await start_node(node_config(), loaded_db)
+    try:
+        ours, theirs = [r[0] for r in await node.runtime.pool.fetch(
+            "select distinct employer_credit_code from contribution where employer_credit_code is not null "
+            "order by 1 limit 2")]
+        q = "subscription Ours($c: String!) { employer(creditCode: $c) { creditCode name } }"
+        async with SSE(node.url, token("000000", ("SELF_EMPLOYER",), sub=ours), q, {"c": ours}) as own:
+            kind, _, data = await own.event()
+            assert kind == "next" and data["data"]["employer"]["creditCode"] == ours, data
+            async with SSE(node.url, token("000000", ("SELF_EMPLOYER",), sub=theirs), q, {"c": ours}) as other:
+                kind, _, data = await other.event()
+                assert kind == "next" and data["data"] is None, data
+                assert {e["extensions"]["code"] for e in data["errors"]} == {"FORBIDDEN"}
+    finally:
+        await node.stop()
+
+
 async def test_requests_that_cannot_run_are_refused_before_any_stream(fresh_db: str) -> None:
     node = await one_node(fresh_db)
     try:

@@ -38,6 +38,7 @@ from .auth import Caller
 from .errors import Code, TierfedError
 from .execution import Prepared, RequestError, format_error, masked, prepare, run
 from .runtime import Runtime
+from .selfservice import self_role
 from .tiers.versions import subtree_version
 
 log = logging.getLogger("tierfed.live")
@@ -155,7 +156,9 @@ class Live:
             raise TierfedError(Code.UNAUTHENTICATED, "token has expired: ask for a new one")
         qtext, prepared = query_form(self.rt, text, operation_name, variables)
         key = cache_key(qtext, prepared.document, operation_name, variables, caller)
-        if caller.has("PII_READER"):  # unmasked reads are audited per reader: never shared
+        if caller.has("PII_READER") or self_role(caller.roles) is not None:
+            # Unmasked reads are audited per reader, and a self-service token reads its own
+            # subject's records only (its scope and roles are every subject's): never shared.
             key = hashlib.sha256(f"{key}\x1f{caller.sub}".encode()).hexdigest()
         sub = Subscriber(caller, last_id)
         if self._fallback is None and self.rt.node.children:
