@@ -17,9 +17,10 @@ WAIT_S = 30.0  # a bound on waiting for an event that must come, never a pause
 class SSE:
     """One subscription over GraphQL over Server-Sent Events (distinct connections)."""
 
-    def __init__(self, url: str, token: str, query: str, variables: dict[str, Any] | None = None,
-                 last_id: str | None = None) -> None:
+    def __init__(self, url: str, token: str, query: str | None, variables: dict[str, Any] | None = None,
+                 last_id: str | None = None, extensions: dict[str, Any] | None = None) -> None:
         self.url, self.token, self.query, self.variables, self.last_id = url, token, query, variables or {}, last_id
+        self.extensions = extensions  # e.g. a persisted operation's hash, sent instead of the query
         self.status = 0
         self.error_body: Any = None
         self._stack = contextlib.AsyncExitStack()
@@ -31,7 +32,9 @@ class SSE:
         if self.last_id:
             headers["Last-Event-ID"] = self.last_id
         r = await self._stack.enter_async_context(http.stream(
-            "POST", self.url, json={"query": self.query, "variables": self.variables}, headers=headers))
+            "POST", self.url, json={k: v for k, v in (("query", self.query), ("variables", self.variables),
+                                                      ("extensions", self.extensions)) if v is not None},
+            headers=headers))
         self.status = r.status_code
         if r.headers.get("content-type", "").startswith("text/event-stream"):
             self._lines = r.aiter_lines()

@@ -8,6 +8,8 @@ No test waits for time to pass: each waits for the event that must come (bounded
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 from pathlib import Path
 from typing import Any
 
@@ -186,6 +188,38 @@ async def test_self_service_tokens_never_share_a_live_answer(loaded_db: str) -> 
                 kind, _, data = await other.event()
                 assert kind == "next" and data["data"] is None, data
                 assert {e["extensions"]["code"] for e in data["errors"]} == {"FORBIDDEN"}
+    finally:
+        await node.stop()
+
+
+async def test_a_node_running_registered_operations_only_runs_registered_subscriptions_only(
+        fresh_db: str, tmp_path: Path) -> None:
+    """``persisted_only`` holds for subscriptions, over Server-Sent Events and WebSocket alike
+    (a subscription sent as text had run)."""
+    sha = hashlib.sha256(LIVE.encode()).hexdigest()
+    ops = tmp_path / "operations.json"
+    ops.write_text(json.dumps({sha: LIVE}), "utf-8")
+    by_hash = {"persistedQuery": {"version": 1, "sha256Hash": sha}}
+    node = await start_node(node_config(http={"persisted_only": True, "persisted_operations_file": str(ops)}),
+                            fresh_db)
+    try:
+        async with SSE(node.url, VIEWER, LIVE, {"r": "440000"}) as sse:
+            assert sse.status == 400, sse.status
+            assert sse.error_body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+            assert "registered operations only" in sse.error_body["errors"][0]["message"]
+        async with SSE(node.url, VIEWER, None, {"r": "440000"}, extensions=by_hash) as sse:
+            kind, _, data = await sse.event()
+            assert kind == "next" and months(data) == 0
+        async with WS(node.url, VIEWER) as ws:
+            assert (await ws.recv())["type"] == "connection_ack"
+            await ws.subscribe("text", LIVE, {"r": "440000"})
+            msg = await ws.recv()
+            assert msg["id"] == "text" and msg["type"] == "error", msg
+            assert msg["payload"][0]["extensions"]["code"] == "BAD_USER_INPUT"
+            await ws.send({"id": "hash", "type": "subscribe", "payload": {"variables": {"r": "440000"},
+                                                                           "extensions": by_hash}})
+            msg = await ws.recv()
+            assert msg["id"] == "hash" and msg["type"] == "next" and months(msg["payload"]) == 0, msg
     finally:
         await node.stop()
 

@@ -10,7 +10,6 @@ come back as 200, as that spec says. docs/SECURITY.md has the whole picture.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import json
 import logging
 from typing import Any
@@ -25,6 +24,7 @@ from .auth import Caller, bearer
 from .errors import RETRY_AFTER_S, Code, TierfedError, database_down, forbidden
 from .execution import Prepared, RequestError, format_error, masked, prepare, run
 from .graphiql import page as graphiql_page
+from .persisted import operation_text
 from .runtime import Runtime
 from .selfservice import self_role
 from .subscriptions import sse_endpoint, wants_stream
@@ -106,26 +106,6 @@ class _BadRequest(Exception):
         self.message, self.status = message, status
 
 
-def _persisted(rt: Runtime, params: dict[str, Any]) -> str | None:
-    ext = params.get("extensions") or {}
-    pq = ext.get("persistedQuery") if isinstance(ext, dict) else None
-    doc_id = params.get("documentId") or (pq.get("sha256Hash") if isinstance(pq, dict) else None)
-    query = params.get("query")
-    if doc_id is not None:
-        if not isinstance(doc_id, str):
-            raise TierfedError(Code.BAD_USER_INPUT, "a persisted operation hash must be a sha256 hex string")
-        stored = rt.persisted.get(doc_id)
-        if stored is None:
-            raise TierfedError(Code.BAD_USER_INPUT, f"persisted operation {doc_id[:80]} is not registered on this node")
-        if isinstance(query, str) and query and hashlib.sha256(query.encode()).hexdigest() != doc_id:
-            raise TierfedError(Code.BAD_USER_INPUT, "query does not match its persisted operation hash")
-        return stored
-    if rt.cfg.persisted_only:
-        raise TierfedError(Code.BAD_USER_INPUT,
-                           "this node runs registered operations only: send extensions.persistedQuery.sha256Hash")
-    return query if isinstance(query, str) else None
-
-
 def _has_nul(variables: Any) -> bool:
     """True when a string of the variables holds U+0000, which no PostgreSQL text can store.
 
@@ -177,7 +157,7 @@ async def graphql_endpoint(request: Request) -> Response:
     if req is not None:
         req.subject = observe.redact(caller.sub)
     try:
-        query = _persisted(rt, params)
+        query = operation_text(rt.persisted, rt.cfg.persisted_only, params)
     except TierfedError as e:
         return _respond(_error_body([e]), request_error, media)
     variables = params.get("variables") or {}

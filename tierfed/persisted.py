@@ -26,7 +26,33 @@ from graphql import (
     visit,
 )
 
+from .errors import Code, TierfedError
+
 APOLLO_FORMAT = "apollo-persisted-query-manifest"
+
+
+def operation_text(stored: dict[str, str], persisted_only: bool, params: dict[str, Any]) -> str | None:
+    """The text of the operation a request names: the registered one its hash names (GraphQL
+    over HTTP's ``documentId`` or Apollo's ``extensions.persistedQuery.sha256Hash``), else the
+    ``query`` it sends, which a node running registered operations only refuses. The same for
+    queries, mutations and subscriptions, over any transport. TierfedError saying what to fix."""
+    ext = params.get("extensions") or {}
+    pq = ext.get("persistedQuery") if isinstance(ext, dict) else None
+    doc_id = params.get("documentId") or (pq.get("sha256Hash") if isinstance(pq, dict) else None)
+    query = params.get("query")
+    if doc_id is not None:
+        if not isinstance(doc_id, str):
+            raise TierfedError(Code.BAD_USER_INPUT, "a persisted operation hash must be a sha256 hex string")
+        text = stored.get(doc_id)
+        if text is None:
+            raise TierfedError(Code.BAD_USER_INPUT, f"persisted operation {doc_id[:80]} is not registered on this node")
+        if isinstance(query, str) and query and sha256(query) != doc_id:
+            raise TierfedError(Code.BAD_USER_INPUT, "query does not match its persisted operation hash")
+        return text
+    if persisted_only:
+        raise TierfedError(Code.BAD_USER_INPUT,
+                           "this node runs registered operations only: send extensions.persistedQuery.sha256Hash")
+    return query if isinstance(query, str) else None
 
 
 def sha256(text: str) -> str:

@@ -36,6 +36,7 @@ from .auth import Caller, bearer
 from .errors import Code, TierfedError
 from .execution import RequestError, format_error
 from .live import Live, Subscriber, payload
+from .persisted import operation_text
 from .runtime import Runtime
 
 log = logging.getLogger("tierfed.subscriptions")
@@ -62,9 +63,12 @@ def _errors(errors: list[GraphQLError]) -> list[dict[str, Any]]:
     return [format_error(e) for e in errors]
 
 
-def _params(params: dict[str, Any]) -> tuple[str, str | None, dict[str, Any], str | None]:
-    """query, operationName, variables, lastAnswerId of a request; TierfedError naming what is wrong."""
-    query, op, variables = params.get("query"), params.get("operationName") or None, params.get("variables") or {}
+def _params(rt: Runtime, params: dict[str, Any]) -> tuple[str, str | None, dict[str, Any], str | None]:
+    """query (a registered one when the request names it by hash: persisted operations hold for
+    subscriptions too), operationName, variables, lastAnswerId of a request; TierfedError naming
+    what is wrong."""
+    query = operation_text(rt.persisted, rt.cfg.persisted_only, params)
+    op, variables = params.get("operationName") or None, params.get("variables") or {}
     ext = params.get("extensions") or {}
     if not isinstance(query, str) or not query.strip():
         raise TierfedError(Code.BAD_USER_INPUT, 'request has no query: send {"query": "subscription { ... }"}')
@@ -90,7 +94,7 @@ async def sse_endpoint(request: Request, rt: Runtime, params: dict[str, Any]) ->
     except TierfedError as e:
         return JSONResponse({"errors": _errors([e])}, 401, headers={**NO_STORE, "WWW-Authenticate": "Bearer"})
     try:
-        query, op, variables, last = _params(params)
+        query, op, variables, last = _params(rt, params)
         last = request.headers.get("last-event-id") or last
         sub = await live_of(rt).subscribe(caller, query, op, variables, last)
     except RequestError as e:
@@ -223,7 +227,7 @@ class _Connection:
         sub = None
         try:
             try:
-                query, op, variables, last = _params(params)
+                query, op, variables, last = _params(self.rt, params)
                 sub = await live.subscribe(self.caller, query, op, variables, last)
             except RequestError as e:
                 await self.send({"id": op_id, "type": "error", "payload": _errors(e.errors)})
