@@ -56,14 +56,19 @@ async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str,
     """A parent's duplicate calls, for this node's subtree."""
     from .persons import id_arg
 
-    out = []
+    calls = []
     for a in args:
         code = call_region(info, a.get("region", ""), "duplicate insurance records")
         f, t = period_arg(a.get("from"), a.get("to"))
         ids = a.get("ids")
         if not isinstance(ids, list):
             raise bad_input("duplicates needs ids, a list of ID numbers", argument="args")
-        found = await finder(info).find(code, f, t, first_arg(int_arg(a, "first")),
-                                        tuple(id_arg(str(i), "args") for i in ids))
+        calls.append((code, f, t, first_arg(int_arg(a, "first")), tuple(id_arg(str(i), "args") for i in ids)))
+        # The answer names persons by their whole ID numbers: only for the node above, which
+        # merges them with its other parts' and masks and audits them for its caller.
+        ctx(info).access.from_node_above(code, "the duplicates internal call")
+    out = []
+    for code, f, t, first, ids in calls:
+        found = await finder(info).find(code, f, t, first, ids)
         out.append(found.to_json() if found else {"duplicates": [], "months": [], "missing": []})
     return out

@@ -16,8 +16,10 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from tierfed.tiers import person_store
+from tierfed.tiers.remote import NODE_HEADER
 from tierfed.tiers.tree import Tree
 
 from tests.conftest import node_config, token
@@ -476,6 +478,42 @@ async def test_index_rebuild_command(fed: Fed, tmp_path: Path) -> None:
     assert out.splitlines() == [f"guangdong: {sizes['guangdong']} persons", f"sichuan: {sizes['sichuan']} persons"]
     rc, out, err = await run(cfg("shenzhen"))
     assert rc == 2 and err.count("\n") == 1 and "no [[children]]" in err
+
+
+async def test_the_duplicates_internal_call_answers_only_the_node_above(fed: Fed) -> None:
+    """Its answer names persons by their whole ID numbers and names, which the node above
+    merges, masks and audits for its caller: a caller asking the child directly is refused
+    (it had been answered, unmasked, to any token inside the region); the same request with the
+    parent's own NODE token beside the caller's, as the parent sends it, is answered."""
+    q = 'query($a: [JSON!]!) { _tierCall(kind: "duplicates", args: $a) }'
+    a = {"a": [{"region": "440000", "from": "2025-01", "to": "2025-12", "first": 1000, "ids": []}]}
+    for tok in (NATIONAL, token("440000", ("VIEWER",))):
+        body = await fed.ask("guangdong", q, a, tok)
+        assert body["errors"][0]["extensions"]["code"] == "FORBIDDEN", body
+        assert "node above" in body["errors"][0]["message"] and P4 not in str(body)
+
+    async def with_assertion(assertion: str) -> dict[str, Any]:
+        async with httpx.AsyncClient(timeout=30) as c:
+            r = await c.post(fed.nodes["guangdong"].url, json={"query": q, "variables": a},
+                             headers={"Authorization": f"Bearer {NATIONAL}", NODE_HEADER: assertion})
+            return r.json()  # type: ignore[no-any-return]
+
+    central = fed.nodes["central"].runtime.index.node_token()
+    assert central is not None
+    body = await with_assertion(central)
+    assert "errors" not in body, body
+    assert P4 in str(body)  # the node above gets the whole ID numbers it merges by
+    # the caller's scope still holds (a county's token, forwarded by central, reads no province)
+    county = token("440300", ("VIEWER",))
+    async with httpx.AsyncClient(timeout=30) as c:
+        r = await c.post(fed.nodes["guangdong"].url, json={"query": q, "variables": a},
+                         headers={"Authorization": f"Bearer {county}", NODE_HEADER: central})
+    assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
+    # a user token, or a forged one, in the node's place is refused as a node token
+    for fake in (NATIONAL, central[:-4] + "AAAA"):
+        body = await with_assertion(fake)
+        assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
+        assert NODE_HEADER in body["errors"][0]["message"]
 
 
 @pytest.mark.parametrize(("query", "variables", "tok", "code"), [

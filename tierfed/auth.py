@@ -32,6 +32,9 @@ class Caller:
     roles: frozenset[str]
     token: str
     exp: float | None = None  # when the token expires (seconds since the epoch): live answers end then
+    # The scope of the parent node that sent this request on the caller's behalf (its NODE token
+    # in tiers.remote.NODE_HEADER, verified), or None when it did not come from a node.
+    via_node: str | None = None
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -236,6 +239,18 @@ class Access:
         if not any(self.caller.has(r) for r in roles):
             raise forbidden(f"{action} needs the {' or '.join(roles)} role; "
                             f"your token has {sorted(self.caller.roles) or 'none'}")
+
+    def from_node_above(self, region: str, what: str) -> None:
+        """FORBIDDEN unless this request comes from a node whose region covers ``region``: a NODE
+        token, or the caller's token forwarded by such a node (its own NODE token beside it). For
+        internal calls whose answers hold unmasked ID numbers that the node above masks and
+        audits for its caller: never answered to a caller directly."""
+        for scope in ((self.caller.scope,) if self.caller.has("NODE") else ()) + (
+                (self.caller.via_node,) if self.caller.via_node else ()):
+            if self.tree.within(region, scope):
+                return
+        raise forbidden(f"{what} is answered only to the node above this one, on a caller's behalf: "
+                        "ask that node (it masks and audits what it passes on)")
 
     @property
     def pii(self) -> bool:

@@ -10,6 +10,7 @@ come back as 200, as that spec says. docs/SECURITY.md has the whole picture.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import logging
 from typing import Any
@@ -28,6 +29,7 @@ from .persisted import operation_text
 from .runtime import Runtime
 from .selfservice import self_role
 from .subscriptions import sse_endpoint, wants_stream
+from .tiers.remote import NODE_HEADER
 from .tiers.versions import subtree_version
 
 log = logging.getLogger("tierfed.http")
@@ -106,6 +108,21 @@ class _BadRequest(Exception):
         self.message, self.status = message, status
 
 
+def _via_node(rt: Runtime, caller: Caller, assertion: str | None) -> Caller:
+    """The caller, with the scope of the parent node that forwarded its request when the request
+    carries that node's own NODE token (tiers.remote.NODE_HEADER); UNAUTHENTICATED when it carries
+    one that is not valid."""
+    if not assertion:
+        return caller
+    try:
+        node = rt.keys.verify(assertion, rt.tree)
+    except TierfedError as e:
+        raise TierfedError(Code.UNAUTHENTICATED, f"{NODE_HEADER}: {e.message}") from None
+    if not node.has("NODE"):
+        raise TierfedError(Code.UNAUTHENTICATED, f"{NODE_HEADER} must carry a node's NODE token")
+    return dataclasses.replace(caller, via_node=node.scope)
+
+
 def _has_nul(variables: Any) -> bool:
     """True when a string of the variables holds U+0000, which no PostgreSQL text can store.
 
@@ -151,6 +168,7 @@ async def graphql_endpoint(request: Request) -> Response:
     request_error = 400 if media == GQL_RESPONSE else 200
     try:
         caller = await rt.keys.verify_async(bearer(request.headers.get("authorization")), rt.tree)
+        caller = _via_node(rt, caller, request.headers.get(NODE_HEADER))
     except TierfedError as e:
         return _respond(_error_body([e]), 401, media, {"WWW-Authenticate": "Bearer"})
     req = observe.current.get()

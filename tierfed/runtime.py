@@ -61,6 +61,7 @@ class Runtime:
 
     def __post_init__(self) -> None:
         self.index = PersonIndex(self.cfg, self.pool, self.node, self.clients, self.keys)
+        self.clients.node_token = self.index.node_token
         self.answers = AnswerCache(self.cfg.cache_max_bytes)
         self.links = Links(self.cfg, self.pool, self.node, self.clients, self.index.node_token)
         self.on_version.append(self.links.kick)

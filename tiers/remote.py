@@ -22,6 +22,7 @@ import asyncio
 import json
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
@@ -135,6 +136,10 @@ class ChildNeeds:
         return bool(self.summaries or self.pieces or self.calls)
 
 
+# A parent's own NODE token on its requests to a child (ChildClients.assertion).
+NODE_HEADER = "X-Tierfed-Node"
+
+
 class ChildClients:
     """One pooled HTTP client per child, kept for the node's lifetime (recovers when a child returns)."""
 
@@ -150,6 +155,20 @@ class ChildClients:
         self.requests: dict[str, int] = {c.name: 0 for c in children}
         # GET /tierfed/version per child (tiers.versions): none while the child's link is up.
         self.version_requests: dict[str, int] = {c.name: 0 for c in children}
+        # The NODE token this node signs for itself (tiers.personindex), sent with every request
+        # to a child beside the caller's token (NODE_HEADER): the child then knows the request
+        # comes from its parent node, which internal calls that answer unmasked ID numbers need.
+        self.node_token: Callable[[], str | None] | None = None
+        self._assertion: tuple[float, str] | None = None
+
+    def assertion(self) -> str | None:
+        """This node's NODE token, signed at most once a minute (it is valid for five)."""
+        now = time.monotonic()
+        if self._assertion is not None and now - self._assertion[0] < 60:
+            return self._assertion[1]
+        tok = self.node_token() if self.node_token is not None else None
+        self._assertion = (now, tok) if tok else None
+        return tok
 
     async def post(self, child: Child, token: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
         self.requests[child.name] += 1
@@ -159,9 +178,11 @@ class ChildClients:
         try:
             with span(f"child {child.name}", **{"tierfed.child": child.name, "tierfed.child.region": child.region}):
                 # inside the child's span: its traceparent names that span as the child's parent
-                send = {"json": {"query": document, "variables": variables},
-                        "headers": {"Authorization": f"Bearer {token}", "Accept": "application/json",
-                                    **child_headers(req)}}
+                headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **child_headers(req)}
+                node = self.assertion()
+                if node:
+                    headers[NODE_HEADER] = node
+                send = {"json": {"query": document, "variables": variables}, "headers": headers}
                 try:
                     r = await self.clients[child.name].post(child.url, **send)  # type: ignore[arg-type]
                 except (httpx.ReadError, httpx.RemoteProtocolError):
