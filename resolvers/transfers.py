@@ -50,7 +50,12 @@ async def transfer_insurance(info: Info, id_number: str, to: str, effective_from
         raise bad_input("idempotencyKey must be 1 to 200 characters", argument="idempotencyKey")
     eff = as_month(effective_from, "effectiveFrom")
     inp = tt.TransferInput(idn, code, eff, idempotency_key, dry_run)
-    return await tt.transfer(c.runtime.changes, inp, c.caller.sub)
+    out = await tt.transfer(c.runtime.changes, inp, c.caller.sub)
+    # The answer releases the person's name and figures to an operator over the destination
+    # (the origin may lie outside its scope): each release, a dry run's included, is in the
+    # PII audit under the caller, for the AUDITOR to see who looked at whom.
+    c.pii_reads.append((idn, f"transferInsurance{':dryRun' if dry_run else ''}:{c.operation_name or 'anonymous'}"))
+    return out
 
 
 def person_of(t: ts.TransferRec) -> PersonView:

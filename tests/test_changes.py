@@ -368,6 +368,11 @@ async def test_transfer_from_guangdong_to_sichuan(fed: Fed, tmp_path: Path) -> N
     dry = await fed.ask("central", TRANSFER, {"in": {**inp["in"], "dryRun": True}}, SC_OP)
     assert "errors" not in dry, dry
     assert await _state(fed) == before  # a dry run changes nothing anywhere
+    # but it released the person's figures to an operator whose scope is not the origin's: audited
+    reads = await fed.ask("central", "query($i: String) { piiReads(idNumber: $i, limit: 5) { caller operation } }",
+                          {"i": person})
+    assert [(r["caller"], r["operation"].split(":sha256:")[0]) for r in reads["data"]["piiReads"]] == \
+        [("op-sc", "transferInsurance:dryRun")], reads
 
     got = await fed.ask("central", TRANSFER, inp, SC_OP)
     assert "errors" not in got, got
