@@ -286,3 +286,45 @@ async def test_a_commit_at_a_grandchild_is_in_the_very_next_national_answer_link
     finally:
         for n in nodes.values():
             await n.stop()
+
+
+async def test_a_person_the_parents_index_learns_of_is_never_answered_from_an_older_answer(
+        new_db: Any, tmp_path: Path) -> None:
+    """A parent asks only the children its person index names. A lookup answered while the index
+    did not name the child yet (found nobody) must not be served from the cache once the index
+    has learned of the person: the index moves the parent's version (migration 0018). Before,
+    the parent kept answering null from its cache after the child's import was reported done."""
+    pg, ps = free_port(), free_port()
+
+    def url(p: int) -> str:
+        return f"http://127.0.0.1:{p}/graphql"
+
+    gd_cfg = dataclasses.replace(node_config("440000", "guangdong", [
+        {"region": "440300", "url": url(ps), "name": "shenzhen", "timeout_s": 3}]), link_lease_s=120)
+    sz_cfg = dataclasses.replace(node_config("440300", "shenzhen", [], parent={"url": url(pg), "timeout_s": 3}),
+                                 link_lease_s=120)
+    sz = await start_node(sz_cfg, await new_db(), ps)
+    gd = await start_node(gd_cfg, await new_db(), pg)
+    q = "query P($id: String!) { person(idNumber: $id) { name region { code } } }"
+    tok = token("440000", ("VIEWER",))
+    person = idn(901)
+    try:
+        for n in (sz, gd):  # no background pushes or syncs: each step below is the one that counts
+            await n.runtime.links.stop()
+            await n.runtime.index.stop()
+        await gd.runtime.index.sync_all()
+        assert await gd.runtime.links.check_children() == {"shenzhen": True}
+        assert (await gd.post(q, {"id": person}, tok))["data"]["person"] is None
+        # The child's persons import commits and pushes its version; a lookup then finds nobody
+        # (the index does not name the child yet) and is kept at the parent's new version.
+        f = _write(tmp_path / "p.csv", ["id_number", "name", "region_code"], [[person, "测试", "440304"]])
+        await import_file(sz.runtime.pool, sz.runtime.node, "persons", f, progress=False)
+        assert await sz.runtime.links.announce() is None
+        assert (await gd.post(q, {"id": person}, tok))["data"]["person"] is None
+        # The import's last step: the parent reads the child's feed. Done: the next lookup finds the person.
+        assert await sz.runtime.index.tell_parent() is None
+        got = await gd.post(q, {"id": person}, tok)
+        assert got["data"]["person"] == {"name": "测试", "region": {"code": "440304"}}, got
+    finally:
+        for n in (gd, sz):
+            await n.stop()
