@@ -288,6 +288,36 @@ async def test_a_child_that_pushes_nothing_is_checked_as_a_fallback(new_db: Any,
         await child.stop()
 
 
+async def test_a_live_answer_learns_that_a_child_went_down(new_db: Any) -> None:
+    """A live answer computed while its child's link was up says so no more once the child is
+    gone: the next round of link checks recomputes it (incomplete). Before, only watches
+    computed while a link was already down were looked at again, and this one kept its old
+    answer, complete, for as long as the child stayed away."""
+    import dataclasses
+
+    from tests.nodes import free_port
+
+    port = free_port()
+    child = await start_node(node_config("440000", "guangdong", parent={"url": "http://127.0.0.1:9/graphql"}),
+                             await new_db(), port)
+    central = await start_node(dataclasses.replace(node_config("000000", "central", [
+        {"region": "440000", "url": f"http://127.0.0.1:{port}/graphql", "name": "guangdong", "timeout_s": 1}]),
+        link_lease_s=1.5), await new_db())
+    q = LIVE.replace("complete totals", "complete missing { code } totals")
+    try:
+        assert await central.runtime.links.check_children() == {"guangdong": True}
+        async with SSE(central.url, VIEWER, q, {"r": "000000"}) as sse:
+            _, _, data = await sse.event()
+            assert data["data"]["rollup"]["complete"] is True, data
+            await child.stop()
+            _, _, data = await sse.event()
+            assert data["data"]["rollup"]["complete"] is False, data
+            assert data["data"]["rollup"]["missing"] == [{"code": "440000"}], data
+    finally:
+        await central.stop()
+        await child.stop()
+
+
 async def test_the_limits_of_queries_apply_and_subscriptions_are_bounded(fresh_db: str) -> None:
     node = await start_node(node_config(live={"max_subscriptions": 1}, limits={"max_depth": 3}), fresh_db)
     try:

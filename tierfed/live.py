@@ -223,8 +223,12 @@ class Live:
                                                                      context=contextvars.Context())
 
     def checked(self) -> None:
-        """After a round of link checks: watches whose version asks children per request may have moved."""
-        if any(w.version is None or "[" in w.version for w in self.watches.values()):
+        """After a round of link checks (whatever its outcome): every watch reads its subtree
+        version again (one primary-key lookup while the links are up) and is recomputed if it
+        moved. A watch whose version asks children per request may have moved; so may one
+        computed while every link was up, when a link has since gone down and its child can no
+        longer vouch for the answer (it then says ``complete: false``)."""
+        if self.watches:
             self.moved()
 
     async def _fall_back(self) -> None:
