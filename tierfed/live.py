@@ -184,8 +184,18 @@ class Live:
             except BaseException:  # the client went away meanwhile (cancelled): nothing left behind
                 self.unsubscribe(sub)
                 raise
-        elif watch.body is not None and watch.answer_id is not None:
-            sub.offer(watch.answer_id, watch.body)
+        else:
+            # A watch computed before: its answer is offered once it is known to be current (a
+            # recomputation for a commit already reported done may be running: the lock waits
+            # for it, and the version is read again).
+            try:
+                async with watch.lock:
+                    await self._refresh(watch)
+            except BaseException:
+                self.unsubscribe(sub)
+                raise
+            if watch.body is not None and watch.answer_id is not None:
+                sub.offer(watch.answer_id, watch.body)
             if watch.final:
                 sub.end()
         return sub
