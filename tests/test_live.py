@@ -174,13 +174,14 @@ async def test_two_scopes_or_role_sets_never_share_and_a_refusal_ends_the_subscr
 async def test_self_service_tokens_never_share_a_live_answer(loaded_db: str) -> None:
     """A self-service token's scope and roles are every subject's: its live answer is its own.
     Before, a second employer subscribing to the first one's question joined the first one's
-    watch and was sent that employer's records."""
+    watch and was sent that employer's records. (The shared loaded database keeps the audit
+    rows: the operation has a name of its own, which no other test counts.)"""
     node = await start_node(node_config(), loaded_db)
     try:
         ours, theirs = [r[0] for r in await node.runtime.pool.fetch(
             "select distinct employer_credit_code from contribution where employer_credit_code is not null "
             "order by 1 limit 2")]
-        q = "subscription Ours($c: String!) { employer(creditCode: $c) { creditCode name } }"
+        q = "subscription OursLive($c: String!) { employer(creditCode: $c) { creditCode name } }"
         async with SSE(node.url, token("000000", ("SELF_EMPLOYER",), sub=ours), q, {"c": ours}) as own:
             kind, _, data = await own.event()
             assert kind == "next" and data["data"]["employer"]["creditCode"] == ours, data
