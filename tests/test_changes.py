@@ -103,7 +103,7 @@ class Fed:
         return await self.nodes[node].post(query, variables, tok)
 
     async def settle(self) -> None:
-        """The decisions made are told to every node (the answer comes once decided)."""
+        """The decisions made are told to every node (a child that could not be reached is told later)."""
         for rn in self.nodes.values():
             await rn.runtime.changes.settled()
 
