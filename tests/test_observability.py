@@ -117,6 +117,31 @@ async def test_a_three_tier_query_is_one_trace_with_spans_from_every_node(three_
     assert len(got) < 40, sorted(s.name for s in got)
 
 
+async def test_no_span_carries_an_id_number(three_tiers: dict[str, RunningNode], spans: InMemorySpanExporter) -> None:
+    """A person looked up by a variable and by a literal in the document, by a PII reader: no
+    span's name or attribute holds the ID number (SQL spans carry their parameterized text,
+    never the values; the document is not recorded)."""
+    from tierfed import codes
+
+    first17 = "44030419850312123"
+    person = first17 + codes.id_check_char(first17)
+    reader = token("000000", ("VIEWER", "PII_READER"))
+    asked = [("query P($id: String!) { person(idNumber: $id) { idNumber name } }", {"id": person}),
+             ('query Q { person(idNumber: "' + person + '") { idNumber name } }', {})]
+    for query, variables in asked:
+        r = await _post(three_tiers["central"], query, variables, reader)
+        assert "errors" not in r.json(), r.json()
+    for _ in range(100):
+        got: list[ReadableSpan] = list(spans.get_finished_spans())
+        if sum(s.name == "POST /graphql" for s in got) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    assert any(s.name.startswith("sql ") for s in got)
+    for s in got:
+        held = [f"{k}={v}" for k, v in (s.attributes or {}).items() if person in str(v) or first17 in str(v)]
+        assert person not in s.name and not held, (s.name, held)
+
+
 async def test_no_tracer_no_spans_but_the_trace_id_still_travels(three_tiers: dict[str, RunningNode],
                                                                  caplog: pytest.LogCaptureFixture) -> None:
     import json
