@@ -11,6 +11,7 @@ federation (each leaves what the next expects).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import json
 from collections.abc import AsyncIterator
@@ -756,6 +757,50 @@ async def test_a_decision_whose_answer_was_lost_is_told_committed(fed: Fed, monk
     assert "errors" not in again, again
     assert again["data"]["raisePoolingLevel"]["replayed"] is True
     assert again["data"]["raisePoolingLevel"]["state"] == "COMMITTED"
+
+
+async def test_a_childs_question_waiting_on_the_intent_being_recorded_is_told_pending(
+        fed: Fed, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The race the presumed abort is for, the other way round: a child asks about the change
+    while the coordinator's intent is written but not committed. Its question waits on the
+    intent's row, is told PENDING once it commits (not ABORTED: no presumption is written over a
+    live intent), and the raise commits on every node."""
+    central = fed.nodes["central"].runtime.changes
+    gd = fed.nodes["guangdong"].runtime.changes
+    change_id = "a11c" * 8
+    recorded, go_on = asyncio.Event(), asyncio.Event()
+    real = changestore.record_part
+
+    async def held(con: Any, cid: str, kind: str, role: str, *a: Any, **k: Any) -> Any:
+        out = await real(con, cid, kind, role, *a, **k)
+        if cid == change_id and role == "coordinator":  # written, its transaction still open
+            recorded.set()
+            await go_on.wait()
+        return out
+
+    monkeypatch.setattr(changestore, "record_part", held)
+    monkeypatch.setattr(central, "new_id", lambda: change_id)
+    inp = _raise_in(scheme="WORK_INJURY", effectiveFrom="2025-05", idempotencyKey="race-intent-1")
+    raising = asyncio.create_task(fed.ask("central", RAISE, inp))
+    try:
+        await asyncio.wait_for(recorded.wait(), 20)
+        asking = asyncio.create_task(gd.send(gd.parent, {"op": "status", "change": change_id}))
+        await asyncio.sleep(0.3)
+        assert not asking.done(), "the question did not wait for the intent being recorded"
+    finally:
+        go_on.set()
+    asked = await asking
+    assert asked["state"] == "PENDING", asked
+    got = await raising
+    monkeypatch.undo()
+    assert "errors" not in got, got
+    assert got["data"]["raisePoolingLevel"]["state"] == "COMMITTED"
+    for n in NODES:
+        states = {r["state"] for r in await fed.nodes[n].runtime.pool.fetch(
+            "select state from change where idempotency_key = $1", "race-intent-1")}
+        assert states == {"COMMITTED"}, (n, states)
+    assert await fed.nodes["central"].runtime.pool.fetchval(
+        "select count(*) from change where id = $1 and kind = 'presumed-aborted'", change_id) == 0
 
 
 async def test_late_record_on_a_child_moves_the_successor_on_another_node(fed: Fed, tmp_path: Path) -> None:
