@@ -73,6 +73,11 @@ async def test_national_ranking_of_counties_across_nodes_equals_the_raw_records(
     ("central", "440300", "COUNTY", "MEDICAL", "POOLED"),  # held by a grandchild: passed down whole
     ("central", "000000", "PROVINCE", "UNEMPLOYMENT", "BENEFITS_PAID"),
     ("central", "000000", "CITY", "PENSION", "INSURED"),
+    # regions with no child node inside, ranked at nodes that have children: nothing to ask, answered
+    # in the first pass (they had come back empty)
+    ("central", "110000", "COUNTY", "PENSION", "INSURED"),
+    ("central", "440100", "COUNTY", "PENSION", "INSURED"),  # Guangdong's, which has a child of its own
+    ("guangdong", "440100", "COUNTY", "MEDICAL", "POOLED"),
 ])
 async def test_other_tiers_across_nodes(fed: Fed, tree: Tree, asked: str, region: str, tier: str, scheme: str,
                                         by: str) -> None:

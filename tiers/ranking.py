@@ -231,8 +231,9 @@ class Ranker:
         key = (q.first_month, q.last_month, True)
         summaries = asyncio.gather(*(self.remote.summaries(c, [(c.region, *key)]) for _, c in inside))
         answers, child_summaries = await asyncio.gather(parts_below, summaries)
-        if self.remote.planning:
-            return None
+        if self.remote.planning and (asked or inside):
+            return None  # the children's parts come with the second pass
+        # (Nothing to ask a child: answered now, the planning pass may be the only one.)
         figures = await self.store.rank_figures(local, scheme_no, q.first_month, q.last_month)
         missing: list[str] = []
         for (code, _), (s,) in zip(inside, child_summaries):
