@@ -281,6 +281,25 @@ async def test_child_down_leaves_the_rest_intact(fed: Federation) -> None:
     assert "errors" not in again and again["data"]["rollup"] == want
 
 
+async def test_a_grandchild_down_is_named_at_the_top(fed: Federation) -> None:
+    """Shenzhen (below Guangdong) stopped: the national rollup at central says it is missing,
+    and its errors name it, as they name a direct child (the middle node's report of it had
+    been dropped at central, leaving complete: false with no error)."""
+    node = fed.nodes["shenzhen"]
+    await node.stop()
+    try:
+        body = await fed.central(ROLLUP, {"r": "000000"})
+        r = body["data"]["rollup"]
+        assert r["complete"] is False and r["missing"] == [{"code": "440300"}], r
+        errs = [e for e in body.get("errors", []) if e["extensions"]["code"] == "TIER_UNAVAILABLE"]
+        assert len(errs) == 1 and "shenzhen" in errs[0]["message"], body.get("errors")
+        assert errs[0]["extensions"]["region"] == "440300"
+    finally:
+        fed.nodes["shenzhen"] = await start_node(node.cfg, fed.dbs["shenzhen"], node.port)
+    again = await fed.central(ROLLUP, {"r": "000000"})
+    assert "errors" not in again and again["data"]["rollup"]["complete"] is True
+
+
 def _d(s: str) -> Any:
     from decimal import Decimal
 

@@ -122,6 +122,9 @@ class ChildAnswer:
     inner_errors: dict[Piece, Errors] = field(default_factory=dict)
     calls: dict[tuple[str, str], Any] = field(default_factory=dict)
     failure: str | None = None
+    # TIER_UNAVAILABLE the child reported for a node below it (an error with no path beside its
+    # data): relayed into this operation's errors, so the caller learns which node is missing.
+    relayed: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -321,10 +324,12 @@ class RemoteCalls:
         results = await asyncio.gather(*(self._request(self.children[n], self.needs[n]) for n in names))
         for n, ans in zip(names, results):
             self.answers[n] = ans
+            self._relay(ans)
         self.mode = REPLAY
 
     async def _live(self, child: Child, needs: ChildNeeds) -> ChildAnswer:
         ans = await self._request(child, needs)
+        self._relay(ans)
         prev = self.answers.setdefault(child.name, ChildAnswer())
         prev.summaries.update(ans.summaries)
         prev.pieces.update(ans.pieces)
@@ -363,6 +368,9 @@ class RemoteCalls:
                 if rest:  # inside a piece's answer: failed again where it is read (Forwarded.read)
                     _file_error(inner.setdefault((str(path[0]), idx), {}), rest, err)
                 by_alias.setdefault((str(path[0]), idx), err)
+            elif data and isinstance(err, dict) and (err.get("extensions") or {}).get("code") == \
+                    Code.TIER_UNAVAILABLE.value:
+                answer.relayed.append(err)  # a node below the child did not answer it
             elif not data:
                 # A request-level error (auth, validation): the whole answer is lost.
                 ext = (err.get("extensions") or {}) if isinstance(err, dict) else {}
@@ -413,6 +421,16 @@ class RemoteCalls:
             if (err.extensions or {}).get("region") == region:
                 return self.errors.pop(i)
         return TierfedError(Code.TIER_UNAVAILABLE, f"child node of {region} gave no answer", region=region)
+
+    def _relay(self, answer: ChildAnswer) -> None:
+        """The nodes below a child that did not answer it, named in this operation's errors (once each)."""
+        for err in answer.relayed:
+            message = str(err.get("message"))
+            if any(e.message == message for e in self.errors):
+                continue
+            ext = {k: v for k, v in (err.get("extensions") or {}).items() if k != "code"}
+            self.errors.append(TierfedError(Code.TIER_UNAVAILABLE, message, **ext))
+        answer.relayed = []
 
     def _report(self, child: Child, reason: str) -> None:
         if child.name in self._reported:
