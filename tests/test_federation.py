@@ -218,6 +218,18 @@ async def test_fields_of_many_child_regions_are_one_field(fed: Federation) -> No
     assert len(counties) > 100 and all(len(c["agencies"]) == 1 for c in counties)
 
 
+async def test_a_callers_variables_named_as_the_forwarding_requests_own(fed: Federation) -> None:
+    """A caller's variable named as the parent names its own in the request to a child (its
+    representations, its internal calls) is forwarded under its name; the parent's own take
+    another (the child had refused the request: two variables of one name)."""
+    q = """query($tierfedE0: Scheme!, $tierfedC0: ID!) { region(code: "440300") { pool(scheme: $tierfedE0, asOf: "2025-02")
+      { id } } rollup(region: $tierfedC0, period: {from: "2025-01", to: "2025-02"}) { complete totals { insured } } }"""
+    v = {"tierfedE0": "MEDICAL", "tierfedC0": "440000"}
+    got, want = await fed.central(q, v), await fed.one(q, v)
+    assert "errors" not in got, got
+    assert got == want
+
+
 async def test_province_token_at_central(fed: Federation) -> None:
     gd = token("440000", ("VIEWER",))
     ok = await fed.central(ROLLUP, {"r": "440300"}, gd)

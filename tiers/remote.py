@@ -502,8 +502,12 @@ def build_document(needs: ChildNeeds, variable_defs: dict[str, str], variables: 
             others.append(piece)
     sent = {k: variables[k] for k in needs.variables if k in variables}
     defs = [variable_defs[v] for v in sorted(needs.variables) if v in variable_defs]
+    # The request's own variables: under a prefix none of the caller's variables starts with.
+    own = "tierfed"
+    while any(v.startswith(own) for v in variable_defs):
+        own += "_"
     for g, (selection, members) in enumerate(groups.items()):
-        alias, var = f"e{g}", f"tierfedE{g}"
+        alias, var = f"e{g}", f"{own}E{g}"
         defs.append(f"${var}: [_Any!]!")
         sent[var] = [{"__typename": "Region", "code": code} for _, code in members]
         parts.append(f"{alias}: _entities(representations: ${var}) {{ ... on Region {{ {selection} }} }}")
@@ -515,7 +519,7 @@ def build_document(needs: ChildNeeds, variable_defs: dict[str, str], variables: 
         parts.append(f"{alias}: {piece.text}")
     calls: dict[str, str] = {}
     for i, (kind, args) in enumerate(needs.calls.items()):
-        c_alias, c_var = f"c{i}", f"tierfedC{i}"
+        c_alias, c_var = f"c{i}", f"{own}C{i}"
         defs.append(f"${c_var}: [JSON!]!")
         sent[c_var] = [json.loads(a) for a in args]
         parts.append(f"{c_alias}: _tierCall(kind: {json.dumps(kind)}, args: ${c_var})")
