@@ -230,6 +230,22 @@ async def test_a_callers_variables_named_as_the_forwarding_requests_own(fed: Fed
     assert got == want
 
 
+async def test_a_forwarded_request_is_held_to_the_callers_limits_not_twice(fed: Federation) -> None:
+    """Sixteen aliases under a region Shenzhen holds are within every node's limit of 30; the
+    request central sends down gives each piece a root field and an alias of its own, which the
+    children had counted against their own limits and refused (every pool null). A request a
+    node above sends is held to that node's limits only; a caller asking a child directly is
+    still held to the child's."""
+    pools = " ".join(f'p{i}: pool(scheme: MEDICAL, asOf: "2025-{i % 6 + 1:02d}") {{ id }}' for i in range(16))
+    q = '{ region(code: "440300") { code ' + pools + " } }"
+    got, want = await fed.central(q), await fed.one(q)
+    assert "errors" not in want and want["data"]["region"]["p0"] is not None, want
+    assert got == want
+    many = "{ " + " ".join(f'r{i}: region(code: "440300") {{ code }}' for i in range(21)) + " }"
+    direct = await fed.nodes["shenzhen"].post(many, None, NATIONAL)
+    assert direct["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", direct
+
+
 async def test_province_token_at_central(fed: Federation) -> None:
     gd = token("440000", ("VIEWER",))
     ok = await fed.central(ROLLUP, {"r": "440300"}, gd)

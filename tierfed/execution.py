@@ -4,6 +4,7 @@ then one pass, or two passes when children are involved (see ``tiers.remote``)."
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import logging
 import uuid
@@ -100,14 +101,23 @@ def _operation(doc: DocumentNode, operation_name: str | None) -> OperationDefini
     return ops[0]
 
 
-def prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict[str, Any]) -> Prepared:
+# A forwarded request's aliases and root fields: bounded by the node above's limits, not these.
+FORWARDED_UNBOUNDED = 10**9
+
+
+def prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict[str, Any],
+            forwarded: bool = False) -> Prepared:
     """Parse, check the limits, validate and coerce the variables; RequestError when the request cannot run.
 
     Limits come before validation: they are linear in the document and bounded by
     the cost limit, while validation of a hostile document is not (see ``limits``).
+    ``forwarded``: the request was sent by a node above this one on a caller's behalf (its
+    NODE token verified beside the caller's): that node held the caller's operation to its own
+    limits, and its request, which gives each piece a root field and an alias of its own,
+    is not held to this node's limits of aliases and root fields (depth and cost still are).
     """
     with span("graphql.parse_validate"):
-        return _prepare(rt, query, operation_name, variables)
+        return _prepare(rt, query, operation_name, variables, forwarded)
 
 
 def _cached(cache: Any, name: str, *args: Any) -> Any:
@@ -123,14 +133,18 @@ def _cached(cache: Any, name: str, *args: Any) -> Any:
     return out
 
 
-def _prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict[str, Any]) -> Prepared:
+def _prepare(rt: Runtime, query: str, operation_name: str | None, variables: dict[str, Any],
+             forwarded: bool = False) -> Prepared:
     doc = _cached(_parse, "parse", query)
     if isinstance(doc, GraphQLError):
         raise RequestError([doc])
     op = _operation(doc, operation_name)
     frags = {d.name.value: d for d in doc.definitions if isinstance(d, FragmentDefinitionNode)}
     try:
-        limits.check(GRAPHQL_SCHEMA, op, frags, variables, rt.tree, rt.cfg.limits)
+        lim = rt.cfg.limits
+        if forwarded:
+            lim = dataclasses.replace(lim, max_aliases=FORWARDED_UNBOUNDED, max_root_fields=FORWARDED_UNBOUNDED)
+        limits.check(GRAPHQL_SCHEMA, op, frags, variables, rt.tree, lim)
         errors = _cached(_validate, "validate", query, rt.cfg.introspection)
         if errors:
             raise RequestError(list(errors))

@@ -185,7 +185,9 @@ async def graphql_endpoint(request: Request) -> Response:
     if not isinstance(variables, dict) or (op_name is not None and not isinstance(op_name, str)):
         return _bad("variables must be a JSON object and operationName a string", 400, media)
     try:
-        prepared = prepare(rt, query, op_name, variables)
+        prepared = prepare(rt, query, op_name, variables,
+                           forwarded=caller.via_node is not None and rt.tree.within(rt.node.region, caller.via_node)
+                           and caller.via_node != rt.node.region)
     except RequestError as e:
         return _respond(_error_body(e.errors), request_error, media)
     if req is not None and prepared.operation.name:
