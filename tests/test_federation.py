@@ -246,6 +246,20 @@ async def test_a_forwarded_request_is_held_to_the_callers_limits_not_twice(fed: 
     assert direct["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX", direct
 
 
+async def test_an_error_below_a_forwarded_field_is_at_its_own_path(fed: Federation) -> None:
+    """A non-null field that fails below a forwarded one (an account over months before the
+    pool opened) nulls the forwarded field, and its error is at its own path, as on one node
+    (it had been raised at the forwarded field's path)."""
+    account = 'account(period: {from: "2000-01", to: "2000-02"}) { closingBalance }'
+    q = ('{ region(code: "440300") { pool(scheme: MEDICAL, asOf: "2025-03") { id ' + account + " } } "
+         'p: pool(id: "440300-MEDICAL-202401") { id ' + account + " } }")
+    got, want = await fed.central(q), await fed.one(q)
+    assert want["errors"], want
+    assert sorted(e["path"] for e in got["errors"]) == sorted(e["path"] for e in want["errors"]), (got, want)
+    assert {e["extensions"]["code"] for e in got["errors"]} == {e["extensions"]["code"] for e in want["errors"]}
+    assert got["data"] == want["data"]
+
+
 async def test_province_token_at_central(fed: Federation) -> None:
     gd = token("440000", ("VIEWER",))
     ok = await fed.central(ROLLUP, {"r": "440300"}, gd)

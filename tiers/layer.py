@@ -138,7 +138,7 @@ def _reading(resolve: Any, leaf: bool = False) -> Any:
 
     def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         if type(root) is Forwarded:
-            value, errors = root.read(str(info.path.key))
+            value, errors = root.read(str(info.path.key), info)
             return value if leaf else wrap(value, errors)
         return resolve(root, info, **args)
 
@@ -216,7 +216,7 @@ def _held(decl: Held, resolve: Any, fdef: GraphQLField) -> Any:
 
     async def field(root: Any, info: GraphQLResolveInfo, **args: Any) -> Any:
         if type(root) is Forwarded:
-            return wrap(*root.read(str(info.path.key)))
+            return wrap(*root.read(str(info.path.key), info))
         where = await decl.where(root, info, args)
         c = info.context
         if isinstance(where, AnyChild):
@@ -248,13 +248,13 @@ async def _ask(c: Any, child: Any, info: GraphQLResolveInfo, on_region: str | No
         text, used = field_piece_as(info, "Region", *as_field)
     else:
         text, used = field_piece(info, keep_alias=on_region is not None)
-    got = await c.remote.forward(child, Piece(on_region, text), used)
+    got = await c.remote.forward(child, Piece(on_region, text), used, info if on_region is None else None)
     if got is None:
         return [] if is_list and c.remote.planning else None
     if on_region is None:
         return got
     assert isinstance(got, Forwarded)
-    return wrap(*got.read(str(info.path.key)))
+    return wrap(*got.read(str(info.path.key), info))
 
 
 def _is_list(t: Any) -> bool:

@@ -28,6 +28,7 @@ from datetime import date
 from typing import Any
 
 import httpx
+from graphql import FieldNode, FragmentSpreadNode, InlineFragmentNode, located_error
 
 from tierfed import observe
 from tierfed.codes import month_str
@@ -61,13 +62,19 @@ class Forwarded:
         # None where the field's type says it.
         self.typename: str | None = None
 
-    def read(self, key: str) -> tuple[Any, Errors | None]:
+    def read(self, key: str, info: Any = None) -> tuple[Any, Errors | None]:
         """The value under ``key`` and the errors below it; raises the child's error when the
-        child failed that very field."""
+        child failed that very field, or a non-null field below it that made it null: then at
+        that field's own path (``info``: the field being resolved here), as one node answers."""
         value = self.data.get(key)
         below = self.errors.get(key) if self.errors else None
-        if value is None and below:  # failed here, or below in a non-null field that made it null
-            raise child_error(_first(below))
+        if value is None and below:
+            sub, err = _first_at(below)
+            if not sub or info is None:
+                raise child_error(err)
+            node = _field_below(info, sub)
+            raise located_error(child_error(err), [node] if node is not None else info.field_nodes,
+                                [*info.path.as_list(), *sub])
         return value, below
 
 
@@ -102,9 +109,41 @@ def child_error(err: dict[str, Any], node: str | None = None) -> TierfedError:
 
 
 def _first(tree: Errors) -> dict[str, Any]:
+    return _first_at(tree)[1]
+
+
+def _first_at(tree: Errors) -> tuple[list[Any], dict[str, Any]]:
+    """The first error in ``tree`` and its path below the tree's top."""
+    path: list[Any] = []
     while ERROR not in tree:
-        tree = next(iter(tree.values()))
-    return tree[ERROR]  # type: ignore[no-any-return]
+        step, tree = next(iter(tree.items()))
+        path.append(step)
+    return path, tree[ERROR]
+
+
+def _field_below(info: Any, path: list[Any]) -> Any:
+    """The field node of the caller's document at ``path`` (response keys, list indices
+    skipped) below the field being resolved, through inline fragments and named ones."""
+    nodes = list(info.field_nodes)
+    found = None
+    for step in path:
+        if isinstance(step, int):
+            continue
+        found = None
+        pending = [sel for n in nodes if n.selection_set for sel in n.selection_set.selections]
+        while pending and found is None:
+            sel = pending.pop(0)
+            if isinstance(sel, FieldNode):
+                if (sel.alias or sel.name).value == step:
+                    found = sel
+            elif isinstance(sel, InlineFragmentNode):
+                pending.extend(sel.selection_set.selections)
+            elif isinstance(sel, FragmentSpreadNode) and sel.name.value in info.fragments:
+                pending.extend(info.fragments[sel.name.value].selection_set.selections)
+        if found is None:
+            return None
+        nodes = [found]
+    return found
 
 
 def _file_error(tree: Errors, path: list[Any], err: dict[str, Any]) -> None:
@@ -268,7 +307,7 @@ class RemoteCalls:
                 out.append(answer.summaries[k])
         return out
 
-    async def forward(self, child: Child, piece: Piece | str, used_variables: set[str]) -> Any:
+    async def forward(self, child: Child, piece: Piece | str, used_variables: set[str], info: Any = None) -> Any:
         """The child's answer to one piece of the operation (None while planning), as objects
         read by response key."""
         if isinstance(piece, str):
@@ -287,6 +326,12 @@ class RemoteCalls:
             raise unavailable(child, answer.failure)
         err = answer.piece_errors.get(piece)
         if err is not None and answer.pieces.get(piece) is None:
+            inner = answer.inner_errors.get(piece)
+            sub, deep = _first_at(inner) if inner else ([], err)
+            if sub and info is not None:  # a non-null field below failed and made the piece null
+                node = _field_below(info, sub)
+                raise located_error(child_error(deep, child.name), [node] if node is not None else info.field_nodes,
+                                    [*info.path.as_list(), *sub])
             raise child_error(err, child.name)
         return wrap(answer.pieces.get(piece), answer.inner_errors.get(piece))
 
