@@ -18,7 +18,7 @@ from tierfed.tiers.layer import ANY_CHILD, AnyChild, Held, Where
 from tierfed import codes
 from tierfed.errors import bad_input
 
-from . import rollups
+from . import report, rollups
 from .pools import parse_pool_id
 
 
@@ -97,7 +97,7 @@ HELD: dict[str, Held] = {
     "Query.pool": Held(pool_region),
     "Query.agency": Held(agency_region),
     "Query.budget": Held(budget_region),
-    "Query.fundReport": Held(region_arg("region")),
+    "Query.fundReport": Held(region_arg("region"), unavailable=report.unavailable_report),
     "TransferredScheme.fromPool": Held(moved_region("from_region"), on_region=True, as_region_field=pool_of_moved,
                                        refused_as_null=True),
     "TransferredScheme.toPool": Held(moved_region("to_region"), on_region=True, as_region_field=pool_of_moved,

@@ -79,6 +79,19 @@ def period_of(year: int, half: int | None) -> tuple[date, date, str]:
         (date(year, 7, 1), date(year, 12, 1), f"{year}年下半年")
 
 
+def unavailable_report(_root: Any, info: Any, args: dict[str, Any], region: str) -> FundReportRec:
+    """The report of a region held by a child node that did not answer: incomplete (missing
+    names the region), no figures, each scheme's note saying why; the TIER_UNAVAILABLE error
+    names the child. The rest of the caller's answer stands."""
+    year, half = int(args["year"]), args.get("half")
+    first, last, name = period_of(year, half)
+    last = min(last, codes.current_month())
+    rec = info.context.node.tree.by_code[region]
+    note = "本地区由下级节点持有，该节点未应答，本报告缺少其数据"
+    schemes = [ReportSchemeRec(sc, 0, 0, None, False, note, None) for sc in SCHEMES]
+    return FundReportRec(region, year, half, first, last, f"{rec.name}{name}社会保险基金报告", schemes, [region])
+
+
 async def fund_report(info: Info, region: str, year: int, half: int | None) -> Any:
     code = region  # checked by its rule; held by a child node, asked there (resolvers/held.py)
     c = ctx(info)

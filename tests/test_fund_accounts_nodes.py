@@ -39,6 +39,7 @@ FLOWS = {
 class Fed:
     nodes: dict[str, RunningNode]
     raw: Raw
+    dbs: dict[str, str]
 
 
 @pytest.fixture(scope="module")
@@ -57,7 +58,7 @@ async def fed(tmp_path_factory: pytest.TempPathFactory, tree: Tree, new_db: Any)
         assert rep.inserted == len(flows)
     cons = [await asyncpg.connect(dbs[n]) for n in NODES]
     try:
-        yield Fed(nodes, Raw(cons[0], tree, [f for fl in FLOWS.values() for f in fl], tuple(cons[1:])))
+        yield Fed(nodes, Raw(cons[0], tree, [f for fl in FLOWS.values() for f in fl], tuple(cons[1:])), dbs)
     finally:
         for con in cons:
             await con.close()
@@ -118,3 +119,24 @@ async def test_fund_report_across_nodes_is_the_holders_own(fed: Fed) -> None:
                                              "{ totals { insured } } }", None, OP)
     assert [s["insured"] for s in gd["fundReport"]["schemes"]] == \
         [t["insured"] for t in rollup["data"]["rollup"]["totals"]]
+
+
+async def test_a_fund_report_whose_holder_is_down_is_incomplete_and_the_rest_stands(fed: Fed) -> None:
+    """Sichuan stopped: its report, asked at the centre, says it is incomplete and which region is
+    missing, with the TIER_UNAVAILABLE error naming the node; the rest of the answer stands (the
+    report may not be null, and it had taken the whole answer down with it)."""
+    q = ('query($r: ID!) { fundReport(region: $r, year: 2025, half: 1) { title complete missing { code } '
+         "schemes { scheme insured ownPool pool { id } account { closingBalance } } } nation { name } }")
+    sichuan = fed.nodes["sichuan"]
+    await sichuan.stop()
+    try:
+        body = await fed.nodes["central"].post(q, {"r": "510000"}, OP)
+    finally:
+        fed.nodes["sichuan"] = await start_node(sichuan.cfg, fed.dbs["sichuan"], sichuan.port)
+    assert body["data"] is not None and body["data"]["nation"]["name"], body
+    r = body["data"]["fundReport"]
+    assert r["complete"] is False and r["missing"] == [{"code": "510000"}], r
+    assert r["title"] == "四川省2025年上半年社会保险基金报告"
+    assert all(s["insured"] == 0 and s["pool"] is None and s["account"] is None for s in r["schemes"]), r
+    assert [e["extensions"]["code"] for e in body["errors"]] == ["TIER_UNAVAILABLE"]
+    assert "sichuan" in body["errors"][0]["message"]

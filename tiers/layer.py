@@ -69,6 +69,10 @@ class Held:
     # The child refusing the caller (FORBIDDEN: the answer lies outside the caller's scope)
     # answers null, as the field's own resolver does for regions this node holds.
     refused_as_null: bool = False
+    # For a field that may not be null: its answer when the child holding the region does not
+    # answer (``unavailable(parent, info, args, region)``), incomplete and saying so, so that
+    # the rest of the operation's answer stands (TIER_UNAVAILABLE names the child all the same).
+    unavailable: Callable[[Any, Any, dict[str, Any], str], Any] | None = None
 
 
 Load = Callable[[Any, Any], Awaitable[Any]]  # (parent, info): graphql-core's info, or strawberry's around it
@@ -235,6 +239,8 @@ def _held(decl: Held, resolve: Any, fdef: GraphQLField) -> Any:
         except TierfedError as e:
             if decl.refused_as_null and e.code is Code.FORBIDDEN:
                 return None
+            if decl.unavailable is not None and where is not None and e.code is Code.TIER_UNAVAILABLE:
+                return decl.unavailable(root, info, args, where)
             raise
 
     return field
