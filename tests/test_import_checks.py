@@ -61,6 +61,7 @@ def expected_contributions() -> tuple[list[str], list[tuple[int, str, str]]]:
         f"{pid(2)},MEDICAL,2025-06,440106,,2,2,2,2",                         # 25 repeats line 24
         f"{pid(1)},PENSION,2025-01,440106,{EMP},8000.00,1280.00,640.00,600.00",  # 26 repeats line 2
         f'"{pid(2)}",MEDICAL,"2025-07",440106,,"1.5",1,1,1',                 # quoted fields: fine
+        f"{pid(2)},MEDICAL,2025-08,440106,,8,000.00,1,1,1",                  # 28 an unquoted comma: one field more
     ]
     amount = "is malformed: expected a non-negative number of yuan with at most 2 decimals, e.g. 1234.50"
     want = [
@@ -89,6 +90,7 @@ def expected_contributions() -> tuple[list[str], list[tuple[int, str, str]]]:
         (23, "employer_credit_code", f"employer {OTHER_EMP} is not registered on this node: import employers first"),
         (25, "id_number", "repeats the (id_number, scheme, month) of line 24"),
         (26, "id_number", "repeats the (id_number, scheme, month) of line 2"),
+        (28, "*", 'has 10 fields; the header has 9 (a value holding a comma must be quoted: "8,000.00")'),
     ]
     return rows, want
 
@@ -142,7 +144,8 @@ async def test_every_bad_benefit_row(registered: str, tmp_path: Path) -> None:
               f"100,440305,2025-04,PENSION,{pid(1)}",
               f"100,440106,2025-05,PENSION,{pid(3)}",
               f"100.00,440106,2025-01,PENSION,{pid(1)}",
-              "100,440106")
+              "100,440106",
+              f"1,234.50,440106,2025-06,PENSION,{pid(1)}")  # an unquoted comma: the amount would be 1.00
     with pytest.raises(ImportFailed) as e:
         await run_import(registered, "benefits", f, children=CHILD)
     got = [(x.line, x.column, x.reason.split(":")[0]) for x in e.value.errors]
@@ -155,6 +158,7 @@ async def test_every_bad_benefit_row(registered: str, tmp_path: Path) -> None:
         (8, "id_number", f"person {MASKED_3} is not registered on this node"),
         (9, "id_number", "repeats the (id_number, scheme, month) of line 2"),
         (10, "*", "has 2 fields; the header has 5"),
+        (11, "*", "has 6 fields; the header has 5 (a value holding a comma must be quoted"),
     ]
 
 
@@ -217,6 +221,8 @@ DIRECTORY_CASES = {
         (f"{pid(5)},X,440106", None),
         (f"{pid(5)},Y,440106", (5, "id_number", "repeats the id_number of line 4")),
         (f"{pid(5)},X", (6, "*", "has 2 fields; the header has 3")),
+        (f"{pid(6)},Zhang, San,440106", (7, "*", "has 4 fields; the header has 3 (a value holding a comma must be "
+                                          'quoted: "8,000.00")')),
     ]),
 }
 

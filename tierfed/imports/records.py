@@ -34,7 +34,7 @@ from tierfed.tiers.figures import SCHEME_ID
 
 from . import checks, store
 from .checks import Bad, Checker, Scope
-from .report import MAX_REPORTED, ImportFailed, Progress, RowError
+from .report import MAX_REPORTED, ImportFailed, Progress, RowError, field_count
 from .source import Source
 
 ROW_CHECK: dict[str, Callable[[Checker, list[str]], tuple]] = {
@@ -305,7 +305,7 @@ def describe(rows: list[Any], kind: str, index: list[int], width: int, scope: Sc
     for line, raw, problem, unregistered, unknown_employer in rows:
         fields = next(csv.reader([raw]), []) if raw else []
         if problem == 0:
-            out.append(RowError(line, "*", f"has {len(fields)} fields; the header has {width}"))
+            out.append(RowError(line, "*", field_count(len(fields), width)))
             continue
         values = [fields[i] for i in index]
         if problem is not None:

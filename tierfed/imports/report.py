@@ -22,6 +22,12 @@ class RowError:
         return f"line {self.line}, column {self.column}: {self.reason}"
 
 
+def field_count(got: int, width: int) -> str:
+    """The reason of a row with another number of fields than the header."""
+    hint = " (a value holding a comma must be quoted: \"8,000.00\")" if got > width else ""
+    return f"has {got} fields; the header has {width}{hint}"
+
+
 class ImportFailed(UserError):
     """A file with bad rows: nothing was imported. ``errors`` holds the first thousand
     by line, ``total`` how many there are; ``report`` the report with outcome rejected."""

@@ -16,7 +16,7 @@ from tierfed.tiers.store import rebuild_tree
 
 from . import checks, store
 from .checks import Bad, Checker, Scope
-from .report import MAX_REPORTED, Progress, RowError
+from .report import MAX_REPORTED, Progress, RowError, field_count
 from .source import Source
 
 ROW_CHECK: dict[str, Callable[[Checker, list[str]], tuple]] = {
@@ -33,7 +33,7 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
     index, rows = src.rows()
     ck = Checker(scope)
     parse = ROW_CHECK[kind]
-    need = max(index) + 1
+    width = len(src.header)  # every row has the header's fields, no fewer, no more
     errors: list[RowError] = []
     counts = {"total": 0, "bad": 0}
     await con.execute(store.STAGING[kind])
@@ -45,10 +45,10 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
         pending = 0
         for line, raw in rows:
             counts["total"] += 1
-            if len(raw) < need:
+            if len(raw) != width:
                 counts["bad"] += 1
                 if len(errors) < MAX_REPORTED:
-                    errors.append(RowError(line, "*", f"has {len(raw)} fields; the header has {need}"))
+                    errors.append(RowError(line, "*", field_count(len(raw), width)))
                 continue
             try:
                 out = parse(ck, [raw[i] for i in index])

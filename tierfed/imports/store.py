@@ -439,7 +439,7 @@ def transferred_out_in(table: str) -> str:
 
 def _contribution_check(source: str, short: str, typed: bool = False) -> str:
     """The contributions check over ``source`` (one row per line: line, raw, the fields by name);
-    ``short`` is true of a line with fewer fields than the header. ``typed``: the source also
+    ``short`` is true of a line with another number of fields than the header. ``typed``: the source also
     has each amount cast to numeric (``base_n``...), the check and the staged values use it."""
     ok = _amount_typed_ok if typed else _amount_ok
     cast, n = ("", "_n") if typed else ("::numeric", "")
@@ -489,7 +489,7 @@ CONTRIBUTIONS = RecordSql(
     check=_contribution_check(
         f"""select line, null::tid as at, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
                    btrim(f[$5]) as emp, f[$6] as base, f[$7] as e, f[$8] as i, f[$9] as a
-            from ({_SPLIT}) s offset 0""", "x.nf < $10"),
+            from ({_SPLIT}) s offset 0""", "x.nf <> $10"),
     check_csv=_contribution_check(
         """select null::bigint as line, ctid as at, null::text as raw, id_number as id_raw, scheme as scheme_raw,
                   month as month_raw, region_code as region_raw, btrim(employer_credit_code) as emp, base,
@@ -559,7 +559,7 @@ BENEFITS = RecordSql(
     check=_benefit_check(
         f"""select line, null::tid as at, raw, nf, f[$1] as id_raw, f[$2] as scheme_raw, f[$3] as month_raw, f[$4] as region_raw,
                    f[$5] as amount
-            from ({_SPLIT}) s offset 0""", "x.nf < $6"),
+            from ({_SPLIT}) s offset 0""", "x.nf <> $6"),
     check_csv=_benefit_check(
         """select null::bigint as line, ctid as at, null::text as raw, id_number as id_raw, scheme as scheme_raw,
                   month as month_raw, region_code as region_raw, amount, amount::numeric as amount_n
