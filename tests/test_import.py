@@ -310,3 +310,29 @@ def test_cli_reports_bad_rows_without_traceback(tmp_path: Path, fresh_db: str) -
 async def test_the_generated_data_set_imports_cleanly(loaded_db: str) -> None:
     c = await counts(loaded_db)
     assert c["person"] == 2000 and c["contribution"] > 10_000 and c["benefit"] > 1000
+
+
+def test_an_imported_file_is_read_again_as_the_import_read_it(tmp_path: Path) -> None:
+    """The duplicate insurance warnings read a committed file's keys again: a gzip upload's spool
+    file has no .gz name, and a header may carry a byte order mark and spaces. It had been
+    opened by its name's suffix and read with the header as written: after the commit, an HTTP
+    import of a gzip file answered 500 and the CLI printed a traceback."""
+    import gzip
+    from datetime import date
+
+    from tierfed.imports.federation import record_keys
+
+    first17 = "44010619850312001"
+    person = first17 + codes.id_check_char(first17)
+    body = ("\ufeffid_number, scheme ,month,region_code,employer_credit_code,base,employer_amount,"
+            "individual_amount,individual_account_amount\n"
+            f"{person.lower()} ,PENSION, 2025-01,440106,,1,1,1,1\n"
+            f"{person},MEDICAL,2025-02,440106,,1,1,1,1\n")
+    spool = tmp_path / "tierfed-import-1.upload"
+    spool.write_bytes(gzip.compress(body.encode()))
+    plain = tmp_path / "c.csv"
+    plain.write_text(body, encoding="utf-8")
+    want = {(person, 1, date(2025, 1, 1)), (person, 2, date(2025, 2, 1))}
+    assert record_keys(spool, {person}) == want
+    assert record_keys(plain, {person}) == want
+    assert record_keys(plain, {"nobody"}) == set()

@@ -13,12 +13,12 @@ knows that the import should say.
 from __future__ import annotations
 
 import csv
-import gzip
+import io
 import json
+import logging
 from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
-from typing import Any
 
 from tierfed import codes
 from tierfed.runtime import Runtime
@@ -26,6 +26,9 @@ from tierfed.tiers.figures import SCHEMES
 
 from . import store
 from .report import Report
+from .source import Source
+
+log = logging.getLogger("tierfed.imports")
 
 TOLD = ("persons", "contributions", "benefits")
 MAX_WARNINGS = 1000
@@ -40,7 +43,11 @@ async def after_import(rt: Runtime, rep: Report, path: str | Path) -> list[str]:
     problems.append(await rt.index.tell_parent())
     if rep.kind == "contributions" and rep.first_month and rep.last_month:
         span = (codes.month(rep.first_month), codes.month(rep.last_month))
-        found, problem = await rt.index.duplicate_warnings(rt.store, *span, lambda ids: record_keys(path, ids))
+        try:
+            found, problem = await rt.index.duplicate_warnings(rt.store, *span, lambda ids: record_keys(path, ids))
+        except Exception as e:  # noqa: BLE001 - the import is committed: its warnings are a courtesy
+            log.exception("import %s: the duplicate insurance warnings could not be made", rep.import_id)
+            found, problem = [], f"the warnings of records held elsewhere could not be made ({type(e).__name__})"
         problems.append(problem)
         if found:
             shown = found[:MAX_WARNINGS]
@@ -53,14 +60,19 @@ async def after_import(rt: Runtime, rep: Report, path: str | Path) -> list[str]:
 
 
 def _rows(path: str | Path) -> Iterator[dict[str, str]]:
-    """The rows of a records file as dicts, streamed (.gz read as it is)."""
-    p = Path(path)
-    opener: Any = gzip.open if p.suffix == ".gz" else open
-    with opener(p, "rt", encoding="utf-8", newline="") as f:
-        yield from csv.DictReader(f)
+    """The rows of a records file as dicts, streamed, read as the import read it: gzip told by
+    its first bytes (an upload's spool file has no .gz name), the header's names stripped of
+    spaces and a byte order mark, the values of spaces."""
+    with Source(Path(path), Path(path).name, ())._binary() as raw:
+        text = io.TextIOWrapper(raw, encoding="utf-8", newline="")
+        reader = csv.reader(text)
+        header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
+        for row in reader:
+            yield {h: v.strip() for h, v in zip(header, row)}
 
 
 def record_keys(path: str | Path, ids: set[str]) -> set[tuple[str, int, date]]:
-    """The (person, scheme number, month) keys of a records file, for some persons."""
-    return {(r["id_number"], SCHEMES.index(r["scheme"]) + 1, codes.month(r["month"]))
-            for r in _rows(path) if r.get("id_number") in ids}
+    """The (person, scheme number, month) keys of a records file, for some persons (the file was
+    imported: every row is a good one)."""
+    return {(r["id_number"].upper(), SCHEMES.index(r["scheme"]) + 1, codes.month(r["month"]))
+            for r in _rows(path) if r.get("id_number", "").upper() in ids}
