@@ -82,6 +82,16 @@ def write_cfg(tmp_path: Path, body: str) -> Path:
     ('[node\nname = "x"', "not valid TOML"),
     ('[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n[[children]]\nregion = "440300"\n'
      'url = "ftp://x"\n' % SECRET, "http(s) URL"),
+    # a key where a table belongs, a port past 65535, a deadline that is not a number
+    ('limits = 5\n[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n' % SECRET,
+     "expected a table"),
+    ('http = 5\n[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n' % SECRET, "expected a table"),
+    ('children = [1]\n[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n' % SECRET,
+     "[[children]] #1: expected a table"),
+    ('[node]\nname = "x"\nregion = "440000"\nlisten = "127.0.0.1:70000"\n[auth]\njwt_secret = "%s"\n' % SECRET,
+     "expected host:port"),
+    ('[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n[limits]\ndeadline_s = nan\n' % SECRET,
+     "positive finite number"),
 ])
 def test_bad_configuration_is_one_clear_line(tmp_path: Path, body: str, words: str) -> None:
     r = tierfed("token", "--config", str(write_cfg(tmp_path, body)), "--scope", "440000")
@@ -104,6 +114,20 @@ def test_bad_topology_is_one_clear_line(tmp_path: Path, fresh_db: str, children:
     r = tierfed("serve", "--config", str(cfg))
     assert r.returncode == 2, r.stderr
     assert words in r.stderr and "Traceback" not in r.stderr
+
+
+@pytest.mark.parametrize("args, words", [
+    (("demo", "--port", "70000"), "expected a TCP port from 1 to 65535"),
+    (("demo", "--port", "65534"), "at most 65532"),
+    (("demo", "--persons", "0"), "--persons: expected 1 to 10000000"),
+    (("generate", "--out", "/proc/no-such-place/x", "--persons", "1"), "/proc/no-such-place"),
+])
+def test_bad_command_line_arguments_are_one_clear_line_and_start_nothing(tmp_path: Path, args: tuple[str, ...],
+                                                                         words: str) -> None:
+    r = tierfed(*args, "--data-dir", str(tmp_path / "d")) if args[0] == "demo" else tierfed(*args)
+    assert r.returncode == 2, (r.returncode, r.stderr)
+    assert words in r.stderr and "Traceback" not in r.stderr, r.stderr
+    assert not (tmp_path / "d").exists()  # no embedded PostgreSQL was started for it
 
 
 def test_token_command_and_env_config(tmp_path: Path) -> None:

@@ -372,6 +372,14 @@ async def test_every_bad_row_kind_reads_the_same_through_the_cli_and_http(regist
     ((CONTRIB_HEADER + "\r\na,b\r\nc,d\nx\r\n").encode(), "cannot be read as CSV"),
     (b"id_number,scheme\n", "missing column(s) month, region_code"),
     (b"", "empty file"),
+    # the header: a column twice, an empty column name, lines ended by carriage returns alone, a
+    # first line too long to be a header (it had been read whole into memory)
+    ((CONTRIB_HEADER + ",base\n").encode(), "header names base more than once"),
+    ((CONTRIB_HEADER + ",\n").encode(), "header has an empty column name (column 10: a trailing comma?)"),
+    ((CONTRIB_HEADER + "\ra,b\rc,d\r").encode(), "lines ended by carriage returns alone"),
+    (b"x" * 200_000 + b"\n", "is not a header row of at most 64 KiB"),
+    # a field over the csv module's limit (128 KiB) in a row the checks word: one bad row, no traceback
+    ((CONTRIB_HEADER + f"\n{'1' * 200_000},PENSION,2025-01,440106,,1,1,1,1\n").encode(), "bad row"),
 ])
 async def test_an_unreadable_file_says_why_and_imports_nothing(registered: str, tmp_path: Path, body: bytes,
                                                                words: str) -> None:
@@ -384,6 +392,35 @@ async def test_an_unreadable_file_says_why_and_imports_nothing(registered: str, 
         await run_import(registered, "contributions", f)
     assert words in str(e.value)
     assert await counts(registered) == before
+
+
+async def test_a_header_with_a_byte_order_mark_and_quotes_is_read(registered: str, tmp_path: Path) -> None:
+    """R's write.csv writes a byte order mark before a quoted header: the mark is not part of
+    the first name (it had been, and the header was refused with a confusing message)."""
+    f = tmp_path / "c.csv"
+    cols = ",".join(f'"{c}"' for c in CONTRIB_HEADER.split(","))
+    f.write_bytes(("\ufeff" + cols + f"\n{pid(1)},PENSION,2025-01,440106,{EMP},8000.00,1280.00,640.00,600.00\n")
+                  .encode())
+    rep = await run_import(registered, "contributions", f)
+    assert (rep.rows, rep.inserted, rep.outcome) == (1, 1, "imported")
+
+
+@pytest.mark.parametrize(("kind", "header", "row", "words"), [
+    # full-width digits: refused with what to fix (one had been stored, others crashed the import)
+    ("persons", "id_number,name,region_code", "４４０１０６１９８５０３１２００１X,张三,440106", "is malformed"),
+    ("employers", "credit_code,name,region_code,industry_risk_class", "{emp},X,440106,①",
+     "must be a whole number from 1 to 8"),
+    ("fund_flows", "scheme,region_code,month,category,amount", "PENSION,440106,2025-01,INTEREST,１２.５０",
+     "is malformed"),
+])
+async def test_non_ascii_digits_are_refused_saying_what_to_fix(fresh_db: str, tmp_path: Path, kind: str, header: str,
+                                                                row: str, words: str) -> None:
+    f = write(tmp_path / f"{kind}.csv", header, row.format(emp=EMP))
+    before = await counts(fresh_db)
+    with pytest.raises(ImportFailed) as e:
+        await run_import(fresh_db, kind, f)
+    assert len(e.value.errors) == 1 and words in e.value.errors[0].reason, e.value.errors
+    assert await counts(fresh_db) == before
 
 
 async def test_every_bad_row_of_the_other_kinds_reads_the_same_through_the_cli_and_http(

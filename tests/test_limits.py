@@ -159,9 +159,10 @@ async def test_the_request_deadline(loaded_db: str) -> None:
         assert legacy.status_code == 200 and legacy.json()["errors"][0]["extensions"]["code"] == "QUERY_TOO_COMPLEX"
 
 
-@pytest.mark.parametrize("bad", [{"max_depth": 0}, {"max_cost": -1}, {"deadline_s": 0}, {"max_body_bytes": 0}])
+@pytest.mark.parametrize("bad", [{"max_depth": 0}, {"max_cost": -1}, {"deadline_s": 0}, {"max_body_bytes": 0},
+                                 {"deadline_s": float("nan")}, {"deadline_s": float("inf")}])
 def test_limits_must_be_positive(bad: dict[str, Any]) -> None:
     from tierfed.errors import UserError
 
-    with pytest.raises(UserError, match=f"{next(iter(bad))}: must be positive"):
+    with pytest.raises(UserError, match=f"{next(iter(bad))}: must be a positive finite number"):
         node_config(limits=bad)

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     d = sub.add_parser("demo", help="central node and province nodes on the embedded PostgreSQL")
-    d.add_argument("--port", type=int, default=8000)
+    d.add_argument("--port", type=_port, default=8000)
     d.add_argument("--persons", type=int, default=100_000)
     d.add_argument("--data-dir", default=".tierfed")
 
@@ -95,9 +95,20 @@ def main(argv: list[str] | None = None) -> None:
         for err in getattr(e, "errors", [])[:1000]:
             print(f"  {err}", file=sys.stderr)
         sys.exit(1 if getattr(e, "errors", None) else 2)
+    except OSError as e:  # a file or directory named on the command line or in the config
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"tierfed: {where}{e.strerror or e}", file=sys.stderr)
+        sys.exit(2)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code or 0)
+
+
+def _port(value: str) -> int:
+    """A TCP port for argparse: a whole number from 1 to 65535."""
+    if not (value.isascii() and value.isdigit()) or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"expected a TCP port from 1 to 65535, got {value!r}")
+    return int(value)
 
 
 def _run(coro: Awaitable[Any]) -> Any:
@@ -425,6 +436,11 @@ def cmd_statements(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     from .demo import run_demo
 
+    if args.port > 65532:
+        raise UserError(f"--port: the demo's four nodes listen on it and the next three ports: at most 65532, "
+                        f"got {args.port}")
+    if not 1 <= args.persons <= 10_000_000:
+        raise UserError(f"--persons: expected 1 to 10000000, got {args.persons}")
     _run(run_demo(args.port, args.persons, Path(args.data_dir)))
     return 0
 

@@ -12,10 +12,12 @@ import re
 from datetime import date
 from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
-REGION_RE = re.compile(r"^\d{6}$")
-MONTH_RE = re.compile(r"^(\d{4})-(\d{2})$")
-AMOUNT_RE = re.compile(r"^\d{1,12}(\.\d{1,2})?$")
-DECIMAL_RE = re.compile(r"^-?\d{1,15}(\.\d{1,6})?$")
+# ASCII digits only: str.isdigit and \d take full-width and other Unicode digits, which no
+# stored code, month or amount may hold.
+REGION_RE = re.compile(r"^[0-9]{6}$")
+MONTH_RE = re.compile(r"^([0-9]{4})-([0-9]{2})$")
+AMOUNT_RE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,2})?$")
+DECIMAL_RE = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")
 AGENCY_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
@@ -51,7 +53,7 @@ def id_number(value: str, today: date | None = None) -> str:
     if not isinstance(value, str):
         raise ValueError("ID number must be a string of 18 characters")
     v = value.strip().upper()
-    if len(v) != 18 or not v[:17].isdigit() or not (v[17].isdigit() or v[17] == "X"):
+    if len(v) != 18 or not v.isascii() or not v[:17].isdigit() or not (v[17].isdigit() or v[17] == "X"):
         raise ValueError(f"ID number {mask_id(value)} is malformed: expected 17 digits and a check digit or X")
     try:
         born = date(int(v[6:10]), int(v[10:12]), int(v[12:14]))

@@ -143,6 +143,8 @@ class NodeConfig:
 
 
 def _get(table: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str, default: Any = None) -> Any:
+    if not isinstance(table, dict):
+        raise UserError(f"config {where}: expected a table of keys and values, got {table!r}")
     if key not in table:
         return default
     value = table[key]
@@ -168,7 +170,7 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
     except ValueError as e:
         raise UserError(f"config [node].region: {e}") from None
     listen = _get(node, "listen", str, "[node]", "127.0.0.1:8000")
-    if ":" not in listen or not listen.rsplit(":", 1)[1].isdigit():
+    if ":" not in listen or not _port_ok(listen.rsplit(":", 1)[1]):
         raise UserError(f"config [node].listen: expected host:port, got {listen!r}")
     database_url = _get(node, "database_url", str, "[node]") or os.environ.get("DATABASE_URL") or None
 
@@ -254,8 +256,8 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         max_import_bytes=_get(lim_t, "max_import_bytes", int, "[limits]", defaults.max_import_bytes),
     )
     for name_, value in vars(limits).items():
-        if value <= 0:
-            raise UserError(f"config [limits].{name_}: must be positive, got {value}")
+        if not 0 < value < float("inf"):  # nan and infinity too
+            raise UserError(f"config [limits].{name_}: must be a positive finite number, got {value}")
     private_key = path(_get(node, "private_key_file", str, "[node]"))
     if private_key and not Path(private_key).is_file():
         raise UserError(f"config [node].private_key_file: {private_key} does not exist")
@@ -372,7 +374,7 @@ def _metrics(t: Any) -> MetricsConfig:
     if role not in ROLES:
         raise UserError(f"config [metrics].role: expected one of {', '.join(ROLES)}, got {role!r}")
     listen = _get(t, "listen", str, "[metrics]")
-    if listen is not None and (":" not in listen or not listen.rsplit(":", 1)[1].isdigit()):
+    if listen is not None and (":" not in listen or not _port_ok(listen.rsplit(":", 1)[1])):
         raise UserError(f"config [metrics].listen: expected host:port, got {listen!r}")
     return MetricsConfig(_get(t, "enabled", bool, "[metrics]", True), role, listen)
 
@@ -402,3 +404,8 @@ def load(path: str | None) -> NodeConfig:
     except (tomllib.TOMLDecodeError, UnicodeDecodeError) as e:
         raise UserError(f"config file {p} is not valid TOML: {e}") from None
     return parse(data, f.parent)
+
+
+def _port_ok(port: str) -> bool:
+    """A TCP port: ASCII digits, 0 to 65535."""
+    return port.isascii() and port.isdigit() and int(port) <= 65535

@@ -201,7 +201,7 @@ def employer(ck: Checker, r: list[str]) -> tuple:
     name = name_field(r[1])
     region = ck.record_region(r[2])
     cls = r[3].strip()
-    if not cls.isdigit() or not 1 <= int(cls) <= 8:
+    if not (cls.isascii() and cls.isdigit()) or not 1 <= int(cls) <= 8:
         raise Bad("industry_risk_class", f"industry risk class {r[3]!r} must be a whole number from 1 to 8")
     return (code, name, region, int(cls))
 

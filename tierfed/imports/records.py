@@ -303,7 +303,11 @@ def describe(rows: list[Any], kind: str, index: list[int], width: int, scope: Sc
     row_check = ROW_CHECK[kind]
     out = []
     for line, raw, problem, unregistered, unknown_employer in rows:
-        fields = next(csv.reader([raw]), []) if raw else []
+        try:
+            fields = next(csv.reader([raw]), []) if raw else []
+        except csv.Error as e:  # e.g. a field over the csv module's limit of 128 KiB
+            out.append(RowError(line, "*", f"cannot be read as one CSV record ({e})"))
+            continue
         if problem == 0:
             out.append(RowError(line, "*", field_count(len(fields), width)))
             continue
@@ -311,9 +315,14 @@ def describe(rows: list[Any], kind: str, index: list[int], width: int, scope: Sc
         if problem is not None:
             try:
                 row_check(ck, values)
-                # The SQL and the row checks disagree: say which column, never pass the row.
+                # The SQL and the row checks disagree: say which column, never pass the row (an ID
+                # number shown masked, as in every other report).
                 col = columns[min(problem, len(columns)) - 1]
-                out.append(RowError(line, col, f"value {values[columns.index(col)]!r} is not accepted here"))
+                shown = values[columns.index(col)]
+                if col == "id_number":
+                    shown = codes.mask_id(shown.strip())
+                out.append(RowError(line, col, f"value {shown!r} is not accepted here: write it with ASCII digits "
+                                               "and letters, and no spaces other than plain ones around it"))
             except Bad as b:
                 out.append(RowError(line, b.column, b.reason))
             continue

@@ -35,6 +35,9 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
+MAX_HEADER = 64 * 1024  # bytes of a header row: a file whose first line is longer is not one
+
+
 @dataclass
 class Source:
     """One import file. ``name`` is what the history records (the submitted name over HTTP)."""
@@ -77,6 +80,13 @@ class Source:
     def read_header(self, header: list[str]) -> list[int]:
         """Where each of the kind's columns is in the file; a bad header is one clear error."""
         header = [h.strip().lstrip("\ufeff") for h in header]
+        if "" in header:
+            raise UserError(f"{self.name}: header has an empty column name (column {header.index('') + 1}: a "
+                            f"trailing comma?); needs {','.join(self.columns)}")
+        twice = sorted({h for h in header if header.count(h) > 1})
+        if twice:
+            raise UserError(f"{self.name}: header names {', '.join(twice)} more than once; "
+                            f"needs {','.join(self.columns)}, each once")
         missing = [c for c in self.columns if c not in header]
         extra = [h for h in header if h not in self.columns]
         if missing or extra:
@@ -95,19 +105,32 @@ class Source:
         checked for encoding and forbidden bytes; ``lines_read`` counts the lines handed on."""
         f = self._binary()
         try:
-            first = f.readline()
+            first = f.readline(MAX_HEADER + 1)
         except (OSError, EOFError, zlib.error) as e:
             f.close()
             raise UserError(f"{self.name}: not a readable gzip file ({e})") from None
         if not first.strip():
             f.close()
             raise UserError(f"{self.name}: empty file; expected a header row with {','.join(self.columns)}")
+        if len(first) > MAX_HEADER or (b"\r" in first.rstrip(b"\r\n") and not first.endswith(b"\n")):
+            f.close()
+            raise UserError(f"{self.name}: its first line is not a header row of at most {MAX_HEADER // 1024} KiB "
+                            f"ending in a line break (lines ended by carriage returns alone are not read: save "
+                            f"the file with LF or CRLF line endings); expected {','.join(self.columns)}")
         try:
-            header = next(csv.reader([first.decode("utf-8")]))
+            header = next(csv.reader([first.removeprefix(b"\xef\xbb\xbf").decode("utf-8")]))
         except UnicodeDecodeError:
             f.close()
             raise UserError(f"{self.name}: not UTF-8 text (near line 1)") from None
-        index = self.read_header(header)
+        except csv.Error as e:
+            f.close()
+            raise UserError(f"{self.name}: the header row cannot be read as CSV ({e}); expected "
+                            f"{','.join(self.columns)}") from None
+        try:
+            index = self.read_header(header)
+        except UserError:
+            f.close()
+            raise
 
         def chunks() -> Iterator[bytes]:
             decoder = codecs.getincrementaldecoder("utf-8")()
