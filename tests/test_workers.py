@@ -104,3 +104,68 @@ listen = "127.0.0.1:{metrics_port}"
     lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
     assert len([ln for ln in lines if ln["outcome"] == "ok"]) == n + asked
     assert tok not in out
+
+
+async def test_an_import_job_is_followed_on_any_worker(fresh_db: str, tmp_path: Path) -> None:
+    """An import submitted over HTTP to a node of two workers is followed by requests that land on
+    either: the job is in the node's database, not only in the memory of the worker running it
+    (the other worker had answered 404 "no import job")."""
+    from tierfed import codes
+
+    port = free_port()
+    cfg = tmp_path / "node.toml"
+    cfg.write_text(f"""
+[node]
+name = "national"
+region = "000000"
+listen = "127.0.0.1:{port}"
+database_url = "{fresh_db}"
+workers = 2
+check_children_at_start = false
+
+[auth]
+jwt_secret = "{SECRET}"
+""")
+    rows = []
+    for i in range(2000):
+        first17 = f"440106{1980 + i // 1000}0312{i % 1000:03d}"
+        rows.append(f"{first17 + codes.id_check_char(first17)},张{i},440106")
+    body = ("id_number,name,region_code\n" + "\n".join(rows) + "\n").encode()
+    log = (tmp_path / "out.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tierfed.cli", "serve", "--config", str(cfg)],
+                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    op = token("000000", ("OPERATOR",))
+    try:
+        async with httpx.AsyncClient(timeout=10) as c:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if (await c.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    pass
+                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "out.log").read_text()
+                await asyncio.sleep(0.2)
+            r = await c.post(f"http://127.0.0.1:{port}/imports/persons", params={"name": "p.csv"}, content=body,
+                             headers={"Authorization": f"Bearer {op}", "Prefer": "respond-async"})
+            assert r.status_code == 202, r.text
+            job = r.json()["id"]
+
+        async def follow() -> dict:
+            async with httpx.AsyncClient(timeout=10) as fresh:  # a connection each: spread over workers
+                got = await fresh.get(f"http://127.0.0.1:{port}/imports/jobs/{job}",
+                                      headers={"Authorization": f"Bearer {op}"})
+                assert got.status_code == 200, got.text
+                return got.json()  # type: ignore[no-any-return]
+
+        for _ in range(100):
+            seen = await asyncio.gather(*(follow() for _ in range(16)))
+            if all(s["state"] != "running" for s in seen):
+                break
+            await asyncio.sleep(0.1)
+        assert {s["state"] for s in seen} == {"imported"}, seen
+        assert {s["report"]["inserted"] for s in seen} == {2000}
+    finally:
+        proc.terminate()
+        proc.wait(20)
+        log.close()

@@ -12,10 +12,11 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import itertools
+import json
 import logging
 import os
 import tempfile
+import uuid
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,7 @@ from tierfed.auth import Caller, bearer
 from tierfed.errors import Code, TierfedError, UserError
 from tierfed.runtime import Runtime
 
+from . import store
 from .federation import after_import
 from .report import ImportFailed, Progress, Report
 from .run import KINDS, import_file
@@ -37,6 +39,8 @@ NO_STORE = {"Cache-Control": "no-store", "X-Content-Type-Options": "nosniff"}
 # The whole directory is every node's: only a national token may change it.
 DIRECTORY = ("regions", "agencies")
 KEEP_FINISHED = 200
+HEARTBEAT_S = 0.5  # how often a running job's progress is written for the other workers
+STALE_S = 30.0  # a running job not written for this long was left by a worker that stopped
 
 
 @dataclass
@@ -59,20 +63,50 @@ class Job:
 
 
 class Jobs:
-    """The imports this node process is running or has finished lately (in memory; the
-    history table keeps every import for good)."""
+    """The imports this worker is running or has finished lately, in memory, and every job of
+    the node in its database (``import_job``), written as it runs: any worker answers for any
+    job (the history table, import_run, keeps every import for good)."""
 
     def __init__(self) -> None:
         self.jobs: dict[str, Job] = {}
-        self._ids = itertools.count(1)
 
-    def new(self, kind: str, name: str, caller: Caller) -> Job:
-        job = Job(f"{os.getpid()}-{next(self._ids)}", kind, name, caller.sub, caller.scope)
+    async def new(self, rt: Runtime, kind: str, name: str, caller: Caller) -> Job:
+        job = Job(uuid.uuid4().hex[:20], kind, name, caller.sub, caller.scope)
+        async with rt.pool.acquire() as con, con.transaction():
+            await con.execute(store.JOB_NEW, job.id, kind, name, caller.sub, caller.scope,
+                              json.dumps(job.progress.to_json()))
+            await con.execute(store.JOB_PRUNE, KEEP_FINISHED)
         self.jobs[job.id] = job
         finished = [j for j in self.jobs.values() if j.state != "running"]
         for j in finished[:-KEEP_FINISHED]:
             del self.jobs[j.id]
         return job
+
+    @staticmethod
+    async def written(rt: Runtime, job: Job) -> None:
+        """Where the job stands, for the other workers: while it runs, every HEARTBEAT_S; then its end."""
+        if job.state == "running":
+            await rt.pool.execute(store.JOB_PROGRESS, job.id, json.dumps(job.progress.to_json()))
+        else:
+            await rt.pool.execute(store.JOB_END, job.id, job.state, json.dumps(job.progress.to_json()), job.error,
+                                  json.dumps(job.report.to_json()) if job.report else None)
+
+    @staticmethod
+    async def stored(rt: Runtime, job_id: str) -> dict[str, Any] | None:
+        """A job as the node's database has it (run by any worker), or None."""
+        row = await rt.pool.fetchrow(store.JOB, job_id)
+        if row is None:
+            return None
+        out = {k: row[k] for k in ("id", "kind", "file_name", "state", "error")}
+        out["progress"] = json.loads(row["progress"])
+        out["report"] = json.loads(row["report"]) if row["report"] is not None else None
+        out["scope"] = row["scope"]
+        if out["state"] == "running" and row["idle_s"] > STALE_S:
+            # The worker running it stopped (its import's transaction rolled back with it).
+            out["state"] = "failed"
+            out["error"] = ("the node stopped during the import; nothing was imported (its transaction was rolled "
+                            "back): submit the file again")
+        return out
 
 
 def _jobs(request: Request) -> Jobs:
@@ -119,7 +153,11 @@ async def submit(request: Request) -> Response:
     if isinstance(spool, Response):
         return spool
     path, sha256 = spool
-    job = _jobs(request).new(kind, name, caller)
+    try:
+        job = await _jobs(request).new(rt, kind, name, caller)
+    except BaseException:
+        path.unlink(missing_ok=True)
+        raise
     job.task = asyncio.get_running_loop().create_task(_run(rt, job, path, sha256))
     if "respond-async" in request.headers.get("prefer", ""):
         return JSONResponse(job.to_json(), 202, headers={**NO_STORE, "Location": f"/imports/jobs/{job.id}",
@@ -168,6 +206,26 @@ async def _spool(request: Request, limit: int) -> tuple[Path, str] | Response:
 
 
 async def _run(rt: Runtime, job: Job, path: Path, sha256: str) -> None:
+    async def heartbeat() -> None:
+        while True:
+            await asyncio.sleep(HEARTBEAT_S)
+            try:
+                await Jobs.written(rt, job)
+            except Exception:  # noqa: BLE001 - the next beat tries again; the end is written anyway
+                log.warning("import job %s: its progress could not be written", job.id)
+
+    beating = asyncio.get_running_loop().create_task(heartbeat())
+    try:
+        await _import(rt, job, path, sha256)
+    finally:
+        beating.cancel()
+        try:
+            await Jobs.written(rt, job)
+        except Exception:  # noqa: BLE001 - other workers then report it stopped, after STALE_S
+            log.exception("import job %s: its end could not be written", job.id)
+
+
+async def _import(rt: Runtime, job: Job, path: Path, sha256: str) -> None:
     try:
         rep = await import_file(rt.pool, rt.node, job.kind, path, progress=False, caller=job.caller,
                                 scope=job.scope, via="http", name=job.file_name, sha256=sha256, job=job.progress)
@@ -195,11 +253,17 @@ async def follow(request: Request) -> Response:
         caller = _caller(request, rt, ("OPERATOR", "AUDITOR"))
     except TierfedError as e:
         return _error(e.code, e.message, 401 if e.code == Code.UNAUTHENTICATED else 403)
-    job = _jobs(request).jobs.get(request.path_params["id"])
+    job_id = request.path_params["id"]
+    job = _jobs(request).jobs.get(job_id)  # run by this worker: as it stands
+    if job is not None:
+        scope, answer = job.scope, job.to_json()
+    else:  # run by another worker, or before a restart: as the database has it
+        stored = await Jobs.stored(rt, job_id) if len(job_id) <= 40 else None
+        scope, answer = (stored.pop("scope"), stored) if stored is not None else ("", None)
     # A job outside the caller's scope is as unknown as a job that never was.
-    if job is None or not rt.tree.within(job.scope, caller.scope):
-        return _error(Code.BAD_USER_INPUT, f"no import job {request.path_params['id'][:40]!r} on this node", 404)
-    return JSONResponse(job.to_json(), headers=NO_STORE)
+    if answer is None or not rt.tree.within(scope, caller.scope):
+        return _error(Code.BAD_USER_INPUT, f"no import job {job_id[:40]!r} on this node", 404)
+    return JSONResponse(answer, headers=NO_STORE)
 
 
 def routes() -> list[Route]:

@@ -689,3 +689,18 @@ where s.problem is null
   and not exists (select 1 from insurance_transfer b where b.id_number = s.id_number and b.direction = 'in'
                   and b.effective_from > t.effective_from and b.effective_from <= s.month)
 order by s.line limit 1000"""
+
+# ---------------------------------------------------------------- jobs (imports over HTTP, followed while they run)
+
+JOB_NEW = """insert into import_job (id, kind, file_name, caller, scope, state, progress)
+             values ($1, $2, $3, $4, $5, 'running', $6::jsonb)"""
+# The finished jobs kept: the latest $1 (the history, import_run, keeps every import for good).
+JOB_PRUNE = """delete from import_job where state <> 'running'
+               and id not in (select id from import_job order by started_at desc limit $1)"""
+JOB_PROGRESS = "update import_job set progress = $2::jsonb, updated_at = now() where id = $1"
+JOB_END = """update import_job set state = $2, progress = $3::jsonb, error = $4, report = $5::jsonb,
+             updated_at = now() where id = $1"""
+JOB = """select id, kind, file_name, scope, state, progress, error, report,
+                extract(epoch from now() - updated_at)::float8 as idle_s
+         from import_job where id = $1"""
+
