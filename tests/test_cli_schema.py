@@ -143,6 +143,9 @@ def test_token_command_and_env_config(tmp_path: Path) -> None:
     node = tierfed("token", "--config", str(cfg), "--scope", "440300", "--roles", "VIEWER,NODE")
     assert node.returncode == 2 and "NODE is the role a node signs for itself" in node.stderr and not node.stdout
     assert tierfed("token", "--scope", "44").returncode == 2  # no config at all: one line too
+    assert "note" not in r.stderr
+    unknown = tierfed("token", "--config", str(cfg), "--scope", "449999")  # well-formed, names no shipped region
+    assert unknown.returncode == 0 and "not in the shipped division list" in unknown.stderr
 
 
 def test_unknown_command_and_missing_file(tmp_path: Path) -> None:

@@ -203,6 +203,12 @@ def cmd_token(args: argparse.Namespace) -> int:
         raise UserError(f"--roles: unknown role(s) {', '.join(bad)}; expected any of {', '.join(people)}")
     if not 1 <= args.ttl <= 366 * 86400:
         raise UserError("--ttl: expected 1 to 31622400 seconds")
+    from .db import shipped_regions
+
+    if args.scope not in {code for code, *_ in shipped_regions()}:
+        # A node knows the regions imported into its tree too: said, not refused.
+        print(f"tierfed: note: --scope {args.scope} is not in the shipped division list; a node refuses a token "
+              "whose scope names no region of its tree", file=sys.stderr)
     print(Keys(cfg.auth).sign(args.sub, args.scope, roles, args.ttl))
     return 0
 
