@@ -211,6 +211,22 @@ select coalesce((select 'raisePoolingLevel' from pooling_change where idempotenc
 """
 
 
+# One settlement of the central adjustment per year, whatever its month or key: the year's lock,
+# then the settlement of that year this node coordinates, decided or in progress.
+YEAR_LOCK = "select pg_advisory_xact_lock(7366047, $1)"
+SETTLED_YEAR = """select id, idempotency_key, state, input->>'month' as month from change
+                  where kind = $1 and role = 'coordinator' and state in ('PENDING', 'COMMITTED')
+                    and input->>'year' = $2::int::text
+                  order by started_at limit 1"""
+
+
+async def settled_year(con: asyncpg.Connection, kind: str, year: int) -> asyncpg.Record | None:
+    """The settlement of ``year`` this node coordinates, committed or in progress, if any; in a
+    transaction, the year stays locked until it commits (a second settlement waits, then sees it)."""
+    await con.execute(YEAR_LOCK, year)
+    return await con.fetchrow(SETTLED_YEAR, kind, year)
+
+
 async def claim_key(con: asyncpg.Connection, key: str, change_id: str | None = None) -> None:
     """CONFLICT when ``key`` is already used here by another change of any kind (a raise on this
     node, or another change across nodes; ``change_id``'s own part excepted). In a transaction:

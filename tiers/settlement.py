@@ -167,6 +167,12 @@ async def settle(ch: Any, inp: SettleInput, caller: str) -> SettleOutcome:
     decided = False
     try:
         async with intent(ch.pool, inp.dry_run) as con:
+            done_before = await cs.settled_year(con, SETTLE, inp.year)
+            if done_before is not None:
+                word = "was settled" if done_before["state"] == "COMMITTED" else "is being settled"
+                raise conflict(f"the central adjustment of {inp.year} {word} already (change {done_before['id']}, "
+                               f"key {done_before['idempotency_key']!r}, booked in {done_before['month']}): a year "
+                               "is settled once, nothing was settled", change=done_before["id"])
             mine = await check(con, node, local, inp.month)
             if not inp.dry_run:
                 await cs.claim_key(con, inp.idempotency_key)  # keys hold across kinds, as for raises and transfers
