@@ -204,6 +204,24 @@ async def test_one_request_per_child_per_operation(fed: Federation) -> None:
     assert sent == {"central": 1, "guangdong": 1, "sichuan": 1, "shenzhen": 1}
 
 
+async def test_fields_below_a_childs_answer_take_one_more_round_not_one_request_each(fed: Federation) -> None:
+    """Fields of a region that only a child's answer names (a person's region, held by a
+    grandchild) cannot be asked before that answer comes: they are asked in one more round, one
+    request per child for all of them, however many there are (each had been one request of its
+    own, to each node on the way). The answer is one node's."""
+    sz_person = await _a_person_of(fed, "shenzhen")
+    below = " ".join(f'p{i}: pool(scheme: MEDICAL, asOf: "2025-0{i + 1}") {{ id }}' for i in range(5))
+    q = "query($id: String!) { person(idNumber: $id) { name region { code agencies { code } " + below + " } } }"
+    before = fed.counts()
+    got = await fed.central(q, {"id": sz_person})
+    after = fed.counts()
+    assert "errors" not in got, got.get("errors")
+    assert got == await fed.one(q, {"id": sz_person})
+    sent = {n: after[n] - before[n] for n in after}
+    # the person asked of Guangdong (and by it of Shenzhen), then the region's six fields: a round more
+    assert sent == {"central": 1, "guangdong": 2, "shenzhen": 2, "sichuan": 0}, sent
+
+
 async def test_fields_of_many_child_regions_are_one_field(fed: Federation) -> None:
     """A field on each of a child's 140 regions travels as one _entities field, not 140 root fields."""
     q = """{ region(code: "440000") { children { code agencies { code verticallyManaged }

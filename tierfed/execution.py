@@ -40,7 +40,7 @@ from .telemetry import current_span, span
 from .tiers import layer
 from .tiers.employers import EmployerParts, EmployerReads
 from .tiers.persons import PersonParts, PersonReads
-from .tiers.remote import LIVE, PLAN, RemoteCalls
+from .tiers.remote import LIVE, PLAN, REPLAY, RemoteCalls
 from .tiers.store import record_pii_reads
 
 log = logging.getLogger("tierfed.execution")
@@ -100,6 +100,10 @@ def _operation(doc: DocumentNode, operation_name: str | None) -> OperationDefini
         raise RequestError([GraphQLError("the document has no operation to run")])
     return ops[0]
 
+
+# Rounds of requests to children an operation may take before what is still missing is asked as
+# it comes: each round is at most one request per child (a pass finds what the next must ask).
+ROUNDS = 3
 
 # A forwarded request's aliases and root fields: bounded by the node above's limits, not these.
 FORWARDED_UNBOUNDED = 10**9
@@ -207,12 +211,22 @@ async def run(rt: Runtime, caller: Caller, prepared: Prepared, variables: dict[s
         # The planning pass answered every child's part with a placeholder (and left out the
         # figures that need no child): ask each child involved once, then run the operation
         # again with their answers. An operation that needed neither is done: the planning
-        # pass was the answer.
-        with span("graphql.children"):
-            await remote.fetch_planned()
-        ctx = context()
-        with span("graphql.execute"):
-            result = await once(ctx)
+        # pass was the answer. A pass that finds more to ask (fields below what a child
+        # answered: a person's region held by another child) asks it in one more round, one
+        # request per child again, up to ROUNDS; a last pass asks what is still missing as it comes.
+        for _ in range(ROUNDS):
+            with span("graphql.children"):
+                await remote.fetch_planned()
+            ctx = context()
+            with span("graphql.execute"):
+                result = await once(ctx)
+            if not remote.pending:
+                break
+        else:
+            remote.mode = REPLAY
+            ctx = context()
+            with span("graphql.execute"):
+                result = await once(ctx)
     if remote.errors:
         result = ExecutionResult(result.data, [*(result.errors or []), *remote.errors])
     if self_role is not None:  # every read of a self token is audited, on every node that answers it

@@ -40,7 +40,11 @@ from .node import Child
 
 log = logging.getLogger("tierfed.remote")
 
-PLAN, REPLAY, LIVE = "plan", "replay", "live"
+# PLAN: every remote need answered by a placeholder and recorded. COLLECT: a pass after a round of
+# requests: what was fetched is answered, a need not fetched yet is recorded for the next round
+# (one more request per child) and answered by a placeholder. REPLAY: a need not fetched is asked
+# at once (the last pass, after a bounded number of rounds). LIVE: every need asked at once.
+PLAN, COLLECT, REPLAY, LIVE = "plan", "collect", "replay", "live"
 
 
 # Where a child reported errors inside a piece's answer: a tree by response key (and list
@@ -289,13 +293,15 @@ class RemoteCalls:
 
     async def summaries(self, child: Child, keys: list[tuple[str, date, date, bool]]) -> list[Summary]:
         """Full summaries (the child's own and its children's) of regions inside the child's subtree."""
-        if self.mode == PLAN:
+        answer = self.answers.get(child.name)
+        missing = answer is None or any(k not in answer.summaries for k in keys) and answer.failure is None
+        if self.mode == PLAN or (self.mode == COLLECT and missing):
             need = self._need(child)
             need.summaries.extend(k for k in keys if k not in need.summaries)
             return [Summary() for _ in keys]
-        answer = self.answers.get(child.name)
-        if answer is None or any(k not in answer.summaries for k in keys) and answer.failure is None:
+        if missing:
             answer = await self._live(child, ChildNeeds(summaries=list(keys)))
+        assert answer is not None
         out = []
         for k in keys:
             if answer.failure is not None or k not in answer.summaries:
@@ -312,15 +318,17 @@ class RemoteCalls:
         read by response key."""
         if isinstance(piece, str):
             piece = Piece(None, piece)
-        if self.mode == PLAN:
+        answer = self.answers.get(child.name)
+        missing = answer is None or (piece not in answer.pieces and answer.failure is None)
+        if self.mode == PLAN or (self.mode == COLLECT and missing):
             need = self._need(child)
             if piece not in need.pieces:
                 need.pieces.append(piece)
             need.variables |= used_variables
             return None
-        answer = self.answers.get(child.name)
-        if answer is None or (piece not in answer.pieces and answer.failure is None):
+        if missing:
             answer = await self._live(child, ChildNeeds(pieces=[piece], variables=set(used_variables)))
+        assert answer is not None
         if answer.failure is not None:
             self._report(child, answer.failure)
             raise unavailable(child, answer.failure)
@@ -340,14 +348,16 @@ class RemoteCalls:
         Raises ChildFailed (after reporting TIER_UNAVAILABLE once) when the child gave none;
         with ``missing``, an empty answer (null or ``{}``) is TIER_UNAVAILABLE too, saying the child ``missing``."""
         key = json.dumps(arg, sort_keys=True, separators=(",", ":"))
-        if self.mode == PLAN:
+        answer = self.answers.get(child.name)
+        absent = answer is None or ((kind, key) not in answer.calls and answer.failure is None)
+        if self.mode == PLAN or (self.mode == COLLECT and absent):
             listed = self._need(child).calls.setdefault(kind, [])
             if key not in listed:
                 listed.append(key)
             return None
-        answer = self.answers.get(child.name)
-        if answer is None or ((kind, key) not in answer.calls and answer.failure is None):
+        if absent:
             answer = await self._live(child, ChildNeeds(calls={kind: [key]}))
+        assert answer is not None
         if answer.failure is not None or (kind, key) not in answer.calls:
             reason = answer.failure or "gave no answer to an internal call"
             self._report(child, reason)
@@ -363,19 +373,28 @@ class RemoteCalls:
 
     # ------------------------------------------------------------ fetching
 
+    @property
+    def pending(self) -> bool:
+        """Whether a pass recorded needs not fetched yet (a COLLECT pass: one more round)."""
+        return any(self.needs.values())
+
     async def fetch_planned(self) -> None:
-        """One request per child with everything the planning pass recorded, all concurrently."""
+        """One request per child with everything the last pass recorded, all concurrently; the
+        next pass answers what was fetched and records what it finds still missing (COLLECT)."""
         names = [n for n, need in self.needs.items() if need]
         results = await asyncio.gather(*(self._request(self.children[n], self.needs[n]) for n in names))
         for n, ans in zip(names, results):
-            self.answers[n] = ans
-            self._relay(ans)
-        self.mode = REPLAY
+            self._keep(n, ans)
+        self.needs = {}
+        self.mode = COLLECT
 
     async def _live(self, child: Child, needs: ChildNeeds) -> ChildAnswer:
-        ans = await self._request(child, needs)
+        return self._keep(child.name, await self._request(child, needs))
+
+    def _keep(self, name: str, ans: ChildAnswer) -> ChildAnswer:
+        """A child's answer added to what it answered before in this operation."""
         self._relay(ans)
-        prev = self.answers.setdefault(child.name, ChildAnswer())
+        prev = self.answers.setdefault(name, ChildAnswer())
         prev.summaries.update(ans.summaries)
         prev.pieces.update(ans.pieces)
         prev.piece_errors.update(ans.piece_errors)
