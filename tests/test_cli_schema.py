@@ -241,6 +241,25 @@ async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) ->
         await con.close()
 
 
+async def test_two_migrators_starting_together_on_an_empty_database(admin_url: str) -> None:
+    """Replicas that each run migrate at start: one applies everything, the other waits and then
+    finds nothing to do (both had created the migrations' table, and one failed)."""
+    import asyncio
+    import uuid
+
+    from tests.conftest import _create_db
+
+    for _ in range(3):
+        url = await _create_db(admin_url, f"tierfed_race_{uuid.uuid4().hex[:8]}")
+        cons = [await asyncpg.connect(url) for _ in range(2)]
+        try:
+            runs = await asyncio.gather(*(migrate(c) for c in cons))
+        finally:
+            for c in cons:
+                await c.close()
+        assert sorted(len(r) for r in runs) == [0, len(migration_files())], runs
+
+
 def test_migrate_command_twice(tmp_path: Path, fresh_db: str) -> None:
     cfg = write_cfg(tmp_path, f'[node]\nname = "x"\nregion = "000000"\ndatabase_url = "{fresh_db}"\n'
                               f'[auth]\njwt_secret = "{SECRET}"\n')

@@ -99,14 +99,15 @@ async def migrate(con: asyncpg.Connection) -> list[str]:
 
     Returns the names of the files applied; a second run applies none and changes nothing.
     """
-    await con.execute(
-        "create table if not exists schema_migrations ("
-        " version int primary key, name text not null, applied_at timestamptz not null default now())"
-    )
     applied = []
-    # One migrator at a time on a database.
+    # One migrator at a time on a database, from its very first statement: two that started
+    # together on an empty database had both created the migrations' table, and one failed.
     await con.execute("select pg_advisory_lock(7366041)")
     try:
+        await con.execute(
+            "create table if not exists schema_migrations ("
+            " version int primary key, name text not null, applied_at timestamptz not null default now())"
+        )
         done = {r["version"] for r in await con.fetch("select version from schema_migrations")}
         for version, name, sql in migration_files():
             if version in done:
