@@ -66,7 +66,7 @@ async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str,
         calls.append((code, f, t, first_arg(int_arg(a, "first")), tuple(id_arg(str(i), "args") for i in ids)))
         # The answer names persons by their whole ID numbers: only for the node above, which
         # merges them with its other parts' and masks and audits them for its caller.
-        ctx(info).access.from_node_above(code, "the duplicates internal call")
+        ctx(info).access.from_node_above(ctx(info).node.name, code, "the duplicates internal call")
     out = []
     for code, f, t, first, ids in calls:
         found = await finder(info).find(code, f, t, first, ids)

@@ -90,11 +90,18 @@ async def tier_call(info: Info, kind: str, args: list[Any]) -> list[Any]:
 
 
 def node_caller(info: Info) -> None:
-    """Node-to-node work without a caller: a NODE token whose scope covers this node."""
+    """Node-to-node work without a caller: a NODE token whose scope covers this node, signed for it."""
     c = ctx(info)
     c.access.role("NODE", "this internal call")
     if not c.access.may(c.node.region):
         raise forbidden(f"node token of {c.caller.scope} does not cover this node's region {c.node.region}")
+    if not c.access.node_above(c.node.name, c.node.region):
+        raise forbidden(f"node token of {c.caller.scope} was signed for {c.caller.to or 'no node'}, not for this "
+                        f"node '{c.node.name}'")
+    # Node to node all the way down: this node asks its own children as itself, each with a
+    # token signed for it (the one it was sent names this node, which its children refuse).
+    index = c.runtime.index
+    c.remote.token = lambda child: index.node_token(child) or ""
 
 
 async def persons_changed(info: Info) -> bool:

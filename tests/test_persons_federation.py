@@ -498,7 +498,7 @@ async def test_the_duplicates_internal_call_answers_only_the_node_above(fed: Fed
                              headers={"Authorization": f"Bearer {NATIONAL}", NODE_HEADER: assertion})
             return r.json()  # type: ignore[no-any-return]
 
-    central = fed.nodes["central"].runtime.index.node_token()
+    central = fed.nodes["central"].runtime.index.node_token("guangdong")  # as central signs it for Guangdong
     assert central is not None
     body = await with_assertion(central)
     assert "errors" not in body, body
@@ -509,11 +509,27 @@ async def test_the_duplicates_internal_call_answers_only_the_node_above(fed: Fed
         r = await c.post(fed.nodes["guangdong"].url, json={"query": q, "variables": a},
                          headers={"Authorization": f"Bearer {county}", NODE_HEADER: central})
     assert r.json()["errors"][0]["extensions"]["code"] == "FORBIDDEN"
-    # a user token, or a forged one, in the node's place is refused as a node token
-    for fake in (NATIONAL, central[:-4] + "AAAA"):
+    # a user token, a forged one, one central signed for Sichuan (replayed by Sichuan at its sibling),
+    # or one naming no node, in the node's place: refused as a node token
+    for_sichuan = fed.nodes["central"].runtime.index.node_token("sichuan")
+    unnamed = fed.nodes["central"].runtime.index.node_token()
+    assert for_sichuan and unnamed
+    for fake in (NATIONAL, central[:-4] + "AAAA", for_sichuan, unnamed):
         body = await with_assertion(fake)
         assert body["errors"][0]["extensions"]["code"] == "UNAUTHENTICATED", body
         assert NODE_HEADER in body["errors"][0]["message"]
+
+
+async def test_a_node_token_is_taken_only_by_the_node_it_was_signed_for(fed: Fed) -> None:
+    """Central's NODE token for Sichuan, replayed by Sichuan at its sibling Guangdong, reads no
+    person feed there (it had: every ID number Guangdong holds); the one for Guangdong does."""
+    q = '{ _tierCall(kind: "presence", args: [{since: 0, first: 10}]) }'
+    index = fed.nodes["central"].runtime.index
+    refused = await fed.ask("guangdong", q, None, index.node_token("sichuan") or "")
+    assert refused["errors"][0]["extensions"]["code"] == "FORBIDDEN", refused
+    assert "signed for sichuan" in refused["errors"][0]["message"]
+    taken = await fed.ask("guangdong", q, None, index.node_token("guangdong") or "")
+    assert "errors" not in taken and taken["data"]["_tierCall"][0]["ids"], taken
 
 
 @pytest.mark.parametrize(("query", "variables", "tok", "code"), [

@@ -180,16 +180,20 @@ async def test_links_take_only_node_tokens_from_the_right_side(new_db: Any) -> N
         base = g.url.rsplit("/", 1)[0] + "/tierfed/link"
         rt = g.runtime
 
-        def node_tok(scope: str) -> str:
-            return rt.keys.sign("node:x", scope, ["NODE"], 60)
+        def node_tok(scope: str, to: str | None = None) -> str:
+            return rt.keys.sign("node:x", scope, ["NODE"], 60, to=to)
 
         async with httpx.AsyncClient(timeout=10) as h:
             viewer = await h.get(base, headers={"Authorization": f"Bearer {VIEWER}"})
             assert viewer.status_code == 403 and "NODE" in viewer.json()["message"]
             below = await h.get(base, headers={"Authorization": f"Bearer {node_tok('440300')}"})
             assert below.status_code == 403
-            above = await h.get(base, headers={"Authorization": f"Bearer {node_tok('000000')}"})
+            above = await h.get(base, headers={"Authorization": f"Bearer {node_tok('000000', 'guangdong')}"})
             assert above.status_code == 200 and set(above.json()) == {"version", "validFor"}
+            # a token from above signed for another node (replayed by a sibling), or for none: refused
+            for to in ("sichuan", None):
+                other = await h.get(base, headers={"Authorization": f"Bearer {node_tok('000000', to)}"})
+                assert other.status_code == 403 and "signed for" in other.json()["message"], other.text
             stranger = await h.post(base, json={"version": 5}, headers={"Authorization": f"Bearer {node_tok('510000')}"})
             assert stranger.status_code == 403 and "not a child" in stranger.json()["message"]
             bad = await h.post(base, json={"version": "x"}, headers={"Authorization": f"Bearer {node_tok('440300')}"})

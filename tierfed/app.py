@@ -48,6 +48,9 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
             yield
         finally:
             gc.unfreeze()  # (a process running several nodes, as the tests do, frees a stopped one's)
+            jobs = getattr(app.state, "import_jobs", None)
+            if jobs is not None:  # imports over HTTP still running: stopped, and their jobs say so
+                await jobs.stop()
             await background.stop(refresh)
             if rt.live is not None:
                 await rt.live.close()

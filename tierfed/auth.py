@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +17,9 @@ from . import codes
 from .config import AuthConfig
 from .errors import Code, TierfedError, UserError, forbidden
 from .selfservice import SELF_ROLES, self_role, subject
+
+# Clock skew allowed between the node that signs a token and the one that checks it (iat, exp).
+LEEWAY_S = 30
 
 ROLES = ("VIEWER", "OPERATOR", "PII_READER", "AUDITOR", "NODE", "BUDGET_REVIEWER", "BUDGET_APPROVER")
 # BUDGET_REVIEWER: the department that reviews a pool's budget; BUDGET_APPROVER: finance, which approves it.
@@ -35,6 +39,10 @@ class Caller:
     # The scope of the parent node that sent this request on the caller's behalf (its NODE token
     # in tiers.remote.NODE_HEADER, verified), or None when it did not come from a node.
     via_node: str | None = None
+    # A NODE token a node signed for one receiver: that node's name (``Keys.sign(to=)``). A node
+    # takes a NODE token from a node above it only when it names it (a token a parent sent one
+    # child cannot be replayed at a sibling).
+    to: str | None = None
 
     def has(self, role: str) -> bool:
         return role in self.roles
@@ -80,9 +88,11 @@ class Keys:
             files = [cfg.jwt_public_key_file or "", *cfg.previous_public_key_files]
             self.verifiers = [public_key(f) for f in files]
 
-    def sign(self, sub: str, scope: str, roles: list[str], ttl: int) -> str:
+    def sign(self, sub: str, scope: str, roles: list[str], ttl: int, to: str | None = None) -> str:
         now = int(time.time())
-        claims = {"sub": sub, "scope": scope, "roles": roles, "iat": now, "exp": now + ttl}
+        claims: dict[str, Any] = {"sub": sub, "scope": scope, "roles": roles, "iat": now, "exp": now + ttl}
+        if to is not None:
+            claims["to"] = to
         if self.cfg.issuer:
             claims["iss"] = self.cfg.issuer
         if self.cfg.jwt_secret:
@@ -145,7 +155,7 @@ class Keys:
         for algorithms, key in self.verifiers:
             try:
                 claims = jwt.decode(
-                    token, key, algorithms=algorithms,
+                    token, key, algorithms=algorithms, leeway=LEEWAY_S,
                     options={"require": ["exp", "sub"]},
                     issuer=self.cfg.issuer if self.cfg.issuer else None,
                 )
@@ -159,7 +169,9 @@ class Keys:
         roles = claims.get("roles", [])
         if not isinstance(roles, list) or any(not isinstance(r, str) or r not in ROLES for r in roles):
             raise unauthenticated(f"token's roles claim must be a list of {', '.join(ROLES)}")
-        return _caller(str(claims["sub"]), claims.get("scope"), roles, token, tree, "scope", claims.get("exp"))
+        caller = _caller(str(claims["sub"]), claims.get("scope"), roles, token, tree, "scope", claims.get("exp"))
+        to = claims.get("to")
+        return dataclasses.replace(caller, to=to) if isinstance(to, str) else caller
 
 
 def _caller(sub: str, scope: Any, roles: list[str], token: str, tree: Tree, scope_claim: str,
@@ -240,13 +252,20 @@ class Access:
             raise forbidden(f"{action} needs the {' or '.join(roles)} role; "
                             f"your token has {sorted(self.caller.roles) or 'none'}")
 
-    def from_node_above(self, region: str, what: str) -> None:
+    def node_above(self, me: str, region: str) -> bool:
+        """Whether the caller is a node whose region covers ``region``, with a NODE token signed for
+        this node (``me``)."""
+        return self.caller.has("NODE") and self.tree.within(region, self.caller.scope) and self.caller.to == me
+
+    def from_node_above(self, me: str, region: str, what: str) -> None:
         """FORBIDDEN unless this request comes from a node whose region covers ``region``: a NODE
-        token, or the caller's token forwarded by such a node (its own NODE token beside it). For
-        internal calls whose answers hold unmasked ID numbers that the node above masks and
-        audits for its caller: never answered to a caller directly."""
-        for scope in ((self.caller.scope,) if self.caller.has("NODE") else ()) + (
-                (self.caller.via_node,) if self.caller.via_node else ()):
+        token naming this node (``me``), or the caller's token forwarded by such a node (its own
+        NODE token beside it, checked at the door). For internal calls whose answers hold unmasked
+        ID numbers that the node above masks and audits for its caller: never answered to a caller
+        directly."""
+        if self.node_above(me, region):
+            return
+        for scope in ((self.caller.via_node,) if self.caller.via_node else ()):
             if self.tree.within(region, scope):
                 return
         raise forbidden(f"{what} is answered only to the node above this one, on a caller's behalf: "

@@ -120,6 +120,9 @@ def _via_node(rt: Runtime, caller: Caller, assertion: str | None) -> Caller:
         raise TierfedError(Code.UNAUTHENTICATED, f"{NODE_HEADER}: {e.message}") from None
     if not node.has("NODE"):
         raise TierfedError(Code.UNAUTHENTICATED, f"{NODE_HEADER} must carry a node's NODE token")
+    if node.to != rt.node.name:
+        raise TierfedError(Code.UNAUTHENTICATED, f"{NODE_HEADER} carries a NODE token signed for "
+                                                 f"{node.to or 'no node'}, not for this node '{rt.node.name}'")
     return dataclasses.replace(caller, via_node=node.scope)
 
 

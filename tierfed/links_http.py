@@ -37,6 +37,9 @@ async def link_endpoint(request: Request) -> JSONResponse:
     if request.method == "GET":
         if caller.scope == rt.node.region or not rt.tree.within(rt.node.region, caller.scope):
             return _refused(Code.FORBIDDEN, f"{caller.scope} is not above this node's region {rt.node.region}", 403)
+        if caller.to != rt.node.name:
+            return _refused(Code.FORBIDDEN, f"the NODE token was signed for {caller.to or 'no node'}, not for this "
+                                            f"node '{rt.node.name}'", 403)
         version, valid = await rt.links.grant()
         return JSONResponse({"version": version, "validFor": valid}, headers={"Cache-Control": "no-store"})
     child = rt.index.child_of_caller(caller.scope)

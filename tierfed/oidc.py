@@ -83,7 +83,7 @@ class OidcKeys:
 
     def claims(self, token: str, key: Any) -> dict[str, Any]:
         return jwt.decode(token, key, algorithms=list(self.cfg.algorithms), audience=self.cfg.audience,
-                          issuer=self.cfg.issuer, options={"require": ["exp", "iss", "aud"]})
+                          issuer=self.cfg.issuer, leeway=30, options={"require": ["exp", "iss", "aud"]})
 
     def roles(self, claims: dict[str, Any]) -> list[str] | None:
         """The token's roles as tierfed names; None when the roles claim is not a list or a string."""

@@ -162,8 +162,8 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
                         "run the command with the config of a node that holds it")
     font = font or find_font()
 
-    def token() -> str:
-        tok = rt.index.node_token()
+    def token(child: str | None = None) -> str:
+        tok = rt.index.node_token(child)
         if tok is None:
             raise UserError("this node cannot sign node tokens ([auth] has no secret or private key): "
                             "it cannot ask its children for the statements")
@@ -173,7 +173,7 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
     persons: list[tuple[str, str]] = []
     after = ""
     while True:
-        remote = RemoteCalls(rt.clients, token(), {}, {}, LIVE)
+        remote = RemoteCalls(rt.clients, lambda child: token(child), {}, {}, LIVE)
         page, failed, _ = await registered(rt.node, rt.pool, remote, region, after, LIST_PAGE)
         if failed:
             raise UserError(f"the nodes of {', '.join(failed)} did not say who is registered there: "

@@ -21,6 +21,7 @@ import jwt
 from tierfed.errors import UserError
 
 TTL_S = 60
+LEEWAY_S = 30  # clock skew allowed between the node that signs a step and the one that checks it
 
 
 def generate_key_pair(private_file: Path, public_file: Path) -> None:
@@ -109,7 +110,7 @@ class NodeIdentity:
 
     def _verify(self, header: str | None, body: bytes, key: Any, sender: str) -> None:
         try:
-            claims = jwt.decode(_token(header), key, algorithms=["EdDSA"], audience=self.name,
+            claims = jwt.decode(_token(header), key, algorithms=["EdDSA"], audience=self.name, leeway=LEEWAY_S,
                                 options={"require": ["exp", "iss", "aud", "body"]})
         except jwt.PyJWTError as e:
             raise PermissionError(f"node signature refused: {e}") from None

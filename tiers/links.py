@@ -87,7 +87,7 @@ class Links:
     async def check_child(self, child: Child) -> bool:
         """Ask a child its version and lease; the link is up until the lease runs out. False when it
         could not be asked (the link is then down at once: requests ask the child themselves)."""
-        tok = self.node_token()
+        tok = self.node_token(child.name)
         if tok is None or self.lease_s <= 0:
             return False
         self.checks += 1

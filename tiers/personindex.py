@@ -67,10 +67,11 @@ class PersonIndex:
     def is_current(self, child: str) -> bool:
         return child in self._current
 
-    def node_token(self) -> str | None:
-        """A short-lived token this node signs for itself, or None when it only verifies tokens."""
+    def node_token(self, to: str | None = None) -> str | None:
+        """A short-lived token this node signs for itself, or None when it only verifies tokens;
+        ``to``: the node it is for (a child takes a token from above only when it names it)."""
         try:
-            return self.keys.sign(f"node:{self.cfg.name}", self.cfg.region, [NODE_ROLE], 300)
+            return self.keys.sign(f"node:{self.cfg.name}", self.cfg.region, [NODE_ROLE], 300, to=to)
         except UserError:
             return None
 
@@ -89,7 +90,7 @@ class PersonIndex:
             return n
 
     async def _read_feed(self, child: Child) -> int:
-        tok = self.node_token()
+        tok = self.node_token(child.name)
         if tok is None:
             raise UserError("this node cannot sign node tokens ([auth] has no secret or private key)")
         seq = (await person_store.synced(self.pool)).get(child.name, 0)
@@ -189,7 +190,7 @@ class PersonIndex:
         below this node or outside its subtree, one line each; and what could not be asked."""
         months, problem = await self.held_elsewhere(first, last)
         if self.node.children:
-            live = RemoteCalls(self.clients, self.node_token() or "", {}, {}, LIVE)
+            live = RemoteCalls(self.clients, lambda child: self.node_token(child) or "", {}, {}, LIVE)
             found = await Duplicates(self.node, store, live, self.is_current).find(self.node.region, first, last, 1000)
             for d in found.duplicates if found else []:
                 months.extend(person_store.RecordMonths(d.id_number, d.name, d.scheme, r, (d.month,)) for r in d.regions)

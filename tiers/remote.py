@@ -204,16 +204,19 @@ class ChildClients:
         # The NODE token this node signs for itself (tiers.personindex), sent with every request
         # to a child beside the caller's token (NODE_HEADER): the child then knows the request
         # comes from its parent node, which internal calls that answer unmasked ID numbers need.
-        self.node_token: Callable[[], str | None] | None = None
-        self._assertion: tuple[float, str] | None = None
+        self.node_token: Callable[[str], str | None] | None = None
+        self._assertions: dict[str, tuple[float, str]] = {}
 
-    def assertion(self) -> str | None:
-        """This node's NODE token, signed at most once a minute (it is valid for five)."""
+    def assertion(self, child: str) -> str | None:
+        """This node's NODE token for ``child`` (it names the child: no other node takes it),
+        signed at most once a minute (it is valid for five)."""
         now = time.monotonic()
-        if self._assertion is not None and now - self._assertion[0] < 60:
-            return self._assertion[1]
-        tok = self.node_token() if self.node_token is not None else None
-        self._assertion = (now, tok) if tok else None
+        kept = self._assertions.get(child)
+        if kept is not None and now - kept[0] < 60:
+            return kept[1]
+        tok = self.node_token(child) if self.node_token is not None else None
+        if tok:
+            self._assertions[child] = (now, tok)
         return tok
 
     async def post(self, child: Child, token: str, document: str, variables: dict[str, Any]) -> dict[str, Any]:
@@ -225,7 +228,7 @@ class ChildClients:
             with span(f"child {child.name}", **{"tierfed.child": child.name, "tierfed.child.region": child.region}):
                 # inside the child's span: its traceparent names that span as the child's parent
                 headers = {"Authorization": f"Bearer {token}", "Accept": "application/json", **child_headers(req)}
-                node = self.assertion()
+                node = self.assertion(child.name)
                 if node:
                     headers[NODE_HEADER] = node
                 send = {"json": {"query": document, "variables": variables}, "headers": headers}
@@ -262,7 +265,7 @@ class ChildClients:
 class RemoteCalls:
     """The remote side of one operation."""
 
-    def __init__(self, clients: ChildClients | None, token: str, variable_defs: dict[str, str],
+    def __init__(self, clients: ChildClients | None, token: str | Callable[[str], str], variable_defs: dict[str, str],
                  variables: dict[str, Any], mode: str = LIVE) -> None:
         self.clients = clients
         self.token = token
@@ -409,7 +412,8 @@ class RemoteCalls:
         answer = ChildAnswer()
         assert self.clients is not None
         try:
-            body = await self.clients.post(child, self.token, doc.text, doc.variables)
+            token = self.token(child.name) if callable(self.token) else self.token  # a node's own: for that child
+            body = await self.clients.post(child, token, doc.text, doc.variables)
         except httpx.TimeoutException:
             answer.failure = f"did not answer within {child.timeout_s:g} s"
             return answer

@@ -82,6 +82,14 @@ class Jobs:
             del self.jobs[j.id]
         return job
 
+    async def stop(self) -> None:
+        """The node is stopping: the imports still running are stopped (an import not committed
+        yet is rolled back, and its job says so; one committed already says it is imported)."""
+        running = [j.task for j in self.jobs.values() if j.task is not None and not j.task.done()]
+        for task in running:
+            task.cancel()
+        await asyncio.gather(*running, return_exceptions=True)
+
     @staticmethod
     async def written(rt: Runtime, job: Job) -> None:
         """Where the job stands, for the other workers: while it runs, every HEARTBEAT_S; then its end."""
@@ -229,10 +237,19 @@ async def _import(rt: Runtime, job: Job, path: Path, sha256: str) -> None:
     try:
         rep = await import_file(rt.pool, rt.node, job.kind, path, progress=False, caller=job.caller,
                                 scope=job.scope, via="http", name=job.file_name, sha256=sha256, job=job.progress)
+        rt.metrics.import_done(job.kind, rep.outcome, rep.rows, rep.seconds)
+        # Committed: whatever happens from here on, the job says what the import did.
+        job.report = rep
         for problem in await after_import(rt, rep, path):
             log.warning("import job %s: %s", job.id, problem)
-        rt.metrics.import_done(job.kind, rep.outcome, rep.rows, rep.seconds)
-        job.report, job.state = rep, rep.outcome
+        job.state = rep.outcome
+    except asyncio.CancelledError:  # the node is stopping
+        if job.report is not None:
+            job.state = job.report.outcome
+        else:
+            job.state, job.error = "failed", ("the node stopped during the import; nothing was imported (its "
+                                              "transaction was rolled back): submit the file again")
+        raise
     except ImportFailed as e:
         job.report, job.state, job.error = e.report, "rejected", str(e)
         if e.report is not None:
@@ -242,7 +259,10 @@ async def _import(rt: Runtime, job: Job, path: Path, sha256: str) -> None:
     except Exception as e:  # noqa: BLE001 - masked: the log has the reference, the caller the code
         ref = hashlib.sha256(f"{job.id}{e!r}".encode()).hexdigest()[:12]
         log.exception("import job %s failed (reference %s)", job.id, ref)
-        job.state, job.error = "failed", f"internal error (reference {ref}); nothing was imported"
+        if job.report is not None:  # after the commit: imported all the same
+            job.state = job.report.outcome
+        else:
+            job.state, job.error = "failed", f"internal error (reference {ref}); nothing was imported"
     finally:
         path.unlink(missing_ok=True)
 
