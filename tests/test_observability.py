@@ -11,6 +11,7 @@ import asyncio
 import os
 import re
 from collections.abc import AsyncIterator
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -331,3 +332,27 @@ async def test_metrics_count_imports_and_the_changes_waiting_for_a_node(fresh_db
         await c.runtime.pool.execute("update change_participant set state = 'COMMITTED'")
         s = _samples((await c.http.get("/metrics", headers={"Authorization": f"Bearer {OPERATOR}"})).text)
         assert s[("tierfed_changes_waiting", (("node", "guangdong"),))] == 0
+
+
+def test_the_gauges_of_a_worker_that_is_gone_are_left_out(tmp_path: Path) -> None:
+    """A worker that crashed (and was restarted) left its gauges' files: its last subscriptions
+    and changes waiting stayed in every scrape's sum and maximum until the node restarted. Its
+    counts stay (a counter of the dead worker is still part of the node's total)."""
+    import subprocess
+    import sys
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from tierfed.metrics import LiveWorkersCollector
+
+    code = ("from prometheus_client import Counter, Gauge\n"
+            "Gauge('tierfed_live_subscriptions', 'x', multiprocess_mode='livesum').set(7)\n"
+            "Gauge('tierfed_changes_waiting', 'x', ['node'], multiprocess_mode='max').labels('a').set(5)\n"
+            "Counter('tierfed_requests', 'x').inc(3)\n")
+    subprocess.run([sys.executable, "-c", code], env={**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)},
+                   check=True)
+    registry = CollectorRegistry()
+    LiveWorkersCollector(registry, path=str(tmp_path))
+    text = generate_latest(registry).decode()
+    assert "tierfed_live_subscriptions 7.0" not in text and 'tierfed_changes_waiting{node="a"} 5.0' not in text, text
+    assert "tierfed_requests_total 3.0" in text, text

@@ -349,10 +349,11 @@ def _metrics_listener(cfg: NodeConfig) -> None:
     if not (cfg.metrics.enabled and cfg.metrics.listen):
         return
     from prometheus_client import CollectorRegistry, start_http_server
-    from prometheus_client.multiprocess import MultiProcessCollector
+
+    from .metrics import LiveWorkersCollector
 
     registry = CollectorRegistry()
-    MultiProcessCollector(registry)
+    LiveWorkersCollector(registry)
     host, port = cfg.metrics.listen.rsplit(":", 1)
     start_http_server(int(port), host, registry=registry)
 

@@ -15,7 +15,8 @@ from __future__ import annotations
 
 import asyncio
 import os
-from typing import TYPE_CHECKING
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from graphql import OperationDefinitionNode, parse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -131,9 +132,36 @@ class Metrics:
     def exposition(self) -> bytes:
         if multiprocess():
             registry = CollectorRegistry()
-            mp.MultiProcessCollector(registry)
+            LiveWorkersCollector(registry)
             return generate_latest(registry)
         return generate_latest(self.registry)
+
+
+def sweep_dead(path: str) -> None:
+    """Forget the gauges of workers that are gone (one that crashed and was restarted): their last
+    values would stay in every sum and maximum. Their counts (counters, histograms) stay."""
+    pids: set[int] = set()
+    for f in Path(path).glob("gauge_*.db"):
+        tail = f.stem.rsplit("_", 1)[-1]
+        if tail.isascii() and tail.isdigit():
+            pids.add(int(tail))
+    for pid in pids:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            mp.mark_process_dead(pid, path)  # its live gauges
+            for f in Path(path).glob(f"gauge_*_{pid}.db"):  # and the others ("max": the changes waiting)
+                f.unlink(missing_ok=True)
+        except PermissionError:
+            pass  # alive, under another user
+
+
+class LiveWorkersCollector(mp.MultiProcessCollector):
+    """Every worker's metrics, the gauges of workers that are gone left out."""
+
+    def collect(self) -> Any:
+        sweep_dead(self._path)
+        return super().collect()
 
 
 async def metrics_endpoint(request: Request) -> Response:
