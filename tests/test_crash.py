@@ -200,8 +200,14 @@ def transfer_in(person: str, to: str, key: str, eff: str = "2025-04") -> dict[st
     return {"in": {"idNumber": person, "to": to, "effectiveFrom": eff, "idempotencyKey": key}}
 
 
-async def last_change(cl: Cluster) -> str:
-    return str(await cl.cons["central"].fetchval("select id from change order by started_at desc limit 1"))
+async def change_of(cl: Cluster, key: str) -> str:
+    """The change the coordinator recorded under ``key``: there must be exactly one (a crash point
+    before the intent was written would otherwise pass for an earlier change)."""
+    ids = [r["id"] for r in await cl.cons["central"].fetch(
+        "select id from change where idempotency_key = $1 and role = 'coordinator' and kind <> 'presumed-aborted'",
+        key)]
+    assert len(ids) == 1, (key, ids)
+    return str(ids[0])
 
 
 # (crash point, the node it stops, what the change is, the state it must end in)
@@ -245,7 +251,7 @@ async def test_every_crash_point(cluster: Cluster) -> None:
             assert waiting is not None
             parts = {p["node"]: p["state"] for p in waiting["data"]["changes"][0]["participants"]}
             assert parts[node] == "PENDING", parts
-        change_id = await last_change(cl)
+        change_id = await change_of(cl, f"crash-{i}")
         await cl.restart(node)
         await cl.settled()
         await cl.agree(change_id, end)
@@ -334,6 +340,6 @@ async def test_recovery_in_another_worker_leaves_a_change_in_progress_alone(clus
     assert got is not None and "errors" not in got, got
     assert got["data"]["transferInsurance"]["transfer"]["state"] == "COMMITTED"
     await cl.settled()
-    await cl.agree(await last_change(cl), "COMMITTED")
+    await cl.agree(await change_of(cl, "workers-1"), "COMMITTED")
     await cl.conserved()
     await cl.restart("central")  # one worker again, as the other tests of this module expect
