@@ -112,6 +112,7 @@ async def test_csv_carries_the_api_figures(world: tuple[Client, Raw, str]) -> No
     ({"region": "440000"}, 400, "year is missing"),
     ({"region": "440000", "year": "2025", "half": "3"}, 400, "half must be 1"),
     ({"region": "440000", "year": "20x5"}, 400, "year must be a whole number"),
+    ({"region": "440000", "year": "²"}, 400, "year must be a whole number"),  # a Unicode digit: it had been a 500
     ({"region": "440000", "year": "2025", "format": "pdf"}, 400, "format must be html or csv"),
     ({"region": "44000", "year": "2025"}, 400, "region"),
     ({"region": "440000", "year": "2025", "colour": "red"}, 400, "unknown parameter 'colour'"),

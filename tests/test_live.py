@@ -225,6 +225,72 @@ async def test_a_node_running_registered_operations_only_runs_registered_subscri
         await node.stop()
 
 
+async def test_a_client_accepting_every_media_type_gets_its_queries_as_json(fresh_db: str) -> None:
+    """urql's default Accept lists text/event-stream among the JSON types: its queries and
+    mutations are answered as JSON, its subscriptions as a stream (every urql query had been
+    sent to the stream's endpoint and refused)."""
+    accept = ("application/graphql-response+json, application/graphql+json, application/json, "
+              "text/event-stream, multipart/mixed")
+    node = await one_node(fresh_db)
+    try:
+        async with httpx.AsyncClient(timeout=10) as c:
+            r = await c.post(node.url, json={"query": "{ nation { code } }"},
+                             headers={"Authorization": f"Bearer {VIEWER}", "Accept": accept})
+            assert r.status_code == 200 and r.json() == {"data": {"nation": {"code": "000000"}}}, r.text
+            async with c.stream("POST", node.url, json={"query": LIVE, "variables": {"r": "440000"}},
+                                headers={"Authorization": f"Bearer {VIEWER}", "Accept": accept}) as s:
+                assert s.headers["content-type"].startswith("text/event-stream")
+    finally:
+        await node.stop()
+
+
+async def test_websocket_messages_that_are_not_graphql_close_it_cleanly(fresh_db: str) -> None:
+    """A binary frame, a message over the body limit, a reused id of many Chinese characters:
+    each closes the socket with its code (they had raised in the handler: no code, a traceback);
+    and an id completed and subscribed again at once leaves one subscription, not an untracked
+    one beside it (which had escaped the per-connection limit and outlived the socket)."""
+    node = await start_node(node_config(limits={"max_body_bytes": 10_000}), fresh_db)
+    try:
+        async with WS(node.url, VIEWER) as ws:
+            assert (await ws.recv())["type"] == "connection_ack"
+            await ws.ws.send(b"\x00binary")
+            assert (await ws.closed())[0] == 4400
+        async with WS(node.url, VIEWER) as ws:
+            assert (await ws.recv())["type"] == "connection_ack"
+            await ws.send({"id": "big", "type": "subscribe", "payload": {"query": "#" + "x" * 20_000 + "\n" + LIVE}})
+            code, reason = await ws.closed()
+            assert code == 4400 and "max_body_bytes" in reason
+        async with WS(node.url, VIEWER) as ws:
+            assert (await ws.recv())["type"] == "connection_ack"
+            long_id = "订阅" * 60
+            await ws.subscribe(long_id, LIVE, {"r": "440000"})
+            await ws.subscribe(long_id, LIVE, {"r": "440000"})
+            code, reason = await ws.closed()
+            assert code == 4409 and len(reason.encode()) <= 123
+        async with WS(node.url, VIEWER) as ws:
+            assert (await ws.recv())["type"] == "connection_ack"
+            for _ in range(30):
+                await ws.subscribe("a", LIVE, {"r": "440000"})
+                await ws.send({"id": "a", "type": "complete"})
+            await ws.subscribe("a", LIVE, {"r": "440000"})
+            msg = await ws.recv()
+            while msg.get("type") != "next":
+                msg = await ws.recv()
+            live = node.runtime.live
+            for _ in range(100):  # the completed ones end: one subscription left, the last
+                if live.subscribers == 1:
+                    break
+                await asyncio.sleep(0.02)
+            assert live.subscribers == 1, live.subscribers
+        for _ in range(100):  # and none outlives the socket
+            if live.subscribers == 0:
+                break
+            await asyncio.sleep(0.02)
+        assert live.subscribers == 0, live.subscribers
+    finally:
+        await node.stop()
+
+
 async def test_requests_that_cannot_run_are_refused_before_any_stream(fresh_db: str) -> None:
     node = await one_node(fresh_db)
     try:

@@ -62,6 +62,25 @@ def _parse(query: str) -> DocumentNode | GraphQLError:
         return e
 
 
+def has_nul(variables: Any) -> bool:
+    """True when a string of the variables holds U+0000, which no PostgreSQL text can store.
+
+    (String literals in the document are refused by validation: ``execution.NoNulInStringsRule``.)
+    """
+    stack = [variables]
+    while stack:
+        v = stack.pop()
+        if isinstance(v, str):
+            if "\x00" in v:
+                return True
+        elif isinstance(v, dict):
+            stack.extend(v.keys())
+            stack.extend(v.values())
+        elif isinstance(v, list):
+            stack.extend(v)
+    return False
+
+
 class NoNulInStringsRule(ValidationRule):
     """PostgreSQL text cannot hold U+0000: a string literal holding one is refused here, once per document."""
 
@@ -86,6 +105,21 @@ class Prepared:
     # What the PII audit records as "which operation": its name, or for an anonymous
     # one the sha256 of its text (the hash a persisted operation is registered under).
     label: str = ""
+
+
+def is_subscription(query: Any, operation_name: Any) -> bool:
+    """Whether ``query`` (a request's text) is a subscription: its operation (by name), parsed
+    through the parse cache; False for anything that does not parse or name one operation."""
+    if not isinstance(query, str):
+        return False
+    doc = _cached(_parse, "parse", query)
+    if isinstance(doc, GraphQLError):
+        return False
+    try:
+        op = _operation(doc, operation_name if isinstance(operation_name, str) else None)
+    except RequestError:
+        return False
+    return op.operation == OperationType.SUBSCRIPTION
 
 
 def _operation(doc: DocumentNode, operation_name: str | None) -> OperationDefinitionNode:

@@ -23,7 +23,7 @@ from . import observe
 from .answers import cache_key, cacheable, etag, matches
 from .auth import Caller, bearer
 from .errors import RETRY_AFTER_S, Code, TierfedError, database_down, forbidden
-from .execution import Prepared, RequestError, format_error, masked, prepare, run
+from .execution import Prepared, RequestError, format_error, has_nul, masked, prepare, run
 from .graphiql import page as graphiql_page
 from .persisted import operation_text
 from .runtime import Runtime
@@ -126,25 +126,6 @@ def _via_node(rt: Runtime, caller: Caller, assertion: str | None) -> Caller:
     return dataclasses.replace(caller, via_node=node.scope)
 
 
-def _has_nul(variables: Any) -> bool:
-    """True when a string of the variables holds U+0000, which no PostgreSQL text can store.
-
-    (String literals in the document are refused by validation: ``execution.NoNulInStringsRule``.)
-    """
-    stack = [variables]
-    while stack:
-        v = stack.pop()
-        if isinstance(v, str):
-            if "\x00" in v:
-                return True
-        elif isinstance(v, dict):
-            stack.extend(v.keys())
-            stack.extend(v.values())
-        elif isinstance(v, list):
-            stack.extend(v)
-    return False
-
-
 def _bad(message: str, status: int, media: str, headers: dict[str, str] | None = None) -> Response:
     return _respond({"errors": [{"message": message, "extensions": {"code": Code.BAD_USER_INPUT.value}}]},
                     status, media, headers)
@@ -164,7 +145,7 @@ async def graphql_endpoint(request: Request) -> Response:
         params = await _read_params(request, rt)
     except _BadRequest as e:
         return _bad(e.message, e.status, media)
-    if wants_stream(request):  # a subscription over Server-Sent Events (tierfed.subscriptions)
+    if wants_stream(request, rt, params):  # a subscription over Server-Sent Events (tierfed.subscriptions)
         return await sse_endpoint(request, rt, params)
     # A request error (nothing ran, no data): 4xx under the GraphQL-over-HTTP media
     # type; 200 under application/json, which older clients expect.
@@ -202,7 +183,7 @@ async def graphql_endpoint(request: Request) -> Response:
                     request_error, media)
     if request.method != "POST" and prepared.operation.operation != OperationType.QUERY:
         return _bad("mutations must be sent with POST", 405, media, {"Allow": "POST"})
-    if _has_nul(variables):
+    if has_nul(variables):
         return _bad("strings may not contain the NUL character (U+0000)", request_error, media)
     # The answer cache (tierfed.answers): versions first, then an answer kept at them.
     key = version = None

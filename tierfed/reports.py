@@ -62,8 +62,8 @@ def _arguments(request: Request) -> tuple[dict[str, Any], str]:
                 raise _bad("year is missing: pass year=YYYY, e.g. year=2025", "year")
             out[name] = None
             continue
-        if not raw.isdigit():
-            raise _bad(f"{name} must be a whole number, got {raw!r}", name)
+        if not (raw.isascii() and raw.isdigit()) or len(raw) > 9:
+            raise _bad(f"{name} must be a whole number, got {raw[:20]!r}", name)
         out[name] = int(raw)
     return out, fmt
 
@@ -72,7 +72,7 @@ async def report_data(request: Request, variables: dict[str, Any]) -> dict[str, 
     """The fundReport answer for the request's token; ReportError with the API's errors."""
     rt = request.app.state.runtime
     try:
-        caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+        caller = await rt.keys.verify_async(bearer(request.headers.get("authorization")), rt.tree)
     except TierfedError as e:
         raise ReportError(401, {"errors": [format_error(_as_graphql(e))]}) from None
     try:

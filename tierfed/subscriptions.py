@@ -34,7 +34,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 
 from .auth import Caller, bearer
 from .errors import Code, TierfedError
-from .execution import RequestError, format_error
+from .execution import RequestError, format_error, has_nul, is_subscription
 from .live import Live, Subscriber, payload
 from .persisted import operation_text
 from .runtime import Runtime
@@ -55,8 +55,20 @@ def live_of(rt: Runtime) -> Live:
     return rt.live  # type: ignore[no-any-return]
 
 
-def wants_stream(request: Request) -> bool:
-    return "text/event-stream" in request.headers.get("accept", "")
+def wants_stream(request: Request, rt: Runtime, params: dict[str, Any]) -> bool:
+    """Whether a request is a subscription over Server-Sent Events: it accepts text/event-stream and
+    either accepts nothing else or sends a subscription. A client that accepts every media type
+    (urql lists text/event-stream among JSON's) gets its queries and mutations as JSON."""
+    types = [t.split(";", 1)[0].strip().lower() for t in request.headers.get("accept", "").split(",")]
+    if "text/event-stream" not in types:
+        return False
+    if all(t in ("text/event-stream", "") for t in types):
+        return True
+    try:
+        query = operation_text(rt.persisted, rt.cfg.persisted_only, params)
+    except TierfedError:
+        return False  # refused as a plain request, which says why
+    return is_subscription(query, params.get("operationName"))
 
 
 def _errors(errors: list[GraphQLError]) -> list[dict[str, Any]]:
@@ -75,6 +87,8 @@ def _params(rt: Runtime, params: dict[str, Any]) -> tuple[str, str | None, dict[
     if not isinstance(variables, dict) or (op is not None and not isinstance(op, str)) or not isinstance(ext, dict):
         raise TierfedError(Code.BAD_USER_INPUT,
                            "variables and extensions must be JSON objects and operationName a string")
+    if has_nul(variables):
+        raise TierfedError(Code.BAD_USER_INPUT, "strings may not contain the NUL character (U+0000)")
     last = ext.get("lastAnswerId")
     return query, op, variables, last if isinstance(last, str) else None
 
@@ -90,7 +104,7 @@ def _event(kind: str, data: bytes = b"", event_id: str | None = None) -> bytes:
 async def sse_endpoint(request: Request, rt: Runtime, params: dict[str, Any]) -> Response:
     """A subscription over Server-Sent Events (``params`` already read from the body or the URL)."""
     try:
-        caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+        caller = await rt.keys.verify_async(bearer(request.headers.get("authorization")), rt.tree)
     except TierfedError as e:
         return JSONResponse({"errors": _errors([e])}, 401, headers={**NO_STORE, "WWW-Authenticate": "Bearer"})
     try:
@@ -159,16 +173,36 @@ class _Connection:
             await self.ws.send_text(json.dumps(msg, ensure_ascii=False, separators=(",", ":")))
 
     async def close(self, code: int, reason: str) -> None:
+        # A close frame's reason holds at most 123 bytes of UTF-8 (not characters).
+        reason = reason.encode()[:123].decode("utf-8", errors="ignore")
         with contextlib.suppress(RuntimeError, WebSocketDisconnect):
             await self.ws.close(code, reason)
 
+    async def receive(self) -> str | None:
+        """The next message's text; None when the client sent what no GraphQL message is (a binary
+        frame, or more than [limits].max_body_bytes), the connection then closed with 4400."""
+        msg = await self.ws.receive()
+        if msg["type"] == "websocket.disconnect":
+            raise WebSocketDisconnect(msg.get("code", 1000))
+        text = msg.get("text")
+        if text is None:
+            await self.close(4400, "Invalid message: graphql-transport-ws messages are text frames")
+            return None
+        if len(text) > self.rt.cfg.limits.max_body_bytes:
+            await self.close(4400, f"Invalid message: over this node's limit of {self.rt.cfg.limits.max_body_bytes} "
+                                   "bytes ([limits].max_body_bytes)")
+            return None
+        return text
+
     async def serve(self) -> None:
         try:
-            first = await asyncio.wait_for(self.ws.receive_text(), INIT_TIMEOUT_S)
+            first = await asyncio.wait_for(self.receive(), INIT_TIMEOUT_S)
         except TimeoutError:
             await self.close(4408, "Connection initialisation timeout")
             return
         except WebSocketDisconnect:
+            return
+        if first is None:
             return
         msg = _message(first)
         if msg is None or msg.get("type") != "connection_init":
@@ -182,7 +216,8 @@ class _Connection:
             header = init.get("Authorization") or init.get("authorization") or \
                 (f"Bearer {init['token']}" if isinstance(init.get("token"), str) else header)
         try:
-            self.caller = self.rt.keys.verify(bearer(header if isinstance(header, str) else None), self.rt.tree)
+            self.caller = await self.rt.keys.verify_async(bearer(header if isinstance(header, str) else None),
+                                                          self.rt.tree)
         except TierfedError as e:
             await self.close(4403, f"Forbidden: {e.message}"[:120])
             return
@@ -192,8 +227,10 @@ class _Connection:
                 max(0.0, self.caller.exp - time.time()), self._expire)
         while True:
             try:
-                text = await self.ws.receive_text()
+                text = await self.receive()
             except (WebSocketDisconnect, RuntimeError):
+                return
+            if text is None:
                 return
             msg = _message(text)
             kind = msg.get("type") if msg is not None else None
@@ -254,8 +291,12 @@ class _Connection:
         finally:
             if sub is not None:
                 live.unsubscribe(sub)
-            self.subs.pop(op_id, None)
-            self.tasks.pop(op_id, None)
+            # Only this subscription's own entries: its id may already name a new one (completed,
+            # then subscribed again before this task ended), which must stay tracked.
+            if self.subs.get(op_id) is sub:
+                del self.subs[op_id]
+            if self.tasks.get(op_id) is asyncio.current_task():
+                del self.tasks[op_id]
 
     def _expire(self) -> None:
         self.ending = asyncio.get_running_loop().create_task(self.expired())

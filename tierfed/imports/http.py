@@ -129,8 +129,8 @@ def _error(code: Code, message: str, status: int, **extra: Any) -> JSONResponse:
     return JSONResponse({"error": {"code": code.value, "message": message, **extra}}, status, headers=headers)
 
 
-def _caller(request: Request, rt: Runtime, roles: tuple[str, ...]) -> Caller:
-    caller = rt.keys.verify(bearer(request.headers.get("authorization")), rt.tree)
+async def _caller(request: Request, rt: Runtime, roles: tuple[str, ...]) -> Caller:
+    caller = await rt.keys.verify_async(bearer(request.headers.get("authorization")), rt.tree)
     if not any(caller.has(r) for r in roles):
         raise TierfedError(Code.FORBIDDEN, f"imports need the {' or '.join(roles)} role; "
                                            f"your token has {sorted(caller.roles) or 'none'}")
@@ -141,7 +141,7 @@ async def submit(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     kind = request.path_params["kind"]
     try:
-        caller = _caller(request, rt, ("OPERATOR",))
+        caller = await _caller(request, rt, ("OPERATOR",))
     except TierfedError as e:
         return _error(e.code, e.message, 401 if e.code == Code.UNAUTHENTICATED else 403)
     if kind not in KINDS:
@@ -270,7 +270,7 @@ async def _import(rt: Runtime, job: Job, path: Path, sha256: str) -> None:
 async def follow(request: Request) -> Response:
     rt: Runtime = request.app.state.runtime
     try:
-        caller = _caller(request, rt, ("OPERATOR", "AUDITOR"))
+        caller = await _caller(request, rt, ("OPERATOR", "AUDITOR"))
     except TierfedError as e:
         return _error(e.code, e.message, 401 if e.code == Code.UNAUTHENTICATED else 403)
     job_id = request.path_params["id"]
