@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import asyncpg
 import httpx
@@ -23,43 +24,53 @@ from tests.nodes import free_port
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
-async def test_serve_with_two_workers(fresh_db: str, tmp_path: Path) -> None:
-    port, metrics_port = free_port(), free_port()
+def two_workers(tmp_path: Path, db: str, port: int, more: str = "",
+                env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Any]:
+    """``tierfed serve`` of a national node with two workers on ``port`` (``more``: further config);
+    the process and its log file."""
     cfg = tmp_path / "node.toml"
     cfg.write_text(f"""
 [node]
 name = "national"
 region = "000000"
 listen = "127.0.0.1:{port}"
-database_url = "{fresh_db}"
+database_url = "{db}"
 workers = 2
 check_children_at_start = false
 
 [auth]
 jwt_secret = "{SECRET}"
+{more}""")
+    log = (tmp_path / "out.log").open("wb")
+    proc = subprocess.Popen([sys.executable, "-m", "tierfed.cli", "serve", "--config", str(cfg)],
+                            env=env or dict(os.environ), stdout=log, stderr=subprocess.STDOUT,
+                            stdin=subprocess.DEVNULL)
+    return proc, log
 
-[metrics]
-listen = "127.0.0.1:{metrics_port}"
-""")
+
+async def until_ready(c: httpx.AsyncClient, proc: subprocess.Popen[bytes], port: int, tmp_path: Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            if (await c.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "out.log").read_text()
+        await asyncio.sleep(0.2)
+
+
+async def test_serve_with_two_workers(fresh_db: str, tmp_path: Path) -> None:
+    port, metrics_port = free_port(), free_port()
     mp_dir = tmp_path / "metrics"
     mp_dir.mkdir()
     env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(mp_dir)}
-    log = (tmp_path / "out.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "tierfed.cli", "serve", "--config", str(cfg)], env=env,
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc, log = two_workers(tmp_path, fresh_db, port, f'[metrics]\nlisten = "127.0.0.1:{metrics_port}"\n', env)
     tok = token()
     query = '{ region(code: "440300") { name } }'
     try:
         async with httpx.AsyncClient(timeout=10) as c:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if (await c.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "out.log").read_text()
-                await asyncio.sleep(0.2)
+            await until_ready(c, proc, port, tmp_path)
             n = 24
 
             async def one() -> None:
@@ -113,39 +124,16 @@ async def test_an_import_job_is_followed_on_any_worker(fresh_db: str, tmp_path: 
     from tierfed import codes
 
     port = free_port()
-    cfg = tmp_path / "node.toml"
-    cfg.write_text(f"""
-[node]
-name = "national"
-region = "000000"
-listen = "127.0.0.1:{port}"
-database_url = "{fresh_db}"
-workers = 2
-check_children_at_start = false
-
-[auth]
-jwt_secret = "{SECRET}"
-""")
     rows = []
     for i in range(2000):
         first17 = f"440106{1980 + i // 1000}0312{i % 1000:03d}"
         rows.append(f"{first17 + codes.id_check_char(first17)},张{i},440106")
     body = ("id_number,name,region_code\n" + "\n".join(rows) + "\n").encode()
-    log = (tmp_path / "out.log").open("wb")
-    proc = subprocess.Popen([sys.executable, "-m", "tierfed.cli", "serve", "--config", str(cfg)],
-                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    proc, log = two_workers(tmp_path, fresh_db, port)
     op = token("000000", ("OPERATOR",))
     try:
         async with httpx.AsyncClient(timeout=10) as c:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if (await c.get(f"http://127.0.0.1:{port}/readyz")).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    pass
-                assert proc.poll() is None and time.monotonic() < deadline, (tmp_path / "out.log").read_text()
-                await asyncio.sleep(0.2)
+            await until_ready(c, proc, port, tmp_path)
             r = await c.post(f"http://127.0.0.1:{port}/imports/persons", params={"name": "p.csv"}, content=body,
                              headers={"Authorization": f"Bearer {op}", "Prefer": "respond-async"})
             assert r.status_code == 202, r.text
