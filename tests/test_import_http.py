@@ -149,5 +149,11 @@ async def test_the_history_through_graphql(node: RunningNode) -> None:
     denied = await node.post(HISTORY, None, token("440000", ("VIEWER",)))
     assert denied["errors"][0]["extensions"]["code"] == "FORBIDDEN"
     assert (await node.post(HISTORY, None, token("440103", ("AUDITOR",))))["data"]["imports"] == []
+    # and a county's own submission is what that county's auditor sees, alone
+    county = await post(node, "contributions", contributions(month="2025-02"), token("440106", ("OPERATOR",),
+                                                                                       sub="county-op"))
+    assert county.status_code == 200, county.text
+    seen = (await node.post(HISTORY, None, token("440106", ("AUDITOR",))))["data"]["imports"]
+    assert [(r["caller"], r["scope"], r["outcome"]) for r in seen] == [("county-op", "440106", "imported")], seen
     bad_kind = await node.post('{ imports(kind: "salaries") { id } }', None, auditor)
     assert bad_kind["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT"
