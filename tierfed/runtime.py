@@ -213,9 +213,13 @@ class TreeListener:
 
     async def start(self) -> None:
         con = await self.rt.pool.acquire()
-        con.add_termination_listener(self.on_lost)
-        await con.add_listener("tierfed_tree", self.on_change)
-        await con.add_listener("tierfed_version", self.rt.version_moved)
+        try:
+            con.add_termination_listener(self.on_lost)
+            await con.add_listener("tierfed_tree", self.on_change)
+            await con.add_listener("tierfed_version", self.rt.version_moved)
+        except BaseException:
+            await self.rt.pool.release(con)
+            raise
         self.con = con
 
     async def _again(self) -> None:
@@ -223,12 +227,14 @@ class TreeListener:
             await asyncio.sleep(self.RETRY_S)
             try:
                 await self.start()
-                await self.rt.reload_tree()
-                self.rt.version_moved()  # a commit may have been missed meanwhile
-                log.info("tree listener back")
-                return
             except Exception:  # noqa: BLE001 - the database is still down: try again
                 continue
+            # Listening again, on one connection: the tree may have changed meanwhile (reloaded,
+            # and tried again until it loads, by the reload task), and a commit may have been missed.
+            self.on_change()
+            self.rt.version_moved()
+            log.info("tree listener back")
+            return
 
     async def close(self) -> None:
         self.closed = True
