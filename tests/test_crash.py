@@ -148,10 +148,20 @@ class Cluster:
             await asyncio.sleep(0.2)
 
     async def agree(self, change_id: str, expect: str) -> None:
-        """Every node that knows the change has it in the same state as the coordinator."""
+        """Every node that knows the change has it in the same state as the coordinator; a committed
+        change is known to every node its coordinator (and each participant after it) asked."""
         states = {n: await con.fetchval("select state from change where id = $1", change_id) for n, con in self.cons.items()}
         assert states["central"] == expect, states
         assert {s for s in states.values() if s is not None} == {expect}, states
+        if expect == "COMMITTED":
+            asked, todo = {"central"}, ["central"]
+            while todo:
+                for r in await self.cons[todo.pop()].fetch(
+                        "select node from change_participant where change_id = $1", change_id):
+                    if r["node"] in self.cons and r["node"] not in asked:
+                        asked.add(r["node"])
+                        todo.append(r["node"])
+            assert all(states[n] == "COMMITTED" for n in asked), (asked, states)
 
     async def conserved(self) -> None:
         await federation_money.check(lambda q: self.post("central", q, {}), self.cons, REGIONS)
