@@ -56,7 +56,7 @@ from .pooling import (
     RaiseOutcome,
     plan_replaced,
     pool_id,
-    pool_lock_key,
+    pool_lock_keys,
 )
 from .poolstore import CLOSE, POOLS_BY_ID, VERTICAL
 from .stepclient import StepClient, StepError
@@ -340,7 +340,7 @@ class Changes:
         async with step(self.pool, dry) as con:
             # locks, checks and the record in three statements (changestore.RAISE_LOCKS): the same
             # as the raise on one node's, and claim_key's
-            if not await cs.raise_locks(con, *_lock_keys(tree, scheme, root), key, False):
+            if not await cs.raise_locks(con, *pool_lock_keys(tree, scheme, root), key, False):
                 raise _overlapping(scheme, root)
             part = await cs.raise_checks(con, scheme, root, key, change_id, None)
             if part.prior is not None:
@@ -712,7 +712,7 @@ class Changes:
             (changestore.RAISE_LOCKS), the same checks as the raise on one node's and claim_key's;
             the pools it replaces here."""
             async with intent(self.pool, inp.dry_run, set_async=False) as con:
-                if not await cs.raise_locks(con, *_lock_keys(tree, scheme, region), key, True):
+                if not await cs.raise_locks(con, *pool_lock_keys(tree, scheme, region), key, True):
                     raise _overlapping(scheme, region)
                 part = await cs.raise_checks(con, scheme, region, key, None, new_id)
                 _refuse_held(part, scheme, region)
@@ -901,11 +901,6 @@ def _transaction(con: asyncpg.Connection, needed: bool) -> AbstractAsyncContextM
     """A transaction around several statements; none around one (it is a transaction of its own,
     and saves the round trips of BEGIN and COMMIT)."""
     return con.transaction() if needed else nullcontext()
-
-
-def _lock_keys(tree: Any, scheme: int, region: str) -> tuple[int, list[int]]:
-    """tiers.pooling._lock's keys: the region's (exclusive) and its ancestors' (shared)."""
-    return pool_lock_key(scheme, region), [pool_lock_key(scheme, a) for a in tree.by_code[region].ancestors]
 
 
 def _overlapping(scheme: int, region: str) -> TierfedError:

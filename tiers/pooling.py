@@ -84,10 +84,17 @@ def pool_lock_key(scheme: int, region: str) -> int:
     return zlib.crc32(f"pool:{scheme}:{region}".encode()) - 2**31
 
 
+def pool_lock_keys(tree: Tree, scheme: int, region: str) -> tuple[int, list[int]]:
+    """The locks a pooling change over ``region`` takes: the region's (exclusive) and its
+    ancestors' (shared)."""
+    return pool_lock_key(scheme, region), [pool_lock_key(scheme, a) for a in tree.by_code[region].ancestors]
+
+
 async def _lock(con: asyncpg.Connection, tree: Tree, scheme: int, region: str) -> None:
-    ok = await con.fetchval(TRY_LOCK, pool_lock_key(scheme, region))
-    for anc in tree.by_code[region].ancestors:
-        ok = ok and await con.fetchval(TRY_LOCK_SHARED, pool_lock_key(scheme, anc))
+    own, above = pool_lock_keys(tree, scheme, region)
+    ok = await con.fetchval(TRY_LOCK, own)
+    for key in above:
+        ok = ok and await con.fetchval(TRY_LOCK_SHARED, key)
     if not ok:
         raise conflict(f"another pooling change of {SCHEMES[scheme - 1]} on a subtree overlapping {region} "
                        "is in progress; try again when it has finished")

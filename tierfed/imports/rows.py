@@ -11,7 +11,7 @@ from collections.abc import AsyncIterator, Callable
 
 import asyncpg
 
-from tierfed.tiers.pooling import pool_lock_key
+from tierfed.tiers.pooling import pool_lock_keys
 from tierfed.tiers.store import rebuild_tree
 
 from . import checks, store
@@ -89,11 +89,11 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
 async def lock_flow_pools(con: asyncpg.Connection, scope: Scope) -> None:
     """Lock the pools the staged fund flows book into, as a pooling change locks them: each
     pool's region exclusively, its ancestors shared (store.FLOW_POOL_REGIONS)."""
-    tree = scope.node.tree
     mine, above = set(), set()
     for scheme, region in await con.fetch(store.FLOW_POOL_REGIONS):
-        mine.add(pool_lock_key(scheme, region))
-        above.update(pool_lock_key(scheme, a) for a in tree.by_code[region].ancestors)
+        own, ancestors = pool_lock_keys(scope.node.tree, scheme, region)
+        mine.add(own)
+        above.update(ancestors)
     above -= mine
     exclusive, shared = store.LOCK_POOLS
     if mine:
