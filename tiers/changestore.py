@@ -38,10 +38,15 @@ RESERVE_POOLS = "insert into change_reservation (change_id, scheme, region_code)
 RESERVE_PERSON = "insert into change_reservation (change_id, id_number) values ($1, $2)"
 
 # A reservation of the scheme over a region in the subtree of $2, or over one of its ancestors.
-OVERLAPPING = """
+def overlapping_region(region: str) -> str:
+    """SQL: a reservation ``r`` over ``region`` (an expression), its subtree, or one of its ancestors."""
+    return (f"r.region_code in (select descendant from region_closure where ancestor = {region}"
+            f" union all select ancestor from region_closure where descendant = {region})")
+
+
+OVERLAPPING = f"""
 select c.id, c.kind, c.idempotency_key from change_reservation r join change c on c.id = r.change_id
-where r.scheme = $1 and r.region_code in (select descendant from region_closure where ancestor = $2
-                                          union all select ancestor from region_closure where descendant = $2)
+where r.scheme = $1 and {overlapping_region("$2")}
 limit 1
 """
 

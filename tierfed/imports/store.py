@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date
 
+from tierfed.tiers.changestore import overlapping_region
 from tierfed.tiers.figures import BOOKED
 from tierfed.tiers.poolstore import BOOKED_COLUMNS, BOOKED_SUMS, book_flows
 from tierfed.tiers.transferstore import RESUMMARISE_TRANSFERS
@@ -147,9 +148,7 @@ CHECKS: dict[str, tuple[str, ...]] = {
         f"""select distinct on (s.line) s.line, 'region_code', 'pool ' || fp.pool_id || ' is held by change '
                   || c.id || ' (' || c.kind || ') in progress: import this file again once it is decided'
            from staging s join ({_FLOW_POOLS}) fp using (line)
-           join change_reservation r on r.scheme = s.scheme
-            and r.region_code in (select descendant from region_closure where ancestor = fp.pool_region
-                                  union all select ancestor from region_closure where descendant = fp.pool_region)
+           join change_reservation r on r.scheme = s.scheme and {overlapping_region("fp.pool_region")}
            join change c on c.id = r.change_id
            order by s.line limit 1000""",
     ),
