@@ -263,11 +263,9 @@ class Access:
         NODE token beside it, checked at the door). For internal calls whose answers hold unmasked
         ID numbers that the node above masks and audits for its caller: never answered to a caller
         directly."""
-        if self.node_above(me, region):
+        via = self.caller.via_node
+        if self.node_above(me, region) or (via is not None and self.tree.within(region, via)):
             return
-        for scope in ((self.caller.via_node,) if self.caller.via_node else ()):
-            if self.tree.within(region, scope):
-                return
         raise forbidden(f"{what} is answered only to the node above this one, on a caller's behalf: "
                         "ask that node (it masks and audits what it passes on)")
 
