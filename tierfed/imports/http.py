@@ -41,6 +41,7 @@ DIRECTORY = ("regions", "agencies")
 KEEP_FINISHED = 200
 HEARTBEAT_S = 0.5  # how often a running job's progress is written for the other workers
 STALE_S = 30.0  # a running job not written for this long was left by a worker that stopped
+STOPPED = "the node stopped during the import; nothing was imported (its transaction was rolled back): submit the file again"
 
 
 @dataclass
@@ -112,8 +113,7 @@ class Jobs:
         if out["state"] == "running" and row["idle_s"] > STALE_S:
             # The worker running it stopped (its import's transaction rolled back with it).
             out["state"] = "failed"
-            out["error"] = ("the node stopped during the import; nothing was imported (its transaction was rolled "
-                            "back): submit the file again")
+            out["error"] = STOPPED
         return out
 
 
@@ -247,8 +247,7 @@ async def _import(rt: Runtime, job: Job, path: Path, sha256: str) -> None:
         if job.report is not None:
             job.state = job.report.outcome
         else:
-            job.state, job.error = "failed", ("the node stopped during the import; nothing was imported (its "
-                                              "transaction was rolled back): submit the file again")
+            job.state, job.error = "failed", STOPPED
         raise
     except ImportFailed as e:
         job.report, job.state, job.error = e.report, "rejected", str(e)
