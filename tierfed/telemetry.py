@@ -57,7 +57,23 @@ def span(name: str, **attributes: Any) -> Any:
     req = observe.current.get()
     if req is None or req.tracer is None:
         return _NO_SPAN
-    return req.tracer.start_as_current_span(name, attributes=attributes or None)
+    return _failing_by_type(req.tracer.start_as_current_span(
+        name, attributes=attributes or None, record_exception=False, set_status_on_exception=False))
+
+
+@contextlib.contextmanager
+def _failing_by_type(opened: Any) -> Iterator[Any]:
+    """A span that fails with the exception's type as its status, never its text: OpenTelemetry's
+    default copies the message and a stack trace into the span, and graphql-core words the value
+    it refused into its messages (an ID number sent as a number, or as an unquoted literal)."""
+    with opened as s:
+        try:
+            yield s
+        except BaseException as e:
+            from opentelemetry.trace import Status, StatusCode
+
+            s.set_status(Status(StatusCode.ERROR, type(e).__name__))
+            raise
 
 
 def current_span() -> Any:
@@ -128,8 +144,9 @@ def request_span(req: observe.RequestInfo, tracer: Tracer | None, headers: dict[
     from opentelemetry.trace import SpanKind
 
     ctx = extract({"traceparent": incoming} if incoming else {})
-    with tracer.start_as_current_span(f"{method} {path}", context=ctx, kind=SpanKind.SERVER,
-                                      attributes={"tierfed.node": req.node, "http.request.method": method,
-                                                  "url.path": path}) as s:
+    with _failing_by_type(tracer.start_as_current_span(
+            f"{method} {path}", context=ctx, kind=SpanKind.SERVER, record_exception=False,
+            set_status_on_exception=False,
+            attributes={"tierfed.node": req.node, "http.request.method": method, "url.path": path})) as s:
         req.trace_id = format(s.get_span_context().trace_id, "032x")
         yield s
