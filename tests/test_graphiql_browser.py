@@ -55,6 +55,9 @@ async def test_graphiql_runs_offline(browser: Any, fresh_db: str, path: str) -> 
         assert answer == expected
         name = expected["data"]["nation"]["name"]
         await page.wait_for_selector(f".result-window >> text={name}")
+        # Nothing of the run outlives the tab: GraphiQL's history holds each run's headers.
+        kept = await page.evaluate("JSON.stringify(localStorage) + JSON.stringify(sessionStorage)")
+        assert "Authorization" not in kept and "nation" not in kept, kept[:500]
         assert not outside, f"requests to other hosts: {outside}"
         assert not errors, errors
     finally:
