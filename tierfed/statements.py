@@ -21,7 +21,6 @@ outside this node's subtree, a region with no persons, an output folder that can
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 import sys
@@ -32,7 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from . import codes
-from .auth import Caller
+from .auth import Caller, Keys
 from .errors import UserError
 from .statement_pdf import Font, FontCut, find_font, render, texts_of
 from .tiers.faults import crash_point
@@ -96,10 +95,14 @@ def _mkstemp(folder: Path) -> tuple[int, str]:
     return tempfile.mkstemp(prefix=TMP_PREFIX, dir=folder)
 
 
-def file_name(id_number: str, region: str, year: int) -> str:
-    """No full ID number in a file name: the masked one, and a digest to tell two apart."""
-    digest = hashlib.sha256(f"{id_number}".encode()).hexdigest()[:10]
-    return f"{year}-{region}-{codes.mask_id(id_number).replace('*', 'x')}-{digest}.pdf"
+def file_name(id_number: str, region: str, year: int, keys: Keys) -> str:
+    """No full ID number in a file name: the masked one, and a digest to tell two apart, keyed by
+    the node's signing key (an unkeyed digest of the ID number gave it away: the masked number
+    hides only the birth date, whose ~45,000 candidates a digest of each picks out at once)."""
+    digest = keys.keyed_digest("statement file name", id_number)
+    if digest is None:
+        raise UserError("this node cannot sign ([auth] has no secret or private key): it cannot name statements")
+    return f"{year}-{region}-{codes.mask_id(id_number).replace('*', 'x')}-{digest[:16]}.pdf"
 
 
 def _write(path: Path, data: bytes) -> None:
@@ -186,7 +189,7 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
         raise UserError(f"no person is registered in region {region} ({tree.by_code[region].name}): "
                         "nothing to send")
     out = check_out(str(out))
-    out.mkdir(parents=True, exist_ok=True)
+    out.mkdir(mode=0o700, parents=True, exist_ok=True)  # the files are 0600; a new folder lists them to no one
     for leftover in out.glob(TMP_PREFIX + "*"):  # a killed run's half-written file
         leftover.unlink(missing_ok=True)
 
@@ -280,7 +283,7 @@ async def run_statements(rt: Any, region: str, year: int, out: Path, per_county:
                 whole_ones = [(i, r, s) for (i, r), s in zip(chunk, got) if whole(s, i)]
                 made = cut_for(t for _, _, s in whole_ones for t in texts_of(s)) if whole_ones else ("", 0)
                 for idn, reg, st in whole_ones:
-                    name = file_name(idn, reg, year)
+                    name = file_name(idn, reg, year, rt.keys)
                     _write(out / name, pdf([st], made))
                     await _record(rt, [(idn, reg)], year, delivery, name)
                     report.written += 1
