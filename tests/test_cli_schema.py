@@ -82,6 +82,8 @@ def write_cfg(tmp_path: Path, body: str) -> Path:
     ('[node\nname = "x"', "not valid TOML"),
     ('[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n[[children]]\nregion = "440300"\n'
      'url = "ftp://x"\n' % SECRET, "http(s) URL"),
+    ('[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n[parent]\n'
+     'url = "http://u:s3cret@central:8000/graphql"\n' % SECRET, "remove the user:password@ part"),
     # a key where a table belongs, a port past 65535, a deadline that is not a number
     ('limits = 5\n[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n' % SECRET,
      "expected a table"),

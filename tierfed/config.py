@@ -12,6 +12,7 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 from . import codes
 from .errors import UserError
@@ -219,8 +220,7 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
             codes.region_code(creg)
         except ValueError as e:
             raise UserError(f"config {where}.region: {e}") from None
-        if not url.startswith(("http://", "https://")):
-            raise UserError(f"config {where}.url: expected an http(s) URL, got {url!r}")
+        _node_url(url, f"{where}.url")
         timeout = float(_get(c, "timeout_s", (int, float), where, 5.0))
         if not 0 < timeout <= 120:
             raise UserError(f"config {where}.timeout_s: expected 0 < timeout_s <= 120, got {timeout}")
@@ -274,8 +274,7 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         p_key = path(_get(parent_t, "public_key_file", str, "[parent]"))
         if not p_name or not p_url:
             raise UserError("config [parent]: needs url, the parent node's /graphql address")
-        if not p_url.startswith(("http://", "https://")):
-            raise UserError(f"config [parent].url: expected an http(s) URL, got {p_url!r}")
+        _node_url(p_url, "[parent].url")
         if p_key and not Path(p_key).is_file():
             raise UserError(f"config [parent].public_key_file: {p_key} does not exist")
         p_timeout = float(_get(parent_t, "timeout_s", (int, float), "[parent]", 5.0))
@@ -389,6 +388,22 @@ def _telemetry(t: Any) -> TelemetryConfig:
     if not 0 <= ratio <= 1:
         raise UserError(f"config [telemetry].sample_ratio: expected 0 to 1, got {ratio}")
     return TelemetryConfig(endpoint or None, _get(t, "service_name", str, "[telemetry]"), ratio)
+
+
+def _node_url(url: str, where: str) -> None:
+    """Another node's address: http(s), and no credentials in it. Nodes authenticate to each other
+    with node tokens; a user:password in the URL would travel in error messages and logs that name
+    the node (a failed push, a refused import's referral)."""
+    if not url.startswith(("http://", "https://")):
+        raise UserError(f"config {where}: expected an http(s) URL, got {url!r}")
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError as e:
+        raise UserError(f"config {where}: not a valid URL ({e})") from None
+    if parts.username is not None or parts.password is not None:
+        raise UserError(f"config {where}: remove the user:password@ part: nodes authenticate to each other "
+                        "with node tokens, and the address is shown in errors and logs")
 
 
 def load(path: str | None) -> NodeConfig:
