@@ -5,13 +5,16 @@ central node, equals the raw records, transfers and flows of all four databases.
 
 from __future__ import annotations
 
+import csv
 import dataclasses
+import io
 from collections.abc import AsyncIterator
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
 import asyncpg
+import httpx
 import pytest
 from tierfed.tiers.tree import Tree
 
@@ -131,6 +134,9 @@ async def test_a_fund_report_whose_holder_is_down_is_incomplete_and_the_rest_sta
     await sichuan.stop()
     try:
         body = await fed.nodes["central"].post(q, {"r": "510000"}, OP)
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{fed.nodes['central'].port}") as c:
+            got = await c.get("/reports/fund", params={"region": "510000", "year": "2025", "half": "1",
+                                                       "format": "csv"}, headers={"Authorization": f"Bearer {OP}"})
     finally:
         fed.nodes["sichuan"] = await start_node(sichuan.cfg, fed.dbs["sichuan"], sichuan.port)
     assert body["data"] is not None and body["data"]["nation"]["name"], body
@@ -140,3 +146,8 @@ async def test_a_fund_report_whose_holder_is_down_is_incomplete_and_the_rest_sta
     assert all(s["insured"] == 0 and s["pool"] is None and s["account"] is None for s in r["schemes"]), r
     assert [e["extensions"]["code"] for e in body["errors"]] == ["TIER_UNAVAILABLE"]
     assert "sichuan" in body["errors"][0]["message"]
+    # The CSV says so on every row, and leaves the unknown figures empty rather than zero.
+    assert got.status_code == 200, got.text
+    rows = list(csv.DictReader(io.StringIO(got.text.lstrip("\ufeff"))))
+    assert rows and all(r["complete"] == "false" and r["missing"] == "510000" for r in rows), rows[:2]
+    assert {r["value"] for r in rows if r["item"] in ("insured", "beneficiaries")} == {""}, rows[:2]

@@ -146,15 +146,22 @@ def period_text(d: dict[str, Any]) -> str:
 
 
 def to_csv(d: dict[str, Any]) -> str:
+    """One row per figure. Every row says whether the report is complete and which regions it
+    misses (a child node that did not answer): a file read on its own cannot be taken for the
+    whole; the figures of a region missing whole are left empty, not zero."""
     buf = io.StringIO()
     w = csv.writer(buf, lineterminator="\n")
     w.writerow(["region_code", "region_name", "from", "to", "scheme", "scheme_label", "pool", "item", "item_label",
-                "value"])
+                "value", "complete", "missing"])
+    missing = [m["code"] for m in d.get("missing") or []]
+    unknown = d["region"]["code"] in missing
+    complete = "false" if d.get("complete") is False else "true"
     for s in d["schemes"]:
         pool = s["pool"]["id"] if s["pool"] else ""
         for item, label, value, _ in lines(s):
             w.writerow([d["region"]["code"], d["region"]["name"], d["period"]["from"], d["period"]["to"],
-                        s["scheme"], s["label"], pool, item, label, value.replace(",", "")])
+                        s["scheme"], s["label"], pool, item, label, "" if unknown else value.replace(",", ""),
+                        complete, " ".join(missing)])
     # A byte order mark: spreadsheet programs in Chinese locales read the file as UTF-8.
     return "\ufeff" + buf.getvalue()
 
