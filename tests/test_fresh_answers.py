@@ -123,6 +123,25 @@ async def test_a_repeated_question_is_served_from_the_cache_with_one_statement(c
     assert other.headers["etag"] != first.headers["etag"] and other.content != first.content
 
 
+async def test_an_answer_of_the_current_month_is_not_served_once_the_month_turned(
+        client: Client, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Figures "as of now" (a fund report's last month, a pool's balance) move with the calendar,
+    with no commit to move the version: the month is part of the cache key."""
+    from datetime import date
+
+    from tierfed import codes
+
+    now = codes.current_month()
+    q = "query($y: Int!) { fundReport(region: \"440000\", year: $y) { period { to } } }"
+    first = await client.post(q, {"y": now.year}, tok=VIEWER)
+    assert first.json()["data"]["fundReport"]["period"]["to"] == codes.month_str(now), first.json()
+    before = date(now.year - (now.month == 1), (now.month - 2) % 12 + 1, 1)
+    monkeypatch.setattr(codes, "current_month", lambda: before)
+    second = await client.post(q, {"y": now.year}, tok=VIEWER)
+    assert second.content != first.content and second.headers.get("etag") != first.headers.get("etag"), \
+        second.json()
+
+
 async def test_etag_and_if_none_match(empty_client: Client, tmp_path: Path) -> None:
     c = empty_client
     first = await c.post(ROLLUP, {"r": "440000"}, tok=VIEWER)

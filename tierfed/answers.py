@@ -24,6 +24,7 @@ from typing import Any
 
 from graphql import DocumentNode, FieldNode, OperationDefinitionNode, OperationType, print_ast
 
+from . import codes
 from .auth import Caller
 from .selfservice import self_role
 
@@ -69,10 +70,12 @@ def cacheable(operation: OperationDefinitionNode, caller: Caller) -> bool:
 
 def cache_key(query: str, document: DocumentNode, operation_name: str | None, variables: dict[str, Any],
               caller: Caller) -> str:
-    """The operation, its variables, and the caller's scope and roles: never the token itself."""
+    """The operation, its variables, and the caller's scope and roles: never the token itself.
+    And the current month: figures "as of now" (a pool's balance, a fund report's last month)
+    move with the calendar, which moves no version."""
     parts = [_normalized(query, document), operation_name or "",
              json.dumps(variables, sort_keys=True, separators=(",", ":"), ensure_ascii=False),
-             caller.scope, ",".join(sorted(caller.roles))]
+             caller.scope, ",".join(sorted(caller.roles)), codes.current_month().isoformat()]
     return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()
 
 
