@@ -5,6 +5,7 @@ budget equal to the drafts summed independently; execution against the accounts.
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
@@ -221,6 +222,33 @@ async def test_bad_input_is_refused_with_what_to_fix(world: Any, case: str, quer
                                                      words: str) -> None:
     c, _, con = world
     await refused(c, con, query, variables, OP, "BAD_USER_INPUT", words)
+
+
+async def test_two_starts_at_once_one_draft_and_one_conflict(world: Any) -> None:
+    """Two startBudget for the same pool and year at the same moment: the second waits for the
+    first and is a CONFLICT that says what to do (it had been a masked internal error)."""
+    c, _, con = world
+    v = {"in": {"poolId": "440100-MEDICAL-202401", "year": 2024}}
+    # Both past their check before either inserts: the table held against inserts (not against
+    # the checks' row locks) until both wait on it.
+    tr = con.transaction()
+    await tr.start()
+    await con.execute("lock table budget in share row exclusive mode")
+    both = asyncio.gather(c.gql(START, v, OP), c.gql(START, v, OP))
+    for _ in range(200):
+        if await con.fetchval("select count(*) from pg_locks l join pg_class t on t.oid = l.relation "
+                              "where t.relname = 'budget' and not l.granted") == 2:
+            break
+        await asyncio.sleep(0.02)
+    else:
+        raise AssertionError("the two starts never both waited to insert")
+    await tr.rollback()
+    bodies = await both
+    codes_ = sorted((b.get("errors") or [{"extensions": {"code": "OK"}}])[0]["extensions"]["code"] for b in bodies)
+    assert codes_ == ["CONFLICT", "OK"], bodies
+    assert "editBudget" in next(b for b in bodies if b.get("errors"))["errors"][0]["message"]
+    assert await con.fetchval("select count(*) from budget_step where pool_id = $1 and year = 2024",
+                              "440100-MEDICAL-202401") == 1
 
 
 async def test_refused_steps_run_no_sql(world: Any) -> None:

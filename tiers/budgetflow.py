@@ -36,7 +36,12 @@ async def create(pool: asyncpg.Pool, rec: BudgetRec, who: Who) -> BudgetRec:
         if prior is not None:
             raise conflict(f"pool {rec.pool_id} already has a budget for {rec.year} ({prior.state}): edit it with "
                            "editBudget")
-        await bs.insert(con, rec)
+        try:
+            await bs.insert(con, rec)
+        except asyncpg.UniqueViolationError:
+            # Started at the same moment by another request (no row to lock yet): it went first.
+            raise conflict(f"pool {rec.pool_id} already has a budget for {rec.year}, started just now by another "
+                           "request: edit it with editBudget") from None
         expected = [rec.expected_insured, rec.expected_contributors, rec.expected_beneficiaries]
         await bs.record(con, rec.pool_id, rec.year, "STARTED", None, "DRAFT", who.sub, who.roles, None,
                         {"basis": rec.basis, "lines": {k: [None, str(v)] for k, v in rec.lines.items()},
