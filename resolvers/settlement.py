@@ -37,6 +37,10 @@ async def settle_central_adjustment(info: Info, year: int, ratio: object, month:
                            regions=adj.missing_codes)
     bookings = tuple(Booking(p.region_code, p.remittance, p.allocation) for p in adj.provinces)
     total = sum((b.remittance for b in bookings), Decimal("0.00"))
+    if total > 0 and not any(p.retirees for p in adj.provinces):
+        raise bad_input(f"the central adjustment of {year} cannot be settled: its remittances ({total}) are shared "
+                        f"by December {year}'s retirees, and no province has any: import December's benefits "
+                        "first; nothing was settled", argument="year")
     # allocate() shares the total to the fen; a settlement that did not conserve it would be a bug.
     if total != sum((b.allocation for b in bookings), Decimal("0.00")):
         raise RuntimeError("central adjustment: allocations do not add up to the remittances")

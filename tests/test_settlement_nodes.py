@@ -252,6 +252,8 @@ async def test_settled_every_province_pool_books_its_part_and_the_sum_is_kept(fe
     flows = await fed.flows()
     again = (await fed.ask(SETTLE, settle_in()))["data"]["settleCentralAdjustment"]
     assert again["replayed"] and again["changeId"] == r["changeId"] and again["bookings"] == r["bookings"]
+    same = (await fed.ask(SETTLE, settle_in(ratio="0.0450")))["data"]["settleCentralAdjustment"]
+    assert same["replayed"] and same["changeId"] == r["changeId"], same  # the same ratio, written otherwise
     other = await fed.ask(SETTLE, settle_in(ratio="0.05"))
     assert other["errors"][0]["extensions"]["code"] == "CONFLICT"
     # another key, the same month or another: the year is settled (it had been booked again in another month)

@@ -30,7 +30,9 @@ QUERY = """query FundReportPage($region: ID!, $year: Int!, $half: Int) {
       account { openingBalance totalIncome totalExpenditure surplus closingBalance monthsOfPayment
                 income { category label amount } expenditure { category label amount } } } } }"""
 
-STATUS = {Code.BAD_USER_INPUT.value: 400, Code.UNAUTHENTICATED.value: 401, Code.FORBIDDEN.value: 403}
+STATUS = {Code.BAD_USER_INPUT.value: 400, Code.UNAUTHENTICATED.value: 401, Code.FORBIDDEN.value: 403,
+          Code.QUERY_TOO_COMPLEX.value: 400, Code.CONFLICT.value: 409, Code.DATABASE_UNAVAILABLE.value: 503,
+          Code.TIER_UNAVAILABLE.value: 502}  # 502: a node this one asked failed; anything else is this node's: 500
 PARAMS = ("region", "year", "half", "format")
 
 
@@ -83,7 +85,7 @@ async def report_data(request: Request, variables: dict[str, Any]) -> dict[str, 
     errors = [format_error(e) for e in result.errors or ()]
     if not result.data or result.data.get("fundReport") is None:
         code = (errors[0].get("extensions") or {}).get("code") if errors else None
-        raise ReportError(STATUS.get(str(code), 502), {"errors": errors})
+        raise ReportError(STATUS.get(str(code), 500), {"errors": errors})
     data: dict[str, Any] = result.data["fundReport"]
     return data
 

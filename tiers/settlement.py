@@ -64,7 +64,8 @@ class SettleInput:
 
     def key_json(self) -> dict[str, Any]:
         """What an idempotency key is bound to (the figures are computed from them)."""
-        return {"year": self.year, "ratio": str(self.ratio), "month": codes.month_str(self.month)}
+        # the ratio as a number: 0.045 and 0.0450 are the same input
+        return {"year": self.year, "ratio": f"{self.ratio.normalize():f}", "month": codes.month_str(self.month)}
 
 
 @dataclass(frozen=True)
