@@ -24,8 +24,20 @@ ROLLUP = '{ rollup(region: "110000", period: {from: "2025-01", to: "2025-01"}) {
 async def test_healthz_and_readyz_with_a_child_up_and_one_down(new_db) -> None:  # type: ignore[no-untyped-def]
     child = await start_node(node_config("440000", "guangdong"), await new_db())
     dead = f"http://127.0.0.1:{free_port()}/graphql"
+
+    async def odd(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        """A child (or the proxy before it) answering 503 with JSON that is not an object."""
+        await reader.readuntil(b"\r\n\r\n")
+        writer.write(b"HTTP/1.1 503 Service Unavailable\r\nContent-Type: application/json\r\n"
+                     b"Content-Length: 2\r\nConnection: close\r\n\r\n[]")
+        await writer.drain()
+        writer.close()
+
+    stub = await asyncio.start_server(odd, "127.0.0.1", 0)
+    odd_url = f"http://127.0.0.1:{stub.sockets[0].getsockname()[1]}/graphql"
     cfg = node_config("000000", "central", children=[{"region": "440000", "url": child.url, "name": "guangdong"},
-                                                     {"region": "510000", "url": dead, "name": "sichuan"}])
+                                                     {"region": "510000", "url": dead, "name": "sichuan"},
+                                                     {"region": "460000", "url": odd_url, "name": "hainan"}])
     parent = await start_node(cfg, await new_db())
     try:
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{parent.port}", timeout=10) as c:
@@ -40,6 +52,8 @@ async def test_healthz_and_readyz_with_a_child_up_and_one_down(new_db) -> None: 
         states = {ch["name"]: ch for ch in body["children"]}
         assert states["guangdong"]["state"] == "ready"
         assert states["sichuan"]["state"] == "unreachable"
+        assert states["hainan"] == {"name": "hainan", "region": "460000", "state": "not_ready", "reason": "HTTP 503"}, \
+            states["hainan"]
         assert "127.0.0.1" not in r.text, "child addresses are not published on an open endpoint"
         # The child's own check was asked without its children: one probe, no fan-out.
         async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{child.port}") as c:
@@ -48,6 +62,7 @@ async def test_healthz_and_readyz_with_a_child_up_and_one_down(new_db) -> None: 
     finally:
         await parent.stop()
         await child.stop()
+        stub.close()
 
 
 async def test_readyz_says_when_migrations_are_pending(fresh_db: str) -> None:
@@ -118,6 +133,12 @@ async def test_a_database_outage_is_a_clear_retryable_error_and_the_node_recover
                 ready = await c.get("/readyz")
                 assert ready.status_code == 503 and ready.json()["database"]["state"] == "unavailable"
                 assert (await c.get("/healthz")).status_code == 200  # alive, only not ready
+                # The metrics, the outage's own counts among them, are still served: at once, not after a
+                # connection attempt's timeout.
+                t0 = asyncio.get_running_loop().time()
+                m = await c.get("/metrics", headers={"Authorization": f"Bearer {token(roles=('VIEWER', 'OPERATOR'))}"})
+                assert m.status_code == 200 and "DATABASE_UNAVAILABLE" in m.text, m.text[:300]
+                assert asyncio.get_running_loop().time() - t0 < 5
 
                 await asyncio.to_thread(srv.ensure_postgres_running)
                 for _ in range(50):  # the node reconnects by itself: no restart, no call

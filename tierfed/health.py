@@ -60,10 +60,15 @@ async def child_state(rt: Runtime, child: Child) -> dict[str, Any]:
         return {**out, "state": "unreachable", "reason": type(e).__name__}
     if r.status_code == 200:
         return {**out, "state": "ready"}
+    reason = f"HTTP {r.status_code}"
     try:
-        reason = r.json().get("database", {}).get("state", f"HTTP {r.status_code}")
+        body = r.json()
     except ValueError:
-        reason = f"HTTP {r.status_code}"
+        body = None
+    # Whatever answers there (a proxy, another program): only a node's own answer is read.
+    db = body.get("database") if isinstance(body, dict) else None
+    if isinstance(db, dict) and isinstance(db.get("state"), str):
+        reason = db["state"]
     return {**out, "state": "not_ready", "reason": str(reason)[:100]}
 
 

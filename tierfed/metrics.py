@@ -14,10 +14,12 @@ Outcomes are ``ok``, a contract error code, or ``partial:`` and a code.
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import asyncpg
 from graphql import OperationDefinitionNode, parse
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import multiprocess as mp
@@ -30,9 +32,9 @@ from .errors import TierfedError
 from .tiers import background
 
 if TYPE_CHECKING:
-    import asyncpg
-
     from .runtime import Runtime
+
+log = logging.getLogger("tierfed.metrics")
 
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
 DASHBOARD_OPERATIONS = ("Dashboard", "RegionDirectory", "PoolHistory", "Person")
@@ -179,12 +181,22 @@ async def metrics_endpoint(request: Request) -> Response:
 
 
 
+SCRAPE_READ_S = 2.0  # a scrape waits at most this long for the database
+
+
 async def scrape_state(rt: Runtime) -> None:
     """What /metrics reads from the database at each scrape: changes waiting for a node."""
     from .tiers.changestore import waiting_by_node
 
     nodes = {c.name for c in rt.cfg.children} | ({rt.cfg.parent.name} if rt.cfg.parent else set())
-    rt.metrics.changes_state(await waiting_by_node(rt.pool), nodes)
+    try:
+        waiting = await asyncio.wait_for(waiting_by_node(rt.pool), SCRAPE_READ_S)
+    except (OSError, asyncpg.PostgresError, asyncpg.InterfaceError, TimeoutError) as e:
+        # The database down: every other metric (the outage's own counts among them) is still
+        # served; the changes' gauges keep what they last read.
+        log.info("metrics: the changes waiting could not be read (%s); served without them", type(e).__name__)
+        return
+    rt.metrics.changes_state(waiting, nodes)
 
 
 def refresh_metrics(rt: Runtime, every_s: float) -> asyncio.Task[None]:
