@@ -176,6 +176,39 @@ async def test_persisted_only_runs_registered_operations_only(loaded_db: str, tm
         assert c.runtime.statements.count == statements
 
 
+async def test_a_persisted_only_child_still_answers_its_parent(new_db: Any, tmp_path: Path) -> None:
+    """persisted_only holds for callers, not for the node above: a parent sends the child the
+    operations it builds itself, which no frontend registered (the child had refused them all,
+    and every rollup through it came back incomplete)."""
+    from tests.conftest import node_config
+    from tests.nodes import start_node
+
+    f, _ = _persisted_file(tmp_path, "query Nation { nation { code } }")
+    only = {"persisted_only": True, "persisted_operations_file": str(f)}
+    child = await start_node(node_config("440000", "guangdong", http=only), await new_db())
+    parent = await start_node(node_config("000000", "central", http=only, children=[
+        {"region": "440000", "url": child.url, "name": "guangdong"}]), await new_db())
+    try:
+        # The child's own call up (tiers.personindex: its persons moved), with its NODE token.
+        told = await parent.post("mutation TierfedPersonsChanged { _tierPersonsChanged }", {},
+                                 child.runtime.index.node_token())
+        assert told == {"data": {"_tierPersonsChanged": True}}, told
+        rollup = '{ rollup(region: "440000", period: {from: "2025-01", to: "2025-01"}) { complete totals { insured } } }'
+        sha = hashlib.sha256(rollup.encode()).hexdigest()
+        parent.runtime.persisted[sha] = rollup  # registered at the parent, not at the child
+        import httpx
+
+        async with httpx.AsyncClient(timeout=30) as h:
+            body = (await h.post(parent.url, json={"extensions": _apq(sha)}, headers=auth())).json()
+            assert "errors" not in body and body["data"]["rollup"]["complete"] is True, body
+            # ... and the child still refuses a caller's own unregistered operation.
+            r = await h.post(child.url, json={"query": NATION}, headers=auth())
+        assert r.json()["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", r.text
+    finally:
+        await parent.stop()
+        await child.stop()
+
+
 async def test_registered_hashes_also_work_outside_persisted_only_mode(loaded_db: str, tmp_path: Path) -> None:
     f, (sha,) = _persisted_file(tmp_path, "{ nation { name } }")
     async with node_client(loaded_db, http={"persisted_operations_file": str(f)}) as c:

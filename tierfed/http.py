@@ -158,8 +158,14 @@ async def graphql_endpoint(request: Request) -> Response:
     req = observe.current.get()
     if req is not None:
         req.subject = observe.redact(caller.sub)
+    # A request the node above forwarded (its NODE token beside the caller's): an operation the
+    # parent built, which no frontend registered and whose limits the parent already applied. A
+    # node's own calls (a NODE token: a child telling its parent its persons moved) are its own too.
+    forwarded = (caller.via_node is not None and rt.tree.within(rt.node.region, caller.via_node)
+                 and caller.via_node != rt.node.region)
     try:
-        query = operation_text(rt.persisted, rt.cfg.persisted_only, params)
+        query = operation_text(rt.persisted, rt.cfg.persisted_only and not forwarded and not caller.has("NODE"),
+                               params)
     except TierfedError as e:
         return _respond(_error_body([e]), request_error, media)
     variables = params.get("variables") or {}
@@ -169,9 +175,7 @@ async def graphql_endpoint(request: Request) -> Response:
     if not isinstance(variables, dict) or (op_name is not None and not isinstance(op_name, str)):
         return _bad("variables must be a JSON object and operationName a string", 400, media)
     try:
-        prepared = prepare(rt, query, op_name, variables,
-                           forwarded=caller.via_node is not None and rt.tree.within(rt.node.region, caller.via_node)
-                           and caller.via_node != rt.node.region)
+        prepared = prepare(rt, query, op_name, variables, forwarded=forwarded)
     except RequestError as e:
         return _respond(_error_body(e.errors), request_error, media)
     if req is not None and prepared.operation.name:
