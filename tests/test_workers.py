@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -25,7 +26,7 @@ pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 def two_workers(tmp_path: Path, db: str, port: int, more: str = "",
-                env: dict[str, str] | None = None) -> tuple[subprocess.Popen[bytes], Any]:
+                env: dict[str, str] | None = None, workers: int = 2) -> tuple[subprocess.Popen[bytes], Any]:
     """``tierfed serve`` of a national node with two workers on ``port`` (``more``: further config);
     the process and its log file."""
     cfg = tmp_path / "node.toml"
@@ -35,7 +36,7 @@ name = "national"
 region = "000000"
 listen = "127.0.0.1:{port}"
 database_url = "{db}"
-workers = 2
+workers = {workers}
 check_children_at_start = false
 
 [auth]
@@ -115,6 +116,43 @@ async def test_serve_with_two_workers(fresh_db: str, tmp_path: Path) -> None:
     lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]
     assert len([ln for ln in lines if ln["outcome"] == "ok"]) == n + asked
     assert tok not in out
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+async def test_a_live_subscriber_does_not_hold_a_stopping_node(fresh_db: str, tmp_path: Path, workers: int) -> None:
+    """SIGTERM with a subscription open over Server-Sent Events: the node stops within seconds,
+    the stream completed (uvicorn waits for open responses before the app's shutdown, which is
+    what ended the live answers: a stream held the node until its token expired)."""
+    port = free_port()
+    proc, log = two_workers(tmp_path, fresh_db, port, workers=workers)
+    sub = 'subscription { rollup(region: "440000", period: {from: "2025-01", to: "2025-01"}) { complete } }'
+    try:
+        async with httpx.AsyncClient(timeout=30) as c:
+            await until_ready(c, proc, port, tmp_path)
+            async with c.stream("POST", f"http://127.0.0.1:{port}/graphql", json={"query": sub},
+                                headers={"Authorization": f"Bearer {token()}", "Accept": "text/event-stream"}) as s:
+                lines = s.aiter_lines()
+                while "event: next" not in await anext(lines):
+                    pass
+                t0 = time.monotonic()
+                proc.send_signal(signal.SIGTERM)
+                rest = []
+                try:
+                    rest = [ln async for ln in lines]
+                except httpx.RemoteProtocolError:
+                    # several workers: uvicorn's graceful timeout (GRACEFUL_S) cuts the stream, then the
+                    # app's shutdown runs
+                    assert workers > 1
+            # uvicorn raises the signal it caught again once it has shut down: -SIGTERM is a clean stop
+            assert await asyncio.to_thread(proc.wait, 15) in (0, -signal.SIGTERM), (tmp_path / "out.log").read_text()
+            assert "Application shutdown complete" in (tmp_path / "out.log").read_text()
+            assert time.monotonic() - t0 < 12, time.monotonic() - t0
+            assert workers > 1 or "event: complete" in rest, rest
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait(10)
+        log.close()
 
 
 async def test_an_import_job_is_followed_on_any_worker(fresh_db: str, tmp_path: Path) -> None:
