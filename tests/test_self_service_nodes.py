@@ -46,13 +46,23 @@ async def test_a_person_reads_their_whole_statement_wherever_held(fed: Fed) -> N
     staff = await fed.ask("central", STATEMENT, {"id": P2}, token("000000", ("VIEWER",)))
     assert body == staff
     # Audited at the central node (the caller's read) and at each child that gave a part (the
-    # parent's token for P2, scoped to the parent's region).
+    # parent's token for P2: a self token, whose reach is its holder, not a region).
     after = {n: await audited(fed, n, P2) for n in NODES}
     new = after["central"][before["central"]:]
     assert len(new) == 1 and new[0][0] == "000000" and new[0][1].startswith("SELF_PERSON:sha256:")
-    for child, parent_region in (("guangdong", "000000"), ("sichuan", "000000"), ("shenzhen", "440000")):
+    for child in ("guangdong", "sichuan", "shenzhen"):
         new = after[child][before[child]:]
-        assert new and all(scope == parent_region and op.startswith("SELF_PERSON:") for scope, op in new), child
+        assert new and all(scope == "000000" and op.startswith("SELF_PERSON:") for scope, op in new), child
+
+
+async def test_a_self_tokens_scope_claim_trims_nothing(fed: Fed) -> None:
+    """A self token reads its holder wherever held: a scope in it (an identity provider's region
+    claim, `tierfed token --scope`) is not the holder's, and had hidden P1's Beijing months, held
+    by the central node, while the children were asked at the node's own scope."""
+    scoped = token("440000", ("SELF_PERSON",), sub=P1)
+    body = await fed.ask("central", STATEMENT, {"id": P1}, scoped)
+    assert "errors" not in body, body.get("errors")
+    assert statement_of(body) == expected_statement(P1, "000000", fed.tree)
 
 
 async def test_the_parents_token_for_one_person_asks_a_child_about_no_one_else(fed: Fed) -> None:

@@ -192,7 +192,9 @@ class Keys:
 def _caller(sub: str, scope: Any, roles: list[str], token: str, tree: Tree, scope_claim: str,
             exp: Any = None) -> Caller:
     """The caller of verified claims. A self token (tierfed.selfservice) holds one self role and
-    no other, names its holder in sub, and needs no scope: it reads only its holder, wherever held."""
+    no other, names its holder in sub, and has no scope: it reads only its holder, wherever held.
+    A scope claim in it (an identity provider's region, ``tierfed token --scope``) says where the
+    holder lives, not what they may read, and is not applied: it had hidden months the node held."""
     role = self_role(frozenset(roles))
     if role is not None:
         if len(set(roles)) != 1:
@@ -201,8 +203,7 @@ def _caller(sub: str, scope: Any, roles: list[str], token: str, tree: Tree, scop
             sub = subject(role, sub)
         except ValueError as e:
             raise unauthenticated(f"token is not valid: {e}") from None
-        if scope is None:
-            scope = NATION
+        scope = NATION
     if not isinstance(scope, str) or not codes.REGION_RE.match(scope) or scope not in tree:
         raise unauthenticated(f"token's {scope_claim} claim must be a known 6-digit region code")
     return Caller(sub, scope, frozenset(roles), token, float(exp) if isinstance(exp, (int, float)) else None)

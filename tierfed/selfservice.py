@@ -172,7 +172,8 @@ def _same(role: str, value: Any, sub: str) -> bool:
 
 def child_token(rt: Any, caller: Any, role: str) -> str:
     """The token a node sends its children for a self caller: signed by this node, for the same
-    subject and role, scoped to this node's region. A node that only verifies tokens forwards
+    subject and role (the scope claim it carries is this node's region, which a self token's
+    holder does not read by: tierfed.auth ignores it). A node that only verifies tokens forwards
     the caller's own (its children must then accept the same identity provider)."""
     if not rt.node.children:
         return str(caller.token)
