@@ -423,6 +423,12 @@
   function loadRegion() {
     var token = getToken();
     if (!token) {
+      /* Nothing of the previous token's stays: its live answers stop, its person lookup and the
+         panels beside are cleared. */
+      document.dispatchEvent(new CustomEvent("tierfed:dashboard-loading"));
+      document.dispatchEvent(new CustomEvent("tierfed:token-dropped"));
+      clear($("#person-result"));
+      $("#person-result").dataset.state = "idle";
       $("#main").hidden = true;
       showTokenForm();
       document.body.dataset.state = state.pending > 0 ? "loading" : "error";
@@ -434,6 +440,7 @@
 
     var code = currentRegionFromHash() || tokenScope() || "000000";
     state.region = code;
+    $("#main").dataset.region = code; /* the region shown, which the panels beside follow */
     $("#region-input").value = code;
     var schemes = selectedSchemes();
     var period = readPeriod();
@@ -468,7 +475,7 @@
       endOp(op, "ready");
       /* live.js watches the same operation and renders each new answer in place */
       document.dispatchEvent(new CustomEvent("tierfed:dashboard-loaded", { detail: {
-        query: dashboardQuery(schemes), variables: variables, data: data,
+        query: dashboardQuery(schemes), variables: variables, data: data, errors: res.errors || [],
         render: function (d, errs) { if (seq === state.mainSeq) renderDashboard(d, errs || [], schemes, period); }
       } }));
     });
@@ -574,8 +581,11 @@
     renderCards(unknown ? null : sumTotals(totals));
     renderSchemeTable(totals, unknown);
 
+    /* A child's figures are unknown when it is missing, or when the region itself is (its
+       children are read through the same node). */
     var children = (rollup.byChild || []).map(function (c) {
-      return isMissing(rollup, c.region.code) ? { region: c.region, complete: false, totals: null, missing: true } : c;
+      return unknown || isMissing(rollup, c.region.code) ?
+        { region: c.region, complete: false, totals: null, missing: true } : c;
     });
     state.children = children;
     renderChildrenTable(children, region);

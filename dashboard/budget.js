@@ -212,6 +212,19 @@
   }
 
   window.addEventListener("hashchange", function () { setTimeout(load, 0); });
+  /* a token pasted into the form (not given in the address) loads the page anew */
+  document.addEventListener("tierfed:dashboard-loaded", function () { setTimeout(load, 0); });
+  /* a live answer moved the page's figures: the execution moves with them */
+  document.addEventListener("tierfed:dashboard-updated", function () { setTimeout(load, 0); });
+  /* the token dropped: nothing of its figures stays */
+  document.addEventListener("tierfed:token-dropped", function () {
+    var section = document.getElementById("budget-panel");
+    if (!section) return;
+    seq += 1;
+    section.querySelector("tbody").textContent = "";
+    document.getElementById("budget-errors").hidden = true;
+    section.dataset.state = "idle";
+  });
   if (document.readyState === "loading") document.addEventListener("DOMContentLoaded", start);
   else start();
 })();

@@ -123,7 +123,8 @@
   }
 
   function readView() {
-    return { region: ($("#region-input") || {}).value, from: ($("#period-from") || {}).value,
+    /* the region the page shows, not one typed and not yet asked for */
+    return { region: ($("#main") || { dataset: {} }).dataset.region, from: ($("#period-from") || {}).value,
              to: ($("#period-to") || {}).value, scheme: $("#fund-scheme").value };
   }
 
@@ -183,6 +184,14 @@
       return;
     }
     var p = r.pool;
+    if (!p && res.errors && res.errors.length) {
+      /* the pool could not be read (a node down): unknown, not "not pooled here" */
+      $("#fund-note").textContent = "无法读取统筹基金：" + res.errors.map(function (e) { return e.message; }).join("；");
+      chart("balance", $("#chart-fund-balance"), { series: [] });
+      chart("flows", $("#chart-fund-flows"), { series: [] });
+      setState("#fund-panel", "error");
+      return;
+    }
     if (!p) {
       $("#fund-note").textContent = "本地区该险种未在本级统筹（由下级各统筹区分别统筹），请下钻查看。";
       chart("balance", $("#chart-fund-balance"), { series: [] });
@@ -307,13 +316,37 @@
     var win = format === "html" ? window.open("", "_blank") : null;
     fetch("/reports/fund?region=" + encodeURIComponent(v.region) + "&year=" + year + half + "&format=" + format,
           { headers: { "Authorization": "Bearer " + token() }, cache: "no-store" })
-      .then(function (r) { return r.blob(); })
+      .then(function (r) {
+        if (r.ok) return r.blob();
+        /* a refusal is not a report: say why, download nothing */
+        return r.json().catch(function () { return {}; }).then(function (body) {
+          var e = body.errors && body.errors[0];
+          throw new Error(e && e.message ? e.message : "HTTP " + r.status);
+        });
+      })
       .then(function (b) {
         var url = URL.createObjectURL(b);
         if (win) { win.location = url; return; }
         var a = el("a", { href: url, download: "fund-report-" + v.region + "-" + year + ".csv" });
         document.body.appendChild(a); a.click(); a.remove();
+      })
+      .catch(function (e) {
+        if (win) win.close();
+        $("#fund-note").textContent = "无法生成基金报告：" + e.message;
+        setState("#fund-panel", "error");
       });
+  }
+
+  /* The page shows no region (refused, or the token dropped): no figures of the one before. */
+  function clearPanels() {
+    state.seq += 1; state.rankSeq += 1;
+    ["#fund-cards", "#fund-flows", "#fund-note", "#fund-caption", "#ranking-best", "#ranking-worst",
+     "#ranking-caption", "#ranking-note"].forEach(function (id) { if ($(id)) $(id).textContent = ""; });
+    if ($("#fund-note")) $("#fund-note").removeAttribute("data-pool");
+    chart("balance", $("#chart-fund-balance"), { series: [] });
+    chart("flows", $("#chart-fund-flows"), { series: [] });
+    setState("#fund-panel", "idle");
+    setState("#ranking-panel", "idle");
   }
 
   function start() {
@@ -322,7 +355,11 @@
     if (!main || !$("#fund-panel")) return;
     new MutationObserver(function () {
       if (main.getAttribute("data-state") === "ready") load();
+      else if (main.getAttribute("data-state") === "error") clearPanels();
     }).observe(main, { attributes: true, attributeFilter: ["data-state"] });
+    /* a live answer moved the page's figures: these move with them */
+    document.addEventListener("tierfed:dashboard-updated", load);
+    document.addEventListener("tierfed:token-dropped", clearPanels);
     window.addEventListener("resize", function () {
       Object.keys(state.charts).forEach(function (k) { state.charts[k].resize(); });
     });

@@ -48,6 +48,7 @@
 
   function showUpdated(at) {
     var node = statusNode();
+    delete node.dataset.stale;
     node.dataset.updatedAt = at.toISOString();
     node.dataset.updates = String(Number(node.dataset.updates || "0") + 1);
     showStatus("live", "实时更新 · 最近更新于 " + clock(at));
@@ -225,7 +226,16 @@
     stopAll();
     var op;
     try { op = parseOperation(detail.query); } catch (e) { showStatus("error", "无法实时更新：" + e.message); return; }
-    var mine = { streams: [], data: detail.data, render: detail.render };
+    /* Each root field's errors as its own stream last gave them: a page is rendered with all of
+       them (one stream's answer does not drop the other's errors, a pool's among them). */
+    var mine = { streams: [], data: detail.data, render: detail.render, errors: {} };
+    (detail.errors || []).forEach(function (e) {
+      var k = Array.isArray(e.path) && e.path.length ? String(e.path[0]) : "";
+      (mine.errors[k] = mine.errors[k] || []).push(e);
+    });
+    function allErrors() {
+      return Object.keys(mine.errors).reduce(function (out, k) { return out.concat(mine.errors[k]); }, []);
+    }
     current = mine;
     showStatus("connecting", "实时更新 · 连接中…");
     op.fields.forEach(function (field, i) {
@@ -233,14 +243,31 @@
       mine.streams.push(new Stream(sub, detail.variables, function (key, payload) {
         if (current !== mine) return;
         var fresh = payload.data ? payload.data[key] : null;
+        var errs = (payload.errors || []).map(function (e) {
+          /* the stream's field is the page's field of the same name */
+          return Array.isArray(e.path) && e.path.length ? Object.assign({}, e, { path: [key].concat(e.path.slice(1)) }) : e;
+        });
+        if (fresh === null || fresh === undefined) {
+          /* No answer this time (the database down, a deadline): the page keeps the figures it
+             shows, and says they are not current. */
+          var why = errs.length && errs[0].message ? errs[0].message : "未返回数据";
+          /* data-stale stays until a live answer is shown again, whatever the text says meanwhile */
+          statusNode().dataset.stale = why;
+          showStatus("error", "实时更新出错：" + why + "（页面显示的是此前的数据）");
+          return;
+        }
         /* The first answer is usually what the page already shows: nothing to redraw. */
-        if (JSON.stringify(fresh) === JSON.stringify(mine.data[key])) return;
+        if (JSON.stringify(fresh) === JSON.stringify(mine.data[key]) &&
+            JSON.stringify(errs) === JSON.stringify(mine.errors[key] || [])) return;
         var data = {};
         Object.keys(mine.data).forEach(function (k) { data[k] = mine.data[k]; });
         data[key] = fresh;
         mine.data = data;
-        mine.render(data, payload.errors || []);
+        mine.errors[key] = errs;
+        mine.render(data, allErrors());
         showUpdated(new Date());
+        /* the panels beside (funds.js, budget.js) read their figures again */
+        document.dispatchEvent(new CustomEvent("tierfed:dashboard-updated"));
       }, function (errors) {
         if (current !== mine) return;
         var expired = (errors || []).some(function (e) { return e.extensions && e.extensions.code === "UNAUTHENTICATED"; });

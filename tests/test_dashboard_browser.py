@@ -428,6 +428,10 @@ async def test_dashboard_federated(browser: Any, new_db: Any, tree: Tree, tmp_pa
         assert await page.locator(f"#incomplete-banner li[data-code='{prov}']").count() == 1
         total = await page.text_content("[data-testid=total-contributionTotal]")
         assert (total or "").strip() == "—"
+        # Its cities, read through the same node, are unknown too (they had shown zeros).
+        cells = page.locator(", ".join(f"#children-table td[data-field={f}]" for f in FIELDS))
+        assert await cells.count() > 0
+        assert {(t or "").strip() for t in await cells.all_text_contents()} == {"—"}
         assert await page.locator("#errors").is_hidden(), await page.locator("#errors").inner_text()
         watch.check()
     finally:

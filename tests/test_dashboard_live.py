@@ -16,6 +16,7 @@ from typing import Any
 import pytest
 
 from tests.test_dashboard_browser import (
+    PageWatch,
     browser,  # noqa: F401 - the module's Chromium fixture
     check_figures,
     open_page,
@@ -80,6 +81,11 @@ async def test_the_dashboard_updates_in_place_after_an_import_at_a_grandchild(
             await wait_region(page, "440000")
             await until(lambda: live.subscribers == 2 and all(
                 w.variables.get("region") == "440000" for w in live.watches.values()), "watching Guangdong")
+            # The token dropped (更换令牌): its live answers stop, and nothing of its reads stays.
+            await page.evaluate("() => { document.querySelector('#person-result').textContent = 'P'; }")
+            await page.locator("#token-clear").click()
+            await until(lambda: live.subscribers == 0, "unsubscribed once the token was dropped")
+            assert (await page.text_content("#person-result") or "") == ""
             watch.check()
         finally:
             await ctx.close()
@@ -87,3 +93,44 @@ async def test_the_dashboard_updates_in_place_after_an_import_at_a_grandchild(
     finally:
         for n in nodes.values():
             await n.stop()
+
+
+async def test_a_live_answer_without_data_keeps_the_figures_and_says_so(browser: Any, fresh_db: str) -> None:  # noqa: F811
+    """A live answer whose data is null (the node's database down, a deadline) is an error to
+    show, not figures: the page keeps what it shows and says it is not current (the render had
+    thrown on the null rollup and the page had gone on saying it was live)."""
+    from tests.conftest import node_config
+    from tests.nodes import start_node
+
+    node = await start_node(node_config(), fresh_db)
+    base = f"http://127.0.0.1:{node.port}"
+    down = ('{"errors": [{"message": "数据库暂时不可用，请稍后重试", "extensions": {"code": '
+            '"DATABASE_UNAVAILABLE", "retryAfter": 5}}], "data": null}')
+
+    async def stream(route: Any) -> None:
+        if "text/event-stream" in (route.request.headers.get("accept") or ""):
+            await route.fulfill(status=200, headers={"Content-Type": "text/event-stream"},
+                                body=f"event: next\nid: 1\ndata: {down}\n\n")
+        else:
+            await route.continue_()
+
+    try:
+        ctx = await browser.new_context(viewport={"width": 1280, "height": 1000}, locale="zh-CN")
+        try:
+            await ctx.route("**/graphql", stream)
+            page = await ctx.new_page()
+            page.set_default_timeout(15_000)
+            watch = PageWatch(page, base)
+            await page.goto(f"{base}/dashboard#token={VIEWER}")
+            await wait_region(page, "000000")
+            before = await page_totals(page)
+            # (the stream served here then ends, and the page goes on to reconnect, which its text
+            # then says: the figures stay marked as not current until a live answer is shown)
+            await page.wait_for_selector("#live-status[data-stale]", state="attached")
+            assert "数据库暂时不可用" in (await page.get_attribute("#live-status", "data-stale") or "")
+            assert await page_totals(page) == before
+            watch.check()
+        finally:
+            await ctx.close()
+    finally:
+        await node.stop()
