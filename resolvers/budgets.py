@@ -258,7 +258,7 @@ class ExecutionLineRec:
     actual_not_budgeted: Decimal
 
     @property
-    def share(self) -> Decimal | None:
+    def share(self) -> str | None:
         return share(self.actual, self.budget)
 
 
@@ -269,13 +269,14 @@ class ExecutionTotalRec:
     actual_not_budgeted: Decimal
 
     @property
-    def share(self) -> Decimal | None:
+    def share(self) -> str | None:
         return share(self.actual, self.budget)
 
 
-def share(actual: Decimal, budget: Decimal) -> Decimal | None:
-    """actual / budget to four decimals; None when nothing was budgeted."""
-    return None if budget == 0 else (actual / budget).quantize(SHARE, rounding=ROUND_HALF_UP)
+def share(actual: Decimal, budget: Decimal) -> str | None:
+    """actual / budget to four decimals, written with all four (the Decimal scalar writes a value
+    that is a whole number of fen with two: "0.50"); None when nothing was budgeted."""
+    return None if budget == 0 else f"{(actual / budget).quantize(SHARE, rounding=ROUND_HALF_UP):f}"
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,8 +293,8 @@ class ExecutionRec:
     missing: list[str]
 
     @property
-    def elapsed_share(self) -> Decimal:
-        return (Decimal(self.month.month) / 12).quantize(SHARE, rounding=ROUND_HALF_UP)
+    def elapsed_share(self) -> str:
+        return f"{(Decimal(self.month.month) / 12).quantize(SHARE, rounding=ROUND_HALF_UP):f}"  # as share()
 
     @property
     def total_income(self) -> ExecutionTotalRec:

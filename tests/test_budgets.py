@@ -347,7 +347,8 @@ async def test_execution_is_the_accounts_to_date_against_the_budget(world: Any) 
         sid = ("PENSION", "MEDICAL").index(scheme) + 1
         got = await ok(c, EXECUTION, {"r": region, "s": scheme, "m": f"2025-{month:02d}"}, VIEWER)
         assert got["period"] == {"from": "2025-01", "to": f"2025-{month:02d}"}
-        assert Decimal(got["elapsedShare"]) == (Decimal(month) / 12).quantize(Decimal("0.0001"), ROUND_HALF_UP)
+        # four decimals as written ("0.5000" for June, not the amounts' "0.50")
+        assert got["elapsedShare"] == f"{(Decimal(month) / 12).quantize(Decimal('0.0001'), ROUND_HALF_UP):f}"
         pools = await con.fetch(
             "select p.region_code, p.opened_from, b.pool_id is not null as budgeted from pool p "
             "left join budget b on b.pool_id = p.id and b.year = 2025 where p.scheme = $1 and p.region_code in "
@@ -367,7 +368,7 @@ async def test_execution_is_the_accounts_to_date_against_the_budget(world: Any) 
             assert (Decimal(line["actual"]), Decimal(line["actualNotBudgeted"]), Decimal(line["budget"])) == \
                 (actual[k], rest[k], budget[k]), (region, scheme, k)
             want = None if budget[k] == 0 else (actual[k] / budget[k]).quantize(Decimal("0.0001"), ROUND_HALF_UP)
-            assert (None if line["share"] is None else Decimal(line["share"])) == want
+            assert line["share"] == (None if want is None else f"{want:f}"), line
         assert Decimal(got["totalIncome"]["actual"]) == sum((actual[k] for k in FUND_INCOME), Decimal(0))
         assert Decimal(got["totalIncome"]["actualNotBudgeted"]) == sum((rest[k] for k in FUND_INCOME), Decimal(0))
         assert Decimal(got["totalExpenditure"]["budget"]) == sum((budget[k] for k in FUND_EXPENDITURE), Decimal(0))
