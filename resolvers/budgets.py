@@ -409,7 +409,7 @@ async def start(info: Info, pool_id: str, year: int, base_from: object | None, b
                  "growth": {k: str(v) for k, v in grow.items()}, "headcountGrowth": str(hc)}
     rec = BudgetRec(t.pool_id, t.year, pool.scheme, pool.region_code, "DRAFT", *expected, basis, None,
                     {k: v for k, v in lines.items() if v != 0})
-    return await flow.create(ctx(info).store.pool, rec, _who(info))
+    return _written(info, await flow.create(ctx(info).store.pool, rec, _who(info)))
 
 
 async def edit(info: Info, pool_id: str, year: int, lines: list[tuple[Any, Decimal]],
@@ -421,14 +421,14 @@ async def edit(info: Info, pool_id: str, year: int, lines: list[tuple[Any, Decim
         count_arg(v, n)
     if not new and all(v is None for v in expected):
         raise bad_input("editBudget changes nothing: give lines or expected headcounts", argument="input")
-    return await flow.edit(ctx(info).store.pool, t.pool_id, t.year, new, expected, _who(info))
+    return _written(info, await flow.edit(ctx(info).store.pool, t.pool_id, t.year, new, expected, _who(info)))
 
 
 async def step(info: Info, pool_id: str, year: int, to: str) -> BudgetRec:
     """SUBMITTED, REVIEWED or APPROVED: the next state, by its role, from the state before it."""
     action = {"SUBMITTED": "submitBudget", "REVIEWED": "reviewBudget", "APPROVED": "approveBudget"}[to]
     t = target(info, pool_id, year, action)
-    return await flow.advance(ctx(info).store.pool, t.pool_id, t.year, to, action, _who(info))
+    return _written(info, await flow.advance(ctx(info).store.pool, t.pool_id, t.year, to, action, _who(info)))
 
 
 async def give_back(info: Info, pool_id: str, year: int, reason: str) -> BudgetRec:
@@ -437,8 +437,17 @@ async def give_back(info: Info, pool_id: str, year: int, reason: str) -> BudgetR
     why = (reason or "").strip()
     if not why or len(why) > 2000:
         raise bad_input("reason must say why, in 1 to 2000 characters", argument="reason")
-    return await flow.give_back(ctx(info).store.pool, t.pool_id, t.year, why, _who(info),
-                                lambda role, action: permissions.step_role(info, role, action))
+    return _written(info, await flow.give_back(ctx(info).store.pool, t.pool_id, t.year, why, _who(info),
+                                               lambda role, action: permissions.step_role(info, role, action)))
+
+
+def _written(info: Info, rec: BudgetRec) -> BudgetRec:
+    """A step was written: this request's loaders forget the budget and its history, so that a
+    later field of the same request (mutations run one after another) reads them anew."""
+    loaders = ctx(info).loaders
+    for name in ("budget", "budget_steps"):
+        getattr(loaders, name).clear((rec.pool_id, rec.year))
+    return rec
 
 
 def _who(info: Info) -> flow.Who:

@@ -251,6 +251,22 @@ async def test_two_starts_at_once_one_draft_and_one_conflict(world: Any) -> None
                               "440100-MEDICAL-202401") == 1
 
 
+async def test_two_steps_in_one_request_each_show_their_own_history(world: Any) -> None:
+    """Root mutation fields run one after another in one request, which shares its loaders: the
+    second field's history ends with its own step (it had ended with the first field's)."""
+    c, _, _ = world
+    pool, year = "440100-MEDICAL-202401", 2026
+    await ok(c, START, {"in": {"poolId": pool, "year": year}}, OP)
+    q = BUDGET + """
+mutation($p: ID!, $y: Int!) {
+  a: editBudget(input: {poolId: $p, year: $y, expectedInsured: 7}) { ...B }
+  b: submitBudget(poolId: $p, year: $y) { ...B } }"""
+    body = await c.gql(q, {"p": pool, "y": year}, OP)
+    assert "errors" not in body, body["errors"]
+    assert body["data"]["a"]["history"][-1]["action"] == "EDITED"
+    assert (body["data"]["b"]["state"], body["data"]["b"]["history"][-1]["action"]) == ("SUBMITTED", "SUBMITTED")
+
+
 async def test_refused_steps_run_no_sql(world: Any) -> None:
     c, _, _ = world
     counter = c.runtime.statements
