@@ -421,6 +421,7 @@ async def edit(info: Info, pool_id: str, year: int, lines: list[tuple[Any, Decim
         count_arg(v, n)
     if not new and all(v is None for v in expected):
         raise bad_input("editBudget changes nothing: give lines or expected headcounts", argument="input")
+    await _pool_open_in(info, t)  # a raise may have closed it since: its budget counts nowhere
     return _written(info, await flow.edit(ctx(info).store.pool, t.pool_id, t.year, new, expected, _who(info)))
 
 
@@ -428,6 +429,7 @@ async def step(info: Info, pool_id: str, year: int, to: str) -> BudgetRec:
     """SUBMITTED, REVIEWED or APPROVED: the next state, by its role, from the state before it."""
     action = {"SUBMITTED": "submitBudget", "REVIEWED": "reviewBudget", "APPROVED": "approveBudget"}[to]
     t = target(info, pool_id, year, action)
+    await _pool_open_in(info, t)
     return _written(info, await flow.advance(ctx(info).store.pool, t.pool_id, t.year, to, action, _who(info)))
 
 
@@ -437,6 +439,7 @@ async def give_back(info: Info, pool_id: str, year: int, reason: str) -> BudgetR
     why = (reason or "").strip()
     if not why or len(why) > 2000:
         raise bad_input("reason must say why, in 1 to 2000 characters", argument="reason")
+    await _pool_open_in(info, t)
     return _written(info, await flow.give_back(ctx(info).store.pool, t.pool_id, t.year, why, _who(info),
                                                lambda role, action: permissions.step_role(info, role, action)))
 

@@ -412,3 +412,21 @@ async def test_compiled_budgets_and_execution_take_the_same_few_statements_whate
     assert len({n for (w, _), n in counts.items() if w == "compiled"}) == 1, seen
     assert len({n for (w, _), n in counts.items() if w == "execution"}) == 1, seen
     assert max(counts.values()) <= 5, seen
+
+
+async def test_a_budget_of_a_pool_a_raise_closed_takes_no_further_step(world: Any) -> None:
+    """A raise that closes a pool before a budgeted year leaves that budget out of the compiled
+    figures (the pool no longer covers the year): no step may move it on either, as no start
+    would have been allowed (the steps had gone on, to an approval that counted nowhere).
+    Last in this module: the raise changes its world."""
+    c, _, con = world
+    pool, year = "440300-MEDICAL-202401", 2027
+    await ok(c, START, {"in": {"poolId": pool, "year": year}}, OP)
+    raised = await ok(c, """mutation($in: RaisePoolingLevelInput!) { raisePoolingLevel(input: $in) { pool { id } } }""",
+                      {"in": {"scheme": "MEDICAL", "region": "440000", "effectiveFrom": "2026-01",
+                              "idempotencyKey": "budgets-gd-medical"}}, OP)
+    assert raised["pool"]["id"].startswith("440000-MEDICAL-")
+    words = f"no month of {year}: budget the pool that covers the year"
+    await refused(c, con, EDIT, {"in": {"poolId": pool, "year": year, "expectedInsured": 3}}, OP, "BAD_USER_INPUT",
+                  words)
+    await refused(c, con, *step("submitBudget", pool, year), OP, "BAD_USER_INPUT", words)
