@@ -16,6 +16,7 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import asyncpg
 import httpx
 import pytest
 from tierfed.tiers import person_store
@@ -291,6 +292,32 @@ async def test_index_rebuilt_from_the_children(fed: Fed) -> None:
     rebuilt = await central.index.rebuild()
     assert await person_store.index_size(central.pool) == before
     assert rebuilt["guangdong"] == before["guangdong"]
+    # Rebuilt again while lookups go on: the index never names fewer holders meanwhile, so no
+    # answer misses a month (it was emptied first, and P2's Guangdong months went missing with
+    # complete: true until the child's feed was read again).
+    # The rebuild is held where it records what it read (the index's lock, held here) while a lookup runs.
+    import asyncio
+
+    want = expected_statement(P2, "000000", fed.tree)
+    held = await asyncpg.connect(fed.dbs["central"])
+    try:
+        tr = held.transaction()
+        await tr.start()
+        await held.execute("select pg_advisory_xact_lock($1)", person_store.PRESENCE_LOCK)
+        task = asyncio.create_task(central.index.rebuild())
+        for _ in range(500):
+            if await held.fetchval("select count(*) from pg_locks where locktype = 'advisory' and not granted"):
+                break
+            await asyncio.sleep(0.01)
+        else:
+            raise AssertionError("the rebuild never reached the index's lock")
+        assert (await person_store.index_size(central.pool)).get("guangdong", 0) == before["guangdong"]
+        body = await fed.ask("central", STATEMENT, {"id": P2})
+        assert statement_of(body) == want and body["data"]["person"]["statement"]["complete"], body
+        await tr.rollback()
+        await task
+    finally:
+        await held.close()
 
 
 async def test_a_node_down_is_named_and_the_rest_is_kept(fed: Fed) -> None:

@@ -124,6 +124,11 @@ async def index_add(pool: asyncpg.Pool, child: str, ids: Sequence[str], seq: int
         await con.execute(SYNC_SET, child, seq)
 
 
+async def index_restart(pool: asyncpg.Pool, child: str) -> None:
+    """The child's feed to be read again from its start; what the index holds stays."""
+    await pool.execute(SYNC_CLEAR, child)
+
+
 async def index_clear(pool: asyncpg.Pool, child: str) -> None:
     async with pool.acquire() as con, con.transaction():
         await con.execute(INDEX_CLEAR, child)

@@ -124,10 +124,13 @@ class PersonIndex:
         return problems
 
     async def rebuild(self) -> dict[str, int]:
-        """Forget what the index says of each child and read every feed from the start."""
+        """Read every child's feed again from its start, adding what the index misses. Nothing is
+        removed first: a lookup meanwhile, here or in a serving process beside this command,
+        still finds every holder the index named (emptied first, it had missed their months and
+        said complete). An entry of a person a child no longer holds costs a request, never a month."""
         out = {}
         for ch in self.node.children:
-            await person_store.index_clear(self.pool, ch.name)
+            await person_store.index_restart(self.pool, ch.name)
             out[ch.name] = await self.sync_child(ch)
         return out
 
