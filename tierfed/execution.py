@@ -7,6 +7,7 @@ import asyncio
 import dataclasses
 import hashlib
 import logging
+import traceback
 import uuid
 from dataclasses import dataclass
 from functools import lru_cache
@@ -312,7 +313,10 @@ def masked(exc: BaseException, path: list[str | int] | None = None) -> dict[str,
         log.warning("database unavailable at %s: %s", path, type(exc).__name__)
         return {**database_unavailable().formatted, **({"path": path} if path else {})}
     ref = uuid.uuid4().hex[:12]
-    log.error("internal error %s at %s", ref, path, exc_info=exc)
+    # The path's aliases are the caller's words, and an exception's text can carry values (asyncpg
+    # appends its DETAIL: "Key (id_number)=(...)"): both redacted, the traceback with them.
+    trace = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    log.error("internal error %s at %s\n%s", ref, observe.redact(str(path), 500), observe.redact(trace, 64_000))
     req = observe.info()
     if req is not None:
         req.error_refs.append(ref)
