@@ -367,3 +367,24 @@ def test_the_gauges_of_a_worker_that_is_gone_are_left_out(tmp_path: Path) -> Non
     text = generate_latest(registry).decode()
     assert "tierfed_live_subscriptions 7.0" not in text and 'tierfed_changes_waiting{node="a"} 5.0' not in text, text
     assert "tierfed_requests_total 3.0" in text, text
+
+
+async def test_a_refused_subscription_is_counted_with_its_code(fresh_db: str, caplog: pytest.LogCaptureFixture) -> None:
+    """A subscription refused before it starts (a bad token, a bad document) is logged and counted
+    with its code (it was counted as ok with its 401 or 400)."""
+    import json
+    import logging
+
+    caplog.set_level(logging.INFO, logger="tierfed.access")
+    sub = 'subscription { rollup(region: "440000", period: {from: "2025-01", to: "2025-01"}) { complete } }'
+    async with node_client(fresh_db) as c:
+        stream = {"Accept": "text/event-stream"}
+        bad_token = await c.http.post("/graphql", json={"query": sub},
+                                      headers={**stream, "Authorization": "Bearer nope"})
+        bad_doc = await c.http.post("/graphql", json={"query": "subscription { rollup(region: 1) }"},
+                                    headers={**stream, "Authorization": f"Bearer {token()}"})
+        metrics = c.runtime.metrics.exposition().decode()
+    assert (bad_token.status_code, bad_doc.status_code) == (401, 400)
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "tierfed.access"]
+    assert [ln["outcome"] for ln in lines[-2:]] == ["UNAUTHENTICATED", "BAD_USER_INPUT"], lines
+    assert 'outcome="UNAUTHENTICATED"' in metrics, metrics[:500]

@@ -32,6 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
+from . import observe
 from .auth import Caller, bearer
 from .errors import Code, TierfedError
 from .execution import RequestError, format_error, has_nul, is_subscription
@@ -101,21 +102,29 @@ def _event(kind: str, data: bytes = b"", event_id: str | None = None) -> bytes:
     return head + b"data: " + data + b"\n\n"
 
 
+def _refused(body: dict[str, Any], status: int, headers: dict[str, str] | None = None) -> JSONResponse:
+    """A subscription refused before it started: counted and logged with its code, not as ``ok``."""
+    req = observe.current.get()
+    if req is not None:
+        req.outcome = observe.outcome_of(body)
+    return JSONResponse(body, status, headers={**NO_STORE, **(headers or {})})
+
+
 async def sse_endpoint(request: Request, rt: Runtime, params: dict[str, Any]) -> Response:
     """A subscription over Server-Sent Events (``params`` already read from the body or the URL)."""
     try:
         caller = await rt.keys.verify_async(bearer(request.headers.get("authorization")), rt.tree)
     except TierfedError as e:
-        return JSONResponse({"errors": _errors([e])}, 401, headers={**NO_STORE, "WWW-Authenticate": "Bearer"})
+        return _refused({"errors": _errors([e])}, 401, {"WWW-Authenticate": "Bearer"})
     try:
         query, op, variables, last = _params(rt, params)
         last = request.headers.get("last-event-id") or last
         sub = await live_of(rt).subscribe(caller, query, op, variables, last)
     except RequestError as e:
-        return JSONResponse({"errors": _errors(e.errors)}, 400, headers=NO_STORE)
+        return _refused({"errors": _errors(e.errors)}, 400)
     except TierfedError as e:
         status = 401 if e.code == Code.UNAUTHENTICATED else 503 if e.code == Code.QUERY_TOO_COMPLEX else 400
-        return JSONResponse({"errors": _errors([e])}, status, headers=NO_STORE)
+        return _refused({"errors": _errors([e])}, status)
     return StreamingResponse(_stream(rt, sub), media_type="text/event-stream",
                              headers={**NO_STORE, "X-Accel-Buffering": "no"})
 
