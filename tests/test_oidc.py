@@ -169,12 +169,19 @@ async def test_unknown_kids_refetch_at_most_once_per_cooldown(provider: Provider
         person = await person_of(c)
         assert "errors" not in await c.gql(STATEMENT, {"id": person},
                                            tok=provider.token("k1", id_number=person, groups=["insured"]))
+        # A key rotated right after the first fetch works on its first token (the first fetch had
+        # started the cooldown, and the new key was refused for its whole length).
+        provider.add("k2")
+        provider.published = ["k1", "k2"]
+        assert "errors" not in await c.gql(STATEMENT, {"id": person},
+                                           tok=provider.token("k2", id_number=person, groups=["insured"]))
+        assert provider.hits.count("/jwks") == 2
         for i in range(20):
             provider.add(f"made-up-{i}")
             r = await c.post(STATEMENT, {"id": person},
                              tok=provider.token(f"made-up-{i}", id_number=person, groups=["insured"]))
             assert r.status_code == 401
-        assert provider.hits.count("/jwks") == 1  # the flood fetched nothing more
+        assert provider.hits.count("/jwks") == 2  # the flood fetched nothing more: k2's refetch began the cooldown
 
 
 async def test_discovery_document_and_config_errors(provider: Provider, loaded_db: str) -> None:

@@ -62,8 +62,16 @@ class OidcKeys:
 
                 class Counting(PyJWKClient):
                     def fetch_data(self) -> Any:
+                        # Only a refetch for an unknown kid starts the cooldown (PyJWT's
+                        # get_signing_key stamps it itself): PyJWT also starts it on the first
+                        # fetch and on each expiry of the cache, so a key rotated in that time
+                        # was refused for the whole cooldown.
                         keys.fetches += 1
-                        return super().fetch_data()
+                        stamp = self._last_successful_fetch
+                        try:
+                            return super().fetch_data()
+                        finally:
+                            self._last_successful_fetch = stamp
 
                 self._client = Counting(uri, cache_jwk_set=True, lifespan=self.cfg.cache_lifespan_s,
                                         timeout=self.cfg.timeout_s, cooldown_duration=self.cfg.refetch_cooldown_s)
