@@ -178,6 +178,7 @@ async def test_bad_input_is_refused_and_nothing_written(fed: Fed, tmp_path: Path
         (["--year", "20x5"], "--year '20x5' is malformed"),
         (["--year", "2025-01"], "malformed"),
         (["--year", "1989"], "out of range"),
+        (["--year", str(date.today().year)], "has not ended"),
         (["--out", str(a_file / "sub")], "is not a folder"),
         (["--out", str(a_file)], "is not a folder"),
         (["--out", "/proc/tierfed-statements"], "cannot write in /proc"),

@@ -65,6 +65,11 @@ def year_arg(text: str) -> int:
     year = int(text)
     if not 1990 <= year <= date.today().year:
         raise UserError(f"--year {year} is out of range: expected 1990 to {date.today().year}")
+    if year == date.today().year:
+        # A statement is of a whole year, and a person sent one is not sent it again: the year's
+        # months still to come would never reach them.
+        raise UserError(f"--year {year} has not ended: statements of {year} can be sent from January "
+                        f"{year + 1}; the latest year they can be sent for is {year - 1}")
     return year
 
 
