@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -106,11 +107,24 @@ async def test_serve_with_two_workers(fresh_db: str, tmp_path: Path) -> None:
                     break
                 await asyncio.sleep(0.2)
             assert names == {"深圳"}
+            # A worker's own log lines carry their time, level and logger (a spawned worker had
+            # written them bare): an internal error, on whichever worker serves it.
+            con = await asyncpg.connect(fresh_db)
+            try:
+                await con.execute("drop table pool cascade")
+            finally:
+                await con.close()
+            r = await c.post(f"http://127.0.0.1:{port}/graphql", json={"query": '{ region(code: "440000") '
+                                                                                 "{ pool(scheme: PENSION) { id } } }"},
+                             headers={"Authorization": f"Bearer {tok}"})
+            assert r.json()["errors"][0]["extensions"]["code"] == "INTERNAL_SERVER_ERROR"
     finally:
         proc.terminate()
         proc.wait(20)
         log.close()
     out = (tmp_path / "out.log").read_text()
+    assert re.search(r"^\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d+ ERROR tierfed\.execution: internal error", out, re.M), \
+        out[-2000:]
     pids = {p.stem.rsplit("_", 1)[1] for p in mp_dir.glob("counter_*.db")}
     assert len(pids) >= 3, pids  # the parent's start-up check and two workers
     lines = [json.loads(ln) for ln in out.splitlines() if ln.startswith("{")]

@@ -88,8 +88,9 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
 def from_environment() -> Starlette:
     """The app of the node configured by ``TIERFED_CONFIG``: what each worker of
     ``tierfed serve --workers N`` runs (each opens its own runtime in its lifespan)."""
-    from .cli import access_log
+    from .cli import access_log, log_setup
     from .config import load
 
+    log_setup()
     access_log()
     return create_app(load(None))

@@ -85,8 +85,17 @@ def _parser() -> argparse.ArgumentParser:
     return p
 
 
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def log_setup() -> None:
+    """The log's format and level, in the CLI and in each worker of ``serve --workers N`` (a
+    spawned process: without it, its warnings went out bare, with no time, level or logger)."""
+    logging.basicConfig(level=logging.WARNING, format=LOG_FORMAT)
+
+
 def main(argv: list[str] | None = None) -> None:
-    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    log_setup()
     try:
         args = _parser().parse_args(argv)
         code = COMMANDS[args.command](args)

@@ -80,12 +80,13 @@ class Metrics:
                                    ["kind", "outcome"], registry=r)
         self.import_duration = Histogram("tierfed_import_duration_seconds", "Time an import over HTTP took",
                                          ["kind"], buckets=(0.1, 0.5, 1, 5, 15, 60, 300, 900, 3600), registry=r)
-        # Read from the database at each scrape (the same in every worker): "max" adds nothing up.
+        # Read from the database at each scrape, by whichever worker serves it: the latest reading of
+        # any live worker is the value ("max" kept a worker's old reading once the queue drained).
         self.changes_waiting = Gauge("tierfed_changes_waiting", "Changes across nodes waiting for a node",
-                                     ["node"], registry=r, multiprocess_mode="max")
+                                     ["node"], registry=r, multiprocess_mode="livemostrecent")
         self.changes_waiting_age = Gauge("tierfed_changes_waiting_oldest_seconds",
                                          "Age of the oldest change waiting for a node", ["node"], registry=r,
-                                         multiprocess_mode="max")
+                                         multiprocess_mode="livemostrecent")
         self.live_subscriptions = Gauge("tierfed_live_subscriptions", "Subscriptions served (live answers)",
                                         registry=r, multiprocess_mode="livesum")
         self.live_watches = Gauge("tierfed_live_watches", "Distinct live questions (each computed once per change)",
