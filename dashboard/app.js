@@ -99,7 +99,7 @@
     "query Person($idNumber: String!, $year: Int!) {\n" +
     "  person(idNumber: $idNumber) {\n" +
     "    idNumber name region { code name }\n" +
-    "    statement(year: $year) { year schemes { scheme months contributionEmployer " +
+    "    statement(year: $year) { year complete missing { code name } schemes { scheme months contributionEmployer " +
     "contributionIndividual individualAccount benefitsPaid } }\n" +
     "  }\n" +
     "}\n";
@@ -1012,6 +1012,12 @@
     if (errors.length) out.appendChild(el("div", { className: "banner error" }, el("ul", null, errorItems(errors))));
     var st = person.statement;
     if (!st) return;
+    if (st.complete === false) {
+      /* months held on a node that did not answer: the figures below lack them */
+      var gone = (st.missing || []).map(function (m) { return (m.name || "") + "（" + m.code + "）"; }).join("、");
+      out.appendChild(el("div", { className: "banner incomplete", "data-testid": "person-incomplete",
+        text: "记录不完整：" + (gone || "部分下级节点") + " 暂时无法访问，下表不含其记录。" }));
+    }
     var schemes = st.schemes || [];
     var table = el("table", { id: "person-statement", className: "figures" },
       el("caption", { text: st.year + " 年度个人权益记录" }),
