@@ -319,9 +319,19 @@ def cmd_serve(args: argparse.Namespace) -> int:
             shutil.rmtree(made_dir, ignore_errors=True)
 
 
-# How long a stopping node waits for open responses before it cancels them (live answers end
-# before that: see _serve).
-GRACEFUL_S = 10
+def stopping_live(rt: Any) -> Any:
+    """uvicorn's server class for one node: stopping, it ends the node's live answers first (each
+    stream completes, each socket closes), since uvicorn waits for open responses before the app's
+    own shutdown and a subscription would hold the node until then."""
+    import uvicorn
+
+    class Server(uvicorn.Server):
+        async def shutdown(self, sockets: Any = None) -> None:
+            if rt.live is not None:  # made by the first subscription
+                await rt.live.close()
+            await super().shutdown(sockets)
+
+    return Server
 
 
 def _serve(cfg: NodeConfig, workers: int, config_path: str | None) -> int:
@@ -332,22 +342,14 @@ def _serve(cfg: NodeConfig, workers: int, config_path: str | None) -> int:
     from .app import create_app
     from .runtime import open_runtime
 
-    rt: Any = None
     if workers == 1:
-        class Server(uvicorn.Server):
-            async def shutdown(self, sockets: Any = None) -> None:
-                # Live answers end first (each stream completes): uvicorn waits for open responses
-                # before the app's own shutdown, and a subscription would hold the node until then.
-                await rt.live.close()
-                await super().shutdown(sockets)
-
         async def go() -> None:
-            nonlocal rt
             rt = await open_runtime(cfg)
             try:
                 _metrics_listener(cfg)
-                server = Server(uvicorn.Config(create_app(cfg, rt), host=cfg.host, port=cfg.port, log_level="info",
-                                               access_log=False, timeout_graceful_shutdown=GRACEFUL_S))
+                server = stopping_live(rt)(uvicorn.Config(create_app(cfg, rt), host=cfg.host, port=cfg.port,
+                                                          log_level="info", access_log=False,
+                                                          timeout_graceful_shutdown=cfg.shutdown_grace_s))
                 await server.serve()
             finally:
                 await rt.close()
@@ -363,9 +365,9 @@ def _serve(cfg: NodeConfig, workers: int, config_path: str | None) -> int:
     _metrics_listener(cfg)
     os.environ["TIERFED_CONFIG"] = str(Path(config_path or os.environ["TIERFED_CONFIG"]).resolve())
     # Each worker's live answers end with the app's shutdown, once uvicorn stops waiting for open
-    # responses: after GRACEFUL_S at most.
+    # responses: after shutdown_grace_s at most.
     uvicorn.run("tierfed.app:from_environment", factory=True, host=cfg.host, port=cfg.port, workers=workers,
-                log_level="info", access_log=False, timeout_graceful_shutdown=GRACEFUL_S)
+                log_level="info", access_log=False, timeout_graceful_shutdown=cfg.shutdown_grace_s)
     return 0
 
 

@@ -133,6 +133,8 @@ class NodeConfig:
     link_lease_s: float = 6.0
     # [live].max_subscriptions: live answers (subscriptions) one worker process serves at once.
     max_subscriptions: int = 10_000
+    # [node].shutdown_grace_s: how long a stopping node waits for requests in flight before it cancels them.
+    shutdown_grace_s: int = 30
 
     @property
     def host(self) -> str:
@@ -233,6 +235,10 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
     if not 0 < interval <= 3600:
         raise UserError(f"config [node].index_sync_interval_s: expected 0 < seconds <= 3600, got {interval}")
 
+    grace = _get(node, "shutdown_grace_s", int, "[node]", 30)
+    if not 1 <= grace <= 3600:
+        raise UserError(f"config [node].shutdown_grace_s: expected whole seconds from 1 to 3600, got {grace}")
+
     lease = float(_get(node, "link_lease_s", (int, float), "[node]", 6.0))
     if not (lease == 0 or 0.3 <= lease <= 600):
         raise UserError(f"config [node].link_lease_s: expected 0 (parents check per request) or 0.3 to 600 seconds, "
@@ -311,6 +317,7 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         check_children_at_start=_get(node, "check_children_at_start", bool, "[node]", True),
         parent=parent,
         index_sync_interval_s=interval,
+        shutdown_grace_s=grace,
         workers=workers,
         cache_max_bytes=cache_bytes,
         link_lease_s=lease,

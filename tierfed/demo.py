@@ -181,13 +181,16 @@ async def run_demo(port: int, persons: int, data_dir: Path) -> None:
     await prepare(cfgs, data_dir, persons)
     runtimes: list[Runtime] = []
     servers = []
+    from .cli import stopping_live
+
     # Provinces first: the central node checks its children answer when it starts.
     for c in reversed(cfgs):
         rt = await open_runtime(c, embedded.url_for(data_dir, embedded.database_name(c.name)),
                                 check_children=False)
         runtimes.append(rt)
-        servers.append(uvicorn.Server(uvicorn.Config(create_app(c, rt), host=c.host, port=c.port,
-                                                     log_level="warning", access_log=False)))
+        servers.append(stopping_live(rt)(uvicorn.Config(create_app(c, rt), host=c.host, port=c.port,
+                                                        log_level="warning", access_log=False,
+                                                        timeout_graceful_shutdown=c.shutdown_grace_s)))
     # Provinces first, each listening before the central node starts: the central node reads
     # their persons when it starts. The addresses are printed once every node listens.
     tasks: list[asyncio.Task[None]] = []
