@@ -193,6 +193,9 @@ async def test_a_persisted_only_child_still_answers_its_parent(new_db: Any, tmp_
         told = await parent.post("mutation TierfedPersonsChanged { _tierPersonsChanged }", {},
                                  child.runtime.index.node_token())
         assert told == {"data": {"_tierPersonsChanged": True}}, told
+        # ... those exact texts only: a NODE token (a child's, replayed) runs nothing else unregistered.
+        other = await parent.post("{ nation { code } }", {}, child.runtime.index.node_token())
+        assert other["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", other
         rollup = '{ rollup(region: "440000", period: {from: "2025-01", to: "2025-01"}) { complete totals { insured } } }'
         sha = hashlib.sha256(rollup.encode()).hexdigest()
         parent.runtime.persisted[sha] = rollup  # registered at the parent, not at the child

@@ -29,6 +29,7 @@ from .persisted import operation_text
 from .runtime import Runtime
 from .selfservice import self_role
 from .subscriptions import sse_endpoint, wants_stream
+from .tiers.personindex import NODE_OPERATIONS
 from .tiers.remote import NODE_HEADER
 from .tiers.versions import subtree_version
 
@@ -160,12 +161,13 @@ async def graphql_endpoint(request: Request) -> Response:
         req.subject = observe.redact(caller.sub)
     # A request the node above forwarded (its NODE token beside the caller's): an operation the
     # parent built, which no frontend registered and whose limits the parent already applied. A
-    # node's own calls (a NODE token: a child telling its parent its persons moved) are its own too.
+    # node's own calls (a NODE token: a child telling its parent its persons moved) run too, as
+    # those exact texts and no other.
     forwarded = (caller.via_node is not None and rt.tree.within(rt.node.region, caller.via_node)
                  and caller.via_node != rt.node.region)
     try:
-        query = operation_text(rt.persisted, rt.cfg.persisted_only and not forwarded and not caller.has("NODE"),
-                               params)
+        own = caller.has("NODE") and params.get("query") in NODE_OPERATIONS  # a node's own call, as sent
+        query = operation_text(rt.persisted, rt.cfg.persisted_only and not forwarded and not own, params)
     except TierfedError as e:
         return _respond(_error_body([e]), request_error, media)
     variables = params.get("variables") or {}

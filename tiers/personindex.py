@@ -47,6 +47,9 @@ PAGE = 5000
 FEED = "query TierfedPresence($a: [JSON!]!) { c0: _tierCall(kind: \"presence\", args: $a) }"
 TELL = "mutation TierfedPersonsChanged { _tierPersonsChanged }"
 ELSEWHERE = "query TierfedElsewhere($a: [JSON!]!) { c0: _tierCall(kind: \"elsewhere\", args: $a) }"
+# The operations a node sends with its own NODE token: a node with persisted_only runs these
+# texts, and only these, for a NODE caller (no frontend registers them).
+NODE_OPERATIONS = frozenset({FEED, ELSEWHERE, TELL})
 NODE_ROLE = "NODE"
 
 
