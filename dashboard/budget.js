@@ -222,6 +222,11 @@
     if (!section) return;
     seq += 1;
     section.querySelector("tbody").textContent = "";
+    section.querySelector("tfoot").textContent = "";
+    ["budget-caption", "budget-states", "budget-incomplete", "budget-errors"].forEach(function (id) {
+      document.getElementById(id).textContent = "";
+    });
+    document.getElementById("budget-incomplete").hidden = true;
     document.getElementById("budget-errors").hidden = true;
     section.dataset.state = "idle";
   });

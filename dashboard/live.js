@@ -256,8 +256,12 @@
           showStatus("error", "实时更新出错：" + why + "（页面显示的是此前的数据）");
           return;
         }
+        /* The page's first errors without a path (a child that did not answer) are the streams'
+           to say from now on: each stream's answer carries its own. */
+        var stale = (mine.errors[""] || []).length > 0;
+        delete mine.errors[""];
         /* The first answer is usually what the page already shows: nothing to redraw. */
-        if (JSON.stringify(fresh) === JSON.stringify(mine.data[key]) &&
+        if (!stale && JSON.stringify(fresh) === JSON.stringify(mine.data[key]) &&
             JSON.stringify(errs) === JSON.stringify(mine.errors[key] || [])) return;
         var data = {};
         Object.keys(mine.data).forEach(function (k) { data[k] = mine.data[k]; });

@@ -310,7 +310,7 @@ def masked(exc: BaseException, path: list[str | int] | None = None) -> dict[str,
 
     A lost database is no bug: it gets its own retryable code (and no traceback in the log)."""
     if database_down(exc):
-        log.warning("database unavailable at %s: %s", path, type(exc).__name__)
+        log.warning("database unavailable at %s: %s", observe.redact(str(path), 500), type(exc).__name__)
         return {**database_unavailable().formatted, **({"path": path} if path else {})}
     ref = uuid.uuid4().hex[:12]
     # The path's aliases are the caller's words, and an exception's text can carry values (asyncpg

@@ -29,10 +29,12 @@ import json
 import logging
 import time
 from dataclasses import dataclass, field
+from datetime import date
 from typing import Any
 
 from graphql import DocumentNode, FragmentDefinitionNode, OperationDefinitionNode, OperationType, print_ast
 
+from . import codes as calendar
 from .answers import cache_key, cacheable
 from .auth import Caller
 from .errors import Code, TierfedError
@@ -119,6 +121,9 @@ class Watch:
     final: bool = False
     ready: asyncio.Event = field(default_factory=asyncio.Event)
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    # The month the answer was computed in: figures "as of now" move with the calendar, which
+    # moves no version (the cache key holds the month the watch began in).
+    month: date = field(default_factory=lambda: calendar.current_month())
 
     @property
     def caller(self) -> Caller:
@@ -263,9 +268,11 @@ class Live:
         rt = self.rt
         caller = w.caller
         version = await subtree_version(rt.pool, rt.node, rt.clients, caller.scope, caller.token)
-        if version is not None and version == w.version and not first:
+        now = calendar.current_month()
+        if version is not None and version == w.version and now == w.month and not first:
             return
-        body, codes = await self._compute(w, caller, version)
+        turned, w.month = now != w.month, now
+        body, codes = await self._compute(w, caller, version, cached=not turned)
         w.version = version
         answer_id = hashlib.sha256(w.key.encode() + b"\x1f" + body).hexdigest()[:32]
         w.final = bool(codes & FINAL)
@@ -277,12 +284,13 @@ class Live:
             for s in list(w.subscribers):
                 s.end()
 
-    async def _compute(self, w: Watch, caller: Caller, version: str | None) -> tuple[bytes, set[str]]:
+    async def _compute(self, w: Watch, caller: Caller, version: str | None,
+                       cached: bool = True) -> tuple[bytes, set[str]]:
         rt = self.rt
         self.computations += 1
         rt.metrics.live_computations.inc()
         keep = version is not None and rt.answers.enabled and cacheable(w.prepared.operation, caller)
-        if keep:
+        if keep and cached:
             hit = rt.answers.get(w.key, version)  # type: ignore[arg-type]
             if hit is not None:
                 return hit.body, set()

@@ -122,7 +122,9 @@ class Metrics:
             seen.add(label)
             self.changes_waiting.labels(label).set(n)
             self.changes_waiting_age.labels(label).set(oldest)
-        for gone in self._waiting_nodes - seen:
+        # Every configured node, and any label this worker set before, reads 0 when nothing waits:
+        # this reading is the latest, whichever worker made the one before.
+        for gone in (self._waiting_nodes | nodes) - seen:
             self.changes_waiting.labels(gone).set(0)
             self.changes_waiting_age.labels(gone).set(0)
         self._waiting_nodes |= seen

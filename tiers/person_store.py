@@ -46,6 +46,8 @@ SYNC_SET = """
 insert into person_index_sync (child, seq, synced_at) values ($1, $2, now())
 on conflict (child) do update set seq = greatest(person_index_sync.seq, excluded.seq), synced_at = now()
 """
+SYNC_AT = """insert into person_index_sync (child, seq, synced_at) values ($1, $2, now())
+             on conflict (child) do update set seq = excluded.seq, synced_at = now()"""
 INDEX_CLEAR = "delete from person_index where child = $1"
 SYNC_CLEAR = "delete from person_index_sync where child = $1"
 INDEX_SIZE = "select child, count(*) from person_index group by child"
@@ -124,9 +126,9 @@ async def index_add(pool: asyncpg.Pool, child: str, ids: Sequence[str], seq: int
         await con.execute(SYNC_SET, child, seq)
 
 
-async def index_restart(pool: asyncpg.Pool, child: str) -> None:
-    """The child's feed to be read again from its start; what the index holds stays."""
-    await pool.execute(SYNC_CLEAR, child)
+async def sync_at(pool: asyncpg.Pool, child: str, seq: int) -> None:
+    """The child's feed read up to ``seq`` exactly (a reading from its start ended there)."""
+    await pool.execute(SYNC_AT, child, seq)
 
 
 async def index_clear(pool: asyncpg.Pool, child: str) -> None:

@@ -80,23 +80,24 @@ class PersonIndex:
 
     # ------------------------------------------------------------ reading children
 
-    async def sync_child(self, child: Child) -> int:
-        """Read the child's feed from the watermark to its end; returns the ID numbers read.
-        Marks the child current on success and not current on failure (and raises)."""
+    async def sync_child(self, child: Child, from_start: bool = False) -> int:
+        """Read the child's feed from the watermark (or, ``from_start``, from its start) to its end;
+        returns the ID numbers read. Marks the child current on success and not current on failure
+        (and raises)."""
         async with self._locks[child.name]:
             try:
-                n = await self._read_feed(child)
+                n = await self._read_feed(child, from_start)
             except Exception:
                 self._current.discard(child.name)
                 raise
             self._current.add(child.name)
             return n
 
-    async def _read_feed(self, child: Child) -> int:
+    async def _read_feed(self, child: Child, from_start: bool = False) -> int:
         tok = self.node_token(child.name)
         if tok is None:
             raise UserError("this node cannot sign node tokens ([auth] has no secret or private key)")
-        seq = (await person_store.synced(self.pool)).get(child.name, 0)
+        seq = 0 if from_start else (await person_store.synced(self.pool)).get(child.name, 0)
         total = 0
         while True:
             body = await self.clients.post(child, tok, FEED, {"a": [{"since": seq, "first": PAGE}]})
@@ -108,6 +109,10 @@ class PersonIndex:
             await person_store.index_add(self.pool, child.name, ids, seq)
             total += len(ids)
             if len(ids) < PAGE:
+                if from_start:
+                    # the watermark is where this reading ended (a feed begun anew after a restore
+                    # of the child's database ends lower than the one recorded)
+                    await person_store.sync_at(self.pool, child.name, seq)
                 return total
 
     async def sync_all(self) -> dict[str, str]:
@@ -133,8 +138,7 @@ class PersonIndex:
         said complete). An entry of a person a child no longer holds costs a request, never a month."""
         out = {}
         for ch in self.node.children:
-            await person_store.index_restart(self.pool, ch.name)
-            out[ch.name] = await self.sync_child(ch)
+            out[ch.name] = await self.sync_child(ch, from_start=True)
         return out
 
     def child_of_caller(self, scope: str) -> Child | None:

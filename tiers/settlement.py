@@ -68,6 +68,17 @@ class SettleInput:
         return {"year": self.year, "ratio": f"{self.ratio.normalize():f}", "month": codes.month_str(self.month)}
 
 
+def _as_number(key_input: Any) -> Any:
+    """A recorded key's input with its ratio as a number (recorded as written before 0.0450 and
+    0.045 were one input)."""
+    if isinstance(key_input, dict) and isinstance(key_input.get("ratio"), str):
+        try:
+            return {**key_input, "ratio": f"{Decimal(key_input['ratio']).normalize():f}"}
+        except ArithmeticError:
+            return key_input
+    return key_input
+
+
 @dataclass(frozen=True)
 class SettleOutcome:
     change_id: str | None
@@ -150,7 +161,7 @@ async def settle(ch: Any, inp: SettleInput, caller: str) -> SettleOutcome:
     """The settlement across the federation, all or nothing (see the module docstring)."""
     prior = await cs.by_key(ch.pool, inp.idempotency_key)
     if prior is not None and prior.state != "ABORTED" and not inp.dry_run:
-        if prior.kind != SETTLE or prior.input != inp.key_json():
+        if prior.kind != SETTLE or _as_number(prior.input) != inp.key_json():
             raise conflict(f"idempotency key {inp.idempotency_key!r} was already used with other input")
         if prior.state == "PENDING" or prior.result is None:
             raise conflict(f"change {prior.id} with idempotency key {inp.idempotency_key!r} is in progress")
