@@ -193,6 +193,28 @@ async def test_self_service_tokens_never_share_a_live_answer(loaded_db: str) -> 
         await node.stop()
 
 
+async def test_a_live_answer_as_of_now_moves_with_the_month(loaded_db: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A pool's balance as of now moves with the calendar, which moves no version: once the month
+    has turned, the next check recomputes the live answer (it had kept the old month's)."""
+    from datetime import date
+
+    from tierfed import codes
+
+    node = await start_node(node_config(), loaded_db)
+    try:
+        pool_id = await node.runtime.pool.fetchval("select id from pool where scheme = 1 order by id limit 1")
+        q = "subscription($p: ID!) { pool(id: $p) { id balance } }"
+        async with SSE(node.url, token(), q, {"p": pool_id}) as sub:
+            kind, _, now = await sub.event()
+            assert kind == "next" and now["data"]["pool"]["id"] == pool_id, now
+            monkeypatch.setattr(codes, "current_month", lambda: date(2025, 2, 1))  # inside the data's months
+            node.runtime.live.checked()
+            kind, _, then = await asyncio.wait_for(sub.event(), 10)
+            assert kind == "next" and then["data"]["pool"]["balance"] != now["data"]["pool"]["balance"], then
+    finally:
+        await node.stop()
+
+
 async def test_a_node_running_registered_operations_only_runs_registered_subscriptions_only(
         fresh_db: str, tmp_path: Path) -> None:
     """``persisted_only`` holds for subscriptions, over Server-Sent Events and WebSocket alike
