@@ -306,7 +306,8 @@ class ExecutionLine:
         "From January to the month, from the fund accounts of the pools whose budget is counted."))
     actual_not_budgeted: Decimal = strawberry.field(description=(
         "From January to the month, from the fund accounts of the other pools (no budget counted): "
-        "actual + actualNotBudgeted is the whole region's."))
+        "actual + actualNotBudgeted is the accounts of every pool whose region lies in the region. A region "
+        "pooled by a pool above it (a city under a provincial pool) has none of its own: ask that pool's region."))
     share: Decimal | None = strawberry.field(description="actual / budget, to four decimals; null when nothing "
                                                           "was budgeted.")
 
