@@ -66,16 +66,22 @@ class Timer:
         return out
 
 
-async def one_round(url: str, f: Path, header: list[str], t: Timer) -> int:
+async def raw_copy(f: Path, t: Timer) -> int:
+    """The baseline: the file COPYed into a bare table, timed; the rows it held."""
     con = t.con
-    sql = store.CONTRIBUTIONS
     await con.execute("drop table if exists bench_raw_contribution")
     await con.execute(RAW_TABLE)
     async with con.transaction():
         res = await t("raw COPY into a bare table (the baseline)",
                       con.copy_to_table("bench_raw_contribution", source=str(f), format="csv", header=True))
-    rows = int(str(res).split()[-1])
     await con.execute("drop table bench_raw_contribution")
+    return int(str(res).split()[-1])
+
+
+async def one_round(url: str, f: Path, header: list[str], t: Timer) -> int:
+    con = t.con
+    sql = store.CONTRIBUTIONS
+    rows = await raw_copy(f, t)
     tr = con.transaction()
     await tr.start()
     try:
@@ -127,13 +133,7 @@ async def parallel_round(f: Path, header: list[str], t: Timer) -> int:
     """The direct path's work as parallel query could do it (see the module's docstring)."""
     con = t.con
     sql = store.CONTRIBUTIONS
-    await con.execute("drop table if exists bench_raw_contribution")
-    await con.execute(RAW_TABLE)
-    async with con.transaction():
-        res = await t("raw COPY into a bare table (the baseline)",
-                      con.copy_to_table("bench_raw_contribution", source=str(f), format="csv", header=True))
-    rows = int(str(res).split()[-1])
-    await con.execute("drop table bench_raw_contribution")
+    rows = await raw_copy(f, t)
     body = sql.direct.split("\n", 1)[1]
     body = (body.replace("from import_line", "from par_line")
             .replace("import_scheme_month", "par_scheme_month").replace("import_region", "par_region")
