@@ -201,3 +201,33 @@ async def empty_client(fresh_db: str) -> AsyncIterator[Client]:
 
 def node_of(tree: Tree, region: str = "000000") -> Node:
     return Node(node_config(region), tree)
+
+
+# ---------------------------------------------------------------- a test that hangs says where
+
+# Every test shares one event loop (pyproject: the session's), so a test that hangs is usually
+# waiting on a task, which pytest-timeout's thread dump (the loop's select) does not show: a test
+# still running after STUCK_S prints every asyncio task's stack to stderr, then runs on.
+STUCK_S = 240.0
+
+
+def _print_tasks(name: str) -> None:
+    import asyncio
+    import sys
+
+    print(f"\n=== {name} still running after {STUCK_S:g} s; its event loop's tasks:", file=sys.stderr)
+    for task in asyncio.all_tasks():
+        print(f"--- {task.get_name()}: {task.get_coro()!r}", file=sys.stderr)
+        task.print_stack(limit=30, file=sys.stderr)
+    sys.stderr.flush()
+
+
+@pytest.fixture(autouse=True)
+async def _tasks_printed_when_stuck(request: pytest.FixtureRequest) -> AsyncIterator[None]:
+    import asyncio
+
+    handle = asyncio.get_running_loop().call_later(STUCK_S, _print_tasks, request.node.nodeid)
+    try:
+        yield
+    finally:
+        handle.cancel()
