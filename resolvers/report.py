@@ -79,17 +79,25 @@ def period_of(year: int, half: int | None) -> tuple[date, date, str]:
         (date(year, 7, 1), date(year, 12, 1), f"{year}年下半年")
 
 
+def clipped(first: date, last: date, name: str) -> tuple[date, date, str]:
+    """A period not yet ended: up to this month, and its report's title says how far it goes (it
+    had the whole half-year's title over months still to come)."""
+    now = codes.current_month()
+    if now < last:
+        return first, now, f"{name}社会保险基金报告（截至{now.month}月）"
+    return first, last, f"{name}社会保险基金报告"
+
+
 def unavailable_report(_root: Any, info: Any, args: dict[str, Any], region: str) -> FundReportRec:
     """The report of a region held by a child node that did not answer: incomplete (missing
     names the region), no figures, each scheme's note saying why; the TIER_UNAVAILABLE error
     names the child. The rest of the caller's answer stands."""
     year, half = int(args["year"]), args.get("half")
-    first, last, name = period_of(year, half)
-    last = min(last, codes.current_month())
+    first, last, name = clipped(*period_of(year, half))
     rec = info.context.node.tree.by_code[region]
     note = "本地区由下级节点持有，该节点未应答，本报告缺少其数据"
     schemes = [ReportSchemeRec(sc, 0, 0, None, False, note, None) for sc in SCHEMES]
-    return FundReportRec(region, year, half, first, last, f"{rec.name}{name}社会保险基金报告", schemes, [region])
+    return FundReportRec(region, year, half, first, last, f"{rec.name}{name}", schemes, [region])
 
 
 async def fund_report(info: Info, region: str, year: int, half: int | None) -> Any:
@@ -100,7 +108,7 @@ async def fund_report(info: Info, region: str, year: int, half: int | None) -> A
     if first > now:
         raise bad_input(f"the report of {name} cannot be made before it begins (this month is "
                         f"{codes.month_str(now)})", argument="year")
-    last = min(last, now)
+    first, last, name = clipped(first, last, name)
     tree = c.node.tree
     rec = tree.by_code[code]
     s = await c.summary.load((code, first, last, True))
@@ -134,4 +142,4 @@ async def fund_report(info: Info, region: str, year: int, half: int | None) -> A
         # are the whole province's.
         shown = pool if pool is not None and c.access.may(pool.region_code) else None
         out.append(ReportSchemeRec(sc, t.insured, t.beneficiaries, shown, own, note, account))
-    return FundReportRec(code, year, half, first, last, f"{rec.name}{name}社会保险基金报告", out, sorted(s.missing))
+    return FundReportRec(code, year, half, first, last, f"{rec.name}{name}", out, sorted(s.missing))
