@@ -264,3 +264,27 @@ async def test_the_directory_is_open_to_any_valid_token(client: Client) -> None:
         assert len(d["nation"]["children"]) == 31
         assert d["region"]["parent"]["code"] == "440000"
         assert d["agency"]["region"]["code"] == "440000"
+
+
+def test_a_keyed_digest_follows_the_key_not_its_file(tmp_path: Path) -> None:
+    """Statement file names are keyed by the node's signing key: the same EC key written as SEC1
+    and as PKCS#8 gives the same digest; another key, another digest; a verifying node none."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+
+    from tierfed.auth import Keys
+    from tierfed.config import AuthConfig
+
+    def keys(private: Any, fmt: Any, name: str) -> Keys:
+        f, pub = tmp_path / f"{name}.pem", tmp_path / f"{name}.pub"
+        f.write_bytes(private.private_bytes(serialization.Encoding.PEM, fmt, serialization.NoEncryption()))
+        pub.write_bytes(private.public_key().public_bytes(serialization.Encoding.PEM,
+                                                          serialization.PublicFormat.SubjectPublicKeyInfo))
+        return Keys(AuthConfig(jwt_private_key_file=str(f), jwt_public_key_file=str(pub)))
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    sec1 = keys(key, serialization.PrivateFormat.TraditionalOpenSSL, "sec1").keyed_digest("x", "y")
+    pkcs8 = keys(key, serialization.PrivateFormat.PKCS8, "pkcs8").keyed_digest("x", "y")
+    assert sec1 is not None and sec1 == pkcs8
+    other = keys(ec.generate_private_key(ec.SECP256R1()), serialization.PrivateFormat.PKCS8, "other")
+    assert other.keyed_digest("x", "y") != sec1

@@ -112,11 +112,17 @@ class Keys:
         if self.cfg.jwt_secret:
             material = self.cfg.jwt_secret.encode()
         elif self.cfg.jwt_private_key_file:
-            material = Path(self.cfg.jwt_private_key_file).read_bytes()
+            # The key itself, not its file's text: the same key written another way (SEC1 or
+            # PKCS#8, other line breaks) gives the same digests.
+            from cryptography.hazmat.primitives import serialization
+
+            private = serialization.load_pem_private_key(Path(self.cfg.jwt_private_key_file).read_bytes(), None)
+            material = private.private_bytes(serialization.Encoding.DER, serialization.PrivateFormat.PKCS8,
+                                             serialization.NoEncryption())
         else:
             return None
-        key = hmac.new(material, b"tierfed digest: " + label.encode(), hashlib.sha256).digest()
-        return hmac.new(key, data.encode(), hashlib.sha256).hexdigest()
+        derived = hmac.new(material, b"tierfed digest: " + label.encode(), hashlib.sha256).digest()
+        return hmac.new(derived, data.encode(), hashlib.sha256).hexdigest()
 
     def verify(self, token: str, tree: Tree) -> Caller:
         """A caller from a token of this node's issuer, or of its OpenID Connect provider
