@@ -109,10 +109,6 @@ def target(info: Info, pool_id: str, year: int, action: str) -> Target:
     return Target(pool_id, region, year)
 
 
-def open_in(pool: PoolRec, year: int) -> bool:
-    return pool.opened_from <= date(year, 12, 1) and (pool.closed_after is None or pool.closed_after >= date(year, 1, 1))
-
-
 # ------------------------------------------------------------------ reads
 
 
@@ -354,13 +350,14 @@ async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str,
 
 
 async def _pool_open_in(info: Info, t: Target) -> PoolRec:
+    """The pool a new draft starts from, refused early when it does not cover the year (before
+    its accounts are read); every step checks again in its transaction, under the pool's row
+    lock (``budgetflow``), as a raise may close the pool meanwhile."""
     pool: PoolRec | None = await ctx(info).loaders.pool.load(t.pool_id)
     if pool is None:
         raise bad_input(f"pool {t.pool_id} does not exist on this node", argument="poolId")
-    if not open_in(pool, t.year):
-        end = codes.month_str(pool.closed_after) if pool.closed_after else "now"
-        raise bad_input(f"pool {t.pool_id} covers {codes.month_str(pool.opened_from)}..{end}, no month of {t.year}: "
-                        "budget the pool that covers the year", argument="year")
+    if not tb.covers(pool.opened_from, pool.closed_after, t.year):
+        raise bad_input(tb.not_covered(t.pool_id, pool.opened_from, pool.closed_after, t.year), argument="year")
     return pool
 
 
@@ -421,7 +418,6 @@ async def edit(info: Info, pool_id: str, year: int, lines: list[tuple[Any, Decim
         count_arg(v, n)
     if not new and all(v is None for v in expected):
         raise bad_input("editBudget changes nothing: give lines or expected headcounts", argument="input")
-    await _pool_open_in(info, t)  # a raise may have closed it since: its budget counts nowhere
     return _written(info, await flow.edit(ctx(info).store.pool, t.pool_id, t.year, new, expected, _who(info)))
 
 
@@ -429,7 +425,6 @@ async def step(info: Info, pool_id: str, year: int, to: str) -> BudgetRec:
     """SUBMITTED, REVIEWED or APPROVED: the next state, by its role, from the state before it."""
     action = {"SUBMITTED": "submitBudget", "REVIEWED": "reviewBudget", "APPROVED": "approveBudget"}[to]
     t = target(info, pool_id, year, action)
-    await _pool_open_in(info, t)
     return _written(info, await flow.advance(ctx(info).store.pool, t.pool_id, t.year, to, action, _who(info)))
 
 
@@ -439,7 +434,6 @@ async def give_back(info: Info, pool_id: str, year: int, reason: str) -> BudgetR
     why = (reason or "").strip()
     if not why or len(why) > 2000:
         raise bad_input("reason must say why, in 1 to 2000 characters", argument="reason")
-    await _pool_open_in(info, t)
     return _written(info, await flow.give_back(ctx(info).store.pool, t.pool_id, t.year, why, _who(info),
                                                lambda role, action: permissions.step_role(info, role, action)))
 

@@ -414,6 +414,44 @@ async def test_compiled_budgets_and_execution_take_the_same_few_statements_whate
     assert max(counts.values()) <= 5, seen
 
 
+async def test_a_step_waits_for_a_raise_closing_its_pool_and_is_refused(world: Any) -> None:
+    """A raise closing the pool while a step is under way: the step waits for it under the pool's
+    row lock and is refused, writing nothing (the pool had been checked before the step's
+    transaction, so the step went through and moved a budget that counts nowhere)."""
+    c, _, con = world
+    pool, year = "440100-MEDICAL-202401", 2029
+    await ok(c, START, {"in": {"poolId": pool, "year": year}}, OP)
+    before = await snapshot(con)
+    tr = con.transaction()
+    await tr.start()
+    try:
+        # What a raise does to the pool it closes, held uncommitted.
+        await con.execute("update pool set closed_after = '2028-12-01' where id = $1", pool)
+        submitted = asyncio.ensure_future(c.gql(*step("submitBudget", pool, year), OP))
+        for _ in range(250):
+            assert not submitted.done(), f"the step went through while a raise was closing its pool: {submitted.result()}"
+            # A fresh connection's view (the statistics are read once per transaction).
+            if await c.runtime.pool.fetchval("select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
+                                             "and query like '%from pool where id%'"):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the step never waited for the pool's row")
+        await tr.commit()
+    except BaseException:
+        await tr.rollback()
+        raise
+    try:
+        body = await submitted
+        errs = body.get("errors") or []
+        assert len(errs) == 1 and errs[0]["extensions"]["code"] == "BAD_USER_INPUT", body
+        assert f"no month of {year}" in errs[0]["message"], errs
+        after = await snapshot(con)
+        assert after == before
+    finally:
+        await con.execute("update pool set closed_after = null where id = $1", pool)
+
+
 async def test_a_budget_of_a_pool_a_raise_closed_takes_no_further_step(world: Any) -> None:
     """A raise that closes a pool before a budgeted year leaves that budget out of the compiled
     figures (the pool no longer covers the year): no step may move it on either, as no start

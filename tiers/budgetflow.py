@@ -1,6 +1,10 @@
 """Budgets: the write side. Every step in one transaction on the node holding the pool,
 with the budget's row locked (``for update``), so that two steps on one budget apply one
 after the other, each against the state the other left; a refused step writes nothing.
+
+Each step first holds the pool's row (``for share``) and checks there that the pool still
+covers the year: a raise closing the pool waits for the step to commit, or the step waits
+for the raise and is refused, so no step moves a budget that counts nowhere.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ import asyncpg
 from tierfed.errors import bad_input, conflict
 
 from . import budgetstore as bs
-from .budgets import EDITABLE, FROZEN, RETURNERS, STEPS
+from .budgets import EDITABLE, FROZEN, RETURNERS, STEPS, covers, not_covered
 from .budgetstore import BudgetRec
 
 HEADCOUNTS = ("expectedInsured", "expectedContributors", "expectedBeneficiaries")
@@ -32,6 +36,7 @@ class Who:
 async def create(pool: asyncpg.Pool, rec: BudgetRec, who: Who) -> BudgetRec:
     """A new DRAFT; CONFLICT when the pool has a budget for the year already."""
     async with pool.acquire() as con, con.transaction():
+        await _pool_covers(con, rec.pool_id, rec.year)
         prior = await bs.locked(con, rec.pool_id, rec.year)
         if prior is not None:
             raise conflict(f"pool {rec.pool_id} already has a budget for {rec.year} ({prior.state}): edit it with "
@@ -53,6 +58,7 @@ async def edit(pool: asyncpg.Pool, pool_id: str, year: int, lines: dict[str, Dec
                expected: tuple[int | None, int | None, int | None], who: Who) -> BudgetRec:
     """New amounts for the categories given (others unchanged) and headcounts; only a DRAFT."""
     async with pool.acquire() as con, con.transaction():
+        await _pool_covers(con, pool_id, year)
         cur = await _current(con, pool_id, year)
         if cur.state != EDITABLE:
             raise bad_input(_not_editable(pool_id, year, cur), argument="poolId", state=cur.state)
@@ -74,6 +80,7 @@ async def advance(pool: asyncpg.Pool, pool_id: str, year: int, to: str, action: 
     """SUBMITTED, REVIEWED or APPROVED: the next state, only from the state before it."""
     frm = STEPS[to][0]
     async with pool.acquire() as con, con.transaction():
+        await _pool_covers(con, pool_id, year)
         cur = await _current(con, pool_id, year)
         if cur.state != frm:
             raise bad_input(f"{action} moves a {frm} budget to {to}; the {year} budget of pool {pool_id} is "
@@ -89,6 +96,7 @@ async def give_back(pool: asyncpg.Pool, pool_id: str, year: int, reason: str, wh
     """Back to DRAFT with a reason; ``may(role, action)`` refuses a caller without the role the
     stored state asks for (RETURNERS), raising before anything is written."""
     async with pool.acquire() as con, con.transaction():
+        await _pool_covers(con, pool_id, year)
         cur = await _current(con, pool_id, year)
         needs = RETURNERS.get(cur.state)
         if needs is None:
@@ -106,6 +114,14 @@ def _not_editable(pool_id: str, year: int, cur: BudgetRec) -> str:
         return f"the {year} budget of pool {pool_id} is APPROVED and frozen: it cannot change any more"
     return (f"the {year} budget of pool {pool_id} is {cur.state}: only a DRAFT can be edited "
             "(a reviewer or approver can return it to DRAFT with a reason)")
+
+
+async def _pool_covers(con: asyncpg.Connection, pool_id: str, year: int) -> None:
+    span = await bs.pool_span(con, pool_id)
+    if span is None:
+        raise bad_input(f"pool {pool_id} does not exist on this node", argument="poolId")
+    if not covers(*span, year):
+        raise bad_input(not_covered(pool_id, *span, year), argument="year")
 
 
 async def _current(con: asyncpg.Connection, pool_id: str, year: int) -> BudgetRec:

@@ -38,6 +38,18 @@ FROZEN = "APPROVED"
 WAITING = ("DRAFT", "SUBMITTED", "REVIEWED")
 
 
+def covers(opened_from: date, closed_after: date | None, year: int) -> bool:
+    """Whether a pool open from ``opened_from`` to ``closed_after`` (None: still open) covers a
+    month of ``year``: only such a pool's budget of the year counts anywhere."""
+    return opened_from <= date(year, 12, 1) and (closed_after is None or closed_after >= date(year, 1, 1))
+
+
+def not_covered(pool_id: str, opened_from: date, closed_after: date | None, year: int) -> str:
+    end = month_str(closed_after) if closed_after else "now"
+    return (f"pool {pool_id} covers {month_str(opened_from)}..{end}, no month of {year}: "
+            "budget the pool that covers the year")
+
+
 @dataclass(slots=True)
 class Part:
     """One pool open in the year, its budget's state (None: no budget yet), amounts and,

@@ -80,6 +80,9 @@ join budget b on b.pool_id = k.pool_id and b.year = k.year
 
 BUDGET_FOR_UPDATE = f"select {BUDGET_COLUMNS} from budget b where b.pool_id = $1 and b.year = $2 for update of b"
 
+# The months a pool covers, its row held against a raise closing it until the step commits.
+POOL_SPAN_FOR_SHARE = "select opened_from, closed_after from pool where id = $1 for share"
+
 STEPS = """
 select k.i, s.action, s.from_state, s.to_state, s.caller, s.roles, s.reason, s.changes, s.at
 from unnest($1::text[], $2::smallint[]) with ordinality as k (pool_id, year, i)
@@ -167,6 +170,14 @@ async def parts(pool: asyncpg.Pool, keys: Sequence[tuple[str, int]]) -> list[lis
             r["id"], r["scheme"], r["region_code"], r["opened_from"], r["closed_after"], r["state"],
             (r["expected_insured"] or 0, r["expected_contributors"] or 0, r["expected_beneficiaries"] or 0), lines))
     return out
+
+
+async def pool_span(con: asyncpg.Connection, pool_id: str) -> tuple[date, date | None] | None:
+    """The first and last month of a pool (None: still open), or None when there is no such pool;
+    the pool's row stays locked ``for share`` to the end of the transaction, so that a raise
+    closing the pool waits for the step, or the step sees the pool closed."""
+    row = await con.fetchrow(POOL_SPAN_FOR_SHARE, pool_id)
+    return (row["opened_from"], row["closed_after"]) if row is not None else None
 
 
 async def locked(con: asyncpg.Connection, pool_id: str, year: int) -> BudgetRec | None:
