@@ -450,9 +450,11 @@ RECOVERY_SQL = ("select c.id from change c where c.role = 'coordinator'", "selec
                 "select pg_advisory_unlock(7366045", "select pg_advisory_lock(7366044")
 # Not the change's own: asyncpg's introspection of a type on a new connection (once per connection;
 # its text spans lines, compared with its whitespace folded),
-# and the read of the node's data version that each commit pushes up the tree (tiers/links.py).
+# and the read of the node's data version (with its person feed's head) that each commit pushes up
+# the tree (tiers/links.py).
 CONNECTION_SQL = ("SELECT current_setting('jit')",)
-VERSION_SQL = ("select version from data_version", "insert into tier_link")
+VERSION_SQL = ("select version from data_version", "select version, (select coalesce(max(seq), 0) from person_presence)",
+               "insert into tier_link")
 
 
 class Counted:

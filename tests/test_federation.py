@@ -62,12 +62,19 @@ async def start_topology(dbs: dict[str, str], ports: dict[str, int], timeout: fl
     def url(n: str) -> str:
         return f"http://127.0.0.1:{ports[n]}/graphql"
 
+    def parent(n: str) -> dict[str, Any]:
+        # Each child knows its parent, as in a real federation: it tells it of its commits and
+        # persons, so the parent may answer from what it was told (else it asks on every lookup).
+        return {"parent": {"url": url(n), "timeout_s": timeout}}
+
     nodes = {}
-    nodes["shenzhen"] = await start_node(node_config("440300", "shenzhen"), dbs["shenzhen"], ports["shenzhen"])
+    nodes["shenzhen"] = await start_node(node_config("440300", "shenzhen", **parent("guangdong")), dbs["shenzhen"],
+                                         ports["shenzhen"])
     nodes["guangdong"] = await start_node(node_config("440000", "guangdong", [
-        {"region": "440300", "url": url("shenzhen"), "name": "shenzhen", "timeout_s": timeout}]),
+        {"region": "440300", "url": url("shenzhen"), "name": "shenzhen", "timeout_s": timeout}], **parent("central")),
         dbs["guangdong"], ports["guangdong"])
-    nodes["sichuan"] = await start_node(node_config("510000", "sichuan"), dbs["sichuan"], ports["sichuan"])
+    nodes["sichuan"] = await start_node(node_config("510000", "sichuan", **parent("central")), dbs["sichuan"],
+                                        ports["sichuan"])
     nodes["central"] = await start_node(node_config("000000", "central", [
         {"region": "440000", "url": url("guangdong"), "name": "guangdong", "timeout_s": timeout},
         {"region": "510000", "url": url("sichuan"), "name": "sichuan", "timeout_s": timeout}]),

@@ -334,14 +334,19 @@ async def test_a_person_the_parents_index_learns_of_is_never_answered_from_an_ol
         await gd.runtime.index.sync_all()
         assert await gd.runtime.links.check_children() == {"shenzhen": True}
         assert (await gd.post(q, {"id": person}, tok))["data"]["person"] is None
-        # The child's persons import commits and pushes its version; a lookup then finds nobody
-        # (the index does not name the child yet) and is kept at the parent's new version.
+        # The child's persons import commits and pushes its version, with its person feed's head:
+        # the index, behind that head, no longer stands for the child, which the lookup asks (it
+        # had found nobody, and kept that answer at the parent's new version).
         f = _write(tmp_path / "p.csv", ["id_number", "name", "region_code"], [[person, "测试", "440304"]])
         await import_file(sz.runtime.pool, sz.runtime.node, "persons", f, progress=False)
         assert await sz.runtime.links.announce() is None
-        assert (await gd.post(q, {"id": person}, tok))["data"]["person"] is None
-        # The import's last step: the parent reads the child's feed. Done: the next lookup finds the person.
+        assert not gd.runtime.index.is_current("shenzhen")
+        got = await gd.post(q, {"id": person}, tok)
+        assert got["data"]["person"] == {"name": "测试", "region": {"code": "440304"}}, got
+        # The import's last step: the parent reads the child's feed. Done: the index stands for the
+        # child again, and the next lookup still finds the person.
         assert await sz.runtime.index.tell_parent() is None
+        assert gd.runtime.index.is_current("shenzhen")
         got = await gd.post(q, {"id": person}, tok)
         assert got["data"]["person"] == {"name": "测试", "region": {"code": "440304"}}, got
     finally:

@@ -9,6 +9,7 @@ rows written to the import files, never read back from the server.
 
 from __future__ import annotations
 
+import asyncio
 import csv
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
@@ -595,6 +596,42 @@ async def test_a_child_refusing_the_token_is_reported_as_such(new_db: Any) -> No
         err = body["errors"][0]
         assert err["extensions"]["code"] == "TIER_UNAVAILABLE"
         assert "refused the caller's token (UNAUTHENTICATED" in err["message"] and "garbage" not in err["message"]
+    finally:
+        await parent.stop()
+        await child.stop()
+
+
+async def test_a_child_that_could_not_tell_its_parent_is_not_missed(new_db: Any, tmp_path: Path, tree: Tree) -> None:
+    """A child that cannot reach its parent (its push and its tell fail; the parent still reaches
+    it): its import is reported done once the lease it granted ran out, and the parent's lookup
+    right after shows the new person's months. The parent's index, never told, had said the
+    person was held nowhere below, with the statement complete."""
+    import dataclasses
+
+    port, dead = free_port(), free_port()
+    child_cfg = node_config("440000", "gd-alone", parent={"url": f"http://127.0.0.1:{dead}/graphql", "timeout_s": 1})
+    parent_cfg = node_config("000000", "c-alone", [
+        {"region": "440000", "url": f"http://127.0.0.1:{port}/graphql", "name": "gd-alone", "timeout_s": 5}])
+    child = await start_node(dataclasses.replace(child_cfg, link_lease_s=1.0), await new_db(), port)
+    parent = await start_node(dataclasses.replace(parent_cfg, link_lease_s=1.0, index_sync_interval_s=3600),
+                              await new_db())
+    try:
+        for _ in range(250):
+            if parent.runtime.index.is_current("gd-alone"):
+                break
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the parent never took its index of the child as current")
+        person = idn(21)
+        extra = [(person, "PENSION", GZ, months(1, 3))]
+        await load(child.runtime, tmp_path, "gd-alone", [(person, GZ)], extra, [])
+        # What the import does once committed (tierfed.imports.federation): both fail here.
+        assert await child.runtime.links.announce() is not None
+        assert await child.runtime.index.tell_parent() is not None
+        body = await parent.post(STATEMENT, {"id": person}, NATIONAL)
+        assert "errors" not in body, body["errors"]
+        assert body["data"]["person"] is not None, "the parent missed a person its child holds"
+        assert statement_of(body) == expected_statement(person, "000000", tree, extra)
     finally:
         await parent.stop()
         await child.stop()

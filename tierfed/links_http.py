@@ -1,7 +1,8 @@
 """``/tierfed/link``: the two directions of a node's link to its parent (``tiers.links``).
 
-``GET``: the parent's periodic check; the answer is this node's version and the lease it
-grants. ``POST {"version": n}``: a child's push; answered ``{"ok": true}`` once this node
+``GET``: the parent's periodic check; the answer is this node's version, the lease it
+grants and the head of its person feed (``tiers.personindex``). ``POST {"version": n,
+"persons": h}``: a child's push; answered ``{"ok": true}`` once this node
 recorded it and every ancestor acknowledged this node's new version (or, when that
 failed, once the lease this node granted its parent ran out: ``warning`` says so).
 Both take only a NODE token: from a node above this one (GET), from a child's region (POST).
@@ -16,6 +17,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 
 from .auth import bearer
+from .bodies import TooLarge, read_body
 from .errors import Code, TierfedError
 from .runtime import Runtime
 
@@ -40,21 +42,28 @@ async def link_endpoint(request: Request) -> JSONResponse:
         if caller.to != rt.node.name:
             return _refused(Code.FORBIDDEN, f"the NODE token was signed for {caller.to or 'no node'}, not for this "
                                             f"node '{rt.node.name}'", 403)
-        version, valid = await rt.links.grant()
-        return JSONResponse({"version": version, "validFor": valid}, headers={"Cache-Control": "no-store"})
+        version, valid, head = await rt.links.grant()
+        return JSONResponse({"version": version, "validFor": valid, "persons": head},
+                            headers={"Cache-Control": "no-store"})
     child = rt.index.child_of_caller(caller.scope)
     if child is None:
         return _refused(Code.FORBIDDEN, f"{caller.scope} is not a child node of this node", 403)
-    body = await request.body()
     sent: Any
+    persons: Any = None
     try:
-        msg = json.loads(body) if len(body) <= MAX_BODY else None
+        msg = json.loads(await read_body(request, MAX_BODY))
         sent = msg.get("version") if isinstance(msg, dict) else None
-    except ValueError:
+        persons = msg.get("persons") if isinstance(msg, dict) else None
+    except (ValueError, RecursionError, TooLarge):
         sent = None
-    if not isinstance(sent, int) or isinstance(sent, bool) or sent < 0:
-        return _refused(Code.BAD_USER_INPUT, 'send {"version": <the child\'s version, a whole number>}', 400)
+    if not _whole(sent) or (persons is not None and not _whole(persons)):
+        return _refused(Code.BAD_USER_INPUT, 'send {"version": <the child\'s version, a whole number>, '
+                                             '"persons": <its person feed\'s head, a whole number, optional>}', 400)
     # Recorded, and pushed further up; when that push failed this node has waited out the lease it
     # granted its own parent, which now checks it per request: the child's commit is safe to report.
-    problem = await rt.links.pushed(child, sent)
+    problem = await rt.links.pushed(child, sent, persons)
     return JSONResponse({"ok": True, **({"warning": problem} if problem else {})})
+
+
+def _whole(v: Any) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool) and v >= 0

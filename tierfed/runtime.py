@@ -65,6 +65,8 @@ class Runtime:
         self.answers = AnswerCache(self.cfg.cache_max_bytes)
         self.links = Links(self.cfg, self.pool, self.node, self.clients, self.index.node_token)
         self.on_version.append(self.links.kick)
+        self.index.lease_up = self.links.lease_up
+        self.links.on_persons = self.index.heard
     changes: Any = None  # tiers.changes.Changes: this node's side of changes across nodes
 
     @property

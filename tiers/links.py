@@ -23,6 +23,13 @@ granted has run out, when the parent checks the child per request again (a child
 cannot be checked is reported as failed: ``tiers.versions``). No answer served from
 memory can miss a commit reported done before its request arrived.
 
+The person index rides on the same link: a check's answer and a push carry the head of the
+child's person feed (``tiers.personindex``). The parent takes its index of a child as current
+only while its lease on the child runs and it has read the child's feed up to the last head
+the child told it; else person lookups ask the child. So a feed that moved while the child
+could not tell its parent (the tell failed) is never missed: the parent hears the head at its
+next check, or its lease runs out first, and the child's commit is reported done only then.
+
 Node-to-node calls here run without a caller: they carry the NODE token a node signs
 for itself (``tiers.personindex``); a parent accepts a push only from a configured
 child's region, a child answers a check only to a token whose scope is above its region.
@@ -42,7 +49,7 @@ import httpx
 from tierfed.config import NodeConfig
 
 from . import background
-from .linkstore import CHECKED, DOWN, GRANT, LEASE_LEFT, LEFT, OWN, PUSHED
+from .linkstore import CHECKED, DOWN, GRANT, LEASE_LEFT, LEFT, OWN_AND_PERSONS, PUSHED
 from .node import Child, Node
 from .remote import ChildClients
 from .stepclient import StepClient, StepError
@@ -81,6 +88,10 @@ class Links:
         self.checks = 0
         self.pushes = 0
         self.on_checked: list[Any] = []  # callbacks after each round of checks (live answers' fallback)
+        # A child told its person feed's head (child, head): the person index (``Runtime``).
+        self.on_persons: Any = None
+        # Per child, until when (the event loop's clock) the lease of this process's last check runs.
+        self._up_until: dict[str, float] = {}
 
     # ------------------------------------------------------------ parent side
 
@@ -92,19 +103,34 @@ class Links:
             return False
         self.checks += 1
         sent: datetime = await self.pool.fetchval(NOW)
+        sent_here = asyncio.get_running_loop().time()
         try:
             r = await self.clients.clients[child.name].get(
                 base_url(child.url) + LINK_PATH, headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
             body = r.json()
             version, valid = int(body["version"]), float(body["validFor"])
+            persons = body.get("persons")
             if r.status_code != 200:
                 raise ValueError(f"HTTP {r.status_code}")
-        except (httpx.HTTPError, ValueError, OSError, KeyError, TypeError) as e:
+        except (httpx.HTTPError, ValueError, OSError, KeyError, TypeError, AttributeError) as e:
             log.info("link to child node %s down: %s", child.name, type(e).__name__)
+            self._up_until.pop(child.name, None)
             await self.pool.execute(DOWN, child.name)
             return False
-        await self.pool.execute(CHECKED, child.name, version, sent, max(0.0, min(valid, self.lease_s)))
+        lease = max(0.0, min(valid, self.lease_s))
+        await self.pool.execute(CHECKED, child.name, version, sent, lease)
+        self._up_until[child.name] = sent_here + lease
+        self._heard(child, persons, True)
         return valid > 0
+
+    def lease_up(self, child: str) -> bool:
+        """Whether the lease of this process's last check of the child still runs (counted from
+        when the check was sent, so it ends before the child's record of it)."""
+        return asyncio.get_running_loop().time() < self._up_until.get(child, 0.0)
+
+    def _heard(self, child: Child, persons: Any, checked: bool) -> None:
+        if self.on_persons is not None and isinstance(persons, int) and not isinstance(persons, bool):
+            self.on_persons(child, persons, checked)
 
     async def check_children(self) -> dict[str, bool]:
         """Check every child once, concurrently: which links are up."""
@@ -113,15 +139,18 @@ class Links:
             cb()
         return {c.name: ok for c, ok in zip(self.node.children, got)}
 
-    async def pushed(self, child: Child, version: int) -> str | None:
-        """A child pushed its version: record it, push ours up, then acknowledge (None) or say what failed."""
+    async def pushed(self, child: Child, version: int, persons: int | None = None) -> str | None:
+        """A child pushed its version (and its person feed's head): record it, push ours up, then
+        acknowledge (None) or say what failed."""
         await self.pool.execute(PUSHED, child.name, version)
+        self._heard(child, persons, False)
         return await self.announce()
 
     # ------------------------------------------------------------ child side
 
-    async def grant(self) -> tuple[int, float]:
-        """Answer the parent's check: the lease (recorded first), then the version it covers."""
+    async def grant(self) -> tuple[int, float, int]:
+        """Answer the parent's check: the lease (recorded first), then the version it covers and
+        the head of this node's person feed."""
         valid = 0.0
         # No lease without a way to push: a parent to push to, and a key to sign the push with.
         if self.cfg.parent is not None and self.lease_s > 0 and self.node_token() is not None:
@@ -131,7 +160,8 @@ class Links:
                 valid = min(valid, float(left or 0.0))
             if valid > 0:
                 await self.pool.execute(GRANT, valid)
-        return int(await self.pool.fetchval(OWN)), valid
+        row = await self.pool.fetchrow(OWN_AND_PERSONS)
+        return int(row["version"]), valid, int(row["persons"])
 
     async def announce(self, wait: bool = True) -> str | None:
         """Push this node's version to its parent and wait for every ancestor's acknowledgement.
@@ -142,7 +172,8 @@ class Links:
         if parent is None:
             return None
         async with self._push:
-            version = int(await self.pool.fetchval(OWN))
+            row = await self.pool.fetchrow(OWN_AND_PERSONS)
+            version, persons = int(row["version"]), int(row["persons"])
             if version == self._acked:
                 return None
             tok = self.node_token()
@@ -157,14 +188,15 @@ class Links:
                     # The parent acknowledges after its own parent did: allow each tier its timeout.
                     if self._parent_steps.handles(url):
                         status, raw = await self._parent_steps.post(
-                            url, json.dumps({"version": version}).encode(),
+                            url, json.dumps({"version": version, "persons": persons}).encode(),
                             {**headers, "Content-Type": "application/json"}, parent.timeout_s * 3)
                         body: Any = json.loads(raw)
                     else:
                         if self._parent_client is None:
                             # Kept for the node's lifetime: a push reuses its connection.
                             self._parent_client = httpx.AsyncClient(timeout=httpx.Timeout(parent.timeout_s * 3))
-                        r = await self._parent_client.post(url, json={"version": version}, headers=headers)
+                        r = await self._parent_client.post(url, json={"version": version, "persons": persons},
+                                                           headers=headers)
                         status, body = r.status_code, r.json()
                     if status != 200 or not isinstance(body, dict) or body.get("ok") is not True:
                         problem = str(body.get("message") if isinstance(body, dict) else body)[:300]

@@ -4,6 +4,10 @@ from __future__ import annotations
 
 OWN = "select version from data_version where one"
 
+# The same, with the head of the person feed (``tiers.personindex``), in one statement.
+OWN_AND_PERSONS = ("select version, (select coalesce(max(seq), 0) from person_presence) as persons "
+                   "from data_version where one")
+
 
 # On a parent: a child's version, as checked (with a lease counted from when the check was sent) ...
 # Any other version than the one kept moves this node's version: only "it moved" matters, so a

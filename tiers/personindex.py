@@ -8,10 +8,16 @@ tier by tier.
 
 When does a parent read? When a child tells it that its feed moved (after an
 import, through ``_tierPersonsChanged``: the child's import is reported done
-once every ancestor has read it), at start, and every ``index_sync_interval_s``
-as a fallback. A child whose feed this node has not read since it started, or
-could not read at its last try, is "not current": person lookups ask it whatever
-the index says, so a lagging index costs a request, never a missing month.
+once every ancestor has read it), when its link says the feed moved (below), at
+start, and every ``index_sync_interval_s`` as a fallback.
+
+A child is "current" only while this node has read its feed at least up to the last
+head the child told it (its link's checks and pushes carry the head: ``tiers.links``),
+the lease of this node's last check of the child still runs, and its last reading did
+not fail. Any other child is asked by person lookups whatever the index says, so a
+lagging index costs a request, never a missing month: a tell that failed is made up
+for by the next check, which comes before the lease runs out, and the child reports
+its commit done only once that lease has run out.
 
 Node-to-node calls here run without a caller: they carry a token the node signs
 for itself with the NODE role (scope: its own region), and a child answers its
@@ -63,12 +69,44 @@ class PersonIndex:
         self.clients = clients
         self.keys = keys
         self._current: set[str] = set()
+        self._read_to: dict[str, int] = {}  # per child: the feed position its last reading ended at
+        self._heads: dict[str, int] = {}  # per child: the head of its feed it last told (link)
+        self._catching_up: dict[str, asyncio.Task[None]] = {}
+        # Whether the lease of this node's last check of a child still runs (``Links.lease_up``).
+        self.lease_up: Callable[[str], bool] = lambda child: False
         self._locks: dict[str, asyncio.Lock] = {c.name: asyncio.Lock() for c in node.children}
         self._told: int = -1  # the feed position the parent last confirmed
         self._task: asyncio.Task[None] | None = None
 
     def is_current(self, child: str) -> bool:
-        return child in self._current
+        """Whether the index holds every person the child's subtree holds (module docstring)."""
+        return (child in self._current and self.lease_up(child)
+                and self._read_to.get(child, -1) >= self._heads.get(child, 0))
+
+    async def caught_up(self) -> None:
+        """Wait for the readings that heard heads started (an operator's command, a test)."""
+        while self._catching_up:
+            await asyncio.gather(*list(self._catching_up.values()), return_exceptions=True)
+
+    def heard(self, child: Child, head: int, read: bool = True) -> None:
+        """The child told its feed's head (its link's check or push): behind it, the child is not
+        current until a reading catches up, started here at once when ``read`` (a check). A push
+        is followed by the child's tell, which reads: a failed tell is made up for by the next check."""
+        self._heads[child.name] = head
+        if not read or self._read_to.get(child.name, -1) >= head or child.name in self._catching_up:
+            return
+
+        async def catch_up() -> None:
+            try:
+                await self.sync_child(child)
+            except Exception as e:  # noqa: BLE001 - the child stays not current: lookups ask it
+                log.warning("person index: could not read child node %s: %s (asked on every lookup until read)",
+                            child.name, f"{type(e).__name__}: {e}")
+            finally:
+                self._catching_up.pop(child.name, None)
+
+        self._catching_up[child.name] = asyncio.get_running_loop().create_task(
+            catch_up(), name=f"person-index-catch-up-{child.name}")
 
     def node_token(self, to: str | None = None) -> str | None:
         """A short-lived token this node signs for itself, or None when it only verifies tokens;
@@ -86,14 +124,15 @@ class PersonIndex:
         (and raises)."""
         async with self._locks[child.name]:
             try:
-                n = await self._read_feed(child, from_start)
+                n, seq = await self._read_feed(child, from_start)
             except Exception:
                 self._current.discard(child.name)
                 raise
+            self._read_to[child.name] = seq
             self._current.add(child.name)
             return n
 
-    async def _read_feed(self, child: Child, from_start: bool = False) -> int:
+    async def _read_feed(self, child: Child, from_start: bool = False) -> tuple[int, int]:
         tok = self.node_token(child.name)
         if tok is None:
             raise UserError("this node cannot sign node tokens ([auth] has no secret or private key)")
@@ -113,7 +152,7 @@ class PersonIndex:
                     # the watermark is where this reading ended (a feed begun anew after a restore
                     # of the child's database ends lower than the one recorded)
                     await person_store.sync_at(self.pool, child.name, seq)
-                return total
+                return total, seq
 
     async def sync_all(self) -> dict[str, str]:
         """Read every child's feed; returns the children that could not be read, with why."""
@@ -234,3 +273,5 @@ class PersonIndex:
     async def stop(self) -> None:
         await background.stop(self._task)
         self._task = None
+        for t in list(self._catching_up.values()):
+            await background.stop(t)
