@@ -33,7 +33,7 @@ READS: dict[str, tuple[str, dict[str, Any] | None, tuple[str, ...]]] = {
     "ID number with a bad check character": ('{ person(idNumber: "110105194912310021") { name } }', None,
                                              ("check character",)),
     "ID number with an impossible birth date": ('{ person(idNumber: "110105194902300028") { name } }', None,
-                                                ("birth date", "19490230")),
+                                                ("birth date", "characters 7 to 14")),
     "ID number born in the future": ('{ person(idNumber: "110105209912310024") { name } }', None,
                                      ("birth date",)),
     "ID number too short": ('{ person(idNumber: "11010519491231002") { name } }', None, ("17 digits",)),
@@ -67,6 +67,15 @@ READS: dict[str, tuple[str, dict[str, Any] | None, tuple[str, ...]]] = {
     "pool id with an unknown scheme": ('{ pool(id: "440000-DENTAL-202501") { id } }', None,
                                        ("REGION-SCHEME-YYYYMM",)),
     "pool id with month 13": ('{ pool(id: "440000-PENSION-202513") { id } }', None, ("REGION-SCHEME-YYYYMM",)),
+    "pool id of year 0": ('{ pool(id: "440000-PENSION-000001") { id } }', None, ("REGION-SCHEME-YYYYMM",)),
+    "pool id in full-width digits": ('{ pool(id: "440000-PENSION-\uff12\uff10\uff12\uff14\uff10\uff11") { id } }',
+                                     None, ("REGION-SCHEME-YYYYMM",)),
+    "pool id with a newline": ("query($p: ID!) { pool(id: $p) { id } }", {"p": "440000-PENSION-202401\n"},
+                               ("REGION-SCHEME-YYYYMM",)),
+    "region code with a newline": ("query($c: ID!) { region(code: $c) { name } }", {"c": "440000\n"},
+                                   ("6 digits",)),
+    "agency code with a newline": ("query($c: ID!) { agency(code: $c) { name } }", {"c": "RS440000\n"},
+                                   ("upper-case",)),
     "agency code in lower case": ('{ agency(code: "rs440000") { name } }', None, ("upper-case",)),
     "agency code with a space": ('{ agency(code: "RS 440000") { name } }', None, ("upper-case",)),
     "unknown scheme": (f'{{ rollup(region: "000000", period: {PERIOD}, schemes: [DENTAL]) {{ complete }} }}',
@@ -89,6 +98,10 @@ async def test_error_messages_never_echo_a_whole_id_number(client: Client) -> No
     bad = "110105194912310021"
     err = _only_error(await client.gql(f'{{ person(idNumber: "{bad}") {{ name }} }}'))
     assert bad not in str(err) and "110105********0021" in err["message"]
+    # Nor the birth date the mask hides, where the date is what is wrong.
+    for bad, born in (("110105194902300028", "19490230"), ("110105209912310024", "20991231")):
+        err = _only_error(await client.gql(f'{{ person(idNumber: "{bad}") {{ name }} }}'))
+        assert born not in str(err) and "110105********" in err["message"], err
 
 
 async def test_well_formed_but_unknown_things_are_null_not_errors(client: Client) -> None:

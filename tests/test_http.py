@@ -139,6 +139,55 @@ async def test_body_over_the_limit_is_413_before_any_sql(loaded_db: str) -> None
         assert ok.status_code == 200 and "errors" not in ok.json()
 
 
+async def test_a_change_step_over_the_limit_is_read_no_further(client: Client) -> None:
+    """/internal/changes reads a step before it can check its signature: a long body, however it
+    is sent, is refused once past the limit, not first held whole in memory; a step too deeply
+    nested for the JSON parser is a 400, not a 500."""
+    handed = 0
+
+    async def chunks() -> AsyncIterator[bytes]:  # no Content-Length: 5 MB unless it stops reading
+        nonlocal handed
+        for _ in range(80):
+            handed += 65_536
+            yield b" " * 65_536
+
+    r = await client.http.post("/internal/changes", content=chunks(), headers={"Content-Type": "application/json"})
+    assert r.status_code == 413, r.text
+    assert handed <= 1_000_000 + 2 * 65_536, handed
+    r = await client.http.post("/internal/changes", content=b"[" * 100_000, headers={"Content-Type": "application/json"})
+    assert r.status_code == 400 and r.json()["code"] == "BAD_USER_INPUT", r.text
+
+
+LONE = "\ud800"
+
+
+@pytest.mark.parametrize("how", ["variable", "literal", "get", "operation name", "extensions"])
+async def test_lone_surrogates_are_refused_with_what_to_fix(client: Client, how: str) -> None:
+    """JSON can carry half of a UTF-16 pair (\\ud800), which is no character: refused as bad input
+    before anything runs (it had reached the answer cache's key and the log and given a 500)."""
+    statements = client.runtime.statements.count
+    if how == "get":
+        r = await client.http.get("/graphql", params={"query": "query($x: String) { nation { code } }",
+                                                      "variables": json.dumps({"x": LONE})}, headers=auth())
+    else:
+        body: dict[str, Any] = {"query": "query($x: String) { nation { code } }", "variables": {"x": "ok"}}
+        if how == "variable":
+            body["variables"] = {"x": LONE}
+        elif how == "literal":
+            body = {"query": '{ person(idNumber: "%s11010119850312001") { name } }' % LONE}
+        elif how == "operation name":
+            body["operationName"] = "A" + LONE
+        else:
+            body["extensions"] = {"x": LONE}
+        r = await client.http.post("/graphql", content=json.dumps(body).encode(),
+                                   headers=auth(**{"Content-Type": "application/json"}))
+    assert r.status_code in (200, 400), r.text
+    err = r.json()["errors"][0]
+    assert err["extensions"]["code"] == "BAD_USER_INPUT", err
+    assert "surrogate" in err["message"], err
+    assert client.runtime.statements.count == statements
+
+
 def _persisted_file(tmp_path: Path, *queries: str) -> tuple[Path, list[str]]:
     ops = {hashlib.sha256(q.encode()).hexdigest(): q for q in queries}
     f = tmp_path / "operations.json"

@@ -66,7 +66,7 @@ def expected_contributions() -> tuple[list[str], list[tuple[int, str, str]]]:
     amount = "is malformed: expected a non-negative number of yuan with at most 2 decimals, e.g. 1234.50"
     want = [
         (3, "id_number", f"ID number {codes.mask_id(BAD_ID)} fails its check character (ISO 7064 MOD 11-2)"),
-        (4, "id_number", f"ID number {codes.mask_id(FEB30)} has an impossible birth date 19850230"),
+        (4, "id_number", f"ID number {codes.mask_id(FEB30)} has an impossible birth date (characters 7 to 14, YYYYMMDD)"),
         (5, "scheme", "unknown scheme 'PENSIONS': expected one of PENSION, MEDICAL, WORK_INJURY, UNEMPLOYMENT, MATERNITY"),
         (6, "month", "month '2025-13' is malformed: expected YYYY-MM, e.g. 2025-01"),
         (7, "month", "month '1989-12' is out of range: expected 1990-01 to 2100-12"),

@@ -14,6 +14,7 @@ import time
 from starlette.requests import Request
 from starlette.responses import JSONResponse
 
+from .bodies import TooLarge, read_body
 from .errors import Code
 from .runtime import Runtime
 
@@ -24,12 +25,14 @@ MAX_BODY = 1_000_000
 async def changes_endpoint(request: Request) -> JSONResponse:
     rt: Runtime = request.app.state.runtime
     t0 = time.perf_counter()
-    body = await request.body()
-    if len(body) > MAX_BODY:
+    try:
+        # Counted as it arrives: the step is read before its signature can be checked.
+        body = await read_body(request, MAX_BODY)
+    except TooLarge:
         return JSONResponse({"ok": False, "code": Code.BAD_USER_INPUT.value, "message": "step too large"}, 413)
     try:
         msg = json.loads(body)
-    except ValueError:
+    except (ValueError, RecursionError):
         return JSONResponse({"ok": False, "code": Code.BAD_USER_INPUT.value, "message": "body is not JSON"}, 400)
     if not isinstance(msg, dict):
         return JSONResponse({"ok": False, "code": Code.BAD_USER_INPUT.value, "message": "body is not an object"}, 400)

@@ -14,11 +14,11 @@ from decimal import ROUND_HALF_UP, Decimal, InvalidOperation
 
 # ASCII digits only: str.isdigit and \d take full-width and other Unicode digits, which no
 # stored code, month or amount may hold.
-REGION_RE = re.compile(r"^[0-9]{6}$")
-MONTH_RE = re.compile(r"^([0-9]{4})-([0-9]{2})$")
-AMOUNT_RE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,2})?$")
-DECIMAL_RE = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,6})?$")
-AGENCY_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}$")
+REGION_RE = re.compile(r"^[0-9]{6}\Z")
+MONTH_RE = re.compile(r"^([0-9]{4})-([0-9]{2})\Z")
+AMOUNT_RE = re.compile(r"^[0-9]{1,12}(\.[0-9]{1,2})?\Z")
+DECIMAL_RE = re.compile(r"^-?[0-9]{1,15}(\.[0-9]{1,6})?\Z")
+AGENCY_RE = re.compile(r"^[A-Z0-9][A-Z0-9-]{1,31}\Z")
 
 ID_WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 ID_CHECK = "10X98765432"
@@ -58,9 +58,11 @@ def id_number(value: str, today: date | None = None) -> str:
     try:
         born = date(int(v[6:10]), int(v[10:12]), int(v[12:14]))
     except ValueError:
-        raise ValueError(f"ID number {mask_id(value)} has an impossible birth date {v[6:14]}") from None
+        # The birth date is what the mask hides: named by its place, never shown.
+        raise ValueError(f"ID number {mask_id(value)} has an impossible birth date (characters 7 to 14, "
+                         "YYYYMMDD)") from None
     if born.year < 1900 or born > (today or date.today()):
-        raise ValueError(f"ID number {mask_id(value)} has a birth date {v[6:14]} outside 1900 to today")
+        raise ValueError(f"ID number {mask_id(value)} has a birth date (characters 7 to 14) outside 1900 to today")
     if id_check_char(v[:17]) != v[17]:
         raise ValueError(f"ID number {mask_id(value)} fails its check character (ISO 7064 MOD 11-2)")
     return v

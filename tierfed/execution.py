@@ -63,23 +63,34 @@ def _parse(query: str) -> DocumentNode | GraphQLError:
         return e
 
 
-def has_nul(variables: Any) -> bool:
-    """True when a string of the variables holds U+0000, which no PostgreSQL text can store.
+NUL_MESSAGE = "strings may not contain the NUL character (U+0000)"
+SURROGATE_MESSAGE = ("strings must be valid Unicode: a lone surrogate (\\ud800 to \\udfff, half of a UTF-16 "
+                     "pair) is not a character; send the character itself or its whole pair")
+
+
+def unstorable(value: Any) -> str | None:
+    """Why a string inside ``value`` (keys too) cannot be taken, or None: U+0000, which no
+    PostgreSQL text can store, or a lone surrogate (JSON's ``"\\ud800"``), which is no character
+    and cannot be written as UTF-8 anywhere (a log line, a cache key, an answer).
 
     (String literals in the document are refused by validation: ``execution.NoNulInStringsRule``.)
     """
-    stack = [variables]
+    stack = [value]
     while stack:
         v = stack.pop()
         if isinstance(v, str):
             if "\x00" in v:
-                return True
+                return NUL_MESSAGE
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return SURROGATE_MESSAGE
         elif isinstance(v, dict):
             stack.extend(v.keys())
             stack.extend(v.values())
         elif isinstance(v, list):
             stack.extend(v)
-    return False
+    return None
 
 
 class NoNulInStringsRule(ValidationRule):
@@ -87,7 +98,7 @@ class NoNulInStringsRule(ValidationRule):
 
     def enter_string_value(self, node: StringValueNode, *_: Any) -> None:
         if "\x00" in node.value:
-            self.report_error(GraphQLError("strings may not contain the NUL character (U+0000)", node))
+            self.report_error(GraphQLError(NUL_MESSAGE, node))
 
 
 @lru_cache(maxsize=512)

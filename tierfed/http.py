@@ -22,8 +22,9 @@ from starlette.responses import JSONResponse, Response
 from . import observe
 from .answers import cache_key, cacheable, etag, matches
 from .auth import Caller, bearer
+from .bodies import TooLarge, read_body
 from .errors import RETRY_AFTER_S, Code, TierfedError, database_down, forbidden
-from .execution import Prepared, RequestError, format_error, has_nul, masked, prepare, run
+from .execution import Prepared, RequestError, format_error, masked, prepare, run, unstorable
 from .graphiql import page as graphiql_page
 from .persisted import operation_text
 from .runtime import Runtime
@@ -81,15 +82,14 @@ async def _read_params(request: Request, rt: Runtime) -> dict[str, Any]:
                     raise _BadRequest(f"{key} must be JSON", 400) from None
         if len(str(request.url)) > limit:
             raise _BadRequest(f"request is larger than this node's limit of {limit} bytes", 413)
+        why = unstorable(params)
+        if why:
+            raise _BadRequest(why, 400)
         return params
-    declared = request.headers.get("content-length")
-    if declared and declared.isdigit() and int(declared) > limit:
-        raise _BadRequest(f"request body is larger than this node's limit of {limit} bytes", 413)
-    body = b""
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            raise _BadRequest(f"request body is larger than this node's limit of {limit} bytes", 413)
+    try:
+        body = await read_body(request, limit)
+    except TooLarge:
+        raise _BadRequest(f"request body is larger than this node's limit of {limit} bytes", 413) from None
     ctype = request.headers.get("content-type", "").split(";")[0].strip().lower()
     if ctype == "application/graphql":
         return {"query": body.decode("utf-8", "replace")}
@@ -101,6 +101,9 @@ async def _read_params(request: Request, rt: Runtime) -> dict[str, Any]:
         raise _BadRequest("request body is not valid JSON", 400) from None
     if not isinstance(params, dict):
         raise _BadRequest("request body must be a JSON object with a query", 400)
+    why = unstorable(params)
+    if why:
+        raise _BadRequest(why, 400)
     return params
 
 
@@ -189,8 +192,9 @@ async def graphql_endpoint(request: Request) -> Response:
                     request_error, media)
     if request.method != "POST" and prepared.operation.operation != OperationType.QUERY:
         return _bad("mutations must be sent with POST", 405, media, {"Allow": "POST"})
-    if has_nul(variables):
-        return _bad("strings may not contain the NUL character (U+0000)", request_error, media)
+    why = unstorable(variables)
+    if why:
+        return _bad(why, request_error, media)
     # The answer cache (tierfed.answers): versions first, then an answer kept at them.
     key = version = None
     if rt.answers.enabled and cacheable(prepared.operation, caller) and not (req is not None and req.timing_wanted):

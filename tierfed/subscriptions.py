@@ -35,7 +35,7 @@ from starlette.websockets import WebSocket, WebSocketDisconnect
 from . import observe
 from .auth import Caller, bearer
 from .errors import Code, TierfedError
-from .execution import RequestError, format_error, has_nul, is_subscription
+from .execution import RequestError, format_error, is_subscription, unstorable
 from .live import Live, Subscriber, payload
 from .persisted import operation_text
 from .runtime import Runtime
@@ -88,8 +88,9 @@ def _params(rt: Runtime, params: dict[str, Any]) -> tuple[str, str | None, dict[
     if not isinstance(variables, dict) or (op is not None and not isinstance(op, str)) or not isinstance(ext, dict):
         raise TierfedError(Code.BAD_USER_INPUT,
                            "variables and extensions must be JSON objects and operationName a string")
-    if has_nul(variables):
-        raise TierfedError(Code.BAD_USER_INPUT, "strings may not contain the NUL character (U+0000)")
+    why = unstorable([query, op, variables, ext])
+    if why:
+        raise TierfedError(Code.BAD_USER_INPUT, why)
     last = ext.get("lastAnswerId")
     return query, op, variables, last if isinstance(last, str) else None
 
@@ -337,6 +338,6 @@ class _Connection:
 def _message(text: str) -> dict[str, Any] | None:
     try:
         msg = json.loads(text)
-    except ValueError:
+    except (ValueError, RecursionError):
         return None
     return msg if isinstance(msg, dict) else None

@@ -84,7 +84,7 @@ def fund_flow_sql(alias: str = "s") -> str:
 
 # Pool ids name their region, scheme and first month: REGION-SCHEME-YYYYMM, routable
 # across the federation without asking anyone.
-POOL_ID_RE = re.compile(rf"^(\d{{6}})-({'|'.join(SCHEMES)})-(\d{{4}})(\d{{2}})$")
+POOL_ID_RE = re.compile(rf"^([0-9]{{6}})-({'|'.join(SCHEMES)})-([0-9]{{4}})([0-9]{{2}})\Z")
 POOL_ID_EXAMPLE = "440000-MEDICAL-202501"
 
 
@@ -95,7 +95,7 @@ def pool_id(region: str, scheme: int, opened_from: date) -> str:
 def pool_id_parts(value: object) -> tuple[str, int, date] | None:
     """(region, scheme, first month) of a well-formed pool id; None otherwise."""
     m = POOL_ID_RE.match(value) if isinstance(value, str) else None
-    if not m or not 1 <= int(m.group(4)) <= 12:
+    if not m or not 1 <= int(m.group(4)) <= 12 or not 1 <= int(m.group(3)):
         return None
     return m.group(1), SCHEME_ID[m.group(2)], date(int(m.group(3)), int(m.group(4)), 1)
 
