@@ -885,3 +885,72 @@ async def test_predecessors_of_a_pool_held_by_a_child_are_read_at_the_parent(fed
     assert "440300-MEDICAL-202401" in {p["id"] for p in gd_pool["predecessors"]}  # held by Shenzhen, below
     # a province pool held by central itself still lists its own
     assert len(gd_pool["predecessors"]) > 1
+
+
+async def test_a_transfer_and_an_import_of_its_persons_records_never_both_go_through(fed: Fed, tmp_path: Path) -> None:
+    """The transfer checks the person's last record at the origin and the import checks the
+    person's transfers: each in its own transaction, they had both gone through, leaving the
+    origin with months the transfer handed to the destination. Now a transfer is refused while
+    an import runs at the origin, and an import is refused for a person a transfer holds."""
+    from tierfed.imports import notices
+
+    person = await _gd_person(fed)
+    gd = fed.nodes["guangdong"].runtime
+    origin = await gd.pool.fetchval("select min(region_code) from contribution where id_number = $1", person)
+
+    def records(month: str) -> Path:
+        f = tmp_path / f"rec-{month}.csv"
+        f.write_text("id_number,scheme,month,region_code,employer_credit_code,base,employer_amount,individual_amount,"
+                     f"individual_account_amount\n{person},PENSION,{month},{origin},,5000.00,800.00,400.00,400.00\n")
+        return f
+
+    def moving(eff: str, key: str) -> dict[str, Any]:
+        return {"in": {"idNumber": person, "to": TO, "effectiveFrom": eff, "idempotencyKey": key}}
+
+    # 1. An import of the person's July at the origin, held after its checks: a transfer from July waits for none.
+    paused, go = asyncio.Event(), asyncio.Event()
+
+    async def hold(con: Any, kind: str) -> list[str]:
+        paused.set()
+        await go.wait()
+        return []
+
+    notices.CHECKS.append(hold)
+    try:
+        importing = asyncio.ensure_future(import_file(gd.pool, gd.node, "contributions", records("2025-07"),
+                                                      progress=False))
+        await asyncio.wait_for(paused.wait(), 30)
+        got = await fed.ask("central", TRANSFER, moving("2025-07", "t-import-1"), SC_OP)
+        go.set()
+        rep = await importing
+    finally:
+        go.set()
+        notices.CHECKS.remove(hold)
+    err = (got.get("errors") or [{"extensions": {}, "message": str(got)}])[0]
+    assert err["extensions"].get("code") == "CONFLICT" and "import" in err["message"], got
+    assert rep.inserted == 1
+    assert await gd.pool.fetchval("select count(*) from insurance_transfer where id_number = $1", person) == 0
+
+    # 2. A transfer from August, held at the destination's checks (its reservation table locked there)
+    # once the origin has reserved the person: an import of the person's September at the origin is refused.
+    sc = fed.nodes["sichuan"].runtime
+    async with sc.pool.acquire() as lock, lock.transaction():
+        await lock.execute("lock table change_reservation in access exclusive mode")
+        transfer = asyncio.ensure_future(fed.ask("central", TRANSFER, moving("2025-08", "t-import-2"), SC_OP))
+        for _ in range(500):
+            if await gd.pool.fetchval("select count(*) from change_reservation where id_number = $1", person):
+                break
+            assert not transfer.done(), transfer.result()
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("the origin never reserved the person")
+        with pytest.raises(ImportFailed) as refused:
+            await import_file(gd.pool, gd.node, "contributions", records("2025-09"), progress=False)
+    reason = refused.value.errors[0]
+    assert (reason.line, reason.column) == (2, "id_number") and "held by change" in reason.reason, reason
+    assert person not in reason.reason
+    got = await transfer
+    assert "errors" not in got, got
+    assert got["data"]["transferInsurance"]["transfer"]["state"] == "COMMITTED"
+    assert await gd.pool.fetchval("select count(*) from contribution where id_number = $1 and month >= '2025-08-01'",
+                                  person) == 0

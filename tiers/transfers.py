@@ -99,6 +99,9 @@ async def check_side(con: asyncpg.Connection, side: str, inp: dict[str, Any], no
             raise NotHere(region)
         if region == inp["to"]:
             raise bad_input(f"the person is already registered in region {region}", argument="to")
+    if c["importing"]:
+        raise conflict(f"an import of records is running on node '{node.name}', which holds the origin: try again "
+                       "when it has finished (a transfer checks the person's last record)")
     if c["raise_id"] is not None:
         raise conflict(f"raise {c['raise_id']} (key {c['raise_key']!r}) in progress covers region {region}; "
                        "try again when it has finished", change=c["raise_id"])

@@ -36,17 +36,20 @@ from (select 1) one left join lateral ({BY_KEY}) c on true
 # $4 effectiveFrom; $1 null at an origin locating the person itself: the region the person is
 # registered in here, if any): a raise in progress over the region, a change holding the person, the
 # person's latest transfer; at the origin also where the person is registered, their last
-# record and what they have before $4 per scheme (individual-account credits, sum of bases).
+# record and what they have before $4 per scheme (individual-account credits, sum of bases); at
+# the origin, whether an import is running (its lock, tierfed.imports.store.LOCK, taken shared to
+# the end of the transaction that reserves the person: no import checks its rows meanwhile).
 # With an idempotency key $5, the key's lock too (changestore.KEY_LOCK: the checks do not
 # depend on it; the key's check comes in a later statement, which sees what its holder committed).
 CHECK_SIDE = """
-select h.id as raise_id, h.idempotency_key as raise_key, v.id as reserved_id, v.kind as reserved_kind,
+select one.importing, h.id as raise_id, h.idempotency_key as raise_key, v.id as reserved_id, v.kind as reserved_kind,
        t.id as prev_id, t.effective_from as prev_from, p.name, p.region_code,
        case when $3 then (select max(m) from (select max(month) as m from contribution where id_number = $2
                                               union all select max(month) from benefit where id_number = $2) x)
        end as last_month,
        f.schemes, f.accounts, f.bases
-from (select count(*) from (select pg_advisory_xact_lock(7366046, hashtext($5)) where $5::text is not null) k) one
+from (select count(*), (case when $3 then not pg_try_advisory_xact_lock_shared(7366042) else false end) as importing
+      from (select pg_advisory_xact_lock(7366046, hashtext($5)) where $5::text is not null) k) one
 cross join (select coalesce($1::text, (select region_code from person where id_number = $2)) as code) reg
 left join lateral (
     select c.id, c.idempotency_key from change_reservation r join change c on c.id = r.change_id

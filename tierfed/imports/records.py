@@ -22,6 +22,7 @@ that attempt more; the reports are the same).
 from __future__ import annotations
 
 import csv
+import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import date
 from typing import Any
@@ -237,6 +238,36 @@ async def keyed(con: asyncpg.Connection, kind: str) -> tuple[list[RowError], int
         rows = await con.fetch(q)
         errors += [RowError(r[0], r[1], r[2]) for r in rows]
         n += rows[0][3] if rows else 0
+    return errors, n
+
+
+async def held_by_changes(con: asyncpg.Connection, src: Source) -> tuple[list[RowError], int]:
+    """The file's rows of persons a change across nodes in progress holds (an insurance transfer
+    between its checks and its apply: a record written meanwhile would stay at the origin for a
+    month the transfer hands over, or change what it moves), by line; and their count. Read from
+    the file itself, and only when some person is held (rarely: a transfer takes milliseconds,
+    unless a node it waits on is down)."""
+    held = {r["id_number"]: (r["id"], r["kind"]) for r in await con.fetch(store.PERSONS_HELD)}
+    if not held:
+        return [], 0
+    errors: list[RowError] = []
+    n = 0
+    with src._binary() as raw:
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=""))
+        header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
+        at = header.index("id_number") if "id_number" in header else None
+        for row in reader:
+            if at is None or at >= len(row):
+                continue
+            who = row[at].strip().upper()
+            if who in held:
+                n += 1
+                if len(errors) < MAX_REPORTED:
+                    change, kind = held[who]
+                    errors.append(RowError(reader.line_num, "id_number", (
+                        f"person {codes.mask_id(who)} is held by change {change} ({kind}) in progress: import this "
+                        "file again once it has finished (a transfer's records from its month on belong to the "
+                        "destination)")))
     return errors, n
 
 

@@ -88,6 +88,8 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind: str, path: str | Pat
                     else:
                         errors, nbad, total = await rows.check(con, src, kind, where, job, tick)
                     rep.rows = total
+                    if not nbad and kind in store.RECORDS and total:
+                        errors, nbad = await records.held_by_changes(con, src)
                     if nbad:
                         raise ImportFailed(src.name, errors, nbad)
                     months: list[date] = []  # a records file's months, in order

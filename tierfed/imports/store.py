@@ -689,6 +689,13 @@ where s.problem is null
                   and b.effective_from > t.effective_from and b.effective_from <= s.month)
 order by s.line limit 1000"""
 
+# Persons a change across nodes in progress holds (an insurance transfer, tiers/transfers.py,
+# reserves its person from its checks to its apply): their records wait until it has finished.
+# A transfer's checks take LOCK shared (tiers/transferstore.CHECK_SIDE), so a reservation is
+# either committed before an import takes LOCK (and read here) or checked after it commits.
+PERSONS_HELD = """select r.id_number, c.id, c.kind from change_reservation r join change c on c.id = r.change_id
+                  where r.id_number is not null"""
+
 # ---------------------------------------------------------------- jobs (imports over HTTP, followed while they run)
 
 JOB_NEW = """insert into import_job (id, kind, file_name, caller, scope, state, progress)
