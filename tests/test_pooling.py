@@ -202,6 +202,44 @@ async def test_overlapping_raises_conflict(gd: Client) -> None:
     assert open_overlaps == 0
 
 
+async def test_a_pools_import_and_a_raise_over_it_never_both_go_through(gd: Client, tmp_path: Path) -> None:
+    """A pools import adding a county's pool while a raise over its province runs: each checked
+    only the pools the other had committed, so both went through and two open pools covered the
+    county (its records counted in both). The import now locks the pools it adds as a raise
+    does: the raise, meeting the import's locks, is a CONFLICT."""
+    from tierfed.importer import import_file
+    from tierfed.imports import notices
+
+    rt = gd.runtime
+    # Shenzhen's city pool gone (its county pools are what this file brings): no stored pool overlaps.
+    await rt.pool.execute("delete from pool where id = '440300-MEDICAL-202401'")
+    f = tmp_path / "pools.csv"
+    f.write_text("scheme,region_code,opened_from,opening_balance\nMEDICAL,440304,2024-01,1000.00\n", "utf-8")
+    paused, go = asyncio.Event(), asyncio.Event()
+
+    async def hold(con: Any, kind: str) -> list[str]:
+        paused.set()
+        await go.wait()
+        return []
+
+    notices.CHECKS.append(hold)
+    try:
+        importing = asyncio.ensure_future(import_file(rt.pool, rt.node, "pools", f, progress=False))
+        await asyncio.wait_for(paused.wait(), 30)
+        body = await raise_(gd)
+        go.set()
+        rep = await importing
+    finally:
+        go.set()
+        notices.CHECKS.remove(hold)
+    assert body.get("errors") and body["errors"][0]["extensions"]["code"] == "CONFLICT", body
+    assert rep.inserted == 1
+    covering = await rt.pool.fetch(
+        "select p.id from pool p join region_closure rc on rc.ancestor = p.region_code and rc.descendant = '440304' "
+        "where p.scheme = 2 and p.closed_after is null")
+    assert [r["id"] for r in covering] == ["440304-MEDICAL-202401"], covering
+
+
 async def test_vertical_management_audit_and_overview(gd: Client) -> None:
     q = """{ region(code: "440305") { agencies(department: HEALTHCARE_SECURITY) { code verticallyManaged parent { code } } } }"""
     assert (await gd.data(q, tok=OPERATOR))["region"]["agencies"][0]["verticallyManaged"] is False

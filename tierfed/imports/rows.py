@@ -75,7 +75,11 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
     progress.phase = "checking"
     await con.execute("analyze staging")
     if kind == "fund_flows":
-        await lock_flow_pools(con, scope)
+        await lock_flow_pools(con, scope, store.FLOW_POOL_REGIONS)
+    elif kind == "pools":
+        # As a raise locks them (before its checks, to its commit): a raise and this import each
+        # check the other's committed pools (the overlap check below) or wait for them.
+        await lock_flow_pools(con, scope, store.STAGED_POOL_REGIONS)
     nbad = counts["bad"]
     # The checks that need the database run over the rows that passed the row checks,
     # so one run reports every bad row of both kinds.
@@ -86,11 +90,13 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
     return sorted(errors, key=lambda e: e.line)[:MAX_REPORTED], nbad, counts["total"]
 
 
-async def lock_flow_pools(con: asyncpg.Connection, scope: Scope) -> None:
-    """Lock the pools the staged fund flows book into, as a pooling change locks them: each
-    pool's region exclusively, its ancestors shared (store.FLOW_POOL_REGIONS)."""
+async def lock_flow_pools(con: asyncpg.Connection, scope: Scope, regions: str) -> None:
+    """Lock the pools the staged rows book into or add (``regions``: their schemes and regions),
+    as a pooling change locks them: each pool's region exclusively, its ancestors shared."""
     mine, above = set(), set()
-    for scheme, region in await con.fetch(store.FLOW_POOL_REGIONS):
+    for scheme, region in await con.fetch(regions):
+        if region not in scope.node.tree:
+            continue  # refused by the row checks: nothing to lock
         own, ancestors = pool_lock_keys(scope.node.tree, scheme, region)
         mine.add(own)
         above.update(ancestors)

@@ -58,6 +58,8 @@ _STORED_IN_POOL = """x.scheme = s.scheme and x.month = s.month and x.category = 
 # exclusive, then shared) before its checks: a change cannot reserve one of them between the check
 # that none holds them and the import's commit, nor the import book into one a change is preparing.
 FLOW_POOL_REGIONS = f"select distinct s.scheme, fp.pool_region from staging s join ({_FLOW_POOLS}) fp using (line)"
+# The staged pools' schemes and regions (a pools import locks them as a raise does).
+STAGED_POOL_REGIONS = "select distinct s.scheme, s.region_code from staging s where s.region_code is not null"
 LOCK_POOLS = ("select count(pg_advisory_xact_lock(k)) from unnest($1::bigint[]) k",
               "select count(pg_advisory_xact_lock_shared(k)) from unnest($1::bigint[]) k")
 
@@ -126,6 +128,14 @@ CHECKS: dict[str, tuple[str, ...]] = {
            where not (p.region_code = s.region_code and p.opened_from = s.opened_from
                       and p.opening_balance = s.opening_balance)
              and (p.closed_after is null or p.closed_after >= s.opened_from)
+           order by s.line limit 1000""",
+        # A raise in progress across nodes holds the scheme over an overlapping subtree: it closes
+        # and opens pools there once decided, which a pool added meanwhile would overlap.
+        f"""select distinct on (s.line) s.line, 'region_code', ({SCHEME_NAMES_SQL})[s.scheme] || ' over '
+                  || r.region_code || ' is held by change ' || c.id || ' (' || c.kind || ') in progress: import '
+                  || 'this file again once it is decided'
+           from staging s join change_reservation r on r.scheme = s.scheme and {overlapping_region("s.region_code")}
+           join change c on c.id = r.change_id
            order by s.line limit 1000""",
     ),
     "fund_flows": (
