@@ -85,6 +85,13 @@ async def test_who_may_submit_and_where(node: RunningNode, fresh_db: str) -> Non
     assert too_big.status_code == 413 and "max_import_bytes" in too_big.json()["error"]["message"]
     header = await post(node, "contributions", b"id_number,scheme\n")
     assert header.status_code == 422 and "missing column(s)" in header.json()["error"]
+    # a gzip file within the upload limit that holds far more once decompressed (the same row
+    # 70,000 times: 5 MB from a few kB) is read no further than the limit
+    line = f"{pid(1)},PENSION,2025-02,440106,{EMP},8000.00,1280.00,640.00,640.00\n".encode()
+    bomb = gzip.compress(CONTRIB_HEADER.encode() + b"\n" + line * 70_000)
+    assert len(bomb) < 200_000
+    inflated = await post(node, "contributions", bomb, name="bomb.csv.gz")
+    assert inflated.status_code == 422 and "once decompressed" in inflated.json()["error"], inflated.text
     assert await counts(fresh_db) == before
 
 

@@ -236,7 +236,8 @@ async def _run(rt: Runtime, job: Job, path: Path, sha256: str) -> None:
 async def _import(rt: Runtime, job: Job, path: Path, sha256: str) -> None:
     try:
         rep = await import_file(rt.pool, rt.node, job.kind, path, progress=False, caller=job.caller,
-                                scope=job.scope, via="http", name=job.file_name, sha256=sha256, job=job.progress)
+                                scope=job.scope, via="http", name=job.file_name, sha256=sha256, job=job.progress,
+                                max_bytes=rt.cfg.limits.max_import_bytes)
         rt.metrics.import_done(job.kind, rep.outcome, rep.rows, rep.seconds)
         # Committed: whatever happens from here on, the job says what the import did.
         job.report = rep

@@ -44,16 +44,18 @@ def check_kind(kind: str) -> tuple[str, ...]:
 
 async def import_file(pool: asyncpg.Pool, node: Node, kind: str, path: str | Path, progress: bool | None = None,
                       *, caller: str = "cli", scope: str | None = None, via: str = "cli", name: str | None = None,
-                      sha256: str | None = None, job: Progress | None = None) -> Report:
+                      sha256: str | None = None, job: Progress | None = None, max_bytes: int = 0) -> Report:
     """Import one file, all or nothing, and record it in the history.
 
     ``scope`` (a file submitted over HTTP: the token's scope) narrows the regions the
     records may name. Raises ImportFailed with the first thousand bad rows and their
     count, or UserError for a file that cannot be read; a file already imported
-    returns a report with outcome ``unchanged`` and changes nothing.
+    returns a report with outcome ``unchanged`` and changes nothing. ``max_bytes``: the most the
+    file may hold once decompressed (0: no limit).
     """
     columns = check_kind(kind)
     src = Source.open(path, columns, name, sha256)
+    src.max_bytes = max_bytes
     job = job or Progress()
     where = Scope(node, scope)
     started = datetime.now(UTC)

@@ -50,6 +50,9 @@ class Source:
     header: list[str] = field(default_factory=list)
     index: list[int] = field(default_factory=list)  # where each of the kind's columns is in the file
     lines_read: int = 0  # data lines handed on so far (progress)
+    # The most bytes the file may hold as read (decompressed), 0 for no limit: a file submitted
+    # over HTTP has [limits].max_import_bytes, whose upload limit a gzip file's ratio would pass.
+    max_bytes: int = 0
 
     @classmethod
     def open(cls, path: str | Path, columns: tuple[str, ...], name: str | None = None,
@@ -134,6 +137,7 @@ class Source:
 
         def chunks() -> Iterator[bytes]:
             decoder = codecs.getincrementaldecoder("utf-8")()
+            total = len(first)
             try:
                 while True:
                     try:
@@ -142,6 +146,10 @@ class Source:
                         raise UserError(f"{self.name}: not a readable gzip file ({e})") from None
                     if not block:
                         break
+                    total += len(block)
+                    if self.max_bytes and total > self.max_bytes:
+                        raise UserError(f"{self.name}: holds more than {self.max_bytes} bytes once decompressed, this "
+                                        "node's limit ([limits].max_import_bytes): split it into smaller files")
                     try:
                         decoder.decode(block)
                     except UnicodeDecodeError as e:
