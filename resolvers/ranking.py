@@ -4,12 +4,22 @@ ranking calls answered for this node's subtree."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from strawberry.types import Info
 from tierfed.tiers.figures import SCHEMES, SchemeTotal
-from tierfed.tiers.ranking import MAX_FIRST, RANK_BY, Part, Question, Ranker, decode_cursor, encode_cursor, sort_key, value_str
+from tierfed.tiers.ranking import (
+    MAX_FIRST,
+    RANK_BY,
+    Part,
+    Question,
+    Ranker,
+    cursor_value,
+    decode_cursor,
+    encode_cursor,
+    sort_key,
+    value_str,
+)
 from tierfed.tiers.tree import TIER_NAMES
 
 from tierfed.errors import bad_input
@@ -105,9 +115,9 @@ async def answer_calls(info: Info, args: list[dict[str, Any]]) -> list[dict[str,
                     and (after[0] is None or isinstance(after[0], str))):
                 raise bad_input("ranking's after must be [value or null, region code]", argument="args")
             try:
-                v = None if after[0] is None else Decimal(after[0])
-            except InvalidOperation:
-                raise bad_input("ranking's after value must be a decimal", argument="args") from None
+                v = None if after[0] is None else cursor_value(after[0])
+            except (ValueError, ArithmeticError):
+                raise bad_input("ranking's after value must be a finite decimal", argument="args") from None
             q = Question(q.region, q.tier, q.first_month, q.last_month, q.scheme, q.by, q.descending, q.first,
                          sort_key(v, after[1], q.descending))
         part = await ranker(info).rank(q)

@@ -224,6 +224,26 @@ async def test_a_cursor_of_another_ranking_is_refused(client: Client) -> None:
         assert "another ranking" in body["errors"][0]["message"]
 
 
+async def test_crafted_cursors_are_bad_input_not_internal_errors(client: Client) -> None:
+    """A cursor is the caller's to send back: one of the right ranking with a figure too large to
+    negate, or nested too deep to parse, is refused saying so (both had been INTERNAL)."""
+    import base64
+    import json
+
+    v = {"r": "000000", "tier": "COUNTY", "from": "2025-01", "to": "2025-06", "scheme": "PENSION", "by": "INSURED",
+         "desc": True, "first": 3}
+    cursor = (await client.data(RANKING, v, OP))["ranking"]["entries"][-1]["cursor"]
+    fp, _, code = json.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+
+    def enc(raw: str) -> str:
+        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+    for bad in (enc(json.dumps([fp, "1e1000000", code])), enc(json.dumps([fp, "NaN", code])), enc("[" * 5000)):
+        body = await client.gql(RANKING, {**v, "after": bad}, OP)
+        (err,) = body["errors"]
+        assert err["extensions"]["code"] == "BAD_USER_INPUT" and "not a cursor" in err["message"], err
+
+
 async def test_outside_the_scope_is_forbidden(client: Client) -> None:
     v = {"r": "000000", "tier": "PROVINCE", "from": "2025-01", "to": "2025-06", "scheme": "PENSION", "by": "INSURED"}
     body = await client.gql(RANKING, v, token("440000", ("VIEWER",)))

@@ -150,15 +150,24 @@ def encode_cursor(q: Question, e: Entry) -> str:
     return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
 
 
+def cursor_value(value: object) -> Decimal:
+    """A cursor's figure: a finite decimal no larger than any figure of a ranking (its negation,
+    for a descending order, cannot overflow); ValueError otherwise."""
+    v = Decimal(value) if isinstance(value, str) else None
+    if v is None or not v.is_finite() or v.adjusted() > 30 or v.adjusted() < -30:
+        raise ValueError("not a figure of a ranking")
+    return v
+
+
 def decode_cursor(q: Question, cursor: str) -> SortKey:
     """The sort key a cursor stands for; ValueError saying what is wrong with it."""
     try:
         raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
         fp, value, code = json.loads(raw)
-        v = None if value is None else Decimal(value)
-        if not isinstance(fp, str) or not isinstance(code, str) or (v is not None and not v.is_finite()):
+        v = None if value is None else cursor_value(value)
+        if not isinstance(fp, str) or not isinstance(code, str):
             raise ValueError
-    except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError):
+    except (ValueError, TypeError, ArithmeticError, UnicodeDecodeError, RecursionError):
         raise ValueError("after is not a cursor of a ranking: pass an entry's cursor as it was given") from None
     if fp != q.fingerprint():
         raise ValueError("after is a cursor of another ranking (region, tier, period, scheme, by or descending "
