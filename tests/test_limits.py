@@ -99,6 +99,22 @@ async def test_node_to_node_summaries_cost_a_key_per_month(client: Client) -> No
     await refused(client, summaries(40, "1990-01", "2100-12"), "max_cost")
 
 
+async def test_a_list_costs_what_its_first_argument_lets_it_hold(client: Client) -> None:
+    """A ranking's entries and a duplicate list as long as ``first`` asks (it had been costed as
+    ten whatever ``first``: three rankings of 500 counties, each entry's region drilled down,
+    passed the default limit while making some 250,000 fields)."""
+    drill = "region { parent { parent { children { children { code } } } } }"
+    ranking = ('ranking(region: "000000", tier: COUNTY, period: {from: "2025-01", to: "2025-06"}, scheme: PENSION, '
+               'by: INSURED, first: %d) { entries { ' + drill + ' } }')
+    await refused(client, "{ " + " ".join(f"r{i}: " + ranking % 500 for i in range(3)) + " }", "max_cost")
+    await refused(client, "query($n: Int) { " + ranking.replace("%d", "$n") + " }", "max_cost", {"n": 500})
+    d = await client.data("{ " + ranking % 2 + " }", tok=token(roles=("VIEWER",)))
+    assert len(d["ranking"]["entries"]) == 2
+    dup = ('{ duplicateInsurance(region: "000000", period: {from: "2025-01", to: "2025-06"}, first: 1000) '
+           '{ regions { parent { children { children { code } } } } } }')
+    await refused(client, dup, "max_cost")
+
+
 async def test_the_default_limits_let_a_national_dashboard_through(client: Client) -> None:
     totals = "scheme insured contributorMonths contributionEmployer contributionIndividual contributionTotal " \
              "individualAccount pooled benefitsPaid beneficiaries"

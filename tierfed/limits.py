@@ -54,6 +54,9 @@ FIXED_LENGTH = {
 }
 # Lists whose length a ``limit`` argument bounds (with its default).
 LIMITED = {("Query", "poolingChanges"): 50, ("Query", "piiReads"): 100}
+# ... or a ``first`` argument (with its default).
+FIRST = {("Query", "imports"): 50, ("Query", "changes"): 50, ("Query", "duplicateInsurance"): 100}
+RANKING_FIRST = 20  # Query.ranking's default first: the length of its entries
 META_FIELDS = {"__schema": SchemaMetaFieldDef, "__type": TypeMetaFieldDef}
 
 
@@ -66,6 +69,7 @@ class Ctx:
     regions: tuple[str, ...] | None = None
     months: int = 12
     schemes: int = 5
+    first: int | None = None  # a ranking's first: the length of its entries
 
 
 def _months(start: Any, end: Any) -> int | None:
@@ -186,6 +190,11 @@ class Analysis:
             return MAX_FANOUT * 12
         return sum((_months(k.get("from"), k.get("to")) if isinstance(k, dict) else None) or 1 for k in keys)
 
+    def _first(self, f: FieldNode, default: int) -> int:
+        """A list's length as its ``first`` argument bounds it (the field refuses a bad one)."""
+        first = self.arg(f, "first")
+        return max(first, 1) if isinstance(first, int) and not isinstance(first, bool) else default
+
     def step(self, parent: str, name: str, f: FieldNode, ctx: Ctx, is_list: bool) -> tuple[Ctx, int]:
         if parent == "Query" and name == "rollup":
             period = self.arg(f, "period")
@@ -209,6 +218,10 @@ class Analysis:
             return ctx, ctx.schemes
         if (parent, name) in (("Rollup", "region"), ("Rollup", "byChild")):
             return ctx, 1
+        if (parent, name) == ("Query", "ranking"):
+            return Ctx(first=self._first(f, RANKING_FIRST)), 1
+        if (parent, name) == ("Ranking", "entries"):
+            return Ctx(), ctx.first or RANKING_FIRST
         if not is_list:
             return Ctx(None, ctx.months, ctx.schemes) if parent != "Rollup" else ctx, 1
         if (parent, name) == ("Query", "_entities"):
@@ -217,6 +230,8 @@ class Analysis:
         if (parent, name) in LIMITED:
             limit = self.arg(f, "limit")
             return Ctx(), limit if isinstance(limit, int) and limit > 0 else LIMITED[(parent, name)]
+        if (parent, name) in FIRST:
+            return Ctx(), self._first(f, FIRST[(parent, name)])
         return Ctx(), FIXED_LENGTH.get((parent, name), 10)
 
 
