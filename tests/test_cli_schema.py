@@ -101,6 +101,43 @@ def test_bad_configuration_is_one_clear_line(tmp_path: Path, body: str, words: s
     assert words in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize("key, words", [
+    ("garbage", "not an unencrypted PEM private key"),
+    ("rsa", "expected an Ed25519 (EdDSA) or P-256 (ES256) private key"),
+    ("public", "not an unencrypted PEM private key"),
+])
+def test_a_signing_key_it_cannot_sign_with_is_one_clear_line(tmp_path: Path, key: str, words: str) -> None:
+    """A private key file that is not one, or of a kind no token here is signed with: refused with
+    the configuration (it had been a traceback at the first token signed)."""
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric import ed25519, rsa
+
+    pub = ed25519.Ed25519PrivateKey.generate().public_key().public_bytes(
+        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    (tmp_path / "node.pub").write_bytes(pub)
+    body = {"garbage": b"-----BEGIN PRIVATE KEY-----\nnot a key\n-----END PRIVATE KEY-----\n",
+            "rsa": rsa.generate_private_key(public_exponent=65537, key_size=2048).private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()),
+            "public": pub}[key]
+    (tmp_path / "node.key").write_bytes(body)
+    cfg = write_cfg(tmp_path, f'[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_public_key_file = "{tmp_path}/node.pub"\n'
+                              f'jwt_private_key_file = "{tmp_path}/node.key"\n')
+    r = tierfed("token", "--config", str(cfg), "--scope", "440000")
+    assert r.returncode == 2, r.stderr
+    assert words in r.stderr and "Traceback" not in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+
+
+def test_bad_oidc_algorithms_and_workers_are_one_clear_line(tmp_path: Path) -> None:
+    oidc = ('[auth.oidc]\nissuer = "https://idp"\naudience = "tierfed"\njwks_uri = "https://idp/jwks"\n'
+            'algorithms = [["RS256"]]\n')
+    cfg = write_cfg(tmp_path, f'[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "{SECRET}"\n{oidc}')
+    r = tierfed("token", "--config", str(cfg), "--scope", "440000")
+    assert r.returncode == 2 and "algorithms" in r.stderr and "Traceback" not in r.stderr, r.stderr
+    plain = write_cfg(tmp_path, f'[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "{SECRET}"\n')
+    r = tierfed("serve", "--config", str(plain), "--workers", "0")
+    assert r.returncode == 2 and "--workers: expected 1 to 64, got 0" in r.stderr, r.stderr
+
+
 @pytest.mark.parametrize("children, words", [
     ('[[children]]\nregion = "510000"\nurl = "http://a/graphql"\n', "outside this node's subtree"),
     ('[[children]]\nregion = "440300"\nurl = "http://a/graphql"\n[[children]]\nregion = "440305"\nurl = "http://b/graphql"\n',

@@ -89,6 +89,8 @@ class Keys:
         else:
             files = [cfg.jwt_public_key_file or "", *cfg.previous_public_key_files]
             self.verifiers = [public_key(f) for f in files]
+        if not cfg.jwt_secret and cfg.jwt_private_key_file:
+            signing_key(cfg.jwt_private_key_file)  # a key it cannot sign with is a configuration error now
 
     def sign(self, sub: str, scope: str, roles: list[str], ttl: int, to: str | None = None) -> str:
         now = int(time.time())
@@ -213,6 +215,26 @@ def _caller(sub: str, scope: Any, roles: list[str], token: str, tree: Tree, scop
     if not isinstance(scope, str) or not codes.REGION_RE.match(scope) or scope not in tree:
         raise unauthenticated(f"token's {scope_claim} claim must be a known 6-digit region code")
     return Caller(sub, scope, frozenset(roles), token, float(exp) if isinstance(exp, (int, float)) else None)
+
+
+def signing_key(path: str) -> str:
+    """The algorithm of a node's private key file (EdDSA or ES256); UserError naming the file
+    and what it should hold otherwise (it had surfaced as a traceback at the first signature)."""
+    from cryptography.hazmat.primitives.asymmetric import ec, ed25519
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(Path(path).read_bytes(), None)
+    except (OSError, ValueError, TypeError) as e:
+        raise UserError(f"config [auth].jwt_private_key_file: {path} is not an unencrypted PEM private key "
+                        f"({type(e).__name__}): give the Ed25519 or P-256 key whose public half is "
+                        "jwt_public_key_file") from None
+    if isinstance(key, ed25519.Ed25519PrivateKey):
+        return "EdDSA"
+    if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
+        return "ES256"
+    raise UserError(f"config [auth].jwt_private_key_file: {path} is a {type(key).__name__.lstrip('_')}; "
+                    "expected an Ed25519 (EdDSA) or P-256 (ES256) private key")
 
 
 def _is_ed25519(pem: bytes) -> bool:

@@ -11,6 +11,8 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 from . import codes
 from .config import NodeConfig, load
 from .errors import UserError
@@ -108,6 +110,9 @@ def main(argv: list[str] | None = None) -> None:
         where = f"{e.filename}: " if e.filename else ""
         print(f"tierfed: {where}{e.strerror or e}", file=sys.stderr)
         sys.exit(2)
+    except asyncpg.PostgresError as e:  # nothing was written: every command's writes are one transaction
+        print(f"tierfed: the node's database refused: {e} ({type(e).__name__}); nothing was written", file=sys.stderr)
+        sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
     sys.exit(code or 0)
@@ -302,7 +307,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     import tempfile
 
     cfg = load(args.config)
-    workers = args.workers or cfg.workers
+    workers = args.workers if args.workers is not None else cfg.workers
     if not 1 <= workers <= 64:
         raise UserError(f"--workers: expected 1 to 64, got {workers}")
     access_log()

@@ -352,6 +352,8 @@ def _oidc(t: Any) -> OidcConfig | None:
             raise UserError(f"config {w}.role_map.{k}: expected one of {', '.join(r for r in ROLES if r != 'NODE')}, "
                             f"got {v!r}")
     algorithms = _get(t, "algorithms", list, w, ["RS256", "ES256", "EdDSA"])
+    if not all(isinstance(a, str) for a in algorithms):
+        raise UserError(f"config {w}.algorithms: expected a list of names, e.g. [\"RS256\"]")
     allowed = {"RS256", "RS384", "RS512", "PS256", "ES256", "ES384", "EdDSA"}
     if not algorithms or any(a not in allowed for a in algorithms):
         raise UserError(f"config {w}.algorithms: expected some of {', '.join(sorted(allowed))}")
