@@ -92,7 +92,7 @@ def unavailable_report(_root: Any, info: Any, args: dict[str, Any], region: str)
     """The report of a region held by a child node that did not answer: incomplete (missing
     names the region), no figures, each scheme's note saying why; the TIER_UNAVAILABLE error
     names the child. The rest of the caller's answer stands."""
-    year, half = int(args["year"]), args.get("half")
+    year, half = year_arg(int(args["year"])), args.get("half")  # as the child would have checked them
     first, last, name = clipped(*period_of(year, half))
     rec = info.context.node.tree.by_code[region]
     note = "本地区由下级节点持有，该节点未应答，本报告缺少其数据"

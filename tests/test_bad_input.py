@@ -94,6 +94,13 @@ async def test_malformed_arguments_are_bad_user_input_saying_what_to_fix(client:
         assert w in err["message"], (w, err["message"])
 
 
+async def test_a_negative_zero_ratio_is_zero(client: Client) -> None:
+    d = await client.data('{ centralAdjustment(year: 2025, ratio: "-0") { ratio provinces { remittance } } }',
+                          tok=token(roles=("VIEWER",)))
+    assert d["centralAdjustment"]["ratio"] == "0.00", d["centralAdjustment"]["ratio"]
+    assert all(p["remittance"] == "0.00" for p in d["centralAdjustment"]["provinces"])
+
+
 async def test_error_messages_never_echo_a_whole_id_number(client: Client) -> None:
     bad = "110105194912310021"
     err = _only_error(await client.gql(f'{{ person(idNumber: "{bad}") {{ name }} }}'))

@@ -191,3 +191,21 @@ async def test_the_page_printed_to_pdf_reads_back_the_api_figures(world: tuple[C
     # and the figures are the API's: the closing balance of the pension pool, as written in the PDF
     closing = next(x for x in got if x.startswith("期末滚存结余"))
     assert Decimal(closing.split()[-1].replace(",", "")) == Decimal(r["schemes"][0]["account"]["closingBalance"])
+
+
+async def test_a_report_of_a_region_whose_node_is_down_checks_its_year(fresh_db: str) -> None:
+    """A child node holding the region does not answer: a year out of range is still bad input
+    (the placeholder report had been built for any year, 1066 included, and a year 0 was INTERNAL);
+    a good one is the incomplete report naming the region."""
+    cfg = node_config(children=[{"region": "440300", "url": "http://127.0.0.1:9/graphql", "name": "shenzhen",
+                                 "timeout_s": 1}])
+    async with node_client(fresh_db, cfg) as c:
+        q = 'query($y: Int!) { fundReport(region: "440300", year: $y) { title complete missing { code } } }'
+        for year in (1066, 0):
+            body = await c.gql(q, {"y": year}, OP)
+            assert body["data"] is None or body["data"]["fundReport"] is None, body
+            assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT", body
+            assert "1990 to 2100" in body["errors"][0]["message"]
+        body = await c.gql(q, {"y": 2025}, OP)
+        assert body["data"]["fundReport"]["complete"] is False
+        assert body["data"]["fundReport"]["missing"] == [{"code": "440300"}]

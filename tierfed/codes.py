@@ -139,9 +139,10 @@ def decimal(value: str) -> Decimal:
     if not isinstance(value, str) or not DECIMAL_RE.match(value.strip()):
         raise ValueError(f"decimal {value!r} is malformed: expected a plain decimal string, e.g. 0.045 or 1234.50")
     try:
-        return Decimal(value.strip())
+        d = Decimal(value.strip())
     except InvalidOperation:  # pragma: no cover - the regex admits only valid text
         raise ValueError(f"decimal {value!r} is malformed") from None
+    return d.copy_abs() if d.is_zero() else d  # "-0" is zero, never printed back as -0.00
 
 
 def fen(d: Decimal) -> Decimal:
