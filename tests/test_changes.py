@@ -954,3 +954,49 @@ async def test_a_transfer_and_an_import_of_its_persons_records_never_both_go_thr
     assert got["data"]["transferInsurance"]["transfer"]["state"] == "COMMITTED"
     assert await gd.pool.fetchval("select count(*) from contribution where id_number = $1 and month >= '2025-08-01'",
                                   person) == 0
+
+    # 3. Another person's transfer from July held the same way, an import of their July started
+    # meanwhile (a month stored already: nothing written before its last checks) and held after
+    # its checks (no transfer committed yet); the transfer then commits. The
+    # import, which read the persons held when it began, still refuses the row (it had read them
+    # after its checks, found none, and written a month the transfer handed over).
+    person = await _gd_person(fed)
+    origin = await gd.pool.fetchval("select min(region_code) from contribution where id_number = $1", person)
+    from tierfed.imports import records as import_records
+
+    checked, go = asyncio.Event(), asyncio.Event()
+    real = import_records.held_by_changes
+
+    async def after_checks(*args: Any) -> Any:
+        checked.set()
+        await go.wait()
+        return await real(*args)
+
+    import_records.held_by_changes = after_checks  # type: ignore[assignment]
+    try:
+        async with sc.pool.acquire() as lock:
+            tr = lock.transaction()
+            await tr.start()
+            await lock.execute("lock table change_reservation in access exclusive mode")
+            transfer = asyncio.ensure_future(fed.ask("central", TRANSFER, moving("2025-07", "t-import-3"), SC_OP))
+            for _ in range(500):
+                if await gd.pool.fetchval("select count(*) from change_reservation where id_number = $1", person):
+                    break
+                await asyncio.sleep(0.02)
+            else:
+                raise AssertionError("the origin never reserved the person")
+            importing = asyncio.ensure_future(import_file(gd.pool, gd.node, "contributions", records("2025-07"),
+                                                          progress=False))
+            await asyncio.wait_for(checked.wait(), 30)
+            await tr.rollback()
+        got = await transfer
+        assert got["data"]["transferInsurance"]["transfer"]["state"] == "COMMITTED", got
+        go.set()
+        with pytest.raises(ImportFailed) as late:
+            await importing
+        assert "held by change" in late.value.errors[0].reason, late.value.errors
+    finally:
+        go.set()
+        import_records.held_by_changes = real  # type: ignore[assignment]
+    assert await gd.pool.fetchval("select count(*) from contribution where id_number = $1 and month >= '2025-07-01'",
+                                  person) == 0

@@ -112,3 +112,32 @@ async def test_a_regions_import_that_moves_a_parent_is_served_from_the_new_tree(
         assert got["region"] == {"parent": {"code": "440100"},
                                  "ancestors": [{"code": "000000"}, {"code": "440000"}, {"code": "440100"}]}
         assert c.runtime.node.child_for("440305") is None and c.runtime.tree.within("440305", "440100")
+
+
+async def test_a_file_imported_again_after_another_renamed_its_regions_renames_them_back(
+        fresh_db: str, tmp_path: Any) -> None:
+    """B (a new name for a stored region), A (the old name back), then B again: B's name is back.
+    A file that only renames was recorded as changing nothing, so a later file was compared with
+    the last file that added something and could be skipped as already imported, leaving the
+    other file's name."""
+    from tierfed.importer import import_file
+
+    a, b = tmp_path / "a.csv", tmp_path / "b.csv"
+    a.write_text("code,name,tier,parent_code\n440305,南山区,county,440300\n", encoding="utf-8")
+    b.write_text("code,name,tier,parent_code\n440305,南山新区,county,440300\n", encoding="utf-8")
+    con = await asyncpg.connect(fresh_db)
+    try:
+        async with node_client(fresh_db, node_config("000000", "n")) as c:
+            rt = c.runtime
+            first = await import_file(rt.pool, rt.node, "regions", b, progress=False)
+            assert (first.outcome, first.inserted) == ("imported", 1), first
+            assert await con.fetchval("select name from region where code = '440305'") == "南山新区"
+            back = await import_file(rt.pool, rt.node, "regions", a, progress=False)
+            assert (back.outcome, back.inserted) == ("imported", 1), back
+            again = await import_file(rt.pool, rt.node, "regions", b, progress=False)
+            assert again.outcome == "imported" and again.same_as is None, again
+            assert await con.fetchval("select name from region where code = '440305'") == "南山新区"
+            same = await import_file(rt.pool, rt.node, "regions", b, progress=False)
+            assert same.outcome == "unchanged" and same.same_as == again.import_id, same
+    finally:
+        await con.close()

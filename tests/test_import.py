@@ -260,7 +260,7 @@ async def test_regions_agencies_and_pools(fresh_db: str, tmp_path: Path) -> None
     hdr = "code,name,tier,parent_code"
     f = write(tmp_path / "r.csv", hdr, "440399,深圳新区,county,440300", "440305,南山区（新）,county,440300")
     rep = await run_import(fresh_db, "regions", f)
-    assert rep.inserted == 1
+    assert rep.inserted == 2  # one region added, one renamed: both written
     before = await counts(fresh_db)
     assert (await run_import(fresh_db, "regions", f)).inserted == 0
     assert await counts(fresh_db) == before

@@ -111,7 +111,8 @@ def main(argv: list[str] | None = None) -> None:
         print(f"tierfed: {where}{e.strerror or e}", file=sys.stderr)
         sys.exit(2)
     except asyncpg.PostgresError as e:  # nothing was written: every command's writes are one transaction
-        print(f"tierfed: the node's database refused: {e} ({type(e).__name__}); nothing was written", file=sys.stderr)
+        print(f"tierfed: the command failed, the node's database refused: {e} ({type(e).__name__}); what it "
+              "had not committed was rolled back", file=sys.stderr)
         sys.exit(1)
     except KeyboardInterrupt:
         sys.exit(130)
@@ -455,7 +456,9 @@ def cmd_statements(args: argparse.Namespace) -> int:
         rt = await open_runtime(cfg)
         try:
             if rt.node.children:
-                await rt.index.sync_all()  # lookups then ask only the children holding each person
+                await rt.index.sync_all()  # lookups then ask only the children holding each person,
+                await rt.links.check_children()  # while the leases on them run (kept up by the rounds)
+                rt.links.start()
             return await run_statements(rt, args.region, year, Path(args.out), args.per_county,
                                         progress=not args.no_progress)
         finally:

@@ -67,6 +67,7 @@ class Runtime:
         self.on_version.append(self.links.kick)
         self.index.lease_up = self.links.lease_up
         self.links.on_persons = self.index.heard
+        self.links.index_behind = self.index.behind
     changes: Any = None  # tiers.changes.Changes: this node's side of changes across nodes
 
     @property
@@ -91,8 +92,8 @@ class Runtime:
     async def close(self) -> None:
         if self.live is not None:
             await self.live.close()
+        await self.links.stop()  # first: a check ending meanwhile would start a reading of the index
         await self.index.stop()
-        await self.links.stop()
         if self.changes is not None:
             await self.changes.close()
         if self._listener is not None:

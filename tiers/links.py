@@ -90,6 +90,8 @@ class Links:
         self.on_checked: list[Any] = []  # callbacks after each round of checks (live answers' fallback)
         # A child told its person feed's head (child, head): the person index (``Runtime``).
         self.on_persons: Any = None
+        # Whether this node's person index is behind a child's feed (``PersonIndex.behind``).
+        self.index_behind: Any = None
         # Per child, until when (the event loop's clock) the lease of this process's last check runs.
         self._up_until: dict[str, float] = {}
 
@@ -158,6 +160,10 @@ class Links:
             if self.node.children:
                 left = await self.pool.fetchval(LEFT, [c.name for c in self.node.children])
                 valid = min(valid, float(left or 0.0))
+                # Nor while this node's person index is behind a child's feed: the parent, taking
+                # this node's index as whole, would miss the persons not read yet (tiers.personindex).
+                if self.index_behind is not None and self.index_behind():
+                    valid = 0.0
             if valid > 0:
                 await self.pool.execute(GRANT, valid)
         row = await self.pool.fetchrow(OWN_AND_PERSONS)
@@ -207,13 +213,19 @@ class Links:
                 return None
             if not wait:
                 return f"parent node at {parent.url} was not told of version {version} ({problem})"
-            left = float(await self.pool.fetchval(LEASE_LEFT) or 0.0)
-            log.warning("parent node at %s not told of version %d (%s): waiting %.1f s for its lease to run out",
-                        parent.url, version, problem, left)
-            if left > 0:
-                await asyncio.sleep(left)  # the protocol's wait, not a guess: see the module's docstring
+            await self.wait_out_lease(f"parent node at {parent.url} not told of version {version} ({problem})")
             return (f"parent node at {parent.url} was not told of this commit ({problem}); it checks this node "
                     f"per request from now on, until its next check of this node succeeds")
+
+    async def wait_out_lease(self, why: str) -> float:
+        """Wait until the lease this node last granted its parent has run out (the parent, and
+        every node above, whose leases this one bounds, then ask this node per request); the
+        seconds waited. The protocol's wait, not a guess: see the module's docstring."""
+        left = float(await self.pool.fetchval(LEASE_LEFT) or 0.0)
+        log.warning("%s: waiting %.1f s for the lease granted to the parent to run out", why, left)
+        if left > 0:
+            await asyncio.sleep(left)
+        return left
 
     def kick(self) -> None:
         """This node's version moved (tierfed_version): push it up soon, bursts folded into one push."""

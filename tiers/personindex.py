@@ -83,6 +83,12 @@ class PersonIndex:
         return (child in self._current and self.lease_up(child)
                 and self._read_to.get(child, -1) >= self._heads.get(child, 0))
 
+    def behind(self) -> bool:
+        """Whether any child is not current (its feed read to the head it last told, its reading
+        not failed): a node then grants its parent no lease (``Links.grant``)."""
+        return any(c.name not in self._current or self._read_to.get(c.name, -1) < self._heads.get(c.name, 0)
+                   for c in self.node.children)
+
     async def caught_up(self) -> None:
         """Wait for the readings that heard heads started (an operator's command, a test)."""
         while self._catching_up:
@@ -92,13 +98,17 @@ class PersonIndex:
         """The child told its feed's head (its link's check or push): behind it, the child is not
         current until a reading catches up, started here at once when ``read`` (a check). A push
         is followed by the child's tell, which reads: a failed tell is made up for by the next check."""
-        self._heads[child.name] = head
-        if not read or self._read_to.get(child.name, -1) >= head or child.name in self._catching_up:
+        restored = head < self._read_to.get(child.name, -1)  # its database restored: its feed begun anew
+        if restored:
+            self._read_to[child.name] = -1
+            self._current.discard(child.name)
+        self._heads[child.name] = max(head, self._heads.get(child.name, 0)) if not restored else head
+        if (not read and not restored) or self._read_to.get(child.name, -1) >= head or child.name in self._catching_up:
             return
 
         async def catch_up() -> None:
             try:
-                await self.sync_child(child)
+                await self.sync_child(child, from_start=restored)
             except Exception as e:  # noqa: BLE001 - the child stays not current: lookups ask it
                 log.warning("person index: could not read child node %s: %s (asked on every lookup until read)",
                             child.name, f"{type(e).__name__}: {e}")

@@ -40,7 +40,12 @@ async def after_import(rt: Runtime, rep: Report, path: str | Path) -> list[str]:
     problems = [await rt.links.announce()]
     if rep.kind not in TOLD or not rep.inserted:
         return [p for p in problems if p]
-    problems.append(await rt.index.tell_parent())
+    told = await rt.index.tell_parent()
+    if told is not None and rt.cfg.parent is not None:
+        # The parent may take its index of this node as whole while its lease runs: the import is
+        # done once that lease has run out (it then asks this node, or reads its feed, first).
+        await rt.links.wait_out_lease(f"person index: {told}")
+    problems.append(told)
     if rep.kind == "contributions" and rep.first_month and rep.last_month:
         span = (codes.month(rep.first_month), codes.month(rep.last_month))
         try:

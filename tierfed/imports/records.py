@@ -21,6 +21,7 @@ that attempt more; the reports are the same).
 
 from __future__ import annotations
 
+import asyncio
 import csv
 import io
 from collections.abc import AsyncIterator, Callable, Iterator
@@ -241,25 +242,30 @@ async def keyed(con: asyncpg.Connection, kind: str) -> tuple[list[RowError], int
     return errors, n
 
 
-async def held_by_changes(con: asyncpg.Connection, src: Source) -> tuple[list[RowError], int]:
-    """The file's rows of persons a change across nodes in progress holds (an insurance transfer
-    between its checks and its apply: a record written meanwhile would stay at the origin for a
-    month the transfer hands over, or change what it moves), by line; and their count. Read from
-    the file itself, and only when some person is held (rarely: a transfer takes milliseconds,
-    unless a node it waits on is down)."""
-    held = {r["id_number"]: (r["id"], r["kind"]) for r in await con.fetch(store.PERSONS_HELD)}
-    if not held:
-        return [], 0
+async def persons_held(con: asyncpg.Connection) -> dict[str, tuple[str, str]]:
+    """The persons a change across nodes in progress holds (an insurance transfer between its
+    checks and its apply), each with the change's id and kind."""
+    return {r["id_number"]: (r["id"], r["kind"]) for r in await con.fetch(store.PERSONS_HELD)}
+
+
+async def held_by_changes(src: Source, held: dict[str, tuple[str, str]]) -> tuple[list[RowError], int]:
+    """The file's rows of persons a change across nodes in progress holds (a record written
+    meanwhile would stay at the origin for a month the transfer hands over, or change what it
+    moves), by line; and their count. Read from the file again, off the event loop, and only
+    when some person is held (rarely: a transfer takes milliseconds, unless a node it waits on
+    is down)."""
+    return await asyncio.to_thread(_held_rows, src, held)
+
+
+def _held_rows(src: Source, held: dict[str, tuple[str, str]]) -> tuple[list[RowError], int]:
+    at = src.index[src.columns.index("id_number")]  # where the file's header put it (checked)
     errors: list[RowError] = []
     n = 0
     with src._binary() as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline=""))
-        header = [h.strip().lstrip("\ufeff") for h in next(reader, [])]
-        at = header.index("id_number") if "id_number" in header else None
+        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=""))
+        next(reader, None)
         for row in reader:
-            if at is None or at >= len(row):
-                continue
-            who = row[at].strip().upper()
+            who = row[at].strip().upper() if at < len(row) else ""
             if who in held:
                 n += 1
                 if len(errors) < MAX_REPORTED:

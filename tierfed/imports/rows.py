@@ -109,13 +109,14 @@ async def lock_flow_pools(con: asyncpg.Connection, scope: Scope, regions: str) -
 
 
 async def apply(con: asyncpg.Connection, kind: str, root: str, progress: Progress) -> int:
-    """Apply the staged rows; returns how many rows were added."""
+    """Apply the staged rows; returns how many rows were added (for regions and agencies: written)."""
     progress.phase = "writing"
     before = int(await con.fetchval(store.COUNT[kind]))
+    changed = 0  # rows a regions or agencies file renamed or moved (its upsert's count)
     if kind == "regions":
         moved = await con.fetchval(store.REGIONS_MOVED)
         for sql in store.APPLY[kind]:
-            await con.execute(sql)
+            changed += _rows_of(await con.execute(sql))
         await rebuild_tree(con)
         if moved:
             delete, *insert = store.RESUMMARISE
@@ -126,9 +127,19 @@ async def apply(con: asyncpg.Connection, kind: str, root: str, progress: Progres
         await con.execute(store.TREE_CHANGED)
     else:
         for sql in store.APPLY.get(kind, ()):
-            await con.execute(sql)
+            status = await con.execute(sql)
+            if kind == "agencies":
+                changed += _rows_of(status)
         for sql in store.APPLY_AT_ROOT.get(kind, ()):
             await con.execute(sql, root)
-    added = int(await con.fetchval(store.COUNT[kind])) - before
+    # Rows added, or for a file that may rename what is stored, rows written (added or changed):
+    # a file that only renames is an import that changed something, not one to skip next time.
+    added = max(int(await con.fetchval(store.COUNT[kind])) - before, changed)
     progress.rows_written = added
     return added
+
+
+def _rows_of(status: str) -> int:
+    """The rows an INSERT ... ON CONFLICT DO UPDATE wrote (added or updated), from its status."""
+    parts = status.split()
+    return int(parts[-1]) if parts and parts[-1].isdigit() else 0

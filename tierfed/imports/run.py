@@ -76,6 +76,10 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind: str, path: str | Pat
                 async with con.transaction():
                     await con.execute(store.LOCK)
                     await con.execute(store.WORK_MEM)
+                    # Persons a transfer holds, read at once: no transfer reserves one while this
+                    # import holds LOCK, and one that commits meanwhile is in this set (its records
+                    # would slip between the checks of transfers and this read).
+                    held = await records.persons_held(con) if kind in store.RECORDS else {}
                     seen = await con.fetchrow(store.SEEN_LAST if kind in RENAMING else store.SEEN_ANY,
                                               kind, src.sha256)
                     if seen is not None:
@@ -90,8 +94,8 @@ async def import_file(pool: asyncpg.Pool, node: Node, kind: str, path: str | Pat
                     else:
                         errors, nbad, total = await rows.check(con, src, kind, where, job, tick)
                     rep.rows = total
-                    if not nbad and kind in store.RECORDS and total:
-                        errors, nbad = await records.held_by_changes(con, src)
+                    if not nbad and held and total:
+                        errors, nbad = await records.held_by_changes(src, held)
                     if nbad:
                         raise ImportFailed(src.name, errors, nbad)
                     months: list[date] = []  # a records file's months, in order
