@@ -247,6 +247,7 @@ EXPECTED_TABLES["budget_step"] = {"id", "pool_id", "year", "action", "from_state
 EXPECTED_TABLES["statement_sent"] = {"id_number", "year", "delivery", "region_code", "file", "sent_at"}
 EXPECTED_TABLES["import_job"] = {"id", "kind", "file_name", "caller", "scope", "state", "progress", "error", "report",
                                  "started_at", "updated_at"}  # 0019
+EXPECTED_TABLES["tier_link"] = EXPECTED_TABLES["tier_link"] | {"persons"}  # 0020
 
 
 async def test_migrating_from_empty_gives_the_expected_schema(admin_url: str) -> None:

@@ -672,3 +672,44 @@ async def test_each_database_is_read_once_per_operation(fed: Fed) -> None:
     for node, queries in ran.items():
         assert len(queries) == len(set(queries)), (node, queries)
     assert ran["central"] and ran["guangdong"] and ran["shenzhen"] and ran["sichuan"]
+
+
+async def test_a_node_grants_no_lease_while_any_of_its_processes_heard_its_index_is_behind(
+        new_db: Any, tmp_path: Path) -> None:
+    """A parent's worker hears a child's feed head ahead of the index (its reading held back): any
+    other worker of the parent, answering the grandparent's check, grants no lease (it had granted
+    one from its own memory, which had not heard the head, and the grandparent then took the
+    parent's index as whole)."""
+    import dataclasses
+
+    from tierfed.runtime import open_runtime
+
+    port, dead = free_port(), free_port()
+    child_cfg = node_config("440000", "gd-w", parent={"url": f"http://127.0.0.1:{dead}/graphql", "timeout_s": 1})
+    parent_cfg = dataclasses.replace(node_config("000000", "c-w", [
+        {"region": "440000", "url": f"http://127.0.0.1:{port}/graphql", "name": "gd-w", "timeout_s": 5}],
+        parent={"url": f"http://127.0.0.1:{dead}/graphql", "timeout_s": 1}), link_lease_s=30.0,
+        index_sync_interval_s=3600)
+    child = await start_node(dataclasses.replace(child_cfg, link_lease_s=30.0), await new_db(), port)
+    parent_db = await new_db()
+    parent = await start_node(parent_cfg, parent_db)
+    other = await open_runtime(parent_cfg, parent_db, check_children=False)  # a second worker, not serving
+    hold = await asyncpg.connect(parent_db)
+    try:
+        await parent.runtime.links.pause()
+        assert await parent.runtime.links.check_children() == {"gd-w": True}
+        assert (await other.links.grant())[1] > 0  # nothing behind: a lease
+        await load(child.runtime, tmp_path, "gd-w", [(idn(31), GZ)], [(idn(31), "PENSION", GZ, months(1, 2))], [])
+        async with hold.transaction():
+            await hold.execute("lock table person_index in exclusive mode")  # the serving worker's reading waits
+            assert await parent.runtime.links.check_children() == {"gd-w": True}  # it hears the head
+            assert not parent.runtime.index.is_current("gd-w")
+            assert (await other.links.grant())[1] == 0, "a worker granted a lease while the index was behind"
+        await parent.runtime.index.caught_up()
+        assert parent.runtime.index.is_current("gd-w")
+        assert (await other.links.grant())[1] > 0
+    finally:
+        await hold.close()
+        await other.close()
+        await parent.stop()
+        await child.stop()

@@ -67,7 +67,6 @@ class Runtime:
         self.on_version.append(self.links.kick)
         self.index.lease_up = self.links.lease_up
         self.links.on_persons = self.index.heard
-        self.links.index_behind = self.index.behind
     changes: Any = None  # tiers.changes.Changes: this node's side of changes across nodes
 
     @property

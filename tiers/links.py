@@ -49,7 +49,7 @@ import httpx
 from tierfed.config import NodeConfig
 
 from . import background
-from .linkstore import CHECKED, DOWN, GRANT, LEASE_LEFT, LEFT, OWN_AND_PERSONS, PUSHED
+from .linkstore import CHECKED, DOWN, GRANT, INDEX_BEHIND, LEASE_LEFT, LEFT, OWN_AND_PERSONS, PUSHED
 from .node import Child, Node
 from .remote import ChildClients
 from .stepclient import StepClient, StepError
@@ -90,8 +90,6 @@ class Links:
         self.on_checked: list[Any] = []  # callbacks after each round of checks (live answers' fallback)
         # A child told its person feed's head (child, head): the person index (``Runtime``).
         self.on_persons: Any = None
-        # Whether this node's person index is behind a child's feed (``PersonIndex.behind``).
-        self.index_behind: Any = None
         # Per child, until when (the event loop's clock) the lease of this process's last check runs.
         self._up_until: dict[str, float] = {}
 
@@ -120,9 +118,10 @@ class Links:
             await self.pool.execute(DOWN, child.name)
             return False
         lease = max(0.0, min(valid, self.lease_s))
-        await self.pool.execute(CHECKED, child.name, version, sent, lease)
+        head = persons if isinstance(persons, int) and not isinstance(persons, bool) and persons >= 0 else 0
+        await self.pool.execute(CHECKED, child.name, version, sent, lease, head)
         self._up_until[child.name] = sent_here + lease
-        self._heard(child, persons, True)
+        self._heard(child, persons, sent_here)
         return valid > 0
 
     def lease_up(self, child: str) -> bool:
@@ -130,9 +129,11 @@ class Links:
         when the check was sent, so it ends before the child's record of it)."""
         return asyncio.get_running_loop().time() < self._up_until.get(child, 0.0)
 
-    def _heard(self, child: Child, persons: Any, checked: bool) -> None:
+    def _heard(self, child: Child, persons: Any, checked_at: float | None) -> None:
+        """The child told its feed's head: from a check sent at ``checked_at`` (the event loop's
+        clock), or from a push (None)."""
         if self.on_persons is not None and isinstance(persons, int) and not isinstance(persons, bool):
-            self.on_persons(child, persons, checked)
+            self.on_persons(child, persons, checked_at)
 
     async def check_children(self) -> dict[str, bool]:
         """Check every child once, concurrently: which links are up."""
@@ -144,8 +145,9 @@ class Links:
     async def pushed(self, child: Child, version: int, persons: int | None = None) -> str | None:
         """A child pushed its version (and its person feed's head): record it, push ours up, then
         acknowledge (None) or say what failed."""
-        await self.pool.execute(PUSHED, child.name, version)
-        self._heard(child, persons, False)
+        head = persons if isinstance(persons, int) and not isinstance(persons, bool) and persons >= 0 else 0
+        await self.pool.execute(PUSHED, child.name, version, head)
+        self._heard(child, persons, None)
         return await self.announce()
 
     # ------------------------------------------------------------ child side
@@ -160,9 +162,10 @@ class Links:
             if self.node.children:
                 left = await self.pool.fetchval(LEFT, [c.name for c in self.node.children])
                 valid = min(valid, float(left or 0.0))
-                # Nor while this node's person index is behind a child's feed: the parent, taking
-                # this node's index as whole, would miss the persons not read yet (tiers.personindex).
-                if self.index_behind is not None and self.index_behind():
+                # Nor while this node's person index is behind a child's feed (as any worker of this
+                # node heard it): the parent, taking this node's index as whole, would miss the
+                # persons not read yet (tiers.personindex).
+                if valid > 0 and await self.pool.fetchval(INDEX_BEHIND, [c.name for c in self.node.children]):
                     valid = 0.0
             if valid > 0:
                 await self.pool.execute(GRANT, valid)

@@ -13,13 +13,22 @@ OWN_AND_PERSONS = ("select version, (select coalesce(max(seq), 0) from person_pr
 # Any other version than the one kept moves this node's version: only "it moved" matters, so a
 # late push of an older version costs one needless miss, and a child restored from a backup (its
 # version lower than before) is still noticed.
-CHECKED = ("insert into tier_link (child, version, up_until) values ($1, $2, $3::timestamptz + make_interval(secs => $4)) "
-           "on conflict (child) do update set version = excluded.version, up_until = excluded.up_until")
+CHECKED = ("insert into tier_link (child, version, up_until, persons) "
+           "values ($1, $2, $3::timestamptz + make_interval(secs => $4), $5) "
+           "on conflict (child) do update set version = excluded.version, up_until = excluded.up_until, "
+           "persons = excluded.persons")
 
 
-# ... or as pushed (the lease is left as it is: only a check grants one).
-PUSHED = ("insert into tier_link (child, version, up_until) values ($1, $2, 'epoch') "
-          "on conflict (child) do update set version = excluded.version")
+# ... or as pushed (the lease is left as it is: only a check grants one). Each with the head of the
+# child's person feed: a check's as told (a restored child's feed may be lower), a push's never lower.
+PUSHED = ("insert into tier_link (child, version, up_until, persons) values ($1, $2, 'epoch', $3) "
+          "on conflict (child) do update set version = excluded.version, "
+          "persons = greatest(tier_link.persons, excluded.persons)")
+
+# Whether this node's person index is behind one of these children's feeds (the head its link
+# last told, against what any process of this node has read of it: person_index_sync).
+INDEX_BEHIND = ("select exists (select 1 from tier_link l left join person_index_sync s using (child) "
+                "where l.child = any($1::text[]) and l.persons > coalesce(s.seq, 0))")
 
 
 DOWN = "update tier_link set up_until = 'epoch' where child = $1"

@@ -72,6 +72,7 @@ class PersonIndex:
         self._read_to: dict[str, int] = {}  # per child: the feed position its last reading ended at
         self._heads: dict[str, int] = {}  # per child: the head of its feed it last told (link)
         self._catching_up: dict[str, asyncio.Task[None]] = {}
+        self._reading_since: dict[str, float] = {}  # per child: when its last reading began
         # Whether the lease of this node's last check of a child still runs (``Links.lease_up``).
         self.lease_up: Callable[[str], bool] = lambda child: False
         self._locks: dict[str, asyncio.Lock] = {c.name: asyncio.Lock() for c in node.children}
@@ -83,29 +84,31 @@ class PersonIndex:
         return (child in self._current and self.lease_up(child)
                 and self._read_to.get(child, -1) >= self._heads.get(child, 0))
 
-    def behind(self) -> bool:
-        """Whether any child is not current (its feed read to the head it last told, its reading
-        not failed): a node then grants its parent no lease (``Links.grant``)."""
-        return any(c.name not in self._current or self._read_to.get(c.name, -1) < self._heads.get(c.name, 0)
-                   for c in self.node.children)
-
     async def caught_up(self) -> None:
         """Wait for the readings that heard heads started (an operator's command, a test)."""
         while self._catching_up:
             await asyncio.gather(*list(self._catching_up.values()), return_exceptions=True)
 
-    def heard(self, child: Child, head: int, read: bool = True) -> None:
-        """The child told its feed's head (its link's check or push): behind it, the child is not
-        current until a reading catches up, started here at once when ``read`` (a check). A push
-        is followed by the child's tell, which reads: a failed tell is made up for by the next check."""
-        restored = head < self._read_to.get(child.name, -1)  # its database restored: its feed begun anew
+    def heard(self, child: Child, head: int, checked_at: float | None = None) -> None:
+        """The child told its feed's head: from a check sent at ``checked_at`` (the event loop's
+        clock), or from a push (None). Behind it, the child is not current until a reading catches
+        up, started here at once after a check (a push is followed by the child's tell, which
+        reads; a failed tell is made up for by the next check). A check sent after this node's
+        last reading began that tells a head below what it read: the child's database was
+        restored, its feed begun anew, read again from its start."""
+        name = child.name
+        read_to = self._read_to.get(name, -1)
+        restored = (checked_at is not None and head < read_to
+                    and checked_at >= self._reading_since.get(name, float("inf")))
         if restored:
-            self._read_to[child.name] = -1
-            self._current.discard(child.name)
-        self._heads[child.name] = max(head, self._heads.get(child.name, 0)) if not restored else head
-        if (not read and not restored) or self._read_to.get(child.name, -1) >= head or child.name in self._catching_up:
+            self._read_to[name] = -1
+            self._current.discard(name)
+            self._heads[name] = head
+        else:
+            self._heads[name] = max(head, self._heads.get(name, 0))
+        behind = self._read_to.get(name, -1) < head or name not in self._current
+        if checked_at is None or not behind or name in self._catching_up:
             return
-
         async def catch_up() -> None:
             try:
                 await self.sync_child(child, from_start=restored)
@@ -133,6 +136,7 @@ class PersonIndex:
         returns the ID numbers read. Marks the child current on success and not current on failure
         (and raises)."""
         async with self._locks[child.name]:
+            self._reading_since[child.name] = asyncio.get_running_loop().time()
             try:
                 n, seq = await self._read_feed(child, from_start)
             except Exception:
