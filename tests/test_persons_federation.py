@@ -708,6 +708,14 @@ async def test_a_node_grants_no_lease_while_any_of_its_processes_heard_its_index
         await parent.runtime.index.caught_up()
         assert parent.runtime.index.is_current("gd-w")
         assert (await other.links.grant())[1] > 0
+        # A rebuild by another process left the shared watermark below the head (its reading ended
+        # before this worker's): no worker grants a lease, and the next check reads again (it had
+        # not, this worker's memory being ahead, and no lease was granted until the periodic sync).
+        await person_store.sync_at(parent.runtime.pool, "gd-w", 0)
+        assert (await other.links.grant())[1] == 0
+        assert await parent.runtime.links.check_children() == {"gd-w": True}
+        await parent.runtime.index.caught_up()
+        assert (await other.links.grant())[1] > 0
     finally:
         await hold.close()
         await other.close()

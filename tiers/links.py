@@ -119,9 +119,9 @@ class Links:
             return False
         lease = max(0.0, min(valid, self.lease_s))
         head = persons if isinstance(persons, int) and not isinstance(persons, bool) and persons >= 0 else 0
-        await self.pool.execute(CHECKED, child.name, version, sent, lease, head)
+        behind = bool(await self.pool.fetchval(CHECKED, child.name, version, sent, lease, head))
         self._up_until[child.name] = sent_here + lease
-        self._heard(child, persons, sent_here)
+        self._heard(child, persons, sent_here, behind)
         return valid > 0
 
     def lease_up(self, child: str) -> bool:
@@ -129,11 +129,11 @@ class Links:
         when the check was sent, so it ends before the child's record of it)."""
         return asyncio.get_running_loop().time() < self._up_until.get(child, 0.0)
 
-    def _heard(self, child: Child, persons: Any, checked_at: float | None) -> None:
+    def _heard(self, child: Child, persons: Any, checked_at: float | None, behind: bool = False) -> None:
         """The child told its feed's head: from a check sent at ``checked_at`` (the event loop's
-        clock), or from a push (None)."""
+        clock; ``behind``: the node's shared watermark of the child is below it), or from a push."""
         if self.on_persons is not None and isinstance(persons, int) and not isinstance(persons, bool):
-            self.on_persons(child, persons, checked_at)
+            self.on_persons(child, persons, checked_at, behind)
 
     async def check_children(self) -> dict[str, bool]:
         """Check every child once, concurrently: which links are up."""
@@ -147,7 +147,7 @@ class Links:
         acknowledge (None) or say what failed."""
         head = persons if isinstance(persons, int) and not isinstance(persons, bool) and persons >= 0 else 0
         await self.pool.execute(PUSHED, child.name, version, head)
-        self._heard(child, persons, None)
+        self._heard(child, persons, None, False)
         return await self.announce()
 
     # ------------------------------------------------------------ child side

@@ -16,7 +16,8 @@ OWN_AND_PERSONS = ("select version, (select coalesce(max(seq), 0) from person_pr
 CHECKED = ("insert into tier_link (child, version, up_until, persons) "
            "values ($1, $2, $3::timestamptz + make_interval(secs => $4), $5) "
            "on conflict (child) do update set version = excluded.version, up_until = excluded.up_until, "
-           "persons = excluded.persons")
+           "persons = excluded.persons "
+           "returning persons > coalesce((select seq from person_index_sync where child = $1), 0) as behind")
 
 
 # ... or as pushed (the lease is left as it is: only a check grants one). Each with the head of the

@@ -72,7 +72,8 @@ class PersonIndex:
         self._read_to: dict[str, int] = {}  # per child: the feed position its last reading ended at
         self._heads: dict[str, int] = {}  # per child: the head of its feed it last told (link)
         self._catching_up: dict[str, asyncio.Task[None]] = {}
-        self._reading_since: dict[str, float] = {}  # per child: when its last reading began
+        self._read_at: dict[str, float] = {}  # per child: when its last reading ended (the loop's clock)
+        self._restore_pending: set[str] = set()  # children whose feed is to be read from its start
         # Whether the lease of this node's last check of a child still runs (``Links.lease_up``).
         self.lease_up: Callable[[str], bool] = lambda child: False
         self._locks: dict[str, asyncio.Lock] = {c.name: asyncio.Lock() for c in node.children}
@@ -89,37 +90,43 @@ class PersonIndex:
         while self._catching_up:
             await asyncio.gather(*list(self._catching_up.values()), return_exceptions=True)
 
-    def heard(self, child: Child, head: int, checked_at: float | None = None) -> None:
+    def heard(self, child: Child, head: int, checked_at: float | None = None, behind_stored: bool = False) -> None:
         """The child told its feed's head: from a check sent at ``checked_at`` (the event loop's
-        clock), or from a push (None). Behind it, the child is not current until a reading catches
-        up, started here at once after a check (a push is followed by the child's tell, which
-        reads; a failed tell is made up for by the next check). A check sent after this node's
-        last reading began that tells a head below what it read: the child's database was
-        restored, its feed begun anew, read again from its start."""
+        clock), or from a push (None); ``behind_stored``: the node's shared watermark of the child
+        is below that head (``linkstore.CHECKED``: another process, or a rebuild, may have moved
+        it). Behind it, the child is not current until a reading catches up, started here at once
+        after a check (a push is followed by the child's tell, which reads; a failed tell is made
+        up for by the next check). A check sent after this node's last reading ended that tells a
+        head below what it read: the child's database was restored, its feed begun anew: read
+        again from its start, the shared watermark first set back so every process sees it."""
         name = child.name
-        read_to = self._read_to.get(name, -1)
-        restored = (checked_at is not None and head < read_to
-                    and checked_at >= self._reading_since.get(name, float("inf")))
+        restored = (checked_at is not None and head < self._read_to.get(name, -1)
+                    and checked_at >= self._read_at.get(name, float("inf")))
         if restored:
+            self._restore_pending.add(name)
             self._read_to[name] = -1
             self._current.discard(name)
             self._heads[name] = head
         else:
             self._heads[name] = max(head, self._heads.get(name, 0))
-        behind = self._read_to.get(name, -1) < head or name not in self._current
+        behind = (behind_stored or self._read_to.get(name, -1) < head or name not in self._current
+                  or name in self._restore_pending)
         if checked_at is None or not behind or name in self._catching_up:
             return
+
         async def catch_up() -> None:
             try:
-                await self.sync_child(child, from_start=restored)
+                if name in self._restore_pending:
+                    await person_store.sync_at(self.pool, name, 0)
+                await self.sync_child(child)
             except Exception as e:  # noqa: BLE001 - the child stays not current: lookups ask it
                 log.warning("person index: could not read child node %s: %s (asked on every lookup until read)",
-                            child.name, f"{type(e).__name__}: {e}")
+                            name, f"{type(e).__name__}: {e}")
             finally:
-                self._catching_up.pop(child.name, None)
+                self._catching_up.pop(name, None)
 
-        self._catching_up[child.name] = asyncio.get_running_loop().create_task(
-            catch_up(), name=f"person-index-catch-up-{child.name}")
+        self._catching_up[name] = asyncio.get_running_loop().create_task(
+            catch_up(), name=f"person-index-catch-up-{name}")
 
     def node_token(self, to: str | None = None) -> str | None:
         """A short-lived token this node signs for itself, or None when it only verifies tokens;
@@ -135,15 +142,20 @@ class PersonIndex:
         """Read the child's feed from the watermark (or, ``from_start``, from its start) to its end;
         returns the ID numbers read. Marks the child current on success and not current on failure
         (and raises)."""
-        async with self._locks[child.name]:
-            self._reading_since[child.name] = asyncio.get_running_loop().time()
+        name = child.name
+        async with self._locks[name]:
+            fresh = from_start or name in self._restore_pending  # a restored child: from its start
             try:
-                n, seq = await self._read_feed(child, from_start)
+                n, seq = await self._read_feed(child, fresh)
             except Exception:
-                self._current.discard(child.name)
+                self._current.discard(name)
                 raise
-            self._read_to[child.name] = seq
-            self._current.add(child.name)
+            if name in self._restore_pending and not fresh:
+                return n  # a restore heard while this reading ran: the next reading starts over
+            self._restore_pending.discard(name)
+            self._read_to[name] = seq
+            self._read_at[name] = asyncio.get_running_loop().time()
+            self._current.add(name)
             return n
 
     async def _read_feed(self, child: Child, from_start: bool = False) -> tuple[int, int]:
