@@ -4,6 +4,7 @@ in-process clients for a node's app."""
 
 from __future__ import annotations
 
+import asyncio
 import os
 import re
 import tempfile
@@ -170,6 +171,30 @@ class Client:
         body = await self.gql(query, variables, tok)
         assert "errors" not in body, body.get("errors")
         return body["data"]
+
+
+@asynccontextmanager
+async def import_held(pool: Any, node: Any, kind: str, path: Path) -> AsyncIterator[asyncio.Future[Any]]:
+    """An import running and held once its checks passed (a warning check of
+    ``tierfed.imports.notices`` waits), its transaction and lock held, for the block's length;
+    the block gets the import's future (its report or its error once released)."""
+    from tierfed.imports import notices
+
+    paused, go = asyncio.Event(), asyncio.Event()
+
+    async def hold(con: Any, kind: str) -> list[str]:
+        paused.set()
+        await go.wait()
+        return []
+
+    notices.CHECKS.append(hold)
+    try:
+        importing = asyncio.ensure_future(import_file(pool, node, kind, path, progress=False))
+        await asyncio.wait_for(paused.wait(), 30)
+        yield importing
+    finally:
+        go.set()
+        notices.CHECKS.remove(hold)
 
 
 @asynccontextmanager

@@ -29,7 +29,7 @@ from tierfed.tiers.identity import generate_key_pair
 from tierfed.tiers.store import POOLS
 from tierfed.tiers.tree import Tree
 
-from tests.conftest import SECRET, load_dataset, token
+from tests.conftest import SECRET, import_held, load_dataset, token
 from tests.nodes import RunningNode, free_port, start_node
 from tierfed.codes import id_check_char
 from tierfed.config import NodeConfig, parse
@@ -892,8 +892,6 @@ async def test_a_transfer_and_an_import_of_its_persons_records_never_both_go_thr
     person's transfers: each in its own transaction, they had both gone through, leaving the
     origin with months the transfer handed to the destination. Now a transfer is refused while
     an import runs at the origin, and an import is refused for a person a transfer holds."""
-    from tierfed.imports import notices
-
     person = await _gd_person(fed)
     gd = fed.nodes["guangdong"].runtime
     origin = await gd.pool.fetchval("select min(region_code) from contribution where id_number = $1", person)
@@ -908,24 +906,9 @@ async def test_a_transfer_and_an_import_of_its_persons_records_never_both_go_thr
         return {"in": {"idNumber": person, "to": TO, "effectiveFrom": eff, "idempotencyKey": key}}
 
     # 1. An import of the person's July at the origin, held after its checks: a transfer from July waits for none.
-    paused, go = asyncio.Event(), asyncio.Event()
-
-    async def hold(con: Any, kind: str) -> list[str]:
-        paused.set()
-        await go.wait()
-        return []
-
-    notices.CHECKS.append(hold)
-    try:
-        importing = asyncio.ensure_future(import_file(gd.pool, gd.node, "contributions", records("2025-07"),
-                                                      progress=False))
-        await asyncio.wait_for(paused.wait(), 30)
+    async with import_held(gd.pool, gd.node, "contributions", records("2025-07")) as importing:
         got = await fed.ask("central", TRANSFER, moving("2025-07", "t-import-1"), SC_OP)
-        go.set()
-        rep = await importing
-    finally:
-        go.set()
-        notices.CHECKS.remove(hold)
+    rep = await importing
     err = (got.get("errors") or [{"extensions": {}, "message": str(got)}])[0]
     assert err["extensions"].get("code") == "CONFLICT" and "import" in err["message"], got
     assert rep.inserted == 1

@@ -14,7 +14,7 @@ import pytest
 from tierfed.tiers.pooling import pool_lock_key
 from tierfed.tiers.tree import Tree
 
-from tests.conftest import Client, load_dataset, node_client, node_config, token
+from tests.conftest import Client, import_held, load_dataset, node_client, node_config, token
 from tierfed.generator import Options, generate
 
 OPERATOR = token("440000", ("VIEWER", "OPERATOR"), sub="operator-gd")
@@ -207,31 +207,14 @@ async def test_a_pools_import_and_a_raise_over_it_never_both_go_through(gd: Clie
     only the pools the other had committed, so both went through and two open pools covered the
     county (its records counted in both). The import now locks the pools it adds as a raise
     does: the raise, meeting the import's locks, is a CONFLICT."""
-    from tierfed.importer import import_file
-    from tierfed.imports import notices
-
     rt = gd.runtime
     # Shenzhen's city pool gone (its county pools are what this file brings): no stored pool overlaps.
     await rt.pool.execute("delete from pool where id = '440300-MEDICAL-202401'")
     f = tmp_path / "pools.csv"
     f.write_text("scheme,region_code,opened_from,opening_balance\nMEDICAL,440304,2024-01,1000.00\n", "utf-8")
-    paused, go = asyncio.Event(), asyncio.Event()
-
-    async def hold(con: Any, kind: str) -> list[str]:
-        paused.set()
-        await go.wait()
-        return []
-
-    notices.CHECKS.append(hold)
-    try:
-        importing = asyncio.ensure_future(import_file(rt.pool, rt.node, "pools", f, progress=False))
-        await asyncio.wait_for(paused.wait(), 30)
+    async with import_held(rt.pool, rt.node, "pools", f) as importing:
         body = await raise_(gd)
-        go.set()
-        rep = await importing
-    finally:
-        go.set()
-        notices.CHECKS.remove(hold)
+    rep = await importing
     assert body.get("errors") and body["errors"][0]["extensions"]["code"] == "CONFLICT", body
     assert rep.inserted == 1
     covering = await rt.pool.fetch(
