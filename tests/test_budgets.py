@@ -433,7 +433,7 @@ async def test_a_step_waits_for_a_raise_closing_its_pool_and_is_refused(world: A
             # A fresh connection's view (the statistics are read once per transaction).
             if await c.runtime.pool.fetchval("select count(*) from pg_stat_activity where wait_event_type = 'Lock' "
                                              "and datname = current_database() and pid <> pg_backend_pid() "
-                                             "and query like '%from pool where id%'"):
+                                             "and query like '%from pool p where p.id%'"):
                 break
             await asyncio.sleep(0.02)
         else:

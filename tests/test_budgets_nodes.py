@@ -236,6 +236,42 @@ async def test_a_compiled_budget_is_never_stale_after_a_change_on_a_grandchild(f
         (was["states"]["waiting"] + 1, was["states"]["notDrafted"] - 1)
 
 
+async def test_a_step_waits_for_no_raise_across_nodes_that_may_close_its_pool(fed: Fed) -> None:
+    """A raise of Guangdong's MEDICAL to the province from 2026 is under way (Guangdong reserved its
+    pools, Shenzhen's prepare held): a step on a Guangzhou MEDICAL budget of 2026 is a CONFLICT
+    (the pool's row still said open, so the step went through, and the raise then closed the pool
+    under a budget that counts nowhere). The raise then lands; this module's later tests read
+    2025, which it leaves as it was."""
+    import asyncio
+
+    pool, year = "440100-MEDICAL-202401", 2026
+    await fed.ok("guangdong", START, {"in": {"poolId": pool, "year": year}})
+    raise_q = """mutation($in: RaisePoolingLevelInput!) { raisePoolingLevel(input: $in) { pool { id } } }"""
+    sz = fed.cons["shenzhen"]
+    async with sz.transaction():
+        await sz.execute("lock table change_reservation in access exclusive mode")
+        raising = asyncio.ensure_future(fed.ask("guangdong", raise_q, {"in": {
+            "scheme": "MEDICAL", "region": "440000", "effectiveFrom": "2026-01", "idempotencyKey": "budget-raise"}}))
+        for _ in range(500):
+            if await fed.cons["guangdong"].fetchval("select count(*) from change_reservation where scheme = 2"):
+                break
+            assert not raising.done(), raising.result()
+            await asyncio.sleep(0.02)
+        else:
+            raise AssertionError("Guangdong never reserved its pools for the raise")
+        before = await fed.cons["guangdong"].fetchval("select count(*) from budget_step where pool_id = $1", pool)
+        body = await fed.ask("guangdong", EDIT, {"in": {"poolId": pool, "year": year, "expectedInsured": 5}})
+        assert body.get("errors") and body["errors"][0]["extensions"]["code"] == "CONFLICT", body
+        assert "raise" in body["errors"][0]["message"]
+        assert await fed.cons["guangdong"].fetchval("select count(*) from budget_step where pool_id = $1",
+                                                    pool) == before
+    got = await raising
+    assert "errors" not in got, got
+    body = await fed.ask("guangdong", EDIT, {"in": {"poolId": pool, "year": year, "expectedInsured": 5}})
+    assert body["errors"][0]["extensions"]["code"] == "BAD_USER_INPUT" and "no month of 2026" in \
+        body["errors"][0]["message"], body
+
+
 async def test_with_a_province_node_down_the_rest_is_compiled_and_the_gap_named(fed: Fed) -> None:
     await fed.nodes["sichuan"].stop()
     body = await check_compiled(fed, "central", "000000", 2025, without=("sichuan",))

@@ -4,7 +4,9 @@ after the other, each against the state the other left; a refused step writes no
 
 Each step first holds the pool's row (``for share``) and checks there that the pool still
 covers the year: a raise closing the pool waits for the step to commit, or the step waits
-for the raise and is refused, so no step moves a budget that counts nowhere.
+for the raise and is refused, so no step moves a budget that counts nowhere. A raise across
+nodes closes the pool only when told its decision: while it is in progress (its reservation
+over the pool's scheme and region), a step is a CONFLICT.
 """
 
 from __future__ import annotations
@@ -120,8 +122,12 @@ async def _pool_covers(con: asyncpg.Connection, pool_id: str, year: int) -> None
     span = await bs.pool_span(con, pool_id)
     if span is None:
         raise bad_input(f"pool {pool_id} does not exist on this node", argument="poolId")
-    if not covers(*span, year):
-        raise bad_input(not_covered(pool_id, *span, year), argument="year")
+    opened, closed, raising = span
+    if not covers(opened, closed, year):
+        raise bad_input(not_covered(pool_id, opened, closed, year), argument="year")
+    if raising is not None:
+        raise conflict(f"raise {raising} in progress across nodes covers pool {pool_id} (it may close it): try "
+                       "again when it has finished", change=raising)
 
 
 async def _current(con: asyncpg.Connection, pool_id: str, year: int) -> BudgetRec:

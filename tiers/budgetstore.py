@@ -16,6 +16,7 @@ from typing import Any
 
 import asyncpg
 
+from .changestore import overlapping_region
 from .figures import FUND_CATEGORIES, ZERO
 
 STATES = ("DRAFT", "SUBMITTED", "REVIEWED", "APPROVED")
@@ -80,8 +81,16 @@ join budget b on b.pool_id = k.pool_id and b.year = k.year
 
 BUDGET_FOR_UPDATE = f"select {BUDGET_COLUMNS} from budget b where b.pool_id = $1 and b.year = $2 for update of b"
 
-# The months a pool covers, its row held against a raise closing it until the step commits.
-POOL_SPAN_FOR_SHARE = "select opened_from, closed_after from pool where id = $1 for share"
+# The months a pool covers, its row held against a raise closing it until the step commits; and
+# a raise across nodes in progress over the pool's scheme and an overlapping subtree (reserved
+# from its prepare to its decision: it closes the pool only when told, so the row says nothing yet).
+POOL_SPAN_FOR_SHARE = f"""
+select p.opened_from, p.closed_after,
+       (select c.id from change_reservation r join change c on c.id = r.change_id
+        where c.kind = 'raisePoolingLevel' and r.scheme = p.scheme and {overlapping_region("p.region_code")}
+        limit 1) as raising
+from pool p where p.id = $1 for share of p
+"""
 
 STEPS = """
 select k.i, s.action, s.from_state, s.to_state, s.caller, s.roles, s.reason, s.changes, s.at
@@ -172,12 +181,13 @@ async def parts(pool: asyncpg.Pool, keys: Sequence[tuple[str, int]]) -> list[lis
     return out
 
 
-async def pool_span(con: asyncpg.Connection, pool_id: str) -> tuple[date, date | None] | None:
-    """The first and last month of a pool (None: still open), or None when there is no such pool;
-    the pool's row stays locked ``for share`` to the end of the transaction, so that a raise
-    closing the pool waits for the step, or the step sees the pool closed."""
+async def pool_span(con: asyncpg.Connection, pool_id: str) -> tuple[date, date | None, str | None] | None:
+    """The first and last month of a pool (None: still open) and the id of a raise across nodes
+    in progress over it (None: none), or None when there is no such pool; the pool's row stays
+    locked ``for share`` to the end of the transaction, so that a raise closing the pool here
+    waits for the step, or the step sees the pool closed."""
     row = await con.fetchrow(POOL_SPAN_FOR_SHARE, pool_id)
-    return (row["opened_from"], row["closed_after"]) if row is not None else None
+    return (row["opened_from"], row["closed_after"], row["raising"]) if row is not None else None
 
 
 async def locked(con: asyncpg.Connection, pool_id: str, year: int) -> BudgetRec | None:
