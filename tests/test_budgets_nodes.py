@@ -236,7 +236,7 @@ async def test_a_compiled_budget_is_never_stale_after_a_change_on_a_grandchild(f
         (was["states"]["waiting"] + 1, was["states"]["notDrafted"] - 1)
 
 
-async def test_a_step_waits_for_no_raise_across_nodes_that_may_close_its_pool(fed: Fed) -> None:
+async def test_a_step_waits_for_no_raise_across_nodes_that_may_close_its_pool(fed: Fed, tmp_path: Any) -> None:
     """A raise of Guangdong's MEDICAL to the province from 2026 is under way (Guangdong reserved its
     pools, Shenzhen's prepare held): a step on a Guangzhou MEDICAL budget of 2026 is a CONFLICT
     (the pool's row still said open, so the step went through, and the raise then closed the pool
@@ -265,6 +265,20 @@ async def test_a_step_waits_for_no_raise_across_nodes_that_may_close_its_pool(fe
         assert "raise" in body["errors"][0]["message"]
         assert await fed.cons["guangdong"].fetchval("select count(*) from budget_step where pool_id = $1",
                                                     pool) == before
+        # Nor may a pools import add a pool the raise would overlap (refused by line, nothing written).
+        from tierfed.importer import ImportFailed, import_file
+
+        gd = fed.nodes["guangdong"].runtime
+        f = tmp_path / "pools.csv"
+        f.write_text("scheme,region_code,opened_from,opening_balance\nMEDICAL,440104,2027-01,1.00\n", "utf-8")
+        pools = await fed.cons["guangdong"].fetchval("select count(*) from pool")
+        try:
+            await import_file(gd.pool, gd.node, "pools", f, progress=False)
+        except ImportFailed as e:
+            assert any("is held by change" in x.reason for x in e.errors), e.errors
+        else:
+            raise AssertionError("a pool was imported over a subtree a raise in progress holds")
+        assert await fed.cons["guangdong"].fetchval("select count(*) from pool") == pools
     got = await raising
     assert "errors" not in got, got
     body = await fed.ask("guangdong", EDIT, {"in": {"poolId": pool, "year": year, "expectedInsured": 5}})
