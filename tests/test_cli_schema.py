@@ -94,6 +94,8 @@ def write_cfg(tmp_path: Path, body: str) -> Path:
      "expected host:port"),
     ('[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n[limits]\ndeadline_s = nan\n' % SECRET,
      "positive finite number"),
+    ('[node]\nname = "x"\nregion = "440000"\n[auth]\njwt_secret = "%s"\n[http]\ncors_origins = [1]\n' % SECRET,
+     "cors_origins: expected origins"),
 ])
 def test_bad_configuration_is_one_clear_line(tmp_path: Path, body: str, words: str) -> None:
     r = tierfed("token", "--config", str(write_cfg(tmp_path, body)), "--scope", "440000")
@@ -160,6 +162,8 @@ def test_bad_topology_is_one_clear_line(tmp_path: Path, fresh_db: str, children:
     (("demo", "--port", "65534"), "at most 65532"),
     (("demo", "--persons", "0"), "--persons: expected 1 to 10000000"),
     (("generate", "--out", "/proc/no-such-place/x", "--persons", "1"), "/proc/no-such-place"),
+    (("statements", "--region", "440000", "--year", "\uff12\uff10\uff12\uff14", "--out", "/tmp/never-made"),
+     "expected a four-digit year"),
 ])
 def test_bad_command_line_arguments_are_one_clear_line_and_start_nothing(tmp_path: Path, args: tuple[str, ...],
                                                                          words: str) -> None:

@@ -311,7 +311,7 @@ def parse(data: dict[str, Any], base: Path | None = None) -> NodeConfig:
         limits=limits,
         graphiql=_get(http_t, "graphiql", bool, "[http]", True),
         introspection=_get(http_t, "introspection", bool, "[http]", True),
-        cors_origins=tuple(_get(http_t, "cors_origins", list, "[http]", [])),
+        cors_origins=_origins(_get(http_t, "cors_origins", list, "[http]", [])),
         persisted_only=_get(http_t, "persisted_only", bool, "[http]", False),
         persisted_operations_file=persisted_file,
         check_children_at_start=_get(node, "check_children_at_start", bool, "[node]", True),
@@ -433,3 +433,12 @@ def load(path: str | None) -> NodeConfig:
 def _port_ok(port: str) -> bool:
     """A TCP port: ASCII digits, 0 to 65535."""
     return port.isascii() and port.isdigit() and int(port) <= 65535
+
+
+def _origins(values: list[Any]) -> tuple[str, ...]:
+    """[http].cors_origins: web origins such as "https://dashboard.example.cn" (or "*")."""
+    for v in values:
+        if not isinstance(v, str) or not (v == "*" or v.startswith(("http://", "https://"))):
+            raise UserError(f"config [http].cors_origins: expected origins such as \"https://dashboard.example.cn\", "
+                            f"got {v!r}")
+    return tuple(values)

@@ -60,7 +60,7 @@ class Report:
 
 
 def year_arg(text: str) -> int:
-    if not re.fullmatch(r"\d{4}", text or ""):
+    if not re.fullmatch(r"[0-9]{4}", text or ""):  # ASCII digits (\d takes full-width ones)
         raise UserError(f"--year {text!r} is malformed: expected a four-digit year such as 2025")
     year = int(text)
     if not 1990 <= year <= date.today().year:
