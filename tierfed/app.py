@@ -35,11 +35,7 @@ def create_app(cfg: NodeConfig, runtime: Runtime | None = None, database_url: st
         rt = runtime or await open_runtime(cfg, database_url)
         app.state.runtime = rt
         await rt.index.start()
-        # The children's leases before the first request: until a check, a person lookup asks
-        # every child whatever the index says (tiers.personindex), and every answer asks versions.
-        if rt.node.children and cfg.link_lease_s > 0:
-            await rt.links.check_children()
-        rt.links.start()
+        await rt.links.begin()  # the children's leases before the first request
         # On [metrics].listen nobody scrapes through this app: read the database's part of the
         # metrics (changes waiting for a node) every 15 s instead.
         refresh = refresh_metrics(rt, 15.0) if cfg.metrics.enabled and cfg.metrics.listen else None

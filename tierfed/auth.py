@@ -103,9 +103,8 @@ class Keys:
             return jwt.encode(claims, self.cfg.jwt_secret, algorithm="HS256")
         if not self.cfg.jwt_private_key_file:
             raise UserError("this node only verifies tokens: set [auth].jwt_private_key_file to sign")
-        key = Path(self.cfg.jwt_private_key_file).read_bytes()
-        alg = "EdDSA" if b"PRIVATE KEY" in key and b"EC PRIVATE" not in key and _is_ed25519(key) else "ES256"
-        return jwt.encode(claims, key, algorithm=alg)
+        alg, pem = signing_key(self.cfg.jwt_private_key_file)
+        return jwt.encode(claims, pem, algorithm=alg)
 
     def keyed_digest(self, label: str, data: str) -> str | None:
         """An HMAC-SHA256 of ``data`` under a key derived, for ``label`` alone, from this node's
@@ -217,31 +216,26 @@ def _caller(sub: str, scope: Any, roles: list[str], token: str, tree: Tree, scop
     return Caller(sub, scope, frozenset(roles), token, float(exp) if isinstance(exp, (int, float)) else None)
 
 
-def signing_key(path: str) -> str:
-    """The algorithm of a node's private key file (EdDSA or ES256); UserError naming the file
-    and what it should hold otherwise (it had surfaced as a traceback at the first signature)."""
+def signing_key(path: str) -> tuple[str, bytes]:
+    """The algorithm of a node's private key file (EdDSA or ES256) and its PEM text; UserError
+    naming the file and what it should hold otherwise (it had surfaced as a traceback at the
+    first signature)."""
     from cryptography.hazmat.primitives.asymmetric import ec, ed25519
     from cryptography.hazmat.primitives.serialization import load_pem_private_key
 
     try:
-        key = load_pem_private_key(Path(path).read_bytes(), None)
+        pem = Path(path).read_bytes()
+        key = load_pem_private_key(pem, None)
     except (OSError, ValueError, TypeError) as e:
         raise UserError(f"config [auth].jwt_private_key_file: {path} is not an unencrypted PEM private key "
                         f"({type(e).__name__}): give the Ed25519 or P-256 key whose public half is "
                         "jwt_public_key_file") from None
     if isinstance(key, ed25519.Ed25519PrivateKey):
-        return "EdDSA"
+        return "EdDSA", pem
     if isinstance(key, ec.EllipticCurvePrivateKey) and isinstance(key.curve, ec.SECP256R1):
-        return "ES256"
+        return "ES256", pem
     raise UserError(f"config [auth].jwt_private_key_file: {path} is a {type(key).__name__.lstrip('_')}; "
                     "expected an Ed25519 (EdDSA) or P-256 (ES256) private key")
-
-
-def _is_ed25519(pem: bytes) -> bool:
-    from cryptography.hazmat.primitives.asymmetric import ed25519
-    from cryptography.hazmat.primitives.serialization import load_pem_private_key
-
-    return isinstance(load_pem_private_key(pem, None), ed25519.Ed25519PrivateKey)
 
 
 def _reason(e: Exception | None) -> str:

@@ -457,8 +457,7 @@ def cmd_statements(args: argparse.Namespace) -> int:
         try:
             if rt.node.children:
                 await rt.index.sync_all()  # lookups then ask only the children holding each person,
-                await rt.links.check_children()  # while the leases on them run (kept up by the rounds)
-                rt.links.start()
+                await rt.links.begin()  # while the leases on them run (kept up by the rounds)
             return await run_statements(rt, args.region, year, Path(args.out), args.per_county,
                                         progress=not args.no_progress)
         finally:

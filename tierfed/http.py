@@ -192,9 +192,6 @@ async def graphql_endpoint(request: Request) -> Response:
                     request_error, media)
     if request.method != "POST" and prepared.operation.operation != OperationType.QUERY:
         return _bad("mutations must be sent with POST", 405, media, {"Allow": "POST"})
-    why = unstorable(variables)
-    if why:
-        return _bad(why, request_error, media)
     # The answer cache (tierfed.answers): versions first, then an answer kept at them.
     key = version = None
     if rt.answers.enabled and cacheable(prepared.operation, caller) and not (req is not None and req.timing_wanted):

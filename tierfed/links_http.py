@@ -20,6 +20,7 @@ from .auth import bearer
 from .bodies import TooLarge, read_body
 from .errors import Code, TierfedError
 from .runtime import Runtime
+from .tiers.links import feed_head
 
 MAX_BODY = 1024
 
@@ -56,7 +57,7 @@ async def link_endpoint(request: Request) -> JSONResponse:
         persons = msg.get("persons") if isinstance(msg, dict) else None
     except (ValueError, RecursionError, TooLarge):
         sent = None
-    if not _whole(sent) or (persons is not None and not _whole(persons)):
+    if feed_head(sent) is None or (persons is not None and feed_head(persons) is None):
         return _refused(Code.BAD_USER_INPUT, 'send {"version": <the child\'s version, a whole number>, '
                                              '"persons": <its person feed\'s head, a whole number, optional>}', 400)
     # Recorded, and pushed further up; when that push failed this node has waited out the lease it
@@ -64,6 +65,3 @@ async def link_endpoint(request: Request) -> JSONResponse:
     problem = await rt.links.pushed(child, sent, persons)
     return JSONResponse({"ok": True, **({"warning": problem} if problem else {})})
 
-
-def _whole(v: Any) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool) and v >= 0

@@ -64,6 +64,11 @@ def base_url(graphql_url: str) -> str:
     return graphql_url.rsplit("/", 1)[0]
 
 
+def feed_head(value: Any) -> int | None:
+    """A person feed's head as a child told it (a whole number), or None (an older node sends none)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) and value >= 0 else None
+
+
 class Links:
     """One node's side of its links: checking children, granting leases to and pushing to its parent."""
 
@@ -109,7 +114,7 @@ class Links:
                 base_url(child.url) + LINK_PATH, headers={"Authorization": f"Bearer {tok}", "Accept": "application/json"})
             body = r.json()
             version, valid = int(body["version"]), float(body["validFor"])
-            persons = body.get("persons")
+            persons = feed_head(body.get("persons"))
             if r.status_code != 200:
                 raise ValueError(f"HTTP {r.status_code}")
         except (httpx.HTTPError, ValueError, OSError, KeyError, TypeError, AttributeError) as e:
@@ -118,8 +123,7 @@ class Links:
             await self.pool.execute(DOWN, child.name)
             return False
         lease = max(0.0, min(valid, self.lease_s))
-        head = persons if isinstance(persons, int) and not isinstance(persons, bool) and persons >= 0 else 0
-        behind = bool(await self.pool.fetchval(CHECKED, child.name, version, sent, lease, head))
+        behind = bool(await self.pool.fetchval(CHECKED, child.name, version, sent, lease, persons or 0))
         self._up_until[child.name] = sent_here + lease
         self._heard(child, persons, sent_here, behind)
         return valid > 0
@@ -129,10 +133,10 @@ class Links:
         when the check was sent, so it ends before the child's record of it)."""
         return asyncio.get_running_loop().time() < self._up_until.get(child, 0.0)
 
-    def _heard(self, child: Child, persons: Any, checked_at: float | None, behind: bool = False) -> None:
+    def _heard(self, child: Child, persons: int | None, checked_at: float | None, behind: bool = False) -> None:
         """The child told its feed's head: from a check sent at ``checked_at`` (the event loop's
         clock; ``behind``: the node's shared watermark of the child is below it), or from a push."""
-        if self.on_persons is not None and isinstance(persons, int) and not isinstance(persons, bool):
+        if self.on_persons is not None and persons is not None:
             self.on_persons(child, persons, checked_at, behind)
 
     async def check_children(self) -> dict[str, bool]:
@@ -145,8 +149,7 @@ class Links:
     async def pushed(self, child: Child, version: int, persons: int | None = None) -> str | None:
         """A child pushed its version (and its person feed's head): record it, push ours up, then
         acknowledge (None) or say what failed."""
-        head = persons if isinstance(persons, int) and not isinstance(persons, bool) and persons >= 0 else 0
-        await self.pool.execute(PUSHED, child.name, version, head)
+        await self.pool.execute(PUSHED, child.name, version, persons or 0)
         self._heard(child, persons, None, False)
         return await self.announce()
 
@@ -249,10 +252,18 @@ class Links:
 
     # ------------------------------------------------------------ in the background
 
-    def start(self) -> None:
+    def start(self, first_at_once: bool = True) -> None:
         if (self.node.children and self.lease_s > 0) or self.cfg.parent is not None:
             self._task = background.every("tier-links", self.lease_s / 3 if self.lease_s > 0 else 30.0,
-                                          self._round, first_at_once=True)
+                                          self._round, first_at_once=first_at_once)
+
+    async def begin(self) -> None:
+        """The children's leases before anything is asked (until a check, a person lookup asks every
+        child whatever the index says, and every answer asks versions), then the rounds."""
+        checked = bool(self.node.children and self.lease_s > 0)
+        if checked:
+            await self.check_children()
+        self.start(first_at_once=not checked)
 
     async def pause(self) -> None:
         """Stop the background rounds (lease checks, a version no push followed) until ``start``:

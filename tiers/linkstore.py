@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-OWN = "select version from data_version where one"
-
-# The same, with the head of the person feed (``tiers.personindex``), in one statement.
+# This node's version, with the head of its person feed (``tiers.personindex``), in one statement.
 OWN_AND_PERSONS = ("select version, (select coalesce(max(seq), 0) from person_presence) as persons "
                    "from data_version where one")
 

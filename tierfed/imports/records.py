@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import asyncio
 import csv
-import io
 from collections.abc import AsyncIterator, Callable, Iterator
 from datetime import date
 from typing import Any
@@ -258,22 +257,22 @@ async def held_by_changes(src: Source, held: dict[str, tuple[str, str]]) -> tupl
 
 
 def _held_rows(src: Source, held: dict[str, tuple[str, str]]) -> tuple[list[RowError], int]:
-    at = src.index[src.columns.index("id_number")]  # where the file's header put it (checked)
+    lines_read = src.lines_read  # the file is read again: the progress stays where the checks left it
+    index, rows = src.rows()
+    at = index[src.columns.index("id_number")]
     errors: list[RowError] = []
     n = 0
-    with src._binary() as raw:
-        reader = csv.reader(io.TextIOWrapper(raw, encoding="utf-8-sig", errors="replace", newline=""))
-        next(reader, None)
-        for row in reader:
-            who = row[at].strip().upper() if at < len(row) else ""
-            if who in held:
-                n += 1
-                if len(errors) < MAX_REPORTED:
-                    change, kind = held[who]
-                    errors.append(RowError(reader.line_num, "id_number", (
-                        f"person {codes.mask_id(who)} is held by change {change} ({kind}) in progress: import this "
-                        "file again once it has finished (a transfer's records from its month on belong to the "
-                        "destination)")))
+    for line, row in rows:
+        who = row[at].strip().upper() if at < len(row) else ""
+        if who in held:
+            n += 1
+            if len(errors) < MAX_REPORTED:
+                change, kind = held[who]
+                errors.append(RowError(line, "id_number", (
+                    f"person {codes.mask_id(who)} is held by change {change} ({kind}) in progress: import this "
+                    "file again once it has finished (a transfer's records from its month on belong to the "
+                    "destination)")))
+    src.lines_read = lines_read
     return errors, n
 
 

@@ -75,11 +75,11 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
     progress.phase = "checking"
     await con.execute("analyze staging")
     if kind == "fund_flows":
-        await lock_flow_pools(con, scope, store.FLOW_POOL_REGIONS)
+        await lock_pools(con, scope, store.FLOW_POOL_REGIONS)
     elif kind == "pools":
         # As a raise locks them (before its checks, to its commit): a raise and this import each
         # check the other's committed pools (the overlap check below) or wait for them.
-        await lock_flow_pools(con, scope, store.STAGED_POOL_REGIONS)
+        await lock_pools(con, scope, store.STAGED_POOL_REGIONS)
     nbad = counts["bad"]
     # The checks that need the database run over the rows that passed the row checks,
     # so one run reports every bad row of both kinds.
@@ -90,7 +90,7 @@ async def check(con: asyncpg.Connection, src: Source, kind: str, scope: Scope, p
     return sorted(errors, key=lambda e: e.line)[:MAX_REPORTED], nbad, counts["total"]
 
 
-async def lock_flow_pools(con: asyncpg.Connection, scope: Scope, regions: str) -> None:
+async def lock_pools(con: asyncpg.Connection, scope: Scope, regions: str) -> None:
     """Lock the pools the staged rows book into or add (``regions``: their schemes and regions),
     as a pooling change locks them: each pool's region exclusively, its ancestors shared."""
     mine, above = set(), set()
@@ -109,14 +109,16 @@ async def lock_flow_pools(con: asyncpg.Connection, scope: Scope, regions: str) -
 
 
 async def apply(con: asyncpg.Connection, kind: str, root: str, progress: Progress) -> int:
-    """Apply the staged rows; returns how many rows were added (for regions and agencies: written)."""
+    """Apply the staged rows; returns how many rows were written, from each statement's own count:
+    the rows added, and for regions and agencies (whose upserts skip a row stored as it is) the
+    rows renamed or moved too: a file that only renames changed something, and is not one to
+    skip as already imported next time."""
     progress.phase = "writing"
-    before = int(await con.fetchval(store.COUNT[kind]))
-    changed = 0  # rows a regions or agencies file renamed or moved (its upsert's count)
+    written = 0
     if kind == "regions":
         moved = await con.fetchval(store.REGIONS_MOVED)
         for sql in store.APPLY[kind]:
-            changed += _rows_of(await con.execute(sql))
+            written += _rows_of(await con.execute(sql))
         await rebuild_tree(con)
         if moved:
             delete, *insert = store.RESUMMARISE
@@ -127,19 +129,18 @@ async def apply(con: asyncpg.Connection, kind: str, root: str, progress: Progres
         await con.execute(store.TREE_CHANGED)
     else:
         for sql in store.APPLY.get(kind, ()):
-            status = await con.execute(sql)
-            if kind == "agencies":
-                changed += _rows_of(status)
-        for sql in store.APPLY_AT_ROOT.get(kind, ()):
-            await con.execute(sql, root)
-    # Rows added, or for a file that may rename what is stored, rows written (added or changed):
-    # a file that only renames is an import that changed something, not one to skip next time.
-    added = max(int(await con.fetchval(store.COUNT[kind])) - before, changed)
-    progress.rows_written = added
-    return added
+            written += _rows_of(await con.execute(sql))
+        if kind in store.APPLY_AT_ROOT:
+            # Its statement's own count is of the summaries it books into: the flows are counted.
+            before = int(await con.fetchval(store.COUNT_FLOWS))
+            for sql in store.APPLY_AT_ROOT[kind]:
+                await con.execute(sql, root)
+            written += int(await con.fetchval(store.COUNT_FLOWS)) - before
+    progress.rows_written = written
+    return written
 
 
 def _rows_of(status: str) -> int:
-    """The rows an INSERT ... ON CONFLICT DO UPDATE wrote (added or updated), from its status."""
+    """The rows an INSERT wrote (added, or with ON CONFLICT DO UPDATE updated too), from its status."""
     parts = status.split()
     return int(parts[-1]) if parts and parts[-1].isdigit() else 0

@@ -214,11 +214,7 @@ APPLY: dict[str, tuple[str, ...]] = {
     ),
 }
 
-COUNT = {
-    "persons": "select count(*) from person", "employers": "select count(*) from employer",
-    "regions": "select count(*) from region", "agencies": "select count(*) from agency",
-    "pools": "select count(*) from pool", "fund_flows": "select count(*) from fund_flow",
-}
+COUNT_FLOWS = "select count(*) from fund_flow"
 
 REGIONS_MOVED = """select count(*) from staging s join region r on r.code = s.code
                    where r.parent_code is distinct from nullif(s.parent_code, '')"""
